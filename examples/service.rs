@@ -1,0 +1,201 @@
+//! A small fake service with a manhole: run it, then connect.
+//!
+//! ```text
+//! cargo run --example service
+//! socat readline UNIX-CONNECT:/tmp/manhole-<pid>     # or: nc -U /tmp/manhole-<pid>
+//! echo 'call add 40 2' | socat - UNIX-CONNECT:/tmp/manhole-<pid>
+//! ```
+//!
+//! It shows all three attributes: counters and state under
+//! `#[manhole::inspect]`, commands under `#[manhole::command]`, and
+//! `#[manhole::main]`, plus a command that lives in a library crate
+//! (`plugin_status`, from `examples/plugin`).
+
+use serde::Serialize;
+use std::collections::VecDeque;
+use std::str::FromStr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::Duration;
+
+/// Requests handled since start.
+#[manhole::inspect]
+static REQUESTS: AtomicU64 = AtomicU64::new(0);
+
+/// The configuration in force.
+#[manhole::inspect]
+static CONFIG: Mutex<Config> = Mutex::new(Config {
+    version: 1,
+    log_level: LogLevel::Info,
+    workers: 2,
+});
+
+/// Requests waiting for a worker.
+static QUEUE: Mutex<VecDeque<u64>> = Mutex::new(VecDeque::new());
+
+/// Set by the `shutdown` command; `main` returns when it is.
+static STOPPING: AtomicBool = AtomicBool::new(false);
+
+#[derive(Debug, Clone, Serialize)]
+struct Config {
+    version: u32,
+    log_level: LogLevel,
+    workers: usize,
+}
+
+#[derive(Debug, Clone, Copy, Serialize)]
+#[serde(rename_all = "lowercase")]
+enum LogLevel {
+    Error,
+    Warn,
+    Info,
+    Debug,
+}
+
+impl FromStr for LogLevel {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        match text {
+            "error" => Ok(LogLevel::Error),
+            "warn" => Ok(LogLevel::Warn),
+            "info" => Ok(LogLevel::Info),
+            "debug" => Ok(LogLevel::Debug),
+            other => Err(format!(
+                "unknown level {other:?}; expected error, warn, info or debug"
+            )),
+        }
+    }
+}
+
+/// Requests waiting for a worker, computed when read.
+#[manhole::inspect]
+fn queue_depth() -> usize {
+    QUEUE.lock().map_or(0, |queue| queue.len())
+}
+
+/// Reload the configuration from disk.
+///
+/// `hold_ms` keeps the configuration locked for that long, as a slow disk
+/// would; meanwhile `get CONFIG` reports the lock as held instead of hanging.
+#[manhole::command]
+fn reload_config(hold_ms: Option<u64>) -> Result<String, std::io::Error> {
+    let mut config = CONFIG
+        .lock()
+        .map_err(|_| std::io::Error::other("config lock poisoned"))?;
+    std::thread::sleep(Duration::from_millis(hold_ms.unwrap_or(0)));
+    config.version += 1;
+    Ok(format!(
+        "reloaded configuration, now version {}",
+        config.version
+    ))
+}
+
+/// Add two numbers.
+#[manhole::command]
+fn add(a: i64, b: i64) -> i64 {
+    a + b
+}
+
+/// Divide `a` by `b`; dividing by zero is an error.
+#[manhole::command]
+fn divide(a: f64, b: f64) -> Result<f64, String> {
+    if b == 0.0 {
+        Err(format!("cannot divide {a} by zero"))
+    } else {
+        Ok(a / b)
+    }
+}
+
+/// Change the log level: error, warn, info or debug.
+#[manhole::command]
+fn set_log_level(level: LogLevel) -> String {
+    let mut config = CONFIG
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    config.log_level = level;
+    format!("log level is now {level:?}")
+}
+
+/// Echo the words back, to try quoting: `call echo 'two words' three`.
+#[manhole::command]
+fn echo(first: String, second: Option<String>) -> Vec<String> {
+    std::iter::once(first).chain(second).collect()
+}
+
+#[derive(Serialize)]
+struct LoadRow {
+    minute: usize,
+    requests: u64,
+    p99_ms: f64,
+}
+
+/// A synthetic per-minute load report with `rows` rows, for trying large
+/// answers.
+#[manhole::command]
+fn load_report(rows: usize) -> Vec<LoadRow> {
+    (0..rows)
+        .map(|minute| LoadRow {
+            minute,
+            requests: (minute as u64 * 7919) % 1000,
+            p99_ms: (minute % 97) as f64 / 4.0,
+        })
+        .collect()
+}
+
+/// Panic on purpose, to show that a panicking command is an error reply and
+/// the service lives on.
+#[manhole::command(name = "panic")]
+fn panic_on_purpose(message: Option<String>) {
+    panic!(
+        "{}",
+        message.unwrap_or_else(|| "panicked on purpose".to_owned())
+    );
+}
+
+/// Stop the service: `main` returns, and the manhole removes its socket.
+#[manhole::command]
+fn shutdown() -> &'static str {
+    STOPPING.store(true, Ordering::SeqCst);
+    "stopping"
+}
+
+fn worker() {
+    while !STOPPING.load(Ordering::Relaxed) {
+        let next = QUEUE.lock().ok().and_then(|mut queue| queue.pop_front());
+        if next.is_some() {
+            REQUESTS.fetch_add(1, Ordering::Relaxed);
+            manhole_example_plugin::start();
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[manhole::main]
+fn main() {
+    let pid = std::process::id();
+    let workers: Vec<_> = (0..2)
+        .map(|index| {
+            std::thread::Builder::new()
+                .name(format!("worker-{index}"))
+                .spawn(worker)
+                .expect("spawn a worker")
+        })
+        .collect();
+    println!("service running as pid {pid}; connect with one of:");
+    println!("  socat readline UNIX-CONNECT:/tmp/manhole-{pid}");
+    println!("  nc -U /tmp/manhole-{pid}");
+    println!("  echo 'call add 40 2' | socat - UNIX-CONNECT:/tmp/manhole-{pid}");
+    let mut next_request = 0u64;
+    while !STOPPING.load(Ordering::SeqCst) {
+        if let Ok(mut queue) = QUEUE.lock() {
+            queue.push_back(next_request);
+            next_request += 1;
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    for worker in workers {
+        let _ = worker.join();
+    }
+    println!("service stopped");
+}

@@ -1,0 +1,274 @@
+//! Token generation. Generated code names only `::manhole::__private::...`
+//! and `::core::...`, wraps its helpers in `const _: () = { ... };` and
+//! prefixes their names with `__manhole_`.
+
+use crate::args::{ItemArgs, MainArgs};
+use crate::ast::{self, Function, Static};
+use crate::{render, valid};
+use proc_macro2::{Span, TokenStream};
+use quote::{format_ident, quote, quote_spanned};
+use syn::ext::IdentExt;
+use syn::spanned::Spanned;
+use syn::{Item, ItemFn, ReturnType};
+
+/// The user's item, then the error: the item stays defined, so one mistake
+/// does not cascade into "cannot find function" errors elsewhere.
+fn with_error(mut item: TokenStream, error: syn::Error) -> TokenStream {
+    item.extend(error.into_compile_error());
+    item
+}
+
+pub(crate) fn command(args: TokenStream, item: TokenStream) -> TokenStream {
+    try_command(args, item.clone()).unwrap_or_else(|error| with_error(item, error))
+}
+
+pub(crate) fn inspect(args: TokenStream, item: TokenStream) -> TokenStream {
+    try_inspect(args, item.clone()).unwrap_or_else(|error| with_error(item, error))
+}
+
+pub(crate) fn main(args: TokenStream, item: TokenStream) -> TokenStream {
+    try_main(args, item.clone()).unwrap_or_else(|error| with_error(item, error))
+}
+
+fn try_command(args: TokenStream, item: TokenStream) -> syn::Result<TokenStream> {
+    let args = ItemArgs::parse(args)?;
+    let item: Item = syn::parse2(item)?;
+    let Item::Fn(item_fn) = &item else {
+        let (kind, keyword) = ast::describe(&item);
+        return Err(syn::Error::new_spanned(
+            keyword,
+            format!("#[manhole::command] goes on a free function, not on {kind}; to show a value, use #[manhole::inspect] on a static"),
+        ));
+    };
+    let function = Function::from_item(item_fn);
+    valid::command(&function, &args)?;
+    Ok(expand_command(&function, &args))
+}
+
+fn try_inspect(args: TokenStream, item: TokenStream) -> syn::Result<TokenStream> {
+    let args = ItemArgs::parse(args)?;
+    let item: Item = syn::parse2(item)?;
+    match &item {
+        Item::Static(item_static) => {
+            let target = Static::from_item(item_static);
+            valid::inspect_static(&target, &args)?;
+            Ok(expand_inspect_static(&target, &args))
+        }
+        Item::Fn(item_fn) => {
+            let function = Function::from_item(item_fn);
+            valid::inspect_fn(&function, &args)?;
+            Ok(expand_inspect_fn(&function, &args))
+        }
+        other => {
+            let (kind, keyword) = ast::describe(other);
+            Err(syn::Error::new_spanned(
+                keyword,
+                format!("#[manhole::inspect] goes on a `static` or on a function with no parameters, not on {kind}; put it on a static that holds the value"),
+            ))
+        }
+    }
+}
+
+fn try_main(args: TokenStream, item: TokenStream) -> syn::Result<TokenStream> {
+    let args = MainArgs::parse(args)?;
+    let item: Item = syn::parse2(item)?;
+    let Item::Fn(item_fn) = &item else {
+        let (kind, keyword) = ast::describe(&item);
+        return Err(syn::Error::new_spanned(
+            keyword,
+            format!("#[manhole::main] goes on `fn main`, not on {kind}"),
+        ));
+    };
+    valid::main(item_fn)?;
+    valid::main_args(&args)?;
+    Ok(expand_main(item_fn, &args))
+}
+
+/// `Meta::new(...)`: the name, doc and source location every registered
+/// item carries.
+fn meta(name: &str, doc: &str) -> TokenStream {
+    quote! {
+        ::manhole::__private::Meta::new(
+            #name,
+            #doc,
+            ::core::module_path!(),
+            ::core::file!(),
+            ::core::line!(),
+        )
+    }
+}
+
+fn registered_name(args: &ItemArgs, ident: &syn::Ident) -> String {
+    args.name
+        .as_ref()
+        .map_or_else(|| ident.unraw().to_string(), syn::LitStr::value)
+}
+
+/// Turns the function's return value into a reply: a `Result` whose error is
+/// `Display` becomes an error reply, anything else must be `Serialize`. The
+/// call is spanned at the return type, so a type that is neither is reported
+/// there.
+fn reply(output: &ReturnType) -> TokenStream {
+    let span = match output {
+        ReturnType::Default => Span::call_site(),
+        ReturnType::Type(_, ty) => ty.span(),
+    };
+    quote_spanned! {span=>
+        (&__manhole_returned).__manhole_reply_kind().reply(&__manhole_returned)
+    }
+}
+
+fn return_type_text(output: &ReturnType) -> String {
+    match output {
+        ReturnType::Default => "()".to_owned(),
+        ReturnType::Type(_, ty) => render::tokens(ty),
+    }
+}
+
+fn expand_command(function: &Function<'_>, args: &ItemArgs) -> TokenStream {
+    let item = function.item;
+    let ident = &item.sig.ident;
+    let meta = meta(&registered_name(args, ident), &function.doc);
+    let locals: Vec<_> = (0..function.params.len())
+        .map(|index| format_ident!("__manhole_arg{}", index))
+        .collect();
+    let parses = function
+        .params
+        .iter()
+        .zip(&locals)
+        .enumerate()
+        .map(|(index, (param, local))| match param.optional {
+            Some(inner) => quote_spanned! {inner.span()=>
+                let #local = __manhole_args.optional::<#inner>(#index)?;
+            },
+            None => {
+                let ty = param.ty;
+                quote_spanned! {ty.span()=>
+                    let #local = __manhole_args.required::<#ty>(#index)?;
+                }
+            }
+        });
+    let params = function.params.iter().map(|param| {
+        let name = param
+            .ident
+            .map(|ident| ident.unraw().to_string())
+            .unwrap_or_default();
+        let ty = render::tokens(param.optional.unwrap_or(param.ty));
+        let optional = param.optional.is_some();
+        quote!(::manhole::__private::Param::new(#name, #ty, #optional))
+    });
+    let returns = return_type_text(&item.sig.output);
+    let reply = reply(&item.sig.output);
+    quote! {
+        #item
+
+        #[doc(hidden)]
+        const _: () = {
+            fn __manhole_invoke(
+                __manhole_args: &mut ::manhole::__private::Args<'_>,
+            ) -> ::manhole::__private::Outcome {
+                #[allow(unused_imports)]
+                use ::manhole::__private::{ReplyKindResult as _, ReplyKindValue as _};
+                #(#parses)*
+                let __manhole_returned =
+                    ::manhole::__private::catch_panic(move || #ident(#(#locals),*))?;
+                #reply
+            }
+            ::manhole::__private::inventory::submit! {
+                ::manhole::__private::Command::new(
+                    #meta,
+                    &[#(#params),*],
+                    #returns,
+                    __manhole_invoke,
+                )
+            }
+        };
+    }
+}
+
+fn expand_inspect_static(target: &Static<'_>, args: &ItemArgs) -> TokenStream {
+    let item = target.item;
+    let ident = &item.ident;
+    let meta = meta(&registered_name(args, ident), &target.doc);
+    let ty_text = render::tokens(&item.ty);
+    let read = quote_spanned! {item.ty.span()=>
+        __manhole_static.__manhole_read_kind().read(__manhole_static)
+    };
+    quote! {
+        #item
+
+        #[doc(hidden)]
+        const _: () = {
+            fn __manhole_read() -> ::manhole::__private::Outcome {
+                #[allow(unused_imports)]
+                use ::manhole::__private::{ReadKindLock as _, ReadKindValue as _};
+                let __manhole_static = &#ident;
+                #read
+            }
+            ::manhole::__private::inventory::submit! {
+                ::manhole::__private::Inspect::new(
+                    #meta,
+                    #ty_text,
+                    ::manhole::__private::InspectKind::Static,
+                    __manhole_read,
+                )
+            }
+        };
+    }
+}
+
+fn expand_inspect_fn(function: &Function<'_>, args: &ItemArgs) -> TokenStream {
+    let item = function.item;
+    let ident = &item.sig.ident;
+    let meta = meta(&registered_name(args, ident), &function.doc);
+    let returns = return_type_text(&item.sig.output);
+    let reply = reply(&item.sig.output);
+    quote! {
+        #item
+
+        #[doc(hidden)]
+        const _: () = {
+            fn __manhole_read() -> ::manhole::__private::Outcome {
+                #[allow(unused_imports)]
+                use ::manhole::__private::{ReplyKindResult as _, ReplyKindValue as _};
+                let __manhole_returned = ::manhole::__private::catch_panic(#ident)?;
+                #reply
+            }
+            ::manhole::__private::inventory::submit! {
+                ::manhole::__private::Inspect::new(
+                    #meta,
+                    #returns,
+                    ::manhole::__private::InspectKind::Computed,
+                    __manhole_read,
+                )
+            }
+        };
+    }
+}
+
+fn expand_main(item: &ItemFn, args: &MainArgs) -> TokenStream {
+    let ItemFn {
+        attrs,
+        vis,
+        sig,
+        block,
+    } = item;
+    let stmts = &block.stmts;
+    let socket_path = args
+        .socket_path
+        .as_ref()
+        .map(|path| quote!(.socket_path(#path)));
+    let verbose = args
+        .verbose
+        .as_ref()
+        .map(|verbose| quote!(.verbose(#verbose)));
+    quote! {
+        #(#attrs)*
+        #vis #sig {
+            ::manhole::__private::install_for_main(
+                ::manhole::__private::Options::new() #socket_path #verbose
+            );
+            #(#stmts)*
+        }
+    }
+}

@@ -1,0 +1,153 @@
+//! Attribute macros for [`manhole`](https://docs.rs/manhole).
+//!
+//! Depend on `manhole` and write `#[manhole::main]`, `#[manhole::command]` and
+//! `#[manhole::inspect]`; this crate is an implementation detail whose version
+//! is pinned by `manhole`. Each entry point below converts to `proc_macro2`
+//! and runs parse → validate → expand; the work lives in the modules.
+
+mod args;
+mod ast;
+mod expand;
+mod render;
+mod valid;
+
+use proc_macro::TokenStream;
+
+/// Registers a free function as a manhole command.
+///
+/// The command is named after the function, unless `name = "..."` says
+/// otherwise, and its doc comment is its help text. Each parameter is parsed
+/// from text with `FromStr` (its `Err` must implement `Display`); trailing
+/// `Option<T>` parameters may be left out. The return value is shown as its
+/// serde JSON; a `Result` whose `Err` implements `Display` becomes an error
+/// reply, and so does a panic.
+///
+/// ```
+/// /// Add two numbers.
+/// #[manhole::command]
+/// fn add(a: i64, b: i64) -> i64 {
+///     a + b
+/// }
+///
+/// /// Reload the configuration, from `path` or the default file.
+/// #[manhole::command(name = "reload-config")]
+/// fn reload(path: Option<String>) -> Result<String, std::io::Error> {
+///     std::fs::read_to_string(path.unwrap_or_else(|| "/etc/hostname".into()))
+/// }
+/// # fn main() {}
+/// ```
+///
+/// ```text
+/// manhole> add 40 2
+/// 42
+/// manhole> call reload-config /nope
+/// error: `reload-config` returned an error: No such file or directory (os error 2)
+/// ```
+///
+/// # What it expands to
+///
+/// The function is left as it is. Beside it, inside `const _: () = { ... };`,
+/// an adapter parses the arguments, calls the function under
+/// `catch_unwind` and turns the value into JSON, and an `inventory::submit!`
+/// adds the command to the table the manhole reads at run time. Nothing runs
+/// until a session calls the command.
+///
+/// # Errors at compile time
+///
+/// Generic, `async`, `unsafe` and `self`-taking functions are refused, as
+/// are parameters that are references, patterns or not `FromStr`, an
+/// optional parameter before a required one, and return types that are not
+/// `Serialize`. Each error points at the offending token.
+#[proc_macro_attribute]
+pub fn command(args: TokenStream, item: TokenStream) -> TokenStream {
+    expand::command(args.into(), item.into()).into()
+}
+
+/// Registers a static, or a function with no parameters, for reading with
+/// `get NAME`.
+///
+/// A static may have any `Serialize` type, which includes the std atomics.
+/// A `Mutex` or `RwLock` is read with `try_lock` until the manhole's lock
+/// timeout (100 ms by default): a lock that another thread holds is reported
+/// as held, and never hangs the session. A function is called each time it
+/// is read; its value is shown like a command's. `name = "..."` renames the
+/// item.
+///
+/// ```
+/// use std::sync::atomic::AtomicU64;
+/// use std::sync::Mutex;
+///
+/// /// Requests handled since start.
+/// #[manhole::inspect]
+/// static REQUESTS: AtomicU64 = AtomicU64::new(0);
+///
+/// /// Peers we are connected to.
+/// #[manhole::inspect(name = "peers")]
+/// static PEERS: Mutex<Vec<String>> = Mutex::new(Vec::new());
+///
+/// /// How many peers there are, computed when read.
+/// #[manhole::inspect]
+/// fn queue_depth() -> usize {
+///     PEERS.lock().map_or(0, |peers| peers.len())
+/// }
+/// # fn main() {}
+/// ```
+///
+/// # What it expands to
+///
+/// The item is left as it is. Beside it, inside `const _: () = { ... };`, a
+/// reader serializes the value (picking the lock-aware reader for `Mutex`
+/// and `RwLock` at compile time), and an `inventory::submit!` registers it.
+///
+/// # Errors at compile time
+///
+/// `static mut`, types that are not `Serialize`, functions with parameters
+/// (use `#[manhole::command]`), functions that return nothing, and any other
+/// kind of item are refused at the offending token.
+#[proc_macro_attribute]
+pub fn inspect(args: TokenStream, item: TokenStream) -> TokenStream {
+    expand::inspect(args.into(), item.into()).into()
+}
+
+/// Installs the manhole before the body of `fn main` runs.
+///
+/// Options, all optional: `socket_path = "..."` (default
+/// `/tmp/manhole-{pid}`; `{pid}` is filled in) and `verbose = bool`
+/// (default `true`). A failure to install is reported on stderr and the
+/// program runs on without a manhole: a debugging aid must never stop the
+/// service it is meant to debug. For other behaviour, use
+/// `manhole::Options::new().install()` yourself.
+///
+/// ```no_run
+/// #[manhole::main(socket_path = "/run/myapp/manhole-{pid}", verbose = false)]
+/// fn main() {
+///     // the app
+/// }
+/// ```
+///
+/// # What it expands to
+///
+/// ```text
+/// fn main() {
+///     ::manhole::__private::install_for_main(
+///         ::manhole::__private::Options::new()
+///             .socket_path("/run/myapp/manhole-{pid}")
+///             .verbose(false),
+///     );
+///     // the app
+/// }
+/// ```
+///
+/// `fn main` may return a `Result` and may be `async` under a runtime's
+/// attribute written below this one. The socket is removed when `main`
+/// returns or the process calls `std::process::exit`.
+///
+/// # Errors at compile time
+///
+/// Anything but a no-argument, non-generic `fn main`, an unknown or
+/// repeated option, and a value of the wrong type are refused at the
+/// offending token.
+#[proc_macro_attribute]
+pub fn main(args: TokenStream, item: TokenStream) -> TokenStream {
+    expand::main(args.into(), item.into()).into()
+}

@@ -1,0 +1,204 @@
+//! The rules an item must follow before it can be registered.
+//!
+//! Each check points at the offending token and says what to write instead;
+//! independent mistakes are reported together.
+
+use crate::args::ItemArgs;
+use crate::ast::{Function, Param, Static};
+use syn::{FnArg, ItemFn, LitStr, Type};
+
+/// Collects independent errors so that one compile shows them all.
+#[derive(Default)]
+struct Errors(Option<syn::Error>);
+
+impl Errors {
+    fn push(&mut self, error: syn::Error) {
+        match &mut self.0 {
+            Some(existing) => existing.combine(error),
+            None => self.0 = Some(error),
+        }
+    }
+
+    fn finish(self) -> syn::Result<()> {
+        self.0.map_or(Ok(()), Err)
+    }
+}
+
+/// Rules shared by every function the manhole calls: it must be a plain,
+/// synchronous, non-generic free function.
+fn check_plain_fn(item: &ItemFn, attribute: &str, errors: &mut Errors) {
+    let sig = &item.sig;
+    if let Some(token) = &sig.asyncness {
+        errors.push(syn::Error::new_spanned(
+            token,
+            format!("{attribute} cannot be used on an `async fn`; write a plain `fn` that runs the future to completion, for example with your runtime's `block_on`"),
+        ));
+    }
+    if let Some(token) = &sig.unsafety {
+        errors.push(syn::Error::new_spanned(
+            token,
+            format!("{attribute} cannot be used on an `unsafe fn`; wrap the unsafe call in a safe `fn` that upholds its contract"),
+        ));
+    }
+    if let Some(param) = sig.generics.params.first() {
+        errors.push(syn::Error::new_spanned(
+            param,
+            format!("{attribute} cannot be used on a generic function; the manhole needs concrete types, so write a non-generic `fn` that calls this one"),
+        ));
+    } else if let Some(clause) = &sig.generics.where_clause {
+        errors.push(syn::Error::new_spanned(
+            clause,
+            format!("{attribute} cannot be used on a function with a `where` clause; remove it"),
+        ));
+    }
+    if let Some(variadic) = &sig.variadic {
+        errors.push(syn::Error::new_spanned(
+            variadic,
+            format!("{attribute} cannot be used on a variadic function"),
+        ));
+    }
+    if let Some(FnArg::Receiver(receiver)) = sig.inputs.first() {
+        errors.push(syn::Error::new_spanned(
+            receiver,
+            format!("{attribute} goes on a free function, not a method; `self` has no value here, so write a free `fn` that reaches the object (for example through a static) and calls this method"),
+        ));
+    }
+}
+
+fn check_name(name: Option<&LitStr>, errors: &mut Errors) {
+    let Some(name) = name else { return };
+    let value = name.value();
+    let valid = !value.is_empty()
+        && value
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | ':'));
+    if !valid {
+        errors.push(syn::Error::new_spanned(
+            name,
+            "a manhole name is one word of letters, digits, `_`, `-`, `.` or `:`, such as `name = \"reload-config\"`",
+        ));
+    }
+}
+
+fn check_param(param: &Param<'_>, errors: &mut Errors) {
+    if param.ident.is_none() {
+        if let FnArg::Typed(typed) = param.arg {
+            errors.push(syn::Error::new_spanned(
+                &typed.pat,
+                "a command parameter needs a plain name, as in `count: u32`; destructure inside the body instead",
+            ));
+        }
+    }
+    match strip_group(param.optional.unwrap_or(param.ty)) {
+        Type::Reference(reference) => errors.push(syn::Error::new_spanned(
+            reference,
+            "command parameters are parsed from text into owned values; use `String` instead of `&str`, or another owned type that implements `FromStr`",
+        )),
+        Type::ImplTrait(impl_trait) => errors.push(syn::Error::new_spanned(
+            impl_trait,
+            "command parameters need a concrete type that implements `FromStr`; `impl Trait` cannot be parsed from text",
+        )),
+        _ => {}
+    }
+}
+
+fn strip_group(ty: &Type) -> &Type {
+    match ty {
+        Type::Group(group) => strip_group(&group.elem),
+        Type::Paren(paren) => strip_group(&paren.elem),
+        other => other,
+    }
+}
+
+pub(crate) fn command(function: &Function<'_>, args: &ItemArgs) -> syn::Result<()> {
+    let mut errors = Errors::default();
+    check_name(args.name.as_ref(), &mut errors);
+    check_plain_fn(function.item, "#[manhole::command]", &mut errors);
+    for param in &function.params {
+        check_param(param, &mut errors);
+    }
+    // Optional parameters can only be left out from the end, so every
+    // `Option<T>` must come after all the required parameters.
+    if let Some(last_required) = function.params.iter().rposition(|p| p.optional.is_none()) {
+        for param in &function.params[..last_required] {
+            if param.optional.is_some() {
+                errors.push(syn::Error::new_spanned(
+                    param.ty,
+                    "an optional parameter must come after every required one, because arguments are matched by position; move it to the end",
+                ));
+            }
+        }
+    }
+    errors.finish()
+}
+
+pub(crate) fn inspect_fn(function: &Function<'_>, args: &ItemArgs) -> syn::Result<()> {
+    let mut errors = Errors::default();
+    check_name(args.name.as_ref(), &mut errors);
+    check_plain_fn(function.item, "#[manhole::inspect]", &mut errors);
+    if let Some(param) = function.params.first() {
+        errors.push(syn::Error::new_spanned(
+            param.arg,
+            "#[manhole::inspect] reads a value and takes no parameters; to call a function with arguments, use #[manhole::command]",
+        ));
+    }
+    if let syn::ReturnType::Default = function.item.sig.output {
+        errors.push(syn::Error::new_spanned(
+            &function.item.sig.ident,
+            "#[manhole::inspect] shows the value a function returns, and this one returns nothing; add a return type such as `-> usize`, or use #[manhole::command]",
+        ));
+    }
+    errors.finish()
+}
+
+pub(crate) fn inspect_static(item: &Static<'_>, args: &ItemArgs) -> syn::Result<()> {
+    let mut errors = Errors::default();
+    check_name(args.name.as_ref(), &mut errors);
+    if let syn::StaticMutability::Mut(token) = &item.item.mutability {
+        errors.push(syn::Error::new_spanned(
+            token,
+            "#[manhole::inspect] cannot read a `static mut`, because another thread may be writing it; use an atomic (`AtomicU64`) or a `Mutex`/`RwLock` instead",
+        ));
+    }
+    errors.finish()
+}
+
+pub(crate) fn main(item: &ItemFn) -> syn::Result<()> {
+    let mut errors = Errors::default();
+    let sig = &item.sig;
+    if sig.ident != "main" {
+        errors.push(syn::Error::new_spanned(
+            &sig.ident,
+            "#[manhole::main] goes on `fn main`; elsewhere, call `manhole::Options::new().install()`",
+        ));
+    }
+    if let Some(token) = &sig.unsafety {
+        errors.push(syn::Error::new_spanned(
+            token,
+            "#[manhole::main] cannot be used on an `unsafe fn main`",
+        ));
+    }
+    if let Some(param) = sig.generics.params.first() {
+        errors.push(syn::Error::new_spanned(
+            param,
+            "`fn main` cannot be generic; remove the generic parameter",
+        ));
+    }
+    if let Some(arg) = sig.inputs.first() {
+        errors.push(syn::Error::new_spanned(
+            arg,
+            "`fn main` takes no arguments; read them with `std::env::args()` instead",
+        ));
+    }
+    errors.finish()
+}
+
+pub(crate) fn main_args(args: &crate::args::MainArgs) -> syn::Result<()> {
+    match &args.socket_path {
+        Some(path) if path.value().is_empty() => Err(syn::Error::new_spanned(
+            path,
+            "`socket_path` cannot be empty; leave it out for the default `/tmp/manhole-{pid}`",
+        )),
+        _ => Ok(()),
+    }
+}

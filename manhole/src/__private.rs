@@ -1,0 +1,282 @@
+// Not public API. Used by generated code.
+//
+// The reply and read "kinds" use autoref specialisation: generated code
+// writes `(&value).__manhole_reply_kind().reply(&value)` with a concrete
+// type, and method resolution picks the most specific impl: a `Result`
+// before any other value, a `Mutex`/`RwLock` before any other static.
+
+use crate::options::lock_timeout;
+use crate::protocol::{code, ArgValue, Failure};
+use serde::Serialize;
+use std::fmt::Display;
+use std::str::FromStr;
+use std::sync::{Mutex, RwLock, TryLockError};
+use std::time::Instant;
+
+pub use crate::options::Options;
+pub use crate::registry::{Command, Inspect, InspectKind, Meta, Outcome, Param};
+pub use inventory;
+
+/// The arguments of one call, matched to the command's parameters by
+/// position. Their count has been checked before the command is invoked.
+pub struct Args<'a> {
+    pub(crate) command: &'static Command,
+    pub(crate) values: &'a [ArgValue],
+}
+
+impl Args<'_> {
+    /// Parses the argument at `index` for a required parameter.
+    ///
+    /// # Errors
+    ///
+    /// An invalid-params failure that names the parameter, its type and why
+    /// the text did not parse.
+    pub fn required<T: CommandArg>(&mut self, index: usize) -> Result<T, Failure> {
+        match self.values.get(index) {
+            Some(ArgValue::Text(text)) => self.parse(index, text),
+            Some(ArgValue::Null) | None => Err(self.failure(index, "is required".to_owned(), None)),
+        }
+    }
+
+    /// Parses the argument at `index` for an `Option<T>` parameter; a
+    /// missing argument or JSON `null` is `None`.
+    ///
+    /// # Errors
+    ///
+    /// As [`Args::required`], when an argument is present but does not parse.
+    pub fn optional<T: CommandArg>(&mut self, index: usize) -> Result<Option<T>, Failure> {
+        match self.values.get(index) {
+            Some(ArgValue::Text(text)) => self.parse(index, text).map(Some),
+            Some(ArgValue::Null) | None => Ok(None),
+        }
+    }
+
+    fn parse<T: CommandArg>(&self, index: usize, text: &str) -> Result<T, Failure> {
+        T::parse_arg(text)
+            .map_err(|reason| self.failure(index, format!("got {text:?}: {reason}"), Some(text)))
+    }
+
+    fn failure(&self, index: usize, problem: String, got: Option<&str>) -> Failure {
+        let param = &self.command.params[index];
+        Failure::new(
+            code::INVALID_PARAMS,
+            format!(
+                "argument `{}` of `{}` expects {}; {problem}",
+                param.name, self.command.meta.name, param.ty
+            ),
+        )
+        .with_data(serde_json::json!({
+            "argument": param.name,
+            "index": index,
+            "expected": param.ty,
+            "got": got,
+        }))
+    }
+}
+
+/// A type a command parameter can have: parsed from text with `FromStr`.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be a command parameter, because it does not implement `FromStr` with an `Err` that implements `Display`",
+    label = "command arguments are parsed from text with `FromStr`",
+    note = "implement `FromStr` for `{Self}`, or take a `String` and parse it in the body"
+)]
+pub trait CommandArg: Sized {
+    /// Parses one argument.
+    ///
+    /// # Errors
+    ///
+    /// The `FromStr` error, as text.
+    fn parse_arg(text: &str) -> Result<Self, String>;
+}
+
+impl<T> CommandArg for T
+where
+    T: FromStr,
+    T::Err: Display,
+{
+    fn parse_arg(text: &str) -> Result<Self, String> {
+        text.parse().map_err(|err: T::Err| err.to_string())
+    }
+}
+
+/// Runs a command or a computed value, turning a panic into a failure.
+///
+/// The panic hook still runs, so the panic is printed to stderr as usual.
+///
+/// # Errors
+///
+/// A command-panicked failure carrying the panic message.
+pub fn catch_panic<R>(f: impl FnOnce() -> R) -> Result<R, Failure> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).map_err(|payload| {
+        let message = payload
+            .downcast_ref::<&str>()
+            .map(|text| (*text).to_owned())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "a panic with a non-string payload".to_owned());
+        Failure::new(code::COMMAND_PANICKED, message)
+    })
+}
+
+fn to_value<T: ?Sized + Serialize>(value: &T) -> Outcome {
+    serde_json::to_value(value).map_err(|err| {
+        Failure::new(
+            code::INTERNAL_ERROR,
+            format!("the value could not be turned into JSON: {err}"),
+        )
+    })
+}
+
+/// Marks a `Result` return value.
+pub struct ResultReply;
+/// Marks any other return value.
+pub struct ValueReply;
+
+/// Selects [`ResultReply`] for a `Result`.
+pub trait ReplyKindResult {
+    /// The reply kind.
+    fn __manhole_reply_kind(&self) -> ResultReply {
+        ResultReply
+    }
+}
+impl<T, E> ReplyKindResult for Result<T, E> {}
+
+/// Selects [`ValueReply`] for everything else.
+pub trait ReplyKindValue {
+    /// The reply kind.
+    fn __manhole_reply_kind(&self) -> ValueReply {
+        ValueReply
+    }
+}
+impl<T: ?Sized> ReplyKindValue for &T {}
+
+impl ResultReply {
+    /// `Ok` is the value; `Err` is an error reply with its `Display` text.
+    ///
+    /// # Errors
+    ///
+    /// A command-failed failure for `Err`.
+    pub fn reply<T: Serialize, E: Display>(self, returned: &Result<T, E>) -> Outcome {
+        match returned {
+            Ok(value) => to_value(value),
+            Err(err) => Err(Failure::new(code::COMMAND_FAILED, err.to_string())),
+        }
+    }
+}
+
+impl ValueReply {
+    /// The value as JSON.
+    ///
+    /// # Errors
+    ///
+    /// An internal-error failure when the value's `Serialize` fails.
+    pub fn reply<T: ?Sized + Serialize>(self, returned: &T) -> Outcome {
+        to_value(returned)
+    }
+}
+
+/// Marks a `Mutex` static.
+pub struct MutexRead;
+/// Marks an `RwLock` static.
+pub struct RwLockRead;
+/// Marks any other static.
+pub struct ValueRead;
+
+/// Selects a lock-aware reader for `Mutex` and `RwLock` statics.
+pub trait ReadKindLock {
+    /// The reader.
+    type Kind;
+    /// The reader.
+    fn __manhole_read_kind(&self) -> Self::Kind;
+}
+impl<T: ?Sized> ReadKindLock for Mutex<T> {
+    type Kind = MutexRead;
+    fn __manhole_read_kind(&self) -> MutexRead {
+        MutexRead
+    }
+}
+impl<T: ?Sized> ReadKindLock for RwLock<T> {
+    type Kind = RwLockRead;
+    fn __manhole_read_kind(&self) -> RwLockRead {
+        RwLockRead
+    }
+}
+
+/// Selects [`ValueRead`] for every other static.
+pub trait ReadKindValue {
+    /// The reader.
+    fn __manhole_read_kind(&self) -> ValueRead {
+        ValueRead
+    }
+}
+impl<T: ?Sized> ReadKindValue for &T {}
+
+/// Retries `attempt` until it yields or the lock timeout passes, so that a
+/// lock held by a stuck thread never hangs the session. A poisoned lock is
+/// still read: its value is what a person debugging wants to see.
+fn wait_for<G>(
+    mut attempt: impl FnMut() -> Result<G, TryLockError<G>>,
+    read: impl FnOnce(&G) -> Outcome,
+) -> Outcome {
+    let timeout = lock_timeout();
+    let deadline = Instant::now() + timeout;
+    loop {
+        match attempt() {
+            Ok(guard) => return read(&guard),
+            Err(TryLockError::Poisoned(poisoned)) => return read(&poisoned.into_inner()),
+            Err(TryLockError::WouldBlock) if Instant::now() >= deadline => {
+                return Err(Failure::new(
+                    code::UNAVAILABLE,
+                    format!(
+                        "the lock is held by another thread; gave up after {} ms",
+                        timeout.as_millis()
+                    ),
+                ))
+            }
+            Err(TryLockError::WouldBlock) => {
+                std::thread::sleep(std::time::Duration::from_millis(1))
+            }
+        }
+    }
+}
+
+impl MutexRead {
+    /// Serializes the value behind the lock, waiting a bounded time for it.
+    ///
+    /// # Errors
+    ///
+    /// An unavailable failure when the lock stays held past the timeout.
+    pub fn read<T: ?Sized + Serialize>(self, lock: &Mutex<T>) -> Outcome {
+        wait_for(|| lock.try_lock(), |guard| to_value(&**guard))
+    }
+}
+
+impl RwLockRead {
+    /// Serializes the value behind the lock, waiting a bounded time for it.
+    ///
+    /// # Errors
+    ///
+    /// An unavailable failure when a writer holds the lock past the timeout.
+    pub fn read<T: ?Sized + Serialize>(self, lock: &RwLock<T>) -> Outcome {
+        wait_for(|| lock.try_read(), |guard| to_value(&**guard))
+    }
+}
+
+impl ValueRead {
+    /// Serializes the static.
+    ///
+    /// # Errors
+    ///
+    /// An internal-error failure when the value's `Serialize` fails.
+    pub fn read<T: ?Sized + Serialize>(self, value: &T) -> Outcome {
+        to_value(value)
+    }
+}
+
+/// What `#[manhole::main]` runs first: installs, and reports a failure on
+/// stderr instead of stopping the program, which must not die for its
+/// debugging aid.
+pub fn install_for_main(options: Options) {
+    if let Err(err) = options.install() {
+        crate::log::always(format_args!("not installed: {err}"));
+    }
+}

@@ -1,0 +1,344 @@
+//! What each request does, for both protocols: every built-in produces an
+//! [`Answer`] that carries its JSON result and its text rendering.
+
+use crate::__private::Args;
+use crate::protocol::{code, value_text, ArgValue, Failure, Request, BUILTINS};
+use crate::registry::{self, Command, Inspect, Lookup, Named};
+use crate::stacks;
+use serde_json::{json, Value};
+use std::fmt::Write as _;
+
+/// A successful reply in both forms. `text` ends with a newline, or is empty.
+pub(crate) struct Answer {
+    pub(crate) json: Value,
+    pub(crate) text: String,
+}
+
+impl Answer {
+    fn value(json: Value) -> Self {
+        let mut text = value_text(&json);
+        if !text.ends_with('\n') {
+            text.push('\n');
+        }
+        Answer { json, text }
+    }
+}
+
+/// Runs one request. `Request::Quit` is the session's business, not ours.
+pub(crate) fn run(request: Request) -> Result<Answer, Failure> {
+    match request {
+        Request::Help(None) => Ok(help_all()),
+        Request::Help(Some(name)) => help_one(&name),
+        Request::List => Ok(list()),
+        Request::Stacks => {
+            let snapshot = stacks::stacks();
+            Ok(Answer {
+                json: serde_json::to_value(&snapshot).unwrap_or(Value::Null),
+                text: snapshot.to_string(),
+            })
+        }
+        Request::Threads => Ok(threads()),
+        Request::Get(name) => get(&name),
+        Request::Call { name, args, bare } => call(&name, &args, bare),
+        Request::Quit => Ok(Answer {
+            json: Value::Null,
+            text: String::new(),
+        }),
+    }
+}
+
+fn command_json(command: &Command) -> Value {
+    json!({
+        "name": command.meta.name,
+        "signature": command.signature(),
+        "usage": command.usage(),
+        "params": command.params.iter().map(|param| json!({
+            "name": param.name,
+            "type": param.ty,
+            "optional": param.optional,
+        })).collect::<Vec<_>>(),
+        "returns": command.returns,
+        "doc": command.meta.doc,
+        "module": command.meta.module,
+        "file": command.meta.file,
+        "line": command.meta.line,
+    })
+}
+
+fn inspect_json(item: &Inspect) -> Value {
+    json!({
+        "name": item.meta.name,
+        "kind": item.kind,
+        "type": item.ty,
+        "signature": item.signature(),
+        "doc": item.meta.doc,
+        "module": item.meta.module,
+        "file": item.meta.file,
+        "line": item.meta.line,
+    })
+}
+
+fn builtin_json(&(name, usage, summary): &(&str, &str, &str)) -> Value {
+    json!({"name": name, "usage": usage, "summary": summary})
+}
+
+/// Signature and summary per row, the summaries lined up; a signature too
+/// long for the column gets its summary on the next line.
+fn table(rows: &[(String, String)]) -> String {
+    const MAX_WIDTH: usize = 40;
+    let width = rows
+        .iter()
+        .map(|(signature, _)| signature.len())
+        .filter(|len| *len <= MAX_WIDTH)
+        .max()
+        .unwrap_or(0);
+    let mut text = String::new();
+    for (signature, summary) in rows {
+        let line = if signature.len() <= width {
+            format!("  {signature:<width$}  {summary}")
+        } else {
+            format!("  {signature}\n  {:width$}  {summary}", "")
+        };
+        text.push_str(line.trim_end());
+        text.push('\n');
+    }
+    text
+}
+
+fn list() -> Answer {
+    let commands = registry::commands();
+    let inspected = registry::inspected();
+    let mut text = String::new();
+    let command_rows: Vec<_> = commands
+        .iter()
+        .map(|c| (c.signature(), c.meta.summary()))
+        .collect();
+    let inspect_rows: Vec<_> = inspected
+        .iter()
+        .map(|i| (i.signature(), i.meta.summary()))
+        .collect();
+    text.push_str("commands (call NAME [ARG...]):\n");
+    text.push_str(&if command_rows.is_empty() {
+        "  (none registered)\n".to_owned()
+    } else {
+        table(&command_rows)
+    });
+    text.push_str("inspected (get NAME):\n");
+    text.push_str(&if inspect_rows.is_empty() {
+        "  (none registered)\n".to_owned()
+    } else {
+        table(&inspect_rows)
+    });
+    Answer {
+        json: json!({
+            "commands": commands.iter().map(|c| command_json(c)).collect::<Vec<_>>(),
+            "inspected": inspected.iter().map(|i| inspect_json(i)).collect::<Vec<_>>(),
+        }),
+        text,
+    }
+}
+
+fn help_all() -> Answer {
+    let builtin_rows: Vec<_> = BUILTINS
+        .iter()
+        .map(|(_, usage, summary)| ((*usage).to_owned(), (*summary).to_owned()))
+        .collect();
+    let mut text = String::from("built-in commands:\n");
+    text.push_str(&table(&builtin_rows));
+    text.push_str(&list().text);
+    text.push_str("`help NAME` shows one command's full doc.\n");
+    Answer {
+        json: json!({
+            "builtins": BUILTINS.iter().map(builtin_json).collect::<Vec<_>>(),
+            "commands": registry::commands().iter().map(|c| command_json(c)).collect::<Vec<_>>(),
+            "inspected": registry::inspected().iter().map(|i| inspect_json(i)).collect::<Vec<_>>(),
+        }),
+        text,
+    }
+}
+
+fn help_one(name: &str) -> Result<Answer, Failure> {
+    let commands = registry::commands();
+    let inspected = registry::inspected();
+    let mut text = String::new();
+    let mut json = Vec::new();
+    if let Some(builtin) = BUILTINS
+        .iter()
+        .find(|(builtin, ..)| *builtin == name || (name == "exit" && *builtin == "quit"))
+    {
+        let _ = writeln!(text, "{} (built-in)\n    {}", builtin.1, builtin.2);
+        json.push(builtin_json(builtin));
+    }
+    for command in commands.iter().filter(|c| c.meta.name == name) {
+        let _ = writeln!(
+            text,
+            "{}\nusage: {}\ndefined in {}",
+            command.signature(),
+            command.usage(),
+            command.meta.location()
+        );
+        if !command.meta.doc.is_empty() {
+            let _ = writeln!(text, "\n{}", command.meta.doc);
+        }
+        json.push(command_json(command));
+    }
+    for item in inspected.iter().filter(|i| i.meta.name == name) {
+        let _ = writeln!(
+            text,
+            "{}\nusage: get {}\ndefined in {}",
+            item.signature(),
+            item.meta.name,
+            item.meta.location()
+        );
+        if !item.meta.doc.is_empty() {
+            let _ = writeln!(text, "\n{}", item.meta.doc);
+        }
+        json.push(inspect_json(item));
+    }
+    if json.is_empty() {
+        return Err(unknown("name", name, &commands, &inspected));
+    }
+    Ok(Answer {
+        json: if json.len() == 1 {
+            json.remove(0)
+        } else {
+            Value::Array(json)
+        },
+        text,
+    })
+}
+
+fn threads() -> Answer {
+    let threads = stacks::thread_list();
+    let name_width = threads
+        .iter()
+        .map(|t| t.name.len())
+        .max()
+        .unwrap_or(0)
+        .max(4);
+    let mut text = format!("{:>7}  {:<name_width$}  STATE\n", "TID", "NAME");
+    for thread in &threads {
+        let _ = writeln!(
+            text,
+            "{:>7}  {:<name_width$}  {}",
+            thread.tid, thread.name, thread.state
+        );
+    }
+    Answer {
+        json: json!({
+            "threads": threads.iter().map(|t| json!({"tid": t.tid, "name": t.name, "state": t.state})).collect::<Vec<_>>(),
+        }),
+        text,
+    }
+}
+
+fn get(name: &str) -> Result<Answer, Failure> {
+    let inspected = registry::inspected();
+    match registry::find(&inspected, name) {
+        Lookup::Found(item) => read(item),
+        Lookup::Ambiguous(items) => Err(ambiguous(name, &items)),
+        Lookup::Missing => {
+            let commands = registry::commands();
+            if let Lookup::Found(_) | Lookup::Ambiguous(_) = registry::find(&commands, name) {
+                return Err(Failure::new(
+                    code::NOT_FOUND,
+                    format!("`{name}` is a command, not an inspected item; use `call {name}`"),
+                ));
+            }
+            Err(unknown("inspected item", name, &commands, &inspected))
+        }
+    }
+}
+
+fn read(item: &Inspect) -> Result<Answer, Failure> {
+    (item.read)()
+        .map(Answer::value)
+        .map_err(|failure| in_context(failure, item.meta.name, "reading"))
+}
+
+fn call(name: &str, args: &[ArgValue], bare: bool) -> Result<Answer, Failure> {
+    let commands = registry::commands();
+    let command = match registry::find(&commands, name) {
+        Lookup::Found(command) => command,
+        Lookup::Ambiguous(commands) => return Err(ambiguous(name, &commands)),
+        Lookup::Missing => {
+            let inspected = registry::inspected();
+            if let Lookup::Found(item) = registry::find(&inspected, name) {
+                if bare && args.is_empty() {
+                    return read(item);
+                }
+                return Err(Failure::new(
+                    code::NOT_FOUND,
+                    format!("`{name}` is an inspected item, not a command; use `get {name}`"),
+                ));
+            }
+            return Err(unknown("command", name, &commands, &inspected));
+        }
+    };
+    let (required, total) = (command.required_count(), command.params.len());
+    if args.len() < required || args.len() > total {
+        let expected = match (required, total) {
+            (0, 0) => "no arguments".to_owned(),
+            (r, t) if r == t => format!("{r} argument{}", if r == 1 { "" } else { "s" }),
+            (r, t) => format!("{r} to {t} arguments"),
+        };
+        return Err(Failure::new(
+            code::INVALID_PARAMS,
+            format!(
+                "`{}` takes {expected}, got {}; usage: {}",
+                name,
+                args.len(),
+                command.usage()
+            ),
+        )
+        .with_data(json!({"expected": command.signature(), "got": args.len()})));
+    }
+    let mut args = Args {
+        command,
+        values: args,
+    };
+    (command.invoke)(&mut args)
+        .map(Answer::value)
+        .map_err(|failure| in_context(failure, name, "calling"))
+}
+
+/// Says which item a failure came from, for the failures whose message is
+/// the user's own text (an `Err`, a panic, a held lock).
+fn in_context(failure: Failure, name: &str, doing: &str) -> Failure {
+    let message = match failure.code {
+        code::COMMAND_FAILED => format!("`{name}` returned an error: {}", failure.message),
+        code::COMMAND_PANICKED => format!("`{name}` panicked: {}", failure.message),
+        code::UNAVAILABLE | code::INTERNAL_ERROR => {
+            format!("{doing} `{name}`: {}", failure.message)
+        }
+        _ => return failure,
+    };
+    Failure { message, ..failure }
+}
+
+fn ambiguous<T: Named>(name: &str, items: &[&T]) -> Failure {
+    let places: Vec<String> = items.iter().map(|item| item.meta().location()).collect();
+    Failure::new(
+        code::NOT_FOUND,
+        format!(
+            "`{name}` is registered more than once, in {}; give one a distinct `name = \"...\"`",
+            places.join(" and ")
+        ),
+    )
+}
+
+fn unknown(what: &str, name: &str, commands: &[&Command], inspected: &[&Inspect]) -> Failure {
+    let names = commands
+        .iter()
+        .map(|c| c.meta.name)
+        .chain(inspected.iter().map(|i| i.meta.name))
+        .chain(BUILTINS.iter().map(|(builtin, ..)| *builtin));
+    let hint = match registry::suggest(name, names) {
+        Some(close) => format!("did you mean `{close}`? "),
+        None => String::new(),
+    };
+    Failure::new(
+        code::NOT_FOUND,
+        format!("unknown {what} `{name}`; {hint}`list` shows what is registered"),
+    )
+}

@@ -1,0 +1,290 @@
+//! The command table and the inspected items, gathered at link time.
+//!
+//! `#[manhole::command]` and `#[manhole::inspect]` submit `const`-built
+//! entries to [`inventory`]; nothing runs before `main` except inventory's own
+//! constructors. Lookups walk the collected entries; they are few, so a
+//! sorted copy is made per request rather than cached.
+
+use crate::protocol::Failure;
+use serde::Serialize;
+
+/// What a command or an inspected value produced: its JSON value, or the
+/// reason there is none.
+pub type Outcome = Result<serde_json::Value, Failure>;
+
+/// Name, help text and source location of a registered item.
+#[doc(hidden)]
+#[derive(Debug)]
+pub struct Meta {
+    pub(crate) name: &'static str,
+    pub(crate) doc: &'static str,
+    pub(crate) module: &'static str,
+    pub(crate) file: &'static str,
+    pub(crate) line: u32,
+}
+
+impl Meta {
+    #[doc(hidden)]
+    #[must_use]
+    pub const fn new(
+        name: &'static str,
+        doc: &'static str,
+        module: &'static str,
+        file: &'static str,
+        line: u32,
+    ) -> Self {
+        Meta {
+            name,
+            doc,
+            module,
+            file,
+            line,
+        }
+    }
+
+    /// The doc comment's first paragraph, on one line.
+    pub(crate) fn summary(&self) -> String {
+        self.doc
+            .lines()
+            .take_while(|line| !line.trim().is_empty())
+            .map(str::trim)
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+
+    pub(crate) fn location(&self) -> String {
+        format!("{} ({}:{})", self.module, self.file, self.line)
+    }
+}
+
+/// One parameter of a command.
+#[doc(hidden)]
+#[derive(Debug)]
+pub struct Param {
+    pub(crate) name: &'static str,
+    pub(crate) ty: &'static str,
+    pub(crate) optional: bool,
+}
+
+impl Param {
+    #[doc(hidden)]
+    #[must_use]
+    pub const fn new(name: &'static str, ty: &'static str, optional: bool) -> Self {
+        Param { name, ty, optional }
+    }
+}
+
+/// A function registered with `#[manhole::command]`.
+#[doc(hidden)]
+pub struct Command {
+    pub(crate) meta: Meta,
+    pub(crate) params: &'static [Param],
+    pub(crate) returns: &'static str,
+    pub(crate) invoke: fn(&mut crate::__private::Args<'_>) -> Outcome,
+}
+
+impl Command {
+    #[doc(hidden)]
+    #[must_use]
+    pub const fn new(
+        meta: Meta,
+        params: &'static [Param],
+        returns: &'static str,
+        invoke: fn(&mut crate::__private::Args<'_>) -> Outcome,
+    ) -> Self {
+        Command {
+            meta,
+            params,
+            returns,
+            invoke,
+        }
+    }
+
+    pub(crate) fn required_count(&self) -> usize {
+        self.params.iter().filter(|param| !param.optional).count()
+    }
+
+    /// `add(a: i64, b: Option<i64>) -> i64`
+    pub(crate) fn signature(&self) -> String {
+        let params: Vec<String> = self
+            .params
+            .iter()
+            .map(|param| {
+                if param.optional {
+                    format!("{}: Option<{}>", param.name, param.ty)
+                } else {
+                    format!("{}: {}", param.name, param.ty)
+                }
+            })
+            .collect();
+        let mut signature = format!("{}({})", self.meta.name, params.join(", "));
+        if self.returns != "()" {
+            signature.push_str(" -> ");
+            signature.push_str(self.returns);
+        }
+        signature
+    }
+
+    /// `call add A B`, with optional arguments in brackets.
+    pub(crate) fn usage(&self) -> String {
+        let mut usage = format!("call {}", self.meta.name);
+        for param in self.params {
+            if param.optional {
+                usage.push_str(&format!(" [{}]", param.name.to_uppercase()));
+            } else {
+                usage.push_str(&format!(" {}", param.name.to_uppercase()));
+            }
+        }
+        usage
+    }
+}
+
+/// Whether an inspected item is a static or a function computed on read.
+#[doc(hidden)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum InspectKind {
+    Static,
+    Computed,
+}
+
+/// A static or a function registered with `#[manhole::inspect]`.
+#[doc(hidden)]
+pub struct Inspect {
+    pub(crate) meta: Meta,
+    pub(crate) ty: &'static str,
+    pub(crate) kind: InspectKind,
+    pub(crate) read: fn() -> Outcome,
+}
+
+impl Inspect {
+    #[doc(hidden)]
+    #[must_use]
+    pub const fn new(
+        meta: Meta,
+        ty: &'static str,
+        kind: InspectKind,
+        read: fn() -> Outcome,
+    ) -> Self {
+        Inspect {
+            meta,
+            ty,
+            kind,
+            read,
+        }
+    }
+
+    /// `REQUESTS: AtomicU64` or `queue_depth() -> usize`.
+    pub(crate) fn signature(&self) -> String {
+        match self.kind {
+            InspectKind::Static => format!("{}: {}", self.meta.name, self.ty),
+            InspectKind::Computed => format!("{}() -> {}", self.meta.name, self.ty),
+        }
+    }
+}
+
+inventory::collect!(Command);
+inventory::collect!(Inspect);
+
+/// Anything in the table: both kinds answer to a name.
+pub(crate) trait Named {
+    fn meta(&self) -> &Meta;
+}
+
+impl Named for Command {
+    fn meta(&self) -> &Meta {
+        &self.meta
+    }
+}
+
+impl Named for Inspect {
+    fn meta(&self) -> &Meta {
+        &self.meta
+    }
+}
+
+/// Every registered command, sorted by name.
+pub(crate) fn commands() -> Vec<&'static Command> {
+    sorted(inventory::iter::<Command>.into_iter())
+}
+
+/// Every inspected item, sorted by name.
+pub(crate) fn inspected() -> Vec<&'static Inspect> {
+    sorted(inventory::iter::<Inspect>.into_iter())
+}
+
+fn sorted<T: Named>(items: impl Iterator<Item = &'static T>) -> Vec<&'static T> {
+    let mut items: Vec<_> = items.collect();
+    items.sort_by(|a, b| (a.meta().name, a.meta().module).cmp(&(b.meta().name, b.meta().module)));
+    items
+}
+
+/// The result of looking a name up in one kind of item.
+pub(crate) enum Lookup<T: 'static> {
+    Found(&'static T),
+    /// Two crates registered the same name; calling either would be a guess.
+    Ambiguous(Vec<&'static T>),
+    Missing,
+}
+
+pub(crate) fn find<T: Named>(items: &[&'static T], name: &str) -> Lookup<T> {
+    let matches: Vec<_> = items
+        .iter()
+        .copied()
+        .filter(|item| item.meta().name == name)
+        .collect();
+    match matches.as_slice() {
+        [] => Lookup::Missing,
+        [one] => Lookup::Found(one),
+        _ => Lookup::Ambiguous(matches),
+    }
+}
+
+/// The registered name closest to `name`, if any is close enough to be a
+/// likely typo.
+pub(crate) fn suggest<'a>(
+    name: &str,
+    candidates: impl IntoIterator<Item = &'a str>,
+) -> Option<&'a str> {
+    let limit = (name.chars().count() / 3).max(1);
+    candidates
+        .into_iter()
+        .map(|candidate| (edit_distance(name, candidate), candidate))
+        .filter(|(distance, _)| *distance <= limit)
+        .min_by_key(|(distance, _)| *distance)
+        .map(|(_, candidate)| candidate)
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut previous: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut current = vec![i + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let substitution = previous[j] + usize::from(ca != *cb);
+            current.push(substitution.min(previous[j + 1] + 1).min(current[j] + 1));
+        }
+        previous = current;
+    }
+    previous[b.len()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn suggestions_catch_typos_only() {
+        let names = ["reload_config", "add", "queue_depth"];
+        assert_eq!(suggest("reload_cofig", names), Some("reload_config"));
+        assert_eq!(suggest("ad", names), Some("add"));
+        assert_eq!(suggest("shutdown", names), None);
+    }
+
+    #[test]
+    fn edit_distance_counts_single_edits() {
+        assert_eq!(edit_distance("kitten", "sitting"), 3);
+        assert_eq!(edit_distance("", "abc"), 3);
+        assert_eq!(edit_distance("same", "same"), 0);
+    }
+}

@@ -1,0 +1,211 @@
+//! One client connection, from its first byte to its end.
+//!
+//! The session waits up to [`SNIFF_TIMEOUT`] for the client's first byte:
+//! `{` starts a JSON-RPC session, anything else (or silence, as from an
+//! interactive `nc -U`) a text session with a greeting and a prompt. Every
+//! write uses `MSG_NOSIGNAL`, so a client that goes away mid-answer ends the
+//! session with `EPIPE` instead of raising `SIGPIPE` in the host.
+
+use crate::builtins;
+use crate::protocol::{code, json_response, parse_json, parse_text, Failure, JsonLine, Request};
+use crate::stacks;
+use nix::errno::Errno;
+use nix::sys::socket::{recv, send, MsgFlags};
+use serde_json::Value;
+use std::io::{self, BufRead, BufReader, Write};
+use std::os::fd::AsRawFd;
+use std::os::unix::net::UnixStream;
+use std::time::Duration;
+
+/// How long the server waits for the first byte before choosing text.
+pub(crate) const SNIFF_TIMEOUT: Duration = Duration::from_millis(50);
+
+const PROMPT: &[u8] = b"manhole> ";
+
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct SessionConfig {
+    pub(crate) max_line_length: usize,
+}
+
+pub(crate) fn serve(stream: &UnixStream, config: SessionConfig) {
+    let Some(first) = first_byte(stream) else {
+        return;
+    };
+    let mut lines = Lines {
+        reader: BufReader::new(stream),
+        max: config.max_line_length,
+    };
+    let mut out = Output(stream);
+    // An I/O error means the client is gone; there is no one to tell.
+    let _ = if first == Some(b'{') {
+        serve_json(&mut lines, &mut out)
+    } else {
+        serve_text(&mut lines, &mut out)
+    };
+}
+
+/// `Some(Some(byte))` when the client spoke first, `Some(None)` when it was
+/// silent, `None` when it is already gone.
+fn first_byte(stream: &UnixStream) -> Option<Option<u8>> {
+    stream.set_read_timeout(Some(SNIFF_TIMEOUT)).ok()?;
+    let mut byte = [0u8; 1];
+    let first = loop {
+        match recv(stream.as_raw_fd(), &mut byte, MsgFlags::MSG_PEEK) {
+            Ok(0) => return None,
+            Ok(_) => break Some(byte[0]),
+            Err(Errno::EINTR) => {}
+            Err(Errno::EAGAIN) => break None,
+            Err(_) => return None,
+        }
+    };
+    stream.set_read_timeout(None).ok()?;
+    Some(first)
+}
+
+/// Writes with `MSG_NOSIGNAL`.
+struct Output<'a>(&'a UnixStream);
+
+impl Write for Output<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        send(self.0.as_raw_fd(), buf, MsgFlags::MSG_NOSIGNAL).map_err(io::Error::from)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+enum Line {
+    Complete(Vec<u8>),
+    /// Longer than the limit; it was read to its end and dropped.
+    TooLong,
+    End,
+}
+
+/// Reads lines of bounded length: a longer line is consumed without being
+/// stored, so a client cannot make the session buffer more than the limit.
+struct Lines<'a> {
+    reader: BufReader<&'a UnixStream>,
+    max: usize,
+}
+
+impl Lines<'_> {
+    fn next(&mut self) -> io::Result<Line> {
+        let mut line = Vec::new();
+        let mut too_long = false;
+        loop {
+            let available = match self.reader.fill_buf() {
+                Ok(available) => available,
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
+                Err(err) => return Err(err),
+            };
+            if available.is_empty() {
+                return Ok(match (too_long, line.is_empty()) {
+                    (true, _) => Line::TooLong,
+                    (false, true) => Line::End,
+                    (false, false) => Line::Complete(line),
+                });
+            }
+            let (chunk, used, complete) = match available.iter().position(|&b| b == b'\n') {
+                Some(end) => (&available[..end], end + 1, true),
+                None => (available, available.len(), false),
+            };
+            if !too_long {
+                if line.len() + chunk.len() > self.max {
+                    too_long = true;
+                    line = Vec::new();
+                } else {
+                    line.extend_from_slice(chunk);
+                }
+            }
+            self.reader.consume(used);
+            if complete {
+                if too_long {
+                    return Ok(Line::TooLong);
+                }
+                if line.last() == Some(&b'\r') {
+                    line.pop();
+                }
+                return Ok(Line::Complete(line));
+            }
+        }
+    }
+}
+
+fn greeting() -> String {
+    let exe =
+        std::env::current_exe().map_or_else(|_| "?".to_owned(), |path| path.display().to_string());
+    format!(
+        "manhole {}, pid {}, {exe}\n{}type `help` for commands, `quit` to leave\n",
+        env!("CARGO_PKG_VERSION"),
+        std::process::id(),
+        stacks::stacks(),
+    )
+}
+
+fn error_line(failure: &Failure) -> String {
+    format!("error: {}\n", failure.one_line())
+}
+
+fn serve_text(lines: &mut Lines<'_>, out: &mut Output<'_>) -> io::Result<()> {
+    out.write_all(greeting().as_bytes())?;
+    loop {
+        out.write_all(PROMPT)?;
+        let reply = match lines.next()? {
+            Line::End => return Ok(()),
+            Line::TooLong => error_line(&Failure::new(
+                code::INVALID_REQUEST,
+                format!(
+                    "the line is longer than {} bytes and was ignored",
+                    lines.max
+                ),
+            )),
+            Line::Complete(bytes) => match std::str::from_utf8(&bytes) {
+                Err(_) => error_line(&Failure::new(
+                    code::PARSE_ERROR,
+                    "the line is not valid UTF-8",
+                )),
+                Ok(text) => match parse_text(text) {
+                    Ok(None) => String::new(),
+                    Ok(Some(Request::Quit)) => return Ok(()),
+                    Ok(Some(request)) => match builtins::run(request) {
+                        Ok(answer) => answer.text,
+                        Err(failure) => error_line(&failure),
+                    },
+                    Err(failure) => error_line(&failure),
+                },
+            },
+        };
+        out.write_all(reply.as_bytes())?;
+    }
+}
+
+fn serve_json(lines: &mut Lines<'_>, out: &mut Output<'_>) -> io::Result<()> {
+    loop {
+        let response = match lines.next()? {
+            Line::End => return Ok(()),
+            Line::TooLong => Some(json_response(
+                &Value::Null,
+                Err(Failure::new(
+                    code::INVALID_REQUEST,
+                    format!(
+                        "the request line is longer than {} bytes and was ignored",
+                        lines.max
+                    ),
+                )),
+            )),
+            Line::Complete(bytes) if bytes.iter().all(u8::is_ascii_whitespace) => None,
+            Line::Complete(bytes) => match parse_json(&bytes) {
+                JsonLine::Request { id, request } => {
+                    let result = builtins::run(request).map(|answer| answer.json);
+                    id.map(|id| json_response(&id, result))
+                }
+                JsonLine::Invalid { id, failure } => Some(json_response(&id, Err(failure))),
+            },
+        };
+        if let Some(mut response) = response {
+            response.push('\n');
+            out.write_all(response.as_bytes())?;
+        }
+    }
+}

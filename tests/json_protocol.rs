@@ -1,0 +1,284 @@
+//! The JSON-RPC protocol, end to end against `examples/service`.
+
+mod support;
+
+use serde_json::{json, Value};
+use support::Service;
+
+#[test]
+fn a_json_session_has_no_greeting_and_echoes_ids() {
+    let service = Service::start();
+    let mut session = service.json();
+    let response = session.raw(
+        br#"{"jsonrpc":"2.0","id":"abc","method":"call","params":{"name":"add","args":[40,2]}}"#,
+    );
+    assert_eq!(
+        response,
+        json!({"jsonrpc": "2.0", "id": "abc", "result": 42})
+    );
+    let response = session.raw(
+        br#"{"jsonrpc":"2.0","id":null,"method":"call","params":{"name":"add","args":["1","2"]}}"#,
+    );
+    assert_eq!(response, json!({"jsonrpc": "2.0", "id": null, "result": 3}));
+    // A notification (no id) is run but not answered: the next response
+    // belongs to the next request.
+    session.send_raw(
+        br#"{"jsonrpc":"2.0","method":"call","params":{"name":"set_log_level","args":["warn"]}}"#,
+    );
+    assert_eq!(
+        session.result("get", json!({"name": "CONFIG"}))["log_level"],
+        "warn"
+    );
+}
+
+#[test]
+fn help_and_list_describe_everything() {
+    let service = Service::start();
+    let mut session = service.json();
+    let list = session.result("list", json!({}));
+    let add = list["commands"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "add")
+        .expect("add listed");
+    assert_eq!(add["signature"], "add(a: i64, b: i64) -> i64");
+    assert_eq!(add["usage"], "call add A B");
+    assert_eq!(add["doc"], "Add two numbers.");
+    assert_eq!(add["returns"], "i64");
+    assert_eq!(
+        add["params"],
+        json!([
+            {"name": "a", "type": "i64", "optional": false},
+            {"name": "b", "type": "i64", "optional": false},
+        ])
+    );
+    assert_eq!(add["module"], "service");
+    assert_eq!(add["file"], "examples/service.rs");
+    let inspected = list["inspected"].as_array().unwrap();
+    let config = inspected.iter().find(|i| i["name"] == "CONFIG").unwrap();
+    assert_eq!(
+        (config["kind"].as_str(), config["type"].as_str()),
+        (Some("static"), Some("Mutex<Config>"))
+    );
+    let depth = inspected
+        .iter()
+        .find(|i| i["name"] == "queue_depth")
+        .unwrap();
+    assert_eq!(
+        (depth["kind"].as_str(), depth["type"].as_str()),
+        (Some("computed"), Some("usize"))
+    );
+    assert!(inspected
+        .iter()
+        .any(|i| i["name"] == "PLUGIN_EVENTS" && i["module"] == "manhole_example_plugin"));
+
+    let help = session.result("help", Value::Null);
+    assert_eq!(help["commands"], list["commands"]);
+    assert_eq!(help["inspected"], list["inspected"]);
+    let builtins: Vec<&str> = help["builtins"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        builtins,
+        ["help", "list", "stacks", "threads", "get", "call", "quit"]
+    );
+    assert_eq!(session.result("help", json!({"name": "add"})), *add);
+}
+
+#[test]
+fn threads_and_stacks_are_structured() {
+    let service = Service::start();
+    let mut session = service.json();
+    let threads = session.result("threads", json!({}));
+    let threads = threads["threads"].as_array().unwrap();
+    assert_eq!(threads[0]["tid"], service.pid);
+    assert_eq!(threads[0]["name"], "service");
+    assert!(threads
+        .iter()
+        .any(|t| t["name"] == "worker-1" && t["state"].is_string()));
+
+    let stacks = session.result("stacks", json!({}));
+    let stacks = stacks["threads"].as_array().unwrap();
+    let session_thread = stacks
+        .iter()
+        .find(|t| {
+            t["name"] == "manhole-session" && t["frames"].as_array().is_some_and(|f| !f.is_empty())
+        })
+        .expect("the serving thread has frames");
+    let frame = &session_thread["frames"][0];
+    assert!(
+        frame["function"].as_str().unwrap().starts_with("manhole::"),
+        "{frame}"
+    );
+    assert!(
+        frame["address"].as_str().unwrap().starts_with("0x"),
+        "{frame}"
+    );
+    assert!(
+        frame["line"].is_u64() && frame["file"].is_string(),
+        "{frame}"
+    );
+    let worker = stacks.iter().find(|t| t["name"] == "worker-0").unwrap();
+    assert_eq!(worker["frames"], json!([]));
+    assert!(worker["frames_missing"]
+        .as_str()
+        .unwrap()
+        .contains("not built yet"));
+}
+
+#[test]
+fn get_and_call_return_serde_values() {
+    let service = Service::start();
+    let mut session = service.json();
+    assert!(session.result("get", json!({"name": "REQUESTS"})).is_u64());
+    assert_eq!(
+        session.result("get", json!({"name": "CONFIG"})),
+        json!({"version": 1, "log_level": "info", "workers": 2})
+    );
+    assert!(session
+        .result("get", json!({"name": "queue_depth"}))
+        .is_u64());
+    assert_eq!(
+        session.result("call", json!({"name": "echo", "args": ["a b", null]})),
+        json!(["a b"])
+    );
+    assert_eq!(
+        session.result("call", json!({"name": "echo", "args": [true, 3.5]})),
+        json!(["true", "3.5"])
+    );
+    assert_eq!(
+        session.result("call", json!({"name": "shutdown"})),
+        "stopping"
+    );
+}
+
+fn assert_error(error: &Value, code: i64, message: &str) {
+    assert_eq!(error["code"], code, "{error}");
+    assert_eq!(error["message"], message, "{error}");
+}
+
+#[test]
+fn errors_use_json_rpc_codes() {
+    let service = Service::start();
+    let mut session = service.json();
+    let error = session.error("call", json!({"name": "add", "args": [1, "x"]}));
+    assert_error(
+        &error,
+        -32602,
+        "argument `b` of `add` expects i64; got \"x\": invalid digit found in string",
+    );
+    assert_eq!(
+        error["data"],
+        json!({"argument": "b", "index": 1, "expected": "i64", "got": "x"})
+    );
+    let error = session.error("call", json!({"name": "add", "args": [1]}));
+    assert_error(
+        &error,
+        -32602,
+        "`add` takes 2 arguments, got 1; usage: call add A B",
+    );
+    assert_error(
+        &session.error("call", json!({"name": "add", "args": [1, null]})),
+        -32602,
+        "argument `b` of `add` expects i64; is required",
+    );
+    assert_error(
+        &session.error("call", json!({"name": "nosuch"})),
+        -32601,
+        "unknown command `nosuch`; `list` shows what is registered",
+    );
+    assert_error(
+        &session.error("get", json!({"name": "add"})),
+        -32601,
+        "`add` is a command, not an inspected item; use `call add`",
+    );
+    assert_error(&session.error("frobnicate", json!({})), -32601, "unknown method `frobnicate`; expected one of: `help`, `list`, `stacks`, `threads`, `get`, `call`");
+    assert_error(
+        &session.error("get", json!({})),
+        -32602,
+        "`get` needs the param `name`",
+    );
+    assert_error(
+        &session.error("get", json!({"name": 5})),
+        -32602,
+        "`name` must be a string",
+    );
+    assert_error(
+        &session.error("list", json!({"name": "x"})),
+        -32602,
+        "unknown param `name`; `list` takes no params",
+    );
+    assert_error(
+        &session.error("call", json!({"name": "add", "args": {"a": 1}})),
+        -32602,
+        "`args` must be an array, such as [40, 2]",
+    );
+    assert_error(
+        &session.error("call", json!({"name": "divide", "args": [1, 0]})),
+        -32000,
+        "`divide` returned an error: cannot divide 1 by zero",
+    );
+    assert_error(
+        &session.error("call", json!({"name": "panic", "args": ["kaboom"]})),
+        -32001,
+        "`panic` panicked: kaboom",
+    );
+
+    let response = session.raw(b"{\"jsonrpc\":\"2.0\",\"id\":1,");
+    assert_eq!(
+        (response["id"].clone(), response["error"]["code"].clone()),
+        (Value::Null, json!(-32700))
+    );
+    let response = session.raw(br#"[{"jsonrpc":"2.0","id":1,"method":"list"}]"#);
+    assert_eq!(
+        response["error"]["message"],
+        "a request is one JSON object per line; batches are not supported"
+    );
+    let response = session.raw(br#"{"jsonrpc":"2.0","id":9,"method":"list","params":[1]}"#);
+    assert_eq!(
+        (response["id"].clone(), response["error"]["code"].clone()),
+        (json!(9), json!(-32602))
+    );
+    let response = session.raw(br#"{"id":4,"method":"list"}"#);
+    assert_eq!(
+        (response["id"].clone(), response["error"]["code"].clone()),
+        (json!(4), json!(-32600))
+    );
+    let response = session.raw(br#"{"jsonrpc":"2.0","id":[1],"method":"list"}"#);
+    assert_eq!(
+        response["error"]["message"],
+        "`id` must be a string, a number or null"
+    );
+    assert_eq!(
+        session.result("call", json!({"name": "add", "args": [2, 2]})),
+        4,
+        "the session goes on"
+    );
+}
+
+#[test]
+fn a_held_lock_is_error_32002() {
+    let service = Service::start();
+    let mut slow = service.json();
+    slow.send_raw(br#"{"jsonrpc":"2.0","id":1,"method":"call","params":{"name":"reload_config","args":[3000]}}"#);
+    let mut session = service.json();
+    support::wait_until("the slow reload to take the lock", || {
+        let response = session.request("get", json!({"name": "CONFIG"}));
+        response.get("error").is_some_and(|error| {
+            assert_error(
+                error,
+                -32002,
+                "reading `CONFIG`: the lock is held by another thread; gave up after 100 ms",
+            );
+            true
+        })
+    });
+    assert_eq!(
+        slow.read_response()["result"],
+        "reloaded configuration, now version 2"
+    );
+}

@@ -1,0 +1,348 @@
+//! Helpers for the end-to-end tests: start an example process, connect to
+//! its socket with timeouts, and talk text or JSON to it.
+//!
+//! Every read has a timeout, and every child is killed (and its socket
+//! removed) when its `Service` is dropped, including when a test fails.
+
+#![allow(dead_code)]
+
+use serde_json::{json, Value};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::fs::FileTypeExt;
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+pub const TIMEOUT: Duration = Duration::from_secs(10);
+pub const PROMPT: &str = "manhole> ";
+
+/// The path of a built example. `cargo test` builds the examples before
+/// it runs the tests.
+pub fn example(name: &str) -> PathBuf {
+    let deps = std::env::current_exe()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .to_owned();
+    let path = deps.parent().unwrap().join("examples").join(name);
+    assert!(
+        path.exists(),
+        "{} is missing; run the tests with `cargo test --workspace`, which builds the examples",
+        path.display()
+    );
+    path
+}
+
+/// A unique scratch path for this test process.
+pub fn scratch(name: &str) -> PathBuf {
+    let path = std::env::temp_dir().join(format!("manhole-t{}-{name}", std::process::id()));
+    remove_if_socket_or_file(&path);
+    path
+}
+
+fn remove_if_socket_or_file(path: &Path) {
+    if let Ok(meta) = std::fs::symlink_metadata(path) {
+        if meta.file_type().is_socket() || meta.is_file() || meta.file_type().is_symlink() {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
+pub fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + TIMEOUT;
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+pub fn is_socket(path: &Path) -> bool {
+    std::fs::symlink_metadata(path).is_ok_and(|meta| meta.file_type().is_socket())
+}
+
+/// A running example process.
+pub struct Service {
+    child: Child,
+    pub pid: u32,
+    pub socket: PathBuf,
+    stdout: Arc<Mutex<String>>,
+    stderr: Arc<Mutex<String>>,
+    stdin: Option<ChildStdin>,
+}
+
+fn collect(mut pipe: impl Read + Send + 'static) -> Arc<Mutex<String>> {
+    let text = Arc::new(Mutex::new(String::new()));
+    let sink = Arc::clone(&text);
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n @ 1..) = pipe.read(&mut buf) {
+            sink.lock()
+                .unwrap()
+                .push_str(&String::from_utf8_lossy(&buf[..n]));
+        }
+    });
+    text
+}
+
+impl Service {
+    /// `examples/service`, listening on `/tmp/manhole-<pid>`.
+    pub fn start() -> Service {
+        let service = Self::spawn("service", &[], None);
+        service.wait_for_socket();
+        service
+    }
+
+    /// Any example, with arguments; `socket` is where it will listen, or
+    /// `None` for the default `/tmp/manhole-<pid>`.
+    pub fn spawn(name: &str, args: &[&str], socket: Option<&Path>) -> Service {
+        let mut child = Command::new(example(name))
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .env_remove("RUST_BACKTRACE")
+            .spawn()
+            .expect("start the example");
+        let pid = child.id();
+        let socket = socket.map_or_else(
+            || PathBuf::from(format!("/tmp/manhole-{pid}")),
+            Path::to_owned,
+        );
+        Service {
+            stdout: collect(child.stdout.take().unwrap()),
+            stderr: collect(child.stderr.take().unwrap()),
+            stdin: child.stdin.take(),
+            child,
+            pid,
+            socket,
+        }
+    }
+
+    pub fn wait_for_socket(&self) {
+        wait_until(&format!("{} to appear", self.socket.display()), || {
+            is_socket(&self.socket)
+        });
+    }
+
+    pub fn stdout(&self) -> String {
+        self.stdout.lock().unwrap().clone()
+    }
+
+    pub fn stderr(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    /// Waits until stdout holds `needle`, and returns all of stdout.
+    pub fn wait_for_stdout(&self, needle: &str) -> String {
+        wait_until(
+            &format!("{needle:?} on stdout (have {:?})", self.stdout()),
+            || self.stdout().contains(needle),
+        );
+        self.stdout()
+    }
+
+    pub fn wait_for_stderr(&self, needle: &str) -> String {
+        wait_until(
+            &format!("{needle:?} on stderr (have {:?})", self.stderr()),
+            || self.stderr().contains(needle),
+        );
+        self.stderr()
+    }
+
+    pub fn send_stdin(&mut self, line: &str) {
+        let stdin = self.stdin.as_mut().expect("stdin open");
+        writeln!(stdin, "{line}").unwrap();
+        stdin.flush().unwrap();
+    }
+
+    pub fn close_stdin(&mut self) {
+        self.stdin = None;
+    }
+
+    pub fn is_alive(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
+    }
+
+    pub fn wait_exit(&mut self) -> ExitStatus {
+        let deadline = Instant::now() + TIMEOUT;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "the example did not exit");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    pub fn text(&self) -> Text {
+        Text::connect(&self.socket)
+    }
+
+    pub fn json(&self) -> Json {
+        Json::connect(&self.socket)
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        remove_if_socket_or_file(&self.socket);
+    }
+}
+
+pub fn connect(path: &Path) -> UnixStream {
+    let stream = UnixStream::connect(path)
+        .unwrap_or_else(|err| panic!("connect to {}: {err}", path.display()));
+    stream.set_read_timeout(Some(TIMEOUT)).unwrap();
+    stream.set_write_timeout(Some(TIMEOUT)).unwrap();
+    stream
+}
+
+/// Reads until end of input (or the timeout, which fails the test).
+pub fn read_to_end(stream: &mut UnixStream) -> Vec<u8> {
+    let mut out = Vec::new();
+    stream
+        .read_to_end(&mut out)
+        .expect("read until the server closes");
+    out
+}
+
+/// A text session.
+pub struct Text {
+    pub stream: UnixStream,
+    pending: Vec<u8>,
+}
+
+impl Text {
+    /// Connects and reads the greeting, up to and including the prompt.
+    pub fn connect(path: &Path) -> Text {
+        let mut text = Text::connect_silent(path);
+        text.greeting();
+        text
+    }
+
+    /// Connects and reads nothing.
+    pub fn connect_silent(path: &Path) -> Text {
+        Text {
+            stream: connect(path),
+            pending: Vec::new(),
+        }
+    }
+
+    pub fn greeting(&mut self) -> String {
+        self.until_prompt()
+    }
+
+    /// Everything up to the next prompt, without it.
+    pub fn until_prompt(&mut self) -> String {
+        let mut buf = [0u8; 65536];
+        loop {
+            if let Some(end) = find(&self.pending, PROMPT.as_bytes()) {
+                let answer: Vec<u8> = self.pending.drain(..end + PROMPT.len()).take(end).collect();
+                return String::from_utf8(answer).expect("the server writes UTF-8");
+            }
+            let n = self
+                .stream
+                .read(&mut buf)
+                .expect("read a reply before the timeout");
+            assert!(
+                n > 0,
+                "the server closed the session; had {:?}",
+                String::from_utf8_lossy(&self.pending)
+            );
+            self.pending.extend_from_slice(&buf[..n]);
+        }
+    }
+
+    pub fn send(&mut self, line: &str) {
+        self.stream.write_all(line.as_bytes()).unwrap();
+        self.stream.write_all(b"\n").unwrap();
+    }
+
+    /// Sends a line and returns the reply, without the prompt after it.
+    pub fn ask(&mut self, line: &str) -> String {
+        self.send(line);
+        self.until_prompt()
+    }
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack
+        .windows(needle.len())
+        .position(|window| window == needle)
+}
+
+/// A JSON-RPC session.
+pub struct Json {
+    reader: BufReader<UnixStream>,
+    writer: UnixStream,
+    next_id: u64,
+}
+
+impl Json {
+    pub fn connect(path: &Path) -> Json {
+        let stream = connect(path);
+        Json {
+            writer: stream.try_clone().unwrap(),
+            reader: BufReader::new(stream),
+            next_id: 1,
+        }
+    }
+
+    pub fn send_raw(&mut self, line: &[u8]) {
+        self.writer.write_all(line).unwrap();
+        self.writer.write_all(b"\n").unwrap();
+    }
+
+    pub fn read_response(&mut self) -> Value {
+        let mut line = String::new();
+        let n = self
+            .reader
+            .read_line(&mut line)
+            .expect("read a response before the timeout");
+        assert!(n > 0, "the server closed the session");
+        serde_json::from_str(&line)
+            .unwrap_or_else(|err| panic!("response {line:?} is not JSON: {err}"))
+    }
+
+    /// Sends a raw line and reads one response.
+    pub fn raw(&mut self, line: &[u8]) -> Value {
+        self.send_raw(line);
+        self.read_response()
+    }
+
+    /// Calls a method and returns the whole response, after checking its
+    /// envelope.
+    pub fn request(&mut self, method: &str, params: Value) -> Value {
+        let id = self.next_id;
+        self.next_id += 1;
+        let request = json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
+        let response = self.raw(request.to_string().as_bytes());
+        assert_eq!(response["jsonrpc"], "2.0", "{response}");
+        assert_eq!(response["id"], id, "{response}");
+        response
+    }
+
+    /// The `result` of a call that must succeed.
+    pub fn result(&mut self, method: &str, params: Value) -> Value {
+        let response = self.request(method, params);
+        assert!(
+            response.get("error").is_none(),
+            "{method} failed: {response}"
+        );
+        response["result"].clone()
+    }
+
+    /// The `error` of a call that must fail.
+    pub fn error(&mut self, method: &str, params: Value) -> Value {
+        let response = self.request(method, params);
+        assert!(
+            response.get("result").is_none(),
+            "{method} succeeded: {response}"
+        );
+        response["error"].clone()
+    }
+}

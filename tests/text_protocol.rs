@@ -1,0 +1,354 @@
+//! The text protocol, end to end against `examples/service`.
+
+mod support;
+
+use support::{Service, Text};
+
+#[test]
+fn greeting_shows_banner_every_thread_and_a_prompt() {
+    let service = Service::start();
+    let mut session = Text::connect_silent(&service.socket);
+    let greeting = session.greeting();
+    assert!(
+        greeting.starts_with(&format!(
+            "manhole {}, pid {}, ",
+            env!("CARGO_PKG_VERSION"),
+            service.pid
+        )),
+        "{greeting}"
+    );
+    assert!(
+        greeting
+            .lines()
+            .next()
+            .unwrap()
+            .ends_with("examples/service"),
+        "{greeting}"
+    );
+    for name in [
+        "service",
+        "manhole",
+        "worker-0",
+        "worker-1",
+        "manhole-session",
+    ] {
+        assert!(
+            greeting.contains(&format!("\"{name}\" (")),
+            "{name} missing from\n{greeting}"
+        );
+    }
+    assert!(
+        greeting.contains(&format!("thread {} \"service\"", service.pid)),
+        "{greeting}"
+    );
+    // The session's own thread has real frames; the others say plainly
+    // that theirs are not captured yet.
+    assert!(greeting.contains("manhole::session::serve"), "{greeting}");
+    assert!(greeting.contains("frames not captured"), "{greeting}");
+    assert!(
+        greeting.ends_with("type `help` for commands, `quit` to leave\n"),
+        "{greeting}"
+    );
+}
+
+#[test]
+fn help_shows_builtins_signatures_and_docs() {
+    let service = Service::start();
+    let mut session = service.text();
+    let help = session.ask("help");
+    for expected in [
+        "help [NAME]",
+        "call NAME [ARG...]",
+        "quit, exit",
+        "add(a: i64, b: i64) -> i64",
+        "Add two numbers.",
+        "reload_config(hold_ms: Option<u64>) -> Result<String, std::io::Error>",
+        "REQUESTS: AtomicU64",
+        "queue_depth() -> usize",
+        "plugin_status() -> String",
+    ] {
+        assert!(help.contains(expected), "{expected:?} missing from\n{help}");
+    }
+
+    let one = session.ask("help reload_config");
+    assert!(
+        one.starts_with("reload_config(hold_ms: Option<u64>) -> Result<String, std::io::Error>\n"),
+        "{one}"
+    );
+    assert!(one.contains("usage: call reload_config [HOLD_MS]"), "{one}");
+    assert!(
+        one.contains("defined in service (examples/service.rs:"),
+        "{one}"
+    );
+    assert!(
+        one.contains("meanwhile `get CONFIG` reports the lock as held"),
+        "whole doc expected:\n{one}"
+    );
+
+    assert!(session
+        .ask("help CONFIG")
+        .starts_with("CONFIG: Mutex<Config>\nusage: get CONFIG\n"));
+    assert!(session
+        .ask("help stacks")
+        .starts_with("stacks (built-in)\n"));
+    assert_eq!(
+        session.ask("help nothing_here"),
+        "error: unknown name `nothing_here`; `list` shows what is registered\n"
+    );
+}
+
+#[test]
+fn list_names_every_command_and_item_with_its_first_doc_line() {
+    let service = Service::start();
+    let list = service.text().ask("list");
+    let lines: Vec<&str> = list.lines().collect();
+    assert_eq!(lines[0], "commands (call NAME [ARG...]):");
+    for (signature, summary) in [
+        ("add(a: i64, b: i64) -> i64", "Add two numbers."),
+        ("panic(message: Option<String>)", "Panic on purpose"),
+        (
+            "set_log_level(level: LogLevel) -> String",
+            "Change the log level",
+        ),
+        ("CONFIG: Mutex<Config>", "The configuration in force."),
+        ("PLUGIN_EVENTS: AtomicU64", "Events the plugin has seen"),
+        ("queue_depth() -> usize", "Requests waiting for a worker"),
+    ] {
+        let line = lines
+            .iter()
+            .position(|line| line.trim_start().starts_with(signature))
+            .unwrap_or_else(|| panic!("{signature} missing from\n{list}"));
+        let row = format!("{}{}", lines[line], lines.get(line + 1).unwrap_or(&""));
+        assert!(
+            row.contains(summary),
+            "{summary:?} not beside {signature}:\n{list}"
+        );
+    }
+    assert!(lines.contains(&"inspected (get NAME):"), "{list}");
+}
+
+#[test]
+fn threads_and_stacks_cover_every_thread() {
+    let service = Service::start();
+    let mut session = service.text();
+    let threads = session.ask("threads");
+    assert!(threads.starts_with("    TID  NAME"), "{threads}");
+    for name in [
+        "service",
+        "manhole",
+        "worker-0",
+        "worker-1",
+        "manhole-session",
+    ] {
+        assert!(
+            threads
+                .lines()
+                .any(|line| line.split_whitespace().nth(1) == Some(name)),
+            "{name} missing from\n{threads}"
+        );
+    }
+    assert!(
+        threads.contains(&format!("{}  service", service.pid)),
+        "{threads}"
+    );
+
+    let stacks = session.ask("stacks");
+    assert_eq!(
+        stacks.matches("\nthread ").count() + 1,
+        threads.lines().count() - 1,
+        "{stacks}"
+    );
+    assert!(stacks.contains("manhole::builtins::run"), "{stacks}");
+    assert!(
+        stacks.contains("manhole/src/session.rs:"),
+        "file:line expected:\n{stacks}"
+    );
+}
+
+#[test]
+fn get_reads_atomics_locks_computed_values_and_other_crates() {
+    let service = Service::start();
+    let mut session = service.text();
+    let requests: u64 = session
+        .ask("get REQUESTS")
+        .trim()
+        .parse()
+        .expect("a number");
+    support::wait_until("requests to grow", || {
+        session.ask("get REQUESTS").trim().parse::<u64>().unwrap() > requests
+    });
+    assert_eq!(
+        session.ask("get CONFIG"),
+        "{\"log_level\":\"info\",\"version\":1,\"workers\":2}\n"
+    );
+    assert!(session
+        .ask("get queue_depth")
+        .trim()
+        .parse::<usize>()
+        .is_ok());
+    assert!(session
+        .ask("get PLUGIN_EVENTS")
+        .trim()
+        .parse::<u64>()
+        .is_ok());
+    // A bare name reads an item too.
+    assert!(session.ask("REQUESTS").trim().parse::<u64>().is_ok());
+}
+
+#[test]
+fn call_parses_arguments_and_shows_the_value() {
+    let service = Service::start();
+    let mut session = service.text();
+    assert_eq!(session.ask("call add 40 2"), "42\n");
+    assert_eq!(session.ask("add -1 1"), "0\n");
+    assert_eq!(session.ask("divide 1 4"), "0.25\n");
+    assert_eq!(
+        session.ask("call echo 'two words' \"and \\\"three\\\"\""),
+        "[\"two words\",\"and \\\"three\\\"\"]\n"
+    );
+    assert_eq!(session.ask("echo one"), "[\"one\"]\n");
+    assert_eq!(
+        session.ask("call set_log_level debug"),
+        "log level is now Debug\n"
+    );
+    assert!(session
+        .ask("get CONFIG")
+        .contains("\"log_level\":\"debug\""));
+    assert_eq!(
+        session.ask("reload_config"),
+        "reloaded configuration, now version 2\n"
+    );
+    assert_eq!(
+        session.ask("plugin_status").split(':').next(),
+        Some("manhole-example-plugin 0.1.0")
+    );
+    // Empty lines just prompt again; `\r\n` endings work.
+    assert_eq!(session.ask(""), "");
+    assert_eq!(session.ask("add 1 1\r"), "2\n");
+}
+
+#[test]
+fn errors_are_one_line_and_the_session_goes_on() {
+    let service = Service::start();
+    let mut session = service.text();
+    for (line, expected) in [
+        ("call nosuch", "error: unknown command `nosuch`; `list` shows what is registered"),
+        (
+            "reload_cofig",
+            "error: unknown command `reload_cofig`; did you mean `reload_config`? `list` shows what is registered",
+        ),
+        ("add 1", "error: `add` takes 2 arguments, got 1; usage: call add A B"),
+        ("add 1 2 3", "error: `add` takes 2 arguments, got 3; usage: call add A B"),
+        ("echo", "error: `echo` takes 1 to 2 arguments, got 0; usage: call echo FIRST [SECOND]"),
+        ("add 1 x", "error: argument `b` of `add` expects i64; got \"x\": invalid digit found in string"),
+        (
+            "set_log_level loud",
+            "error: argument `level` of `set_log_level` expects LogLevel; got \"loud\": unknown level \"loud\"; expected error, warn, info or debug",
+        ),
+        ("divide 1 0", "error: `divide` returned an error: cannot divide 1 by zero"),
+        ("panic", "error: `panic` panicked: panicked on purpose"),
+        ("panic 'at the disco'", "error: `panic` panicked: at the disco"),
+        ("get add", "error: `add` is a command, not an inspected item; use `call add`"),
+        ("call REQUESTS", "error: `REQUESTS` is an inspected item, not a command; use `get REQUESTS`"),
+        ("get nope", "error: unknown inspected item `nope`; `list` shows what is registered"),
+        ("get", "error: usage: get NAME"),
+        ("call", "error: usage: call NAME [ARG...]"),
+        ("list everything", "error: `list` takes no arguments"),
+        ("echo 'open", "error: unbalanced ' quote; close it, or escape it with a backslash"),
+    ] {
+        assert_eq!(session.ask(line), format!("{expected}\n"), "for {line:?}");
+    }
+    assert_eq!(session.ask("add 2 2"), "4\n", "the session goes on");
+    let stderr = service.wait_for_stderr("panicked on purpose");
+    assert!(
+        stderr.contains("at the disco"),
+        "the panic hook still reports:\n{stderr}"
+    );
+}
+
+#[test]
+fn a_held_lock_is_reported_and_a_stuck_command_blocks_only_its_session() {
+    let service = Service::start();
+    let mut slow = service.text();
+    slow.send("reload_config 3000");
+    let mut other = service.text();
+    support::wait_until("the slow reload to take the lock", || {
+        let reply = other.ask("get CONFIG");
+        if reply.starts_with('{') {
+            return false;
+        }
+        assert_eq!(
+            reply,
+            "error: reading `CONFIG`: the lock is held by another thread; gave up after 100 ms\n"
+        );
+        true
+    });
+    assert_eq!(other.ask("add 1 2"), "3\n");
+    let mut third = service.text();
+    assert_eq!(third.ask("add 2 3"), "5\n");
+    assert_eq!(
+        slow.until_prompt(),
+        "reloaded configuration, now version 2\n"
+    );
+}
+
+#[test]
+fn quit_and_end_of_input_close_the_session() {
+    let service = Service::start();
+    for farewell in ["quit", "exit"] {
+        let mut session = service.text();
+        session.send(farewell);
+        assert!(support::read_to_end(&mut session.stream).is_empty());
+    }
+    let mut session = service.text();
+    session.stream.shutdown(std::net::Shutdown::Write).unwrap();
+    assert_eq!(support::read_to_end(&mut session.stream), b"");
+}
+
+#[test]
+fn a_piped_client_gets_the_answer() {
+    use std::io::Write;
+    let service = Service::start();
+    let mut session = support::connect(&service.socket);
+    session.write_all(b"call add 40 2\nget CONFIG\n").unwrap();
+    session.shutdown(std::net::Shutdown::Write).unwrap();
+    let output = String::from_utf8(support::read_to_end(&mut session)).unwrap();
+    assert!(
+        output.ends_with(
+            "manhole> 42\nmanhole> {\"log_level\":\"info\",\"version\":1,\"workers\":2}\nmanhole> "
+        ),
+        "{output}"
+    );
+}
+
+/// The README's own example: `echo 'call add 40 2' | socat - UNIX-CONNECT:...`.
+/// `scripts/test` installs socat.
+#[test]
+fn socat_works_as_documented() {
+    use std::process::{Command, Stdio};
+    let service = Service::start();
+    let socat = Command::new("socat")
+        .arg("-")
+        .arg(format!("UNIX-CONNECT:{}", service.socket.display()))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn();
+    let mut socat = socat.expect("socat is needed for this test; `scripts/test` installs it");
+    {
+        use std::io::Write;
+        let mut stdin = socat.stdin.take().unwrap();
+        stdin.write_all(b"call add 40 2\n").unwrap();
+    }
+    let deadline = std::time::Instant::now() + support::TIMEOUT;
+    while socat.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = socat.kill();
+            panic!("socat did not finish");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let output = socat.wait_with_output().unwrap();
+    let text = String::from_utf8(output.stdout).unwrap();
+    assert!(text.starts_with("manhole 0.1.0"), "{text}");
+    assert!(text.ends_with("manhole> 42\nmanhole> "), "{text}");
+}

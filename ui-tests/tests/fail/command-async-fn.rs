@@ -1,0 +1,6 @@
+#[manhole::command]
+async fn refresh() -> u32 {
+    1
+}
+
+fn main() {}

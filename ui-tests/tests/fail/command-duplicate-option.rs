@@ -1,0 +1,4 @@
+#[manhole::command(name = "reload", name = "refresh")]
+fn reload_config() {}
+
+fn main() {}

@@ -1,0 +1,4 @@
+#[manhole::command(name = reload)]
+fn reload_config() {}
+
+fn main() {}

@@ -1,0 +1,6 @@
+#[manhole::command]
+struct Settings {
+    level: u8,
+}
+
+fn main() {}

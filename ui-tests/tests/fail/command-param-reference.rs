@@ -1,0 +1,6 @@
+#[manhole::command]
+fn greet(name: &str) -> String {
+    format!("hello {name}")
+}
+
+fn main() {}

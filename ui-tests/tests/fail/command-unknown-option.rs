@@ -1,0 +1,4 @@
+#[manhole::command(nmae = "reload")]
+fn reload_config() {}
+
+fn main() {}

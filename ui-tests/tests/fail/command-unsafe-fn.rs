@@ -1,0 +1,6 @@
+#[manhole::command]
+unsafe fn poke() -> u32 {
+    1
+}
+
+fn main() {}

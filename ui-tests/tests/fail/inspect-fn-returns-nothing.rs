@@ -1,0 +1,4 @@
+#[manhole::inspect]
+fn refresh() {}
+
+fn main() {}

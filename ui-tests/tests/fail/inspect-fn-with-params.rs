@@ -1,0 +1,6 @@
+#[manhole::inspect]
+fn depth(queue: usize) -> usize {
+    queue
+}
+
+fn main() {}

@@ -1,0 +1,8 @@
+struct Pool {
+    size: usize,
+}
+
+#[manhole::inspect]
+static POOL: Pool = Pool { size: 4 };
+
+fn main() {}

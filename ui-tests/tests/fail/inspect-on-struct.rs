@@ -1,0 +1,6 @@
+#[manhole::inspect]
+struct Stats {
+    hits: u64,
+}
+
+fn main() {}

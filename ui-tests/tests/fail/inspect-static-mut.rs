@@ -1,0 +1,4 @@
+#[manhole::inspect]
+static mut COUNTER: u64 = 0;
+
+fn main() {}

@@ -1,0 +1,6 @@
+use std::sync::atomic::AtomicU64;
+
+#[manhole::inspect(writable)]
+static HITS: AtomicU64 = AtomicU64::new(0);
+
+fn main() {}

@@ -1,0 +1,2 @@
+#[manhole::main(verbose = false, verbose = true)]
+fn main() {}

@@ -1,0 +1,2 @@
+#[manhole::main(socket_path = "")]
+fn main() {}

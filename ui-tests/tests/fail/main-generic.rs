@@ -1,0 +1,2 @@
+#[manhole::main]
+fn main<T>() {}

@@ -1,0 +1,6 @@
+#[manhole::main]
+fn run() {}
+
+fn main() {
+    run();
+}

@@ -1,0 +1,4 @@
+#[manhole::main]
+struct App;
+
+fn main() {}

@@ -1,0 +1,2 @@
+#[manhole::main(sokcet_path = "/tmp/app.sock")]
+fn main() {}

@@ -1,0 +1,4 @@
+#[manhole::main]
+fn main(args: Vec<String>) {
+    drop(args);
+}

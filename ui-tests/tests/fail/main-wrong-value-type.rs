@@ -1,0 +1,2 @@
+#[manhole::main(verbose = "no")]
+fn main() {}
