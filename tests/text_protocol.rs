@@ -327,6 +327,11 @@ fn a_piped_client_gets_the_answer() {
 fn socat_works_as_documented() {
     use std::process::{Command, Stdio};
     let service = Service::start();
+    // socat gives the server 0.5 s after its input ends. Wait until the
+    // listener has loaded its symbol tables (which a debug build takes about
+    // that long to do, and which a person typing never notices), as the
+    // first session's greeting shows.
+    drop(service.text());
     let socat = Command::new("socat")
         .arg("-")
         .arg(format!("UNIX-CONNECT:{}", service.socket.display()))

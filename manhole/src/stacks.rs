@@ -68,12 +68,15 @@ fn hex_address<S: Serializer>(address: &usize, serializer: S) -> Result<S::Ok, S
 #[must_use]
 pub fn stacks() -> Stacks {
     let caller = nix::unistd::gettid().as_raw();
+    // Captured here, directly under `stacks`, so that trimming the capture's
+    // own frames leaves the caller as frame #0.
+    let mut own_frames = Some(current_frames());
     let threads = thread_list()
         .into_iter()
         .map(|thread| {
             if thread.tid == caller {
                 ThreadStack {
-                    frames: current_frames(),
+                    frames: own_frames.take().unwrap_or_default(),
                     ..thread
                 }
             } else {
@@ -157,14 +160,17 @@ fn current_frames() -> Vec<Frame> {
         true
     });
     // Frame #0 should be the caller of `stacks()`, not the capture itself.
-    let own = frames.iter().rposition(|frame| {
-        frame.function.as_deref().is_some_and(|name| {
-            name.starts_with("backtrace::") || name.starts_with("manhole::stacks::")
+    let own = frames
+        .iter()
+        .take_while(|frame| {
+            frame.function.as_deref().is_some_and(|name| {
+                name.starts_with("backtrace::")
+                    || name == "manhole::stacks::current_frames"
+                    || name == "manhole::stacks::stacks"
+            })
         })
-    });
-    if let Some(own) = own {
-        frames.drain(..=own);
-    }
+        .count();
+    frames.drain(..own);
     // Below the thread's entry point lie only the runtime's start-up frames,
     // which std's own short backtraces hide as well.
     if let Some(entry) = frames.iter().position(|frame| {
@@ -242,7 +248,20 @@ mod tests {
             })
             .unwrap();
         let tid = ready_rx.recv().unwrap();
-        let snapshot = stacks();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let snapshot = loop {
+            // The thread may still be on its way into `recv`.
+            let snapshot = stacks();
+            let state = snapshot
+                .threads
+                .iter()
+                .find(|t| t.tid == tid)
+                .map(|t| t.state.clone());
+            if state.as_deref() == Some("sleeping") || std::time::Instant::now() > deadline {
+                break snapshot;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        };
         done_tx.send(()).unwrap();
         other.join().unwrap();
         let thread = snapshot
