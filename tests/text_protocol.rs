@@ -41,10 +41,23 @@ fn greeting_shows_banner_every_thread_and_a_prompt() {
         greeting.contains(&format!("thread {} \"service\"", service.pid)),
         "{greeting}"
     );
-    // The session's own thread has real frames; the others say plainly
-    // that theirs are not captured yet.
+    // Every thread has real frames: the serving session its own, the
+    // others captured by the stack signal, each where it really waits.
     assert!(greeting.contains("manhole::session::serve"), "{greeting}");
-    assert!(greeting.contains("frames not captured"), "{greeting}");
+    assert!(
+        greeting.contains("manhole::listener::accept_loop"),
+        "{greeting}"
+    );
+    assert_eq!(
+        greeting.matches("service::worker\n").count(),
+        2,
+        "{greeting}"
+    );
+    assert!(
+        greeting.contains("service::main\n           at "),
+        "{greeting}"
+    );
+    assert!(!greeting.contains("no response"), "{greeting}");
     assert!(
         greeting.ends_with("type `help` for commands, `quit` to leave\n"),
         "{greeting}"

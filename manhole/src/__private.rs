@@ -280,3 +280,10 @@ pub fn install_for_main(options: Options) {
         crate::log::always(format_args!("not installed: {err}"));
     }
 }
+
+/// Whether the calling thread is inside the manhole's stack signal handler,
+/// for tests that prove the handler never allocates.
+#[must_use]
+pub fn in_stack_handler() -> bool {
+    crate::capture::in_handler()
+}

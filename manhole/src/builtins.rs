@@ -209,7 +209,9 @@ fn help_one(name: &str) -> Result<Answer, Failure> {
 }
 
 fn threads() -> Answer {
-    let threads = stacks::thread_list();
+    let threads = crate::procfs::Tasks::open()
+        .map(|tasks| stacks::thread_list(&tasks))
+        .unwrap_or_default();
     let name_width = threads
         .iter()
         .map(|t| t.name.len())

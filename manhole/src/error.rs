@@ -51,6 +51,14 @@ pub enum Error {
         #[source]
         source: io::Error,
     },
+    /// The stack signal cannot be used.
+    #[error("cannot capture stacks with {}: {reason}", crate::signals::name(*signal))]
+    Signal {
+        /// The signal number.
+        signal: i32,
+        /// Why not, and what to choose instead.
+        reason: String,
+    },
     /// The listener thread could not be started.
     #[error("cannot start the manhole's listener thread: {0}")]
     Thread(#[source] io::Error),

@@ -67,19 +67,23 @@
 #[doc(hidden)]
 pub mod __private;
 mod builtins;
+mod capture;
 mod error;
 mod listener;
 mod log;
 mod options;
+mod procfs;
 mod protocol;
 mod registry;
 mod session;
+mod signals;
 mod socket;
 mod stacks;
+mod unwind;
 
 pub use error::Error;
 pub use options::{Options, DEFAULT_LOCK_TIMEOUT, DEFAULT_MAX_LINE_LENGTH};
-pub use stacks::{stacks, Frame, Stacks, ThreadStack};
+pub use stacks::{stacks, Frame, Stacks, ThreadStack, DEFAULT_STACK_TIMEOUT};
 
 #[doc(inline)]
 pub use manhole_macros::{command, inspect, main};

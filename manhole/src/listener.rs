@@ -65,6 +65,7 @@ pub(crate) fn install(options: Options) -> Result<Handle, Error> {
         *slot = None;
     }
     options.validate()?;
+    let stack_signal = crate::signals::install(options.stack_signal, crate::capture::on_signal)?;
     let path = options.resolved_socket_path(pid);
     let (listener, socket) = socket::bind(&path)?;
     let (wake_rx, wake) = match UnixStream::pair() {
@@ -96,7 +97,12 @@ pub(crate) fn install(options: Options) -> Result<Handle, Error> {
     remove_socket_at_exit();
     log::set_verbose(options.verbose);
     set_lock_timeout(options.lock_timeout);
-    log::verbose(format_args!("listening on {} (pid {pid})", path.display()));
+    stacks::set_timeout(options.stack_timeout);
+    log::verbose(format_args!(
+        "listening on {} (pid {pid}); stacks are captured with {}",
+        path.display(),
+        crate::signals::name(stack_signal)
+    ));
     let generation = GENERATION.fetch_add(1, Ordering::Relaxed);
     *slot = Some(Installed {
         generation,
@@ -210,7 +216,7 @@ fn accept_loop(
     sessions: &Arc<Sessions>,
     config: SessionConfig,
 ) {
-    stacks::prime_symbols();
+    stacks::prime();
     loop {
         let mut fds = [
             PollFd::new(listener.as_fd(), PollFlags::POLLIN),

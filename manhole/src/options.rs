@@ -32,6 +32,8 @@ pub struct Options {
     pub(crate) verbose: bool,
     pub(crate) max_line_length: usize,
     pub(crate) lock_timeout: Duration,
+    pub(crate) stack_signal: Option<i32>,
+    pub(crate) stack_timeout: Duration,
 }
 
 impl Default for Options {
@@ -41,6 +43,8 @@ impl Default for Options {
             verbose: true,
             max_line_length: DEFAULT_MAX_LINE_LENGTH,
             lock_timeout: DEFAULT_LOCK_TIMEOUT,
+            stack_signal: None,
+            stack_timeout: crate::stacks::DEFAULT_STACK_TIMEOUT,
         }
     }
 }
@@ -81,6 +85,23 @@ impl Options {
         self
     }
 
+    /// The realtime signal that asks threads for their stacks, such as
+    /// `libc::SIGRTMIN() + 4`. By default the highest realtime signal that
+    /// has no handler yet is taken, and `verbose` says which. A signal that
+    /// already has another handler is refused at install.
+    pub fn stack_signal(mut self, signal: i32) -> Self {
+        self.stack_signal = Some(signal);
+        self
+    }
+
+    /// How long a stack dump waits for each thread to answer (200 ms by
+    /// default). A thread that blocks the stack signal, is stuck in the
+    /// kernel or is never scheduled is reported as `no response` after it.
+    pub fn stack_timeout(mut self, timeout: Duration) -> Self {
+        self.stack_timeout = timeout;
+        self
+    }
+
     /// Creates the socket and starts the listener thread.
     ///
     /// The manhole then runs until [`Handle::uninstall`], [`crate::uninstall`]
@@ -93,6 +114,8 @@ impl Options {
     /// - [`Error::PathTooLong`], [`Error::PathOccupied`] or [`Error::InUse`]
     ///   when the socket path cannot be used (only a stale socket of this
     ///   user is ever replaced);
+    /// - [`Error::Signal`] when the stack signal is not a realtime signal or
+    ///   already has another handler;
     /// - [`Error::InvalidOption`] for an option value that cannot work;
     /// - [`Error::Io`] or [`Error::Thread`] when the system refuses.
     pub fn install(self) -> Result<Handle, Error> {

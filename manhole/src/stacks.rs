@@ -1,17 +1,38 @@
 //! Every thread of the process, with its name, state and frames.
 //!
-//! Threads are listed from `/proc/self/task`; each one's name and state come
-//! from its `status` file. The calling thread's own frames come from
-//! [`backtrace`]. Capturing *another* thread's frames needs an in-process
-//! signal handshake that is not built yet, so those threads say exactly that
-//! in [`ThreadStack::frames_missing`] rather than showing invented frames.
+//! Threads are listed from `/proc/self/task`; each one's name and state
+//! come from its `stat` file. The calling thread walks its
+//! own stack; every other thread is asked for its raw return addresses by
+//! the stack signal (see [`crate::capture`]), within a deadline. The
+//! addresses are symbolised here, outside any signal handler, with
+//! [`backtrace`]: demangled names without the hash, `file:line` where debug
+//! info has it, and inlined frames expanded. Each address is resolved once
+//! per dump, however many threads share it.
 
+use crate::capture::{self, Outcome};
+use crate::procfs::Tasks;
+use crate::signals;
 use serde::{Serialize, Serializer};
+use std::collections::HashMap;
 use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
-/// Why a thread other than the caller has no frames yet.
-pub(crate) const NOT_CAPTURED: &str =
-    "frames not captured: capturing another thread's stack in-process is not built yet";
+/// How long a dump waits for other threads by default.
+pub const DEFAULT_STACK_TIMEOUT: Duration = Duration::from_millis(200);
+
+static TIMEOUT_MICROS: AtomicU64 = AtomicU64::new(200_000);
+
+pub(crate) fn set_timeout(timeout: Duration) {
+    TIMEOUT_MICROS.store(
+        u64::try_from(timeout.as_micros()).unwrap_or(u64::MAX),
+        Ordering::Relaxed,
+    );
+}
+
+fn timeout() -> Duration {
+    Duration::from_micros(TIMEOUT_MICROS.load(Ordering::Relaxed))
+}
 
 /// A snapshot of every thread, as [`stacks()`] returns it.
 ///
@@ -60,128 +81,198 @@ fn hex_address<S: Serializer>(address: &usize, serializer: S) -> Result<S::Ok, S
     serializer.serialize_str(&format!("{address:#x}"))
 }
 
-/// Every thread of this process, with the calling thread's frames.
+/// Every thread of this process, with its frames.
 ///
-/// Other threads carry a [`ThreadStack::frames_missing`] reason until
-/// in-process capture of their stacks lands. Threads that exit while the
-/// snapshot is taken are left out.
+/// Usable with or without an installed manhole, for instance from a
+/// watchdog or a panic hook. The first call installs the stack signal's
+/// handler if [`Options::install`](crate::Options::install) has not (taking
+/// the highest free realtime signal). Other threads are given the stack
+/// timeout (200 ms unless [`Options::stack_timeout`](crate::Options::stack_timeout)
+/// says otherwise) to answer; one that does not, because it blocks the
+/// signal, is stuck in the kernel or is never scheduled, is reported with
+/// [`ThreadStack::frames_missing`] saying why. Threads that exit during the
+/// dump are left out. Only one dump runs at a time.
 #[must_use]
 pub fn stacks() -> Stacks {
     let caller = nix::unistd::gettid().as_raw();
-    // Captured here, directly under `stacks`, so that trimming the capture's
-    // own frames leaves the caller as frame #0.
-    let mut own_frames = Some(current_frames());
-    let threads = thread_list()
+    // Walked here, directly under `stacks`, so that trimming the walk's own
+    // frames leaves the caller as frame #0.
+    let own = current_addresses();
+    let Some(tasks) = Tasks::open() else {
+        return Stacks {
+            threads: Vec::new(),
+        };
+    };
+    let tids = tasks.tids();
+    let others: Vec<i32> = tids.iter().copied().filter(|&tid| tid != caller).collect();
+    let mut described: Vec<Option<ThreadStack>> = Vec::with_capacity(others.len());
+    let outcomes = {
+        let mut describe_next = |position: usize| {
+            let stack = describe(&tasks, others[position]);
+            let alive = stack.is_some();
+            described.push(stack);
+            alive
+        };
+        match signals::ensure_installed(capture::on_signal) {
+            Ok(signal) => capture::capture(&tasks, &others, signal, timeout(), &mut describe_next),
+            Err(err) => (0..others.len())
+                .map(|position| {
+                    describe_next(position);
+                    Outcome::Missing(format!("not captured: {err}"))
+                })
+                .collect(),
+        }
+    };
+    let mut symbols = Symbols::default();
+    let mine = describe(&tasks, caller).map(|stack| {
+        let outcome = Outcome::Frames {
+            addresses: own,
+            truncated: false,
+        };
+        (stack, outcome)
+    });
+    let mut threads: Vec<ThreadStack> = described
         .into_iter()
-        .map(|thread| {
-            if thread.tid == caller {
-                ThreadStack {
-                    frames: own_frames.take().unwrap_or_default(),
-                    ..thread
+        .zip(outcomes)
+        .filter_map(|(stack, outcome)| Some((stack?, outcome)))
+        .chain(mine)
+        .filter_map(|(mut stack, outcome)| {
+            match outcome {
+                Outcome::Frames {
+                    addresses,
+                    truncated,
+                } => {
+                    stack.frames = symbols.frames(&addresses, stack.tid != caller);
+                    if truncated {
+                        stack.frames_missing = Some(format!(
+                            "outer frames missing: the stack is deeper than the {} KiB copied",
+                            capture::STACK_COPY / 1024
+                        ));
+                    }
                 }
-            } else {
-                ThreadStack {
-                    frames_missing: Some(NOT_CAPTURED.to_owned()),
-                    ..thread
-                }
+                Outcome::Missing(reason) => stack.frames_missing = Some(reason),
+                Outcome::Gone => return None,
             }
+            Some(stack)
         })
         .collect();
+    threads.sort_by_key(|thread| thread.tid);
     Stacks { threads }
 }
 
-/// Every thread with its name and state, and no frames.
-pub(crate) fn thread_list() -> Vec<ThreadStack> {
-    let Ok(entries) = std::fs::read_dir("/proc/self/task") else {
-        return Vec::new();
-    };
-    let mut tids: Vec<i32> = entries
-        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse().ok())
-        .collect();
-    tids.sort_unstable();
-    tids.into_iter()
-        .filter_map(|tid| {
-            // A thread that exited since the listing has no status any more.
-            let status = std::fs::read_to_string(format!("/proc/self/task/{tid}/status")).ok()?;
-            Some(ThreadStack {
-                tid,
-                name: status_field(&status, "Name").unwrap_or_default().to_owned(),
-                state: state_word(status_field(&status, "State").unwrap_or("?")),
-                frames: Vec::new(),
-                frames_missing: None,
-            })
-        })
-        .collect()
-}
-
-fn status_field<'a>(status: &'a str, key: &str) -> Option<&'a str> {
-    status.lines().find_map(|line| {
-        let (name, value) = line.split_once(':')?;
-        (name == key).then(|| value.trim())
+/// A thread with its name and state and no frames; `None` once it is gone.
+fn describe(tasks: &Tasks, tid: i32) -> Option<ThreadStack> {
+    let stat = tasks.stat(tid)?;
+    Some(ThreadStack {
+        tid,
+        name: stat.name,
+        state: stat.state.to_owned(),
+        frames: Vec::new(),
+        frames_missing: None,
     })
 }
 
-/// `S (sleeping)` → `sleeping`.
-fn state_word(state: &str) -> String {
-    match (state.find('('), state.rfind(')')) {
-        (Some(open), Some(close)) if open < close => state[open + 1..close].to_owned(),
-        _ => state.to_owned(),
-    }
+/// Every thread with its name and state, and no frames.
+pub(crate) fn thread_list(tasks: &Tasks) -> Vec<ThreadStack> {
+    tasks
+        .tids()
+        .into_iter()
+        .filter_map(|tid| describe(tasks, tid))
+        .collect()
 }
 
 /// Loads the symbol tables once, so that the first `stacks` answer (and
-/// the first greeting) does not pay for it. The listener thread calls this
-/// before it starts accepting.
-pub(crate) fn prime_symbols() {
-    drop(current_frames());
+/// the first greeting) does not pay for it. The listener thread calls this before it starts
+/// accepting.
+pub(crate) fn prime() {
+    Symbols::default().frames(&current_addresses(), false);
 }
 
-fn current_frames() -> Vec<Frame> {
-    let mut frames = Vec::new();
-    backtrace::trace(|raw| {
-        let address = raw.ip() as usize;
-        let before = frames.len();
-        backtrace::resolve_frame(raw, |symbol| {
-            frames.push(Frame {
-                function: symbol.name().map(|name| format!("{name:#}")),
-                file: symbol.filename().map(|path| path.display().to_string()),
-                line: symbol.lineno(),
-                address,
-            });
-        });
-        if frames.len() == before {
-            frames.push(Frame {
-                function: None,
-                file: None,
-                line: None,
-                address,
-            });
-        }
+/// The calling thread's return addresses, without the walk's own frames.
+fn current_addresses() -> Vec<usize> {
+    let mut addresses = Vec::new();
+    backtrace::trace(|frame| {
+        addresses.push(frame.ip() as usize);
         true
     });
-    // Frame #0 should be the caller of `stacks()`, not the capture itself.
-    let own = frames
-        .iter()
-        .take_while(|frame| {
-            frame.function.as_deref().is_some_and(|name| {
-                name.starts_with("backtrace::")
-                    || name == "manhole::stacks::current_frames"
-                    || name == "manhole::stacks::stacks"
-            })
-        })
-        .count();
-    frames.drain(..own);
-    // Below the thread's entry point lie only the runtime's start-up frames,
-    // which std's own short backtraces hide as well.
-    if let Some(entry) = frames.iter().position(|frame| {
-        frame
-            .function
-            .as_deref()
-            .is_some_and(|name| name.ends_with("__rust_begin_short_backtrace"))
-    }) {
-        frames.truncate(entry);
+    // The walk's own frames come first: `backtrace::trace`, this function
+    // and `stacks`. Only the leading few are resolved to find them.
+    let own = addresses.iter().take(8).rposition(|&address| {
+        let mut ours = false;
+        backtrace::resolve(address as *mut std::ffi::c_void, |symbol| {
+            ours |= symbol.name().is_some_and(|name| {
+                let name = format!("{name:#}");
+                name == "manhole::stacks::current_addresses" || name == "manhole::stacks::stacks"
+            });
+        });
+        ours
+    });
+    if let Some(own) = own {
+        addresses.drain(..=own);
     }
-    frames.retain(|frame| frame.address != 0);
+    addresses
+}
+
+/// Resolved frames per address, shared by every thread of one dump.
+#[derive(Default)]
+struct Symbols {
+    resolved: HashMap<usize, Vec<Frame>>,
+}
+
+impl Symbols {
+    /// Symbolises one thread's addresses. `interrupted` says the first one
+    /// is the exact program counter of a thread stopped by a signal, not a
+    /// return address.
+    fn frames(&mut self, addresses: &[usize], interrupted: bool) -> Vec<Frame> {
+        let mut frames = Vec::new();
+        for (index, &address) in addresses.iter().enumerate() {
+            // `backtrace::resolve` looks up `address - 1`, which lands
+            // inside the call instruction for a return address; an exact
+            // program counter is passed one further to cancel that.
+            let lookup = if index == 0 && interrupted {
+                address + 1
+            } else {
+                address
+            };
+            let resolved = self
+                .resolved
+                .entry(lookup)
+                .or_insert_with(|| resolve(lookup, address));
+            frames.extend(resolved.iter().cloned());
+        }
+        // Below the thread's entry point lie only the runtime's start-up
+        // frames, which std's own short backtraces hide as well.
+        if let Some(entry) = frames.iter().position(|frame| {
+            frame
+                .function
+                .as_deref()
+                .is_some_and(|name| name.ends_with("__rust_begin_short_backtrace"))
+        }) {
+            frames.truncate(entry);
+        }
+        frames.retain(|frame| frame.address != 0);
+        frames
+    }
+}
+
+fn resolve(lookup: usize, address: usize) -> Vec<Frame> {
+    let mut frames = Vec::new();
+    backtrace::resolve(lookup as *mut std::ffi::c_void, |symbol| {
+        frames.push(Frame {
+            function: symbol.name().map(|name| format!("{name:#}")),
+            file: symbol.filename().map(|path| path.display().to_string()),
+            line: symbol.lineno(),
+            address,
+        });
+    });
+    if frames.is_empty() {
+        frames.push(Frame {
+            function: None,
+            file: None,
+            line: None,
+            address,
+        });
+    }
     frames
 }
 
@@ -237,7 +328,7 @@ mod tests {
     }
 
     #[test]
-    fn other_threads_say_why_they_have_no_frames() {
+    fn other_threads_are_captured_by_signal() {
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
         let other = std::thread::Builder::new()
@@ -271,16 +362,20 @@ mod tests {
             .expect("listed");
         assert_eq!(thread.name, "stack-test");
         assert_eq!(thread.state, "sleeping");
-        assert_eq!(thread.frames_missing.as_deref(), Some(NOT_CAPTURED));
+        assert!(
+            thread.frames_missing.is_none(),
+            "{:?}",
+            thread.frames_missing
+        );
+        assert!(
+            thread.frames.iter().any(|frame| frame
+                .function
+                .as_deref()
+                .is_some_and(|f| f.contains("Receiver"))),
+            "{thread}"
+        );
         assert!(snapshot
             .to_string()
             .contains(&format!("thread {tid} \"stack-test\" (sleeping)")));
-    }
-
-    #[test]
-    fn state_words() {
-        assert_eq!(state_word("S (sleeping)"), "sleeping");
-        assert_eq!(state_word("D (disk sleep)"), "disk sleep");
-        assert_eq!(state_word("X"), "X");
     }
 }

@@ -1,0 +1,564 @@
+//! Other threads' raw stacks, captured in-process by a signal handler.
+//!
+//! A dump works like Apache Kudu's stack collector:
+//!
+//! 1. The capturing thread takes one *slot* per target thread from a pool
+//!    that is allocated outside any handler and never freed, arms it with
+//!    the dump's generation, and queues the stack signal to the thread with
+//!    `rt_tgsigqueueinfo`, carrying the slot's index and the generation.
+//! 2. The thread's handler claims its slot with a compare-and-swap from
+//!    `ARMED(generation)` to `WRITING(generation)`, stores the interrupted
+//!    registers, copies the top of its stack into the slot's buffer with
+//!    `process_vm_readv` (which stops at unmapped memory instead of
+//!    faulting), marks the slot `DONE` and wakes the capturer through a
+//!    futex. It runs no unwinder, allocates nothing, takes no lock, cannot
+//!    panic, and saves and restores `errno`.
+//! 3. The capturer waits until every slot is done, its thread has exited,
+//!    or the deadline passes. A slot still `ARMED` at the deadline is taken
+//!    back with a compare-and-swap, so a handler that runs later finds a
+//!    different state and writes nothing; a slot whose handler is mid-write
+//!    is marked `ABANDONED`, and that handler frees it when it finishes.
+//!
+//! Only one dump runs at a time; concurrent callers wait their turn. The
+//! copies are unwound afterwards by [`crate::unwind`], and the addresses
+//! symbolised by [`crate::stacks`], both outside any handler.
+
+use crate::procfs::Tasks;
+use crate::signals;
+use crate::unwind::{self, Registers};
+use std::cell::Cell;
+use std::sync::atomic::{AtomicI32, AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// How much of each thread's stack is copied, from its stack pointer up.
+/// Frames beyond it are cut, and the thread says so.
+pub(crate) const STACK_COPY: usize = 32 * 1024;
+const PAGE: usize = 4096;
+const CHUNK_SLOTS: usize = 256;
+const CHUNKS: usize = 64;
+/// The most threads one dump can capture.
+pub(crate) const MAX_THREADS: usize = CHUNK_SLOTS * CHUNKS;
+
+const FREE: u32 = 0;
+const ARMED: u32 = 1;
+const WRITING: u32 = 2;
+const DONE: u32 = 3;
+const ABANDONED: u32 = 4;
+
+fn state(generation: u32, phase: u32) -> u64 {
+    (u64::from(generation) << 32) | u64::from(phase)
+}
+
+struct Slot {
+    state: AtomicU64,
+    tid: AtomicI32,
+    /// The interrupted pc, sp, fp and lr, from the signal context.
+    registers: [AtomicU64; 4],
+    /// How many bytes of `stack` the handler filled.
+    copied: AtomicUsize,
+    /// `STACK_COPY` bytes, allocated with the slot and never freed. Written
+    /// only by the kernel on the handler's behalf, between the claim and
+    /// `DONE`; read only after `DONE`.
+    stack: *mut u8,
+}
+
+// SAFETY: `stack` is only written between a successful claim and `DONE`,
+// and only read after `DONE`, with release/acquire ordering between them.
+unsafe impl Sync for Slot {}
+
+impl Slot {
+    fn new() -> Self {
+        // Zeroed memory from the allocator is mapped lazily: a slot costs
+        // only the pages its copies touch.
+        let stack = Box::leak(vec![0u8; STACK_COPY].into_boxed_slice()).as_mut_ptr();
+        Slot {
+            state: AtomicU64::new(0),
+            tid: AtomicI32::new(0),
+            registers: [const { AtomicU64::new(0) }; 4],
+            copied: AtomicUsize::new(0),
+            stack,
+        }
+    }
+}
+
+/// Slot chunks, allocated on first need and never freed: a late handler
+/// can always dereference a slot it was sent.
+static CHUNK_TABLE: [AtomicPtr<Slot>; CHUNKS] =
+    [const { AtomicPtr::new(std::ptr::null_mut()) }; CHUNKS];
+
+/// Handlers still to finish in the current dump: its generation in the
+/// high half, the count in the low half. The handler that brings the count
+/// to zero wakes the capturer, which sleeps on [`WAKE`].
+static REMAINING: AtomicU64 = AtomicU64::new(0);
+static WAKE: AtomicU32 = AtomicU32::new(0);
+
+static GENERATION: AtomicU32 = AtomicU32::new(1);
+
+/// One dump at a time.
+static DUMP: Mutex<()> = Mutex::new(());
+
+thread_local! {
+    static IN_HANDLER: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Whether the calling thread is inside the stack handler; for tests that
+/// check the handler never allocates.
+pub(crate) fn in_handler() -> bool {
+    IN_HANDLER.with(Cell::get)
+}
+
+fn slot(index: usize) -> Option<&'static Slot> {
+    let chunk = CHUNK_TABLE
+        .get(index / CHUNK_SLOTS)?
+        .load(Ordering::Acquire);
+    if chunk.is_null() {
+        return None;
+    }
+    // SAFETY: a non-null chunk points at CHUNK_SLOTS slots that are never
+    // freed, and the offset is below CHUNK_SLOTS.
+    Some(unsafe { &*chunk.add(index % CHUNK_SLOTS) })
+}
+
+/// The slot at `index`, allocating its chunk if needed. Called only under
+/// the dump lock, never from the handler.
+fn slot_or_allocate(index: usize) -> Option<&'static Slot> {
+    let entry = CHUNK_TABLE.get(index / CHUNK_SLOTS)?;
+    if entry.load(Ordering::Acquire).is_null() {
+        let chunk: Box<[Slot]> = (0..CHUNK_SLOTS).map(|_| Slot::new()).collect();
+        entry.store(Box::leak(chunk).as_mut_ptr(), Ordering::Release);
+    }
+    slot(index)
+}
+
+/// The signal handler. Async-signal-safe: atomics and three system calls
+/// (`gettid`, `process_vm_readv`, a futex wake) only.
+pub(crate) extern "C" fn on_signal(
+    _signal: libc::c_int,
+    info: *mut libc::siginfo_t,
+    context: *mut libc::c_void,
+) {
+    // SAFETY: errno is thread-local and always readable.
+    let saved_errno = unsafe { *libc::__errno_location() };
+    IN_HANDLER.with(|flag| flag.set(true));
+    // SAFETY: the kernel passes a valid siginfo with SA_SIGINFO.
+    let info = unsafe { &*info };
+    // Only requests this process queued itself; `kill -RTMAX` from outside
+    // carries SI_USER and is ignored.
+    // SAFETY: si_pid and si_value are valid for a queued signal.
+    if info.si_code == libc::SI_QUEUE
+        && unsafe { info.si_pid() } == std::process::id() as libc::pid_t
+    {
+        // SAFETY: as above.
+        let value = unsafe { info.si_value() }.sival_ptr as usize;
+        record(value, context);
+    }
+    IN_HANDLER.with(|flag| flag.set(false));
+    // SAFETY: restores the interrupted code's errno.
+    unsafe { *libc::__errno_location() = saved_errno };
+}
+
+fn record(value: usize, context: *mut libc::c_void) {
+    let generation = (value >> 32) as u32;
+    let Some(slot) = slot(value & 0xffff_ffff) else {
+        return;
+    };
+    let claimed = slot.state.compare_exchange(
+        state(generation, ARMED),
+        state(generation, WRITING),
+        Ordering::Acquire,
+        Ordering::Relaxed,
+    );
+    if claimed.is_err() {
+        return;
+    }
+    // SAFETY: gettid has no preconditions.
+    let tid = unsafe { libc::syscall(libc::SYS_gettid) } as libc::pid_t;
+    if slot.tid.load(Ordering::Relaxed) == tid {
+        let registers = interrupted_registers(context);
+        for (field, value) in
+            slot.registers
+                .iter()
+                .zip([registers.pc, registers.sp, registers.fp, registers.lr])
+        {
+            field.store(value, Ordering::Relaxed);
+        }
+        slot.copied
+            .store(copy_stack(registers.sp, slot.stack), Ordering::Relaxed);
+    }
+    let finished = slot.state.compare_exchange(
+        state(generation, WRITING),
+        state(generation, DONE),
+        Ordering::Release,
+        Ordering::Relaxed,
+    );
+    if finished.is_err() {
+        // Abandoned at the deadline: no one will read it, so give it back.
+        slot.state.store(state(0, FREE), Ordering::Release);
+    }
+    count_down(generation);
+}
+
+/// Counts one handler of `generation` as finished, and wakes the capturer
+/// when it was the last. A late handler of an earlier dump changes nothing.
+fn count_down(generation: u32) {
+    let mut current = REMAINING.load(Ordering::Acquire);
+    loop {
+        if (current >> 32) as u32 != generation || current as u32 == 0 {
+            return;
+        }
+        match REMAINING.compare_exchange_weak(
+            current,
+            current - 1,
+            Ordering::AcqRel,
+            Ordering::Acquire,
+        ) {
+            Ok(_) => break,
+            Err(now) => current = now,
+        }
+    }
+    if current as u32 == 1 {
+        WAKE.fetch_add(1, Ordering::Release);
+        // SAFETY: a futex wake on a valid, aligned, static word.
+        unsafe {
+            libc::syscall(
+                libc::SYS_futex,
+                WAKE.as_ptr(),
+                libc::FUTEX_WAKE | libc::FUTEX_PRIVATE_FLAG,
+                1,
+            );
+        }
+    }
+}
+
+fn interrupted_registers(context: *mut libc::c_void) -> Registers {
+    if context.is_null() {
+        return Registers::default();
+    }
+    // SAFETY: with SA_SIGINFO the third argument is the ucontext_t.
+    let context = unsafe { &*(context as *const libc::ucontext_t) };
+    #[cfg(target_arch = "x86_64")]
+    {
+        let gregs = &context.uc_mcontext.gregs;
+        Registers {
+            pc: gregs[libc::REG_RIP as usize] as u64,
+            sp: gregs[libc::REG_RSP as usize] as u64,
+            fp: gregs[libc::REG_RBP as usize] as u64,
+            lr: 0,
+        }
+    }
+    #[cfg(target_arch = "aarch64")]
+    {
+        let mcontext = &context.uc_mcontext;
+        Registers {
+            pc: mcontext.pc,
+            sp: mcontext.sp,
+            fp: mcontext.regs[29],
+            lr: mcontext.regs[30],
+        }
+    }
+}
+
+/// Copies up to `STACK_COPY` bytes from `sp` up into `buffer`, one page per
+/// element so that the copy stops cleanly at the first unmapped page.
+/// Returns how many bytes were copied (0 if none could be).
+fn copy_stack(sp: u64, buffer: *mut u8) -> usize {
+    const ELEMENTS: usize = STACK_COPY / PAGE + 1;
+    let empty = libc::iovec {
+        iov_base: std::ptr::null_mut(),
+        iov_len: 0,
+    };
+    let mut local = [empty; ELEMENTS];
+    let mut remote = [empty; ELEMENTS];
+    let mut offset = 0usize;
+    let mut count = 0;
+    while offset < STACK_COPY && count < ELEMENTS {
+        let address = sp as usize + offset;
+        let len = (PAGE - address % PAGE).min(STACK_COPY - offset);
+        // SAFETY: `offset + len <= STACK_COPY`, inside the slot's buffer.
+        local[count].iov_base = unsafe { buffer.add(offset) }.cast();
+        local[count].iov_len = len;
+        remote[count].iov_base = address as *mut libc::c_void;
+        remote[count].iov_len = len;
+        offset += len;
+        count += 1;
+    }
+    // SAFETY: both vectors describe `count` valid elements; the kernel
+    // checks the remote side and stops at the first unmapped page.
+    let copied = unsafe {
+        libc::process_vm_readv(
+            libc::getpid(),
+            local.as_ptr(),
+            count as libc::c_ulong,
+            remote.as_ptr(),
+            count as libc::c_ulong,
+            0,
+        )
+    };
+    usize::try_from(copied).unwrap_or(0)
+}
+
+/// What a dump got for one thread.
+pub(crate) enum Outcome {
+    /// Raw addresses, innermost first, with the interrupted frame first.
+    Frames {
+        addresses: Vec<usize>,
+        truncated: bool,
+    },
+    /// No stack; the reason, for people.
+    Missing(String),
+    /// The thread exited during the dump.
+    Gone,
+}
+
+fn bit(signal: libc::c_int) -> u64 {
+    1u64 << (signal - 1)
+}
+
+/// Threads that did not answer the last dump because they block the
+/// signal. They are checked before they are sent another one, so that
+/// queued requests do not pile up on them.
+static UNRESPONSIVE: Mutex<Vec<libc::pid_t>> = Mutex::new(Vec::new());
+
+/// Why a thread that was sent nothing cannot answer, if it cannot.
+fn cannot_answer(tasks: &Tasks, tid: libc::pid_t, signal: libc::c_int) -> Option<String> {
+    let masks = tasks.signal_masks(tid)?;
+    let name = signals::name(signal);
+    if masks.blocked & bit(signal) != 0 {
+        Some(format!("no response: the thread blocks {name} (SigBlk)"))
+    } else if masks.pending & bit(signal) != 0 {
+        Some(format!(
+            "no response: an earlier stack request ({name}) is still pending on the thread"
+        ))
+    } else {
+        None
+    }
+}
+
+/// Why a thread did not answer within the deadline, as `/proc` tells it.
+fn silence(
+    tasks: &Tasks,
+    tid: libc::pid_t,
+    signal: libc::c_int,
+    timeout: Duration,
+) -> Option<String> {
+    if let Some(reason) = cannot_answer(tasks, tid, signal) {
+        return Some(reason);
+    }
+    let state = tasks.stat(tid)?.state;
+    let within = format!("no response within {} ms", timeout.as_millis());
+    Some(match state {
+        "disk sleep" => format!("{within}: the thread is in uninterruptible sleep in the kernel"),
+        "stopped" | "tracing stop" => format!("{within}: the thread is stopped"),
+        _ => within,
+    })
+}
+
+/// Captures the raw stacks of `tids` (never the calling thread) with
+/// `signal`, waiting at most `timeout` for them.
+///
+/// `describe` runs for each thread just before it is sent the signal, and
+/// returns `false` when the thread is gone. Reading a thread's `/proc`
+/// state there, rather than for all threads first, lets the threads
+/// already signalled run their handlers on another core meanwhile.
+pub(crate) fn capture(
+    tasks: &Tasks,
+    tids: &[libc::pid_t],
+    signal: libc::c_int,
+    timeout: Duration,
+    describe: &mut dyn FnMut(usize) -> bool,
+) -> Vec<Outcome> {
+    let _turn = DUMP
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let generation = loop {
+        let generation = GENERATION.fetch_add(1, Ordering::Relaxed);
+        if generation != 0 {
+            break generation;
+        }
+    };
+    let mut unresponsive = UNRESPONSIVE
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let mut outcomes: Vec<Option<Outcome>> = Vec::with_capacity(tids.len());
+    // (position in tids, slot index)
+    let mut waiting: Vec<(usize, usize)> = Vec::with_capacity(tids.len());
+    let mut next_slot = 0;
+    REMAINING.store(state(generation, 0), Ordering::Release);
+    for (position, &tid) in tids.iter().enumerate() {
+        if !describe(position) {
+            outcomes.push(Some(Outcome::Gone));
+            continue;
+        }
+        if unresponsive.contains(&tid) {
+            if let Some(reason) = cannot_answer(tasks, tid, signal) {
+                outcomes.push(Some(Outcome::Missing(reason)));
+                continue;
+            }
+        }
+        let Some((index, slot)) = free_slot(&mut next_slot) else {
+            outcomes.push(Some(Outcome::Missing(format!(
+                "not captured: a dump covers at most {MAX_THREADS} threads"
+            ))));
+            continue;
+        };
+        slot.tid.store(tid, Ordering::Relaxed);
+        slot.copied.store(0, Ordering::Relaxed);
+        slot.state
+            .store(state(generation, ARMED), Ordering::Release);
+        REMAINING.fetch_add(1, Ordering::AcqRel);
+        let value = (usize::try_from(generation).unwrap_or(0) << 32) | index;
+        match signals::send_to_thread(signal, tid, value) {
+            Ok(()) => {
+                outcomes.push(None);
+                waiting.push((position, index));
+            }
+            Err(err) => {
+                slot.state.store(state(0, FREE), Ordering::Release);
+                count_down(generation);
+                outcomes.push(Some(if err.raw_os_error() == Some(libc::ESRCH) {
+                    Outcome::Gone
+                } else {
+                    Outcome::Missing(format!(
+                        "not captured: cannot send {}: {err}",
+                        signals::name(signal)
+                    ))
+                }));
+            }
+        }
+    }
+
+    let deadline = Instant::now() + timeout;
+    loop {
+        let seen = WAKE.load(Ordering::Acquire);
+        let all_done = REMAINING.load(Ordering::Acquire) == state(generation, 0);
+        if !all_done {
+            // Threads that exit before their handler runs never answer.
+            waiting.retain(|&(position, index)| {
+                let slot = slot(index).expect("armed slots exist");
+                if slot.state.load(Ordering::Acquire) != state(generation, DONE)
+                    && !signals::thread_exists(tids[position])
+                {
+                    release(slot, generation);
+                    outcomes[position] = Some(Outcome::Gone);
+                    return false;
+                }
+                true
+            });
+        }
+        let now = Instant::now();
+        let pending = waiting.iter().any(|&(_, index)| {
+            slot(index)
+                .is_some_and(|slot| slot.state.load(Ordering::Acquire) != state(generation, DONE))
+        });
+        if !pending || now >= deadline {
+            break;
+        }
+        // Woken by the last handler; otherwise look again every few
+        // milliseconds for threads that exited.
+        let nap = (deadline - now).min(Duration::from_millis(5));
+        let nap = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: libc::c_long::try_from(nap.as_nanos()).unwrap_or(5_000_000),
+        };
+        // SAFETY: a futex wait on a valid, aligned, static word with a
+        // valid timeout; a changed word or a timeout just returns.
+        unsafe {
+            libc::syscall(
+                libc::SYS_futex,
+                WAKE.as_ptr(),
+                libc::FUTEX_WAIT | libc::FUTEX_PRIVATE_FLAG,
+                seen,
+                &nap as *const libc::timespec,
+            );
+        }
+    }
+    unresponsive.clear();
+    for (position, index) in waiting {
+        let slot = slot(index).expect("armed slots exist");
+        let done = slot.state.load(Ordering::Acquire) == state(generation, DONE)
+            || release(slot, generation);
+        outcomes[position] = Some(if done {
+            collect(slot)
+        } else {
+            let tid = tids[position];
+            match silence(tasks, tid, signal, timeout) {
+                Some(reason) => {
+                    if reason.contains("(SigBlk)") || reason.contains("still pending") {
+                        unresponsive.push(tid);
+                    }
+                    Outcome::Missing(reason)
+                }
+                None => Outcome::Gone,
+            }
+        });
+    }
+    outcomes
+        .into_iter()
+        .map(|outcome| outcome.unwrap_or(Outcome::Gone))
+        .collect()
+}
+
+fn free_slot(next: &mut usize) -> Option<(usize, &'static Slot)> {
+    while *next < MAX_THREADS {
+        let index = *next;
+        *next += 1;
+        let slot = slot_or_allocate(index)?;
+        // Abandoned slots stay with their late handler until it finishes.
+        if slot.state.load(Ordering::Acquire) as u32 == FREE {
+            return Some((index, slot));
+        }
+    }
+    None
+}
+
+/// Takes a slot back after the deadline. Returns `true` when its handler
+/// finished after all, so the slot holds a stack to collect.
+fn release(slot: &Slot, generation: u32) -> bool {
+    let taken = slot.state.compare_exchange(
+        state(generation, ARMED),
+        state(0, FREE),
+        Ordering::AcqRel,
+        Ordering::Acquire,
+    );
+    match taken {
+        Ok(_) => false,
+        Err(current) if current == state(generation, DONE) => true,
+        Err(current) if current == state(generation, WRITING) => {
+            let abandoned = slot.state.compare_exchange(
+                current,
+                state(generation, ABANDONED),
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            );
+            // It may have finished in between.
+            abandoned.is_err_and(|now| now == state(generation, DONE))
+        }
+        Err(_) => false,
+    }
+}
+
+fn collect(slot: &Slot) -> Outcome {
+    let [pc, sp, fp, lr] = [0, 1, 2, 3].map(|index| slot.registers[index].load(Ordering::Relaxed));
+    let copied = slot.copied.load(Ordering::Relaxed).min(STACK_COPY);
+    // SAFETY: the handler finished (`DONE` was read with acquire ordering)
+    // and no other handler can claim the slot before it is freed below.
+    let stack = unsafe { std::slice::from_raw_parts(slot.stack, copied) };
+    let outcome = if copied == 0 {
+        Outcome::Missing(
+            "not captured: the thread's stack could not be copied (is process_vm_readv allowed?)"
+                .to_owned(),
+        )
+    } else {
+        let (addresses, truncated) = unwind::unwind(Registers { pc, sp, fp, lr }, stack);
+        Outcome::Frames {
+            addresses: addresses
+                .into_iter()
+                .map(|address| address as usize)
+                .collect(),
+            truncated,
+        }
+    };
+    slot.state.store(state(0, FREE), Ordering::Release);
+    outcome
+}

@@ -1,0 +1,295 @@
+//! Offline unwinding of a stack that a signal handler copied.
+//!
+//! The handler in [`crate::capture`] copies only the interrupted registers
+//! and the top of the stack; the return addresses are recovered here, in the
+//! capturing thread, by [`framehop`] reading the DWARF CFI (`.eh_frame`,
+//! indexed by `.eh_frame_hdr`) of every loaded module. Every stack read goes
+//! through the copy and is bounds-checked, so a thread caught anywhere —
+//! inside the unwinder, an epilogue or hand-written assembly — yields a
+//! shorter stack at worst, never a fault.
+//!
+//! The module list is read with `dl_iterate_phdr`, whose unwind sections
+//! are copied while the loader's lock is held (so a concurrent `dlclose`
+//! cannot pull them away), and rebuilt only when modules were loaded or
+//! unloaded since.
+
+use framehop::{Error as UnwindError, ExplicitModuleSectionInfo, Module, Unwinder as _};
+use std::sync::Mutex;
+
+#[cfg(target_arch = "x86_64")]
+use framehop::x86_64::{CacheX86_64 as Cache, UnwindRegsX86_64, UnwinderX86_64 as ArchUnwinder};
+
+#[cfg(target_arch = "aarch64")]
+use framehop::aarch64::{
+    CacheAarch64 as Cache, UnwindRegsAarch64, UnwinderAarch64 as ArchUnwinder,
+};
+
+/// The registers unwinding starts from, as the signal context had them.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Registers {
+    pub(crate) pc: u64,
+    pub(crate) sp: u64,
+    pub(crate) fp: u64,
+    /// The link register (aarch64); unused on x86_64.
+    pub(crate) lr: u64,
+}
+
+/// At most this many frames per thread.
+const MAX_FRAMES: usize = 512;
+
+struct State {
+    unwinder: ArchUnwinder<Vec<u8>>,
+    cache: Cache,
+    /// `dlpi_adds` and `dlpi_subs` when the module list was read.
+    loads: (u64, u64),
+}
+
+static STATE: Mutex<Option<State>> = Mutex::new(None);
+
+/// A thread's return addresses from its registers and copied stack (which
+/// starts at `registers.sp`), innermost first, the first being the exact
+/// program counter. `true` when the copy ended before the stack did.
+pub(crate) fn unwind(registers: Registers, stack: &[u8]) -> (Vec<u64>, bool) {
+    let mut state = STATE
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let loads = load_counters();
+    if state.as_ref().is_none_or(|state| state.loads != loads) {
+        let mut unwinder = ArchUnwinder::new();
+        for module in modules() {
+            unwinder.add_module(module);
+        }
+        *state = Some(State {
+            unwinder,
+            cache: Cache::new(),
+            loads,
+        });
+    }
+    let State {
+        unwinder, cache, ..
+    } = state.as_mut().expect("just built");
+    let base = registers.sp;
+    let end = base.saturating_add(stack.len() as u64);
+    let mut read_stack = |address: u64| -> Result<u64, ()> {
+        if address < base || address.saturating_add(8) > end {
+            return Err(());
+        }
+        let offset = usize::try_from(address - base).map_err(|_| ())?;
+        let bytes: [u8; 8] = stack[offset..offset + 8].try_into().map_err(|_| ())?;
+        Ok(u64::from_ne_bytes(bytes))
+    };
+    let mut frames = unwinder.iter_frames(
+        registers.pc,
+        start_registers(registers),
+        cache,
+        &mut read_stack,
+    );
+    let mut addresses = Vec::new();
+    let mut truncated = false;
+    while addresses.len() < MAX_FRAMES {
+        match frames.next() {
+            Ok(Some(frame)) => addresses.push(frame.address()),
+            Ok(None) => break,
+            Err(UnwindError::CouldNotReadStack(address)) => {
+                truncated = address >= end;
+                break;
+            }
+            Err(_) => break,
+        }
+    }
+    let truncated = truncated || addresses.len() == MAX_FRAMES;
+    (addresses, truncated)
+}
+
+#[cfg(target_arch = "x86_64")]
+fn start_registers(registers: Registers) -> UnwindRegsX86_64 {
+    UnwindRegsX86_64::new(registers.pc, registers.sp, registers.fp)
+}
+
+#[cfg(target_arch = "aarch64")]
+fn start_registers(registers: Registers) -> UnwindRegsAarch64 {
+    UnwindRegsAarch64::new(registers.lr, registers.sp, registers.fp)
+}
+
+/// The loader's counts of loads and unloads, which change whenever the
+/// module list does.
+fn load_counters() -> (u64, u64) {
+    unsafe extern "C" fn first(
+        info: *mut libc::dl_phdr_info,
+        _size: usize,
+        data: *mut libc::c_void,
+    ) -> libc::c_int {
+        // SAFETY: the loader passes a valid info; `data` is the tuple below.
+        unsafe {
+            let info = &*info;
+            *data.cast::<(u64, u64)>() = (info.dlpi_adds, info.dlpi_subs);
+        }
+        1
+    }
+    let mut counters = (0u64, 0u64);
+    // SAFETY: the callback only reads the info and writes the tuple.
+    unsafe { libc::dl_iterate_phdr(Some(first), (&raw mut counters).cast()) };
+    counters
+}
+
+/// Every loaded module with its unwind sections copied out.
+fn modules() -> Vec<Module<Vec<u8>>> {
+    unsafe extern "C" fn each(
+        info: *mut libc::dl_phdr_info,
+        _size: usize,
+        data: *mut libc::c_void,
+    ) -> libc::c_int {
+        // SAFETY: the loader passes a valid info whose program headers and
+        // mapped segments stay in place while it holds its lock, which it
+        // does for the whole callback; `data` is the vector below.
+        unsafe {
+            let modules = &mut *data.cast::<Vec<Module<Vec<u8>>>>();
+            if let Some(module) = module(&*info) {
+                modules.push(module);
+            }
+        }
+        0
+    }
+    let mut modules: Vec<Module<Vec<u8>>> = Vec::new();
+    // SAFETY: the callback reads only what the loader hands it.
+    unsafe { libc::dl_iterate_phdr(Some(each), (&raw mut modules).cast()) };
+    modules
+}
+
+/// # Safety
+///
+/// Call only from a `dl_iterate_phdr` callback, with the info it was given.
+unsafe fn module(info: &libc::dl_phdr_info) -> Option<Module<Vec<u8>>> {
+    if info.dlpi_phdr.is_null() {
+        return None;
+    }
+    let bias: u64 = info.dlpi_addr;
+    // SAFETY: the loader's program headers, `dlpi_phnum` of them.
+    let headers =
+        unsafe { std::slice::from_raw_parts(info.dlpi_phdr, usize::from(info.dlpi_phnum)) };
+    let loads: Vec<std::ops::Range<u64>> = headers
+        .iter()
+        .filter(|header| header.p_type == libc::PT_LOAD)
+        .map(|header| header.p_vaddr..header.p_vaddr + header.p_memsz)
+        .collect();
+    let lowest = loads.iter().map(|range| range.start).min()?;
+    let highest = loads.iter().map(|range| range.end).max()?;
+    let text_svma = headers
+        .iter()
+        .find(|header| header.p_type == libc::PT_LOAD && header.p_flags & libc::PF_X != 0)
+        .map(|header| header.p_vaddr..header.p_vaddr + header.p_memsz);
+    let hdr = headers
+        .iter()
+        .find(|header| header.p_type == libc::PT_GNU_EH_FRAME)?;
+    let hdr_svma = hdr.p_vaddr..hdr.p_vaddr + hdr.p_memsz;
+    // SAFETY: PT_GNU_EH_FRAME lies inside a mapped, readable segment.
+    let hdr_bytes = unsafe { copy(bias + hdr_svma.start, hdr_svma.end - hdr_svma.start) };
+    let eh_frame_svma_start = eh_frame_address(&hdr_bytes, hdr_svma.start)?;
+    // `.eh_frame_hdr` does not give `.eh_frame`'s length; it cannot run past
+    // the segment that holds it.
+    let segment = loads
+        .iter()
+        .find(|range| range.contains(&eh_frame_svma_start))?;
+    let eh_frame_svma = eh_frame_svma_start..segment.end;
+    // SAFETY: the range lies inside a mapped, readable load segment.
+    let eh_frame = unsafe {
+        copy(
+            bias + eh_frame_svma.start,
+            eh_frame_svma.end - eh_frame_svma.start,
+        )
+    };
+    let name = if info.dlpi_name.is_null() {
+        String::new()
+    } else {
+        // SAFETY: the loader's NUL-terminated name.
+        unsafe { std::ffi::CStr::from_ptr(info.dlpi_name) }
+            .to_string_lossy()
+            .into_owned()
+    };
+    Some(Module::new(
+        if name.is_empty() {
+            "[main]".to_owned()
+        } else {
+            name
+        },
+        bias + lowest..bias + highest,
+        bias,
+        ExplicitModuleSectionInfo {
+            base_svma: 0,
+            text_svma,
+            eh_frame_svma: Some(eh_frame_svma),
+            eh_frame: Some(eh_frame),
+            eh_frame_hdr_svma: Some(hdr_svma),
+            eh_frame_hdr: Some(hdr_bytes),
+            ..Default::default()
+        },
+    ))
+}
+
+/// # Safety
+///
+/// `address..address + len` must be mapped and readable.
+unsafe fn copy(address: u64, len: u64) -> Vec<u8> {
+    // SAFETY: as the caller promises.
+    unsafe { std::slice::from_raw_parts(address as usize as *const u8, len as usize) }.to_vec()
+}
+
+/// `.eh_frame`'s link-time address, from the `eh_frame_ptr` field of the
+/// `.eh_frame_hdr` at `hdr_svma`. Only the encodings linkers emit are read.
+fn eh_frame_address(hdr: &[u8], hdr_svma: u64) -> Option<u64> {
+    const PCREL_SDATA4: u8 = 0x1b;
+    const PCREL_SDATA8: u8 = 0x1c;
+    const UDATA4: u8 = 0x03;
+    const UDATA8: u8 = 0x04;
+    const SDATA4: u8 = 0x0b;
+    let (&version, rest) = hdr.split_first()?;
+    if version != 1 {
+        return None;
+    }
+    let encoding = *rest.first()?;
+    let field = hdr.get(4..)?;
+    let field_svma = hdr_svma + 4;
+    let read4 = || {
+        Some(i64::from(i32::from_ne_bytes(
+            field.get(..4)?.try_into().ok()?,
+        )))
+    };
+    let read8 = || Some(i64::from_ne_bytes(field.get(..8)?.try_into().ok()?));
+    match encoding {
+        PCREL_SDATA4 => field_svma.checked_add_signed(read4()?),
+        PCREL_SDATA8 => field_svma.checked_add_signed(read8()?),
+        UDATA4 => Some(u64::from(u32::from_ne_bytes(
+            field.get(..4)?.try_into().ok()?,
+        ))),
+        SDATA4 => u64::try_from(read4()?).ok(),
+        UDATA8 => u64::try_from(read8()?).ok(),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn eh_frame_pointers_decode() {
+        // version 1, pcrel|sdata4, udata4 count, datarel|sdata4 table, -16
+        let hdr = [1, 0x1b, 0x03, 0x3b, 0xf0, 0xff, 0xff, 0xff];
+        assert_eq!(eh_frame_address(&hdr, 0x1000), Some(0x1000 + 4 - 16));
+        assert_eq!(eh_frame_address(&[2, 0x1b, 0, 0, 0, 0, 0, 0], 0), None);
+        assert_eq!(eh_frame_address(&[1, 0xff, 0, 0, 0, 0, 0, 0], 0), None);
+    }
+
+    #[test]
+    fn every_loaded_module_with_unwind_info_is_found() {
+        let modules = modules();
+        assert!(modules.iter().any(|module| module.name() == "[main]"));
+        assert!(modules
+            .iter()
+            .any(|module| module.name().contains("libc.so")));
+        let here = every_loaded_module_with_unwind_info_is_found as *const () as usize as u64;
+        assert!(modules
+            .iter()
+            .any(|module| module.avma_range().contains(&here)));
+    }
+}
