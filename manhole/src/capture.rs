@@ -57,7 +57,7 @@ struct Slot {
     registers: [AtomicU64; 4],
     /// How many bytes of `stack` the handler filled.
     copied: AtomicUsize,
-    /// `STACK_COPY` bytes, allocated with the slot and never freed. Written
+    /// `STACK_COPY` bytes of its chunk's allocation, never freed. Written
     /// only by the kernel on the handler's behalf, between the claim and
     /// `DONE`; read only after `DONE`.
     stack: *mut u8,
@@ -68,10 +68,7 @@ struct Slot {
 unsafe impl Sync for Slot {}
 
 impl Slot {
-    fn new() -> Self {
-        // Zeroed memory from the allocator is mapped lazily: a slot costs
-        // only the pages its copies touch.
-        let stack = Box::leak(vec![0u8; STACK_COPY].into_boxed_slice()).as_mut_ptr();
+    fn new(stack: *mut u8) -> Self {
         Slot {
             state: AtomicU64::new(0),
             tid: AtomicI32::new(0),
@@ -125,7 +122,13 @@ fn slot(index: usize) -> Option<&'static Slot> {
 fn slot_or_allocate(index: usize) -> Option<&'static Slot> {
     let entry = CHUNK_TABLE.get(index / CHUNK_SLOTS)?;
     if entry.load(Ordering::Acquire).is_null() {
-        let chunk: Box<[Slot]> = (0..CHUNK_SLOTS).map(|_| Slot::new()).collect();
+        // One zeroed allocation for the chunk's stacks: the allocator maps
+        // it lazily, so a slot costs only the pages its copies touch.
+        let stacks = Box::leak(vec![0u8; CHUNK_SLOTS * STACK_COPY].into_boxed_slice()).as_mut_ptr();
+        let chunk: Box<[Slot]> = (0..CHUNK_SLOTS)
+            // SAFETY: `index * STACK_COPY` stays inside the allocation.
+            .map(|index| Slot::new(unsafe { stacks.add(index * STACK_COPY) }))
+            .collect();
         entry.store(Box::leak(chunk).as_mut_ptr(), Ordering::Release);
     }
     slot(index)
@@ -439,8 +442,13 @@ pub(crate) fn capture(
                 if slot.state.load(Ordering::Acquire) != state(generation, DONE)
                     && !signals::thread_exists(tids[position])
                 {
-                    release(slot, generation);
-                    outcomes[position] = Some(Outcome::Gone);
+                    // It may have answered just before it exited.
+                    let answered = release(slot, generation);
+                    outcomes[position] = Some(if answered {
+                        collect(slot)
+                    } else {
+                        Outcome::Gone
+                    });
                     return false;
                 }
                 true
