@@ -193,7 +193,7 @@ fn errors_use_json_rpc_codes() {
     assert_error(
         &session.error("call", json!({"name": "add", "args": [1, null]})),
         -32602,
-        "argument `b` of `add` expects i64; is required",
+        "argument `b` of `add` expects i64; it is required (`null` only leaves out an `Option` parameter)",
     );
     assert_error(
         &session.error("call", json!({"name": "nosuch"})),

@@ -47,7 +47,7 @@ fn the_stack_signal_is_chosen_safely() {
         .unwrap_err();
     assert!(
         err.to_string()
-            .contains("signal 10: is not a realtime signal; choose one from SIGRTMIN"),
+            .contains("SIGUSR1: is not a realtime signal; choose one from SIGRTMIN"),
         "{err}"
     );
 

@@ -45,7 +45,7 @@ fn greeting_shows_banner_every_thread_and_a_prompt() {
     // others captured by the stack signal, each where it really waits.
     assert!(greeting.contains("manhole::session::serve"), "{greeting}");
     assert!(
-        greeting.contains("manhole::listener::accept_loop"),
+        greeting.contains("manhole::listener::serve\n"),
         "{greeting}"
     );
     assert_eq!(

@@ -19,10 +19,23 @@ pub(crate) struct ItemArgs {
 pub(crate) struct MainArgs {
     pub(crate) socket_path: Option<LitStr>,
     pub(crate) verbose: Option<LitBool>,
+    pub(crate) activate_on: Option<LitStr>,
+    pub(crate) oneshot_on: Option<LitStr>,
+    pub(crate) sigmask: Option<LitBool>,
+    pub(crate) reinstall_on_fork: Option<LitBool>,
+    pub(crate) reinstall_delay_ms: Option<syn::LitInt>,
 }
 
 const ITEM_KEYS: &[&str] = &["name"];
-const MAIN_KEYS: &[&str] = &["socket_path", "verbose"];
+const MAIN_KEYS: &[&str] = &[
+    "socket_path",
+    "verbose",
+    "activate_on",
+    "oneshot_on",
+    "sigmask",
+    "reinstall_on_fork",
+    "reinstall_delay_ms",
+];
 
 impl ItemArgs {
     pub(crate) fn parse(tokens: TokenStream) -> syn::Result<Self> {
@@ -64,6 +77,46 @@ impl MainArgs {
                     "verbose",
                     "`true` or `false`",
                     "verbose = false",
+                )
+            } else if meta.path.is_ident("activate_on") {
+                set_once(
+                    &mut args.activate_on,
+                    &meta,
+                    "activate_on",
+                    "a signal name",
+                    "activate_on = \"USR1\"",
+                )
+            } else if meta.path.is_ident("oneshot_on") {
+                set_once(
+                    &mut args.oneshot_on,
+                    &meta,
+                    "oneshot_on",
+                    "a signal name",
+                    "oneshot_on = \"USR2\"",
+                )
+            } else if meta.path.is_ident("sigmask") {
+                set_once(
+                    &mut args.sigmask,
+                    &meta,
+                    "sigmask",
+                    "`true` or `false`",
+                    "sigmask = false",
+                )
+            } else if meta.path.is_ident("reinstall_on_fork") {
+                set_once(
+                    &mut args.reinstall_on_fork,
+                    &meta,
+                    "reinstall_on_fork",
+                    "`true` or `false`",
+                    "reinstall_on_fork = false",
+                )
+            } else if meta.path.is_ident("reinstall_delay_ms") {
+                set_once(
+                    &mut args.reinstall_delay_ms,
+                    &meta,
+                    "reinstall_delay_ms",
+                    "a number of milliseconds",
+                    "reinstall_delay_ms = 500",
                 )
             } else {
                 Err(unknown_key(&meta, MAIN_KEYS))

@@ -169,10 +169,11 @@ fn expand_command(function: &Function<'_>, args: &ItemArgs) -> TokenStream {
             ) -> ::manhole::__private::Outcome {
                 #[allow(unused_imports)]
                 use ::manhole::__private::{ReplyKindResult as _, ReplyKindValue as _};
-                #(#parses)*
-                let __manhole_returned =
-                    ::manhole::__private::catch_panic(move || #ident(#(#locals),*))?;
-                #reply
+                ::manhole::__private::guarded(move || {
+                    #(#parses)*
+                    let __manhole_returned = #ident(#(#locals),*);
+                    #reply
+                })
             }
             ::manhole::__private::inventory::submit! {
                 ::manhole::__private::Command::new(
@@ -202,8 +203,10 @@ fn expand_inspect_static(target: &Static<'_>, args: &ItemArgs) -> TokenStream {
             fn __manhole_read() -> ::manhole::__private::Outcome {
                 #[allow(unused_imports)]
                 use ::manhole::__private::{ReadKindLock as _, ReadKindValue as _};
-                let __manhole_static = &#ident;
-                #read
+                ::manhole::__private::guarded(|| {
+                    let __manhole_static = &#ident;
+                    #read
+                })
             }
             ::manhole::__private::inventory::submit! {
                 ::manhole::__private::Inspect::new(
@@ -231,8 +234,10 @@ fn expand_inspect_fn(function: &Function<'_>, args: &ItemArgs) -> TokenStream {
             fn __manhole_read() -> ::manhole::__private::Outcome {
                 #[allow(unused_imports)]
                 use ::manhole::__private::{ReplyKindResult as _, ReplyKindValue as _};
-                let __manhole_returned = ::manhole::__private::catch_panic(#ident)?;
-                #reply
+                ::manhole::__private::guarded(|| {
+                    let __manhole_returned = #ident();
+                    #reply
+                })
             }
             ::manhole::__private::inventory::submit! {
                 ::manhole::__private::Inspect::new(
@@ -254,6 +259,11 @@ fn expand_main(item: &ItemFn, args: &MainArgs) -> TokenStream {
         block,
     } = item;
     let stmts = &block.stmts;
+    // syn keeps `#![...]` from the body among the attributes; they go back
+    // inside the body.
+    let (inner, outer): (Vec<_>, Vec<_>) = attrs
+        .iter()
+        .partition(|attr| matches!(attr.style, syn::AttrStyle::Inner(_)));
     let socket_path = args
         .socket_path
         .as_ref()
@@ -262,11 +272,33 @@ fn expand_main(item: &ItemFn, args: &MainArgs) -> TokenStream {
         .verbose
         .as_ref()
         .map(|verbose| quote!(.verbose(#verbose)));
+    let activate_on = args
+        .activate_on
+        .as_ref()
+        .map(|name| quote!(.activate_on_named(#name)));
+    let oneshot_on = args
+        .oneshot_on
+        .as_ref()
+        .map(|name| quote!(.oneshot_on_named(#name)));
+    let sigmask = args
+        .sigmask
+        .as_ref()
+        .map(|sigmask| quote!(.sigmask(#sigmask)));
+    let reinstall_on_fork = args
+        .reinstall_on_fork
+        .as_ref()
+        .map(|reinstall| quote!(.reinstall_on_fork(#reinstall)));
+    let reinstall_delay = args
+        .reinstall_delay_ms
+        .as_ref()
+        .map(|millis| quote!(.reinstall_delay(::core::time::Duration::from_millis(#millis))));
     quote! {
-        #(#attrs)*
+        #(#outer)*
         #vis #sig {
+            #(#inner)*
             ::manhole::__private::install_for_main(
-                ::manhole::__private::Options::new() #socket_path #verbose
+                ::manhole::__private::Options::new()
+                    #socket_path #verbose #activate_on #oneshot_on #sigmask #reinstall_on_fork #reinstall_delay
             );
             #(#stmts)*
         }

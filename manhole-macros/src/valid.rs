@@ -194,11 +194,56 @@ pub(crate) fn main(item: &ItemFn) -> syn::Result<()> {
 }
 
 pub(crate) fn main_args(args: &crate::args::MainArgs) -> syn::Result<()> {
-    match &args.socket_path {
-        Some(path) if path.value().is_empty() => Err(syn::Error::new_spanned(
+    let mut errors = Errors::default();
+    if let Some(path) = args
+        .socket_path
+        .as_ref()
+        .filter(|path| path.value().is_empty())
+    {
+        errors.push(syn::Error::new_spanned(
             path,
             "`socket_path` cannot be empty; leave it out for the default `/tmp/manhole-{pid}`",
-        )),
-        _ => Ok(()),
+        ));
     }
+    for signal in [&args.activate_on, &args.oneshot_on].into_iter().flatten() {
+        if !looks_like_signal(&signal.value()) {
+            errors.push(syn::Error::new_spanned(
+                signal,
+                "expected a signal name such as \"USR1\", \"SIGUSR2\" or \"RTMIN+3\", or a number",
+            ));
+        }
+    }
+    if let (Some(activate), Some(oneshot)) = (&args.activate_on, &args.oneshot_on) {
+        errors.push(syn::Error::new_spanned(
+            oneshot,
+            if same_signal(&activate.value(), &oneshot.value()) {
+                "`oneshot_on` names the same signal as `activate_on`; keep one of the two"
+            } else {
+                "`oneshot_on` cannot be combined with `activate_on`; keep one of the two"
+            },
+        ));
+    }
+    errors.finish()
+}
+
+fn signal_stem(name: &str) -> String {
+    let upper = name.trim().to_ascii_uppercase();
+    upper
+        .strip_prefix("SIG")
+        .map(str::to_owned)
+        .unwrap_or(upper)
+}
+
+fn same_signal(a: &str, b: &str) -> bool {
+    signal_stem(a) == signal_stem(b)
+}
+
+/// A loose check; the runtime knows the numbers and checks for real.
+fn looks_like_signal(name: &str) -> bool {
+    let stem = signal_stem(name);
+    !stem.is_empty()
+        && stem
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '+' || c == '-')
+        && !["KILL", "STOP", "9", "19"].contains(&stem.as_str())
 }

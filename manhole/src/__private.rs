@@ -34,7 +34,11 @@ impl Args<'_> {
     pub fn required<T: CommandArg>(&mut self, index: usize) -> Result<T, Failure> {
         match self.values.get(index) {
             Some(ArgValue::Text(text)) => self.parse(index, text),
-            Some(ArgValue::Null) | None => Err(self.failure(index, "is required".to_owned(), None)),
+            Some(ArgValue::Null) | None => Err(self.failure(
+                index,
+                "it is required (`null` only leaves out an `Option` parameter)".to_owned(),
+                None,
+            )),
         }
     }
 
@@ -115,6 +119,18 @@ pub fn catch_panic<R>(f: impl FnOnce() -> R) -> Result<R, Failure> {
             .unwrap_or_else(|| "a panic with a non-string payload".to_owned());
         Failure::new(code::COMMAND_PANICKED, message)
     })
+}
+
+/// Runs a command's or a computed value's whole adapter (argument parsing,
+/// the call, and the conversion of its value) so that a panic anywhere in
+/// it, a `FromStr`, a `Serialize` or a `Display` included, becomes an error
+/// reply.
+///
+/// # Errors
+///
+/// The adapter's own failure, or a command-panicked failure.
+pub fn guarded(adapter: impl FnOnce() -> Outcome) -> Outcome {
+    catch_panic(adapter).and_then(|outcome| outcome)
 }
 
 fn to_value<T: ?Sized + Serialize>(value: &T) -> Outcome {
@@ -276,8 +292,11 @@ impl ValueRead {
 /// stderr instead of stopping the program, which must not die for its
 /// debugging aid.
 pub fn install_for_main(options: Options) {
-    if let Err(err) = options.install() {
-        crate::log::always(format_args!("not installed: {err}"));
+    let verbose = options.verbose;
+    match options.install() {
+        Ok(_) => {}
+        Err(crate::Error::Disabled) if !verbose => {}
+        Err(err) => crate::log::always(format_args!("not installed: {err}")),
     }
 }
 

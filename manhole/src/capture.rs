@@ -92,8 +92,16 @@ static WAKE: AtomicU32 = AtomicU32::new(0);
 
 static GENERATION: AtomicU32 = AtomicU32::new(1);
 
-/// One dump at a time.
+/// One dump at a time, symbolising included: see [`turn`].
 static DUMP: Mutex<()> = Mutex::new(());
+
+/// The right to run a dump. Held for the whole of `stacks()`, and across
+/// `fork()` by the fork handlers, so that a child never inherits the dump
+/// machinery (or the symboliser's lock) mid-use.
+pub(crate) fn turn() -> std::sync::MutexGuard<'static, ()> {
+    DUMP.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
 
 thread_local! {
     static IN_HANDLER: Cell<bool> = const { Cell::new(false) };
@@ -358,7 +366,8 @@ fn silence(
 }
 
 /// Captures the raw stacks of `tids` (never the calling thread) with
-/// `signal`, waiting at most `timeout` for them.
+/// `signal`, waiting at most `timeout` for them. The caller holds the
+/// [`turn`].
 ///
 /// `describe` runs for each thread just before it is sent the signal, and
 /// returns `false` when the thread is gone. Reading a thread's `/proc`
@@ -371,9 +380,6 @@ pub(crate) fn capture(
     timeout: Duration,
     describe: &mut dyn FnMut(usize) -> bool,
 ) -> Vec<Outcome> {
-    let _turn = DUMP
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let generation = loop {
         let generation = GENERATION.fetch_add(1, Ordering::Relaxed);
         if generation != 0 {

@@ -59,6 +59,9 @@ pub enum Error {
         /// Why not, and what to choose instead.
         reason: String,
     },
+    /// The environment says `MANHOLE=off`.
+    #[error("disabled by the environment (MANHOLE=off)")]
+    Disabled,
     /// The listener thread could not be started.
     #[error("cannot start the manhole's listener thread: {0}")]
     Thread(#[source] io::Error),

@@ -69,6 +69,7 @@ pub mod __private;
 mod builtins;
 mod capture;
 mod error;
+mod fork;
 mod listener;
 mod log;
 mod options;
@@ -80,9 +81,13 @@ mod signals;
 mod socket;
 mod stacks;
 mod unwind;
+mod watch;
 
 pub use error::Error;
-pub use options::{Options, DEFAULT_LOCK_TIMEOUT, DEFAULT_MAX_LINE_LENGTH};
+pub use options::{
+    Options, DEFAULT_LOCK_TIMEOUT, DEFAULT_MAX_LINE_LENGTH, DEFAULT_REINSTALL_DELAY,
+    ENVIRONMENT_VARIABLE,
+};
 pub use stacks::{stacks, Frame, Stacks, ThreadStack, DEFAULT_STACK_TIMEOUT};
 
 #[doc(inline)]

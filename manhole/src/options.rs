@@ -10,6 +10,13 @@ use std::time::Duration;
 /// The longest request line accepted by default, in bytes.
 pub const DEFAULT_MAX_LINE_LENGTH: usize = 64 * 1024;
 
+/// How long a forked child waits before it installs its own manhole.
+pub const DEFAULT_REINSTALL_DELAY: Duration = Duration::from_millis(500);
+
+/// The environment variable that overrides the options, or disables the
+/// manhole with `MANHOLE=off`.
+pub const ENVIRONMENT_VARIABLE: &str = "MANHOLE";
+
 /// How long reading a locked `Mutex` or `RwLock` waits by default.
 pub const DEFAULT_LOCK_TIMEOUT: Duration = Duration::from_millis(100);
 
@@ -34,6 +41,14 @@ pub struct Options {
     pub(crate) lock_timeout: Duration,
     pub(crate) stack_signal: Option<i32>,
     pub(crate) stack_timeout: Duration,
+    pub(crate) activate_on: Option<i32>,
+    pub(crate) oneshot_on: Option<i32>,
+    pub(crate) sigmask: bool,
+    pub(crate) reinstall_on_fork: bool,
+    pub(crate) reinstall_delay: Duration,
+    /// Set when an option could not be parsed (from a name); reported by
+    /// `install`, since builder methods cannot fail.
+    pub(crate) invalid: Option<(&'static str, String)>,
 }
 
 impl Default for Options {
@@ -45,6 +60,12 @@ impl Default for Options {
             lock_timeout: DEFAULT_LOCK_TIMEOUT,
             stack_signal: None,
             stack_timeout: crate::stacks::DEFAULT_STACK_TIMEOUT,
+            activate_on: None,
+            oneshot_on: None,
+            sigmask: true,
+            reinstall_on_fork: true,
+            reinstall_delay: DEFAULT_REINSTALL_DELAY,
+            invalid: None,
         }
     }
 }
@@ -102,6 +123,77 @@ impl Options {
         self
     }
 
+    /// Creates no socket and no listener until `signal` arrives (the JVM
+    /// attach listener's model): until then the manhole is one dormant thread
+    /// blocked reading a pipe, and the signal's handler, which writes one
+    /// byte to that pipe. Later signals change nothing. The signal must not
+    /// have another handler already.
+    pub fn activate_on(mut self, signal: i32) -> Self {
+        self.activate_on = Some(signal);
+        self
+    }
+
+    /// [`Options::activate_on`] with a signal name: `"USR1"`, `"SIGUSR1"`,
+    /// `"RTMIN+2"`, or a number. A name that is no signal makes `install`
+    /// fail with [`Error::InvalidOption`].
+    pub fn activate_on_named(self, name: &str) -> Self {
+        self.named_signal("activate_on", name, Self::activate_on)
+    }
+
+    /// Opens the socket for exactly one session each time `signal` arrives,
+    /// and removes it when that session ends. Between sessions the manhole
+    /// is the same dormant thread as with [`Options::activate_on`].
+    pub fn oneshot_on(mut self, signal: i32) -> Self {
+        self.oneshot_on = Some(signal);
+        self
+    }
+
+    /// [`Options::oneshot_on`] with a signal name, as
+    /// [`Options::activate_on_named`] takes.
+    pub fn oneshot_on_named(self, name: &str) -> Self {
+        self.named_signal("oneshot_on", name, Self::oneshot_on)
+    }
+
+    fn named_signal(
+        mut self,
+        option: &'static str,
+        name: &str,
+        set: fn(Self, i32) -> Self,
+    ) -> Self {
+        match crate::signals::parse(name) {
+            Ok(signal) => set(self, signal),
+            Err(reason) => {
+                self.invalid = Some((option, reason));
+                self
+            }
+        }
+    }
+
+    /// Whether the manhole's threads block every asynchronous signal (on by
+    /// default), so that signals meant for the process (`SIGTERM`,
+    /// `SIGINT`, `SIGCHLD`, ...) always reach the app's threads, its
+    /// `signalfd` or its `sigwait`. The stack signal stays unblocked.
+    pub fn sigmask(mut self, sigmask: bool) -> Self {
+        self.sigmask = sigmask;
+        self
+    }
+
+    /// Whether a child made by `fork()` installs its own manhole (on by
+    /// default), on the same options with its own pid in the socket path,
+    /// after [`Options::reinstall_delay`]. A child that calls `exec` or
+    /// exits before then never creates a socket.
+    pub fn reinstall_on_fork(mut self, reinstall: bool) -> Self {
+        self.reinstall_on_fork = reinstall;
+        self
+    }
+
+    /// How long a forked child waits before installing its manhole (500 ms
+    /// by default).
+    pub fn reinstall_delay(mut self, delay: Duration) -> Self {
+        self.reinstall_delay = delay;
+        self
+    }
+
     /// Creates the socket and starts the listener thread.
     ///
     /// The manhole then runs until [`Handle::uninstall`], [`crate::uninstall`]
@@ -116,13 +208,36 @@ impl Options {
     ///   user is ever replaced);
     /// - [`Error::Signal`] when the stack signal is not a realtime signal or
     ///   already has another handler;
-    /// - [`Error::InvalidOption`] for an option value that cannot work;
+    /// - [`Error::InvalidOption`] for an option value that cannot work,
+    ///   including a bad `MANHOLE` environment variable;
+    /// - [`Error::Disabled`] when the environment says `MANHOLE=off`;
     /// - [`Error::Io`] or [`Error::Thread`] when the system refuses.
     pub fn install(self) -> Result<Handle, Error> {
         listener::install(self)
     }
 
-    pub(crate) fn validate(&self) -> Result<(), Error> {
+    pub(crate) fn validate(&mut self) -> Result<(), Error> {
+        if let Some((option, reason)) = self.invalid.take() {
+            return Err(Error::InvalidOption { option, reason });
+        }
+        match (self.activate_on, self.oneshot_on) {
+            (Some(activate), Some(oneshot)) if activate == oneshot => {
+                return Err(Error::InvalidOption {
+                    option: "oneshot_on",
+                    reason: format!(
+                        "{} is also `activate_on`; a signal can either activate the manhole for good or open one session, so choose two signals or one option",
+                        crate::signals::name(oneshot)
+                    ),
+                })
+            }
+            (Some(_), Some(_)) => {
+                return Err(Error::InvalidOption {
+                    option: "oneshot_on",
+                    reason: "cannot be combined with `activate_on`; choose one".to_owned(),
+                })
+            }
+            _ => {}
+        }
         if self.max_line_length == 0 {
             return Err(Error::InvalidOption {
                 option: "max_line_length",
@@ -156,6 +271,115 @@ impl Options {
     }
 }
 
+/// Applies `MANHOLE` from the environment: `None` when it says the
+/// manhole is off, the options it overrides otherwise.
+pub(crate) fn apply_environment(options: Options) -> Result<Option<Options>, Error> {
+    match std::env::var(ENVIRONMENT_VARIABLE) {
+        Ok(value) => apply_settings(options, &value),
+        Err(std::env::VarError::NotPresent) => Ok(Some(options)),
+        Err(std::env::VarError::NotUnicode(_)) => Err(environment_error("is not valid UTF-8")),
+    }
+}
+
+fn environment_error(reason: impl std::fmt::Display) -> Error {
+    Error::InvalidOption {
+        option: ENVIRONMENT_VARIABLE,
+        reason: reason.to_string(),
+    }
+}
+
+/// The keys `MANHOLE=key=value,...` takes: the attribute's, and the
+/// builder's other options.
+const ENVIRONMENT_KEYS: &[&str] = &[
+    "socket_path",
+    "verbose",
+    "activate_on",
+    "oneshot_on",
+    "sigmask",
+    "reinstall_on_fork",
+    "reinstall_delay",
+    "max_line_length",
+    "lock_timeout",
+    "stack_signal",
+    "stack_timeout",
+];
+
+fn apply_settings(mut options: Options, value: &str) -> Result<Option<Options>, Error> {
+    let value = value.trim();
+    if ["off", "0", "false", "no", "disabled"].contains(&value.to_ascii_lowercase().as_str()) {
+        return Ok(None);
+    }
+    for setting in value
+        .split(',')
+        .map(str::trim)
+        .filter(|setting| !setting.is_empty())
+    {
+        let Some((key, text)) = setting.split_once('=') else {
+            return Err(environment_error(format!(
+                "{setting:?} is not `key=value`; write for example MANHOLE=socket_path=/run/app.sock,activate_on=USR1, or MANHOLE=off"
+            )));
+        };
+        let (key, text) = (key.trim(), text.trim());
+        let bad =
+            |expected: &str| environment_error(format!("{key}={text:?}: expected {expected}"));
+        let signal = |text: &str| {
+            crate::signals::parse(text)
+                .map_err(|reason| environment_error(format!("{key}: {reason}")))
+        };
+        options = match key {
+            "socket_path" => options.socket_path(text),
+            "verbose" => options.verbose(parse_bool(text).ok_or_else(|| bad("true or false"))?),
+            "activate_on" => options.activate_on(signal(text)?),
+            "oneshot_on" => options.oneshot_on(signal(text)?),
+            "sigmask" => options.sigmask(parse_bool(text).ok_or_else(|| bad("true or false"))?),
+            "reinstall_on_fork" => {
+                options.reinstall_on_fork(parse_bool(text).ok_or_else(|| bad("true or false"))?)
+            }
+            "reinstall_delay" => options.reinstall_delay(
+                parse_duration(text).ok_or_else(|| bad("a duration such as 500ms or 2s"))?,
+            ),
+            "max_line_length" => {
+                options.max_line_length(text.parse().map_err(|_| bad("a number of bytes"))?)
+            }
+            "lock_timeout" => options
+                .lock_timeout(parse_duration(text).ok_or_else(|| bad("a duration such as 100ms"))?),
+            "stack_signal" => options.stack_signal(signal(text)?),
+            "stack_timeout" => options.stack_timeout(
+                parse_duration(text).ok_or_else(|| bad("a duration such as 200ms"))?,
+            ),
+            other => {
+                let expected = ENVIRONMENT_KEYS
+                    .iter()
+                    .map(|key| format!("`{key}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                return Err(environment_error(format!(
+                    "unknown key `{other}`; expected one of: {expected}"
+                )));
+            }
+        };
+    }
+    Ok(Some(options))
+}
+
+fn parse_bool(text: &str) -> Option<bool> {
+    match text.to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" | "on" => Some(true),
+        "false" | "0" | "no" | "off" => Some(false),
+        _ => None,
+    }
+}
+
+/// `500ms`, `2s`, `1.5s`, or a plain number of seconds.
+fn parse_duration(text: &str) -> Option<Duration> {
+    let (number, scale) = match text.strip_suffix("ms") {
+        Some(millis) => (millis, 1e-3),
+        None => (text.strip_suffix('s').unwrap_or(text), 1.0),
+    };
+    let seconds = number.trim().parse::<f64>().ok()? * scale;
+    (seconds.is_finite() && seconds >= 0.0).then(|| Duration::from_secs_f64(seconds))
+}
+
 static LOCK_TIMEOUT_MICROS: AtomicU64 = AtomicU64::new(100_000);
 
 pub(crate) fn set_lock_timeout(timeout: Duration) {
@@ -182,6 +406,69 @@ mod tests {
                 .socket_path("/run/app/{pid}.sock")
                 .resolved_socket_path(7),
             PathBuf::from("/run/app/7.sock")
+        );
+    }
+
+    #[test]
+    fn the_environment_overrides_options() {
+        let options = apply_settings(
+            Options::new(),
+            "socket_path=/run/x-{pid}, activate_on=USR1,verbose=no,reinstall_delay=250ms",
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(options.resolved_socket_path(3), PathBuf::from("/run/x-3"));
+        assert_eq!(options.activate_on, Some(libc::SIGUSR1));
+        assert!(!options.verbose);
+        assert_eq!(options.reinstall_delay, Duration::from_millis(250));
+        assert!(apply_settings(Options::new(), "off").unwrap().is_none());
+        assert!(apply_settings(Options::new(), " OFF ").unwrap().is_none());
+        let err = apply_settings(Options::new(), "sokcet_path=/x")
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("invalid option `MANHOLE`: unknown key `sokcet_path`; expected one of: `socket_path`"), "{err}");
+        let err = apply_settings(Options::new(), "verbose=maybe")
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            err,
+            "invalid option `MANHOLE`: verbose=\"maybe\": expected true or false"
+        );
+        assert!(apply_settings(Options::new(), "activate_on=USR9").is_err());
+        assert!(apply_settings(Options::new(), "socket_path").is_err());
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("500ms"), Some(Duration::from_millis(500)));
+        assert_eq!(parse_duration("2s"), Some(Duration::from_secs(2)));
+        assert_eq!(parse_duration("0.5"), Some(Duration::from_millis(500)));
+        assert_eq!(parse_duration("-1s"), None);
+        assert_eq!(parse_duration("soon"), None);
+    }
+
+    #[test]
+    fn activate_and_oneshot_exclude_each_other() {
+        let err = Options::new()
+            .activate_on(10)
+            .oneshot_on(10)
+            .validate()
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("is also `activate_on`"), "{err}");
+        assert!(Options::new()
+            .activate_on(10)
+            .oneshot_on(12)
+            .validate()
+            .is_err());
+        let err = Options::new()
+            .activate_on_named("USR3")
+            .validate()
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("invalid option `activate_on`: \"USR3\" is not a signal"),
+            "{err}"
         );
     }
 

@@ -116,10 +116,12 @@ pub(crate) fn ensure_installed(handler: Handler) -> Result<libc::c_int, Error> {
     install(None, handler)
 }
 
-/// `SIGRTMIN+3`, `SIGRTMAX`, or the plain number for anything else.
+/// `SIGUSR1`, `SIGRTMIN+3 (37)`, `SIGRTMAX`, or the plain number.
 pub(crate) fn name(signal: libc::c_int) -> String {
     let (min, max) = (libc::SIGRTMIN(), libc::SIGRTMAX());
-    if signal == max {
+    if let Some((name, _)) = NAMED.iter().find(|(_, number)| *number == signal) {
+        format!("SIG{name}")
+    } else if signal == max {
         "SIGRTMAX".to_owned()
     } else if signal == min {
         "SIGRTMIN".to_owned()
@@ -216,6 +218,229 @@ mod tests {
             name(libc::SIGRTMIN() + 2),
             format!("SIGRTMIN+2 ({})", libc::SIGRTMIN() + 2)
         );
-        assert_eq!(name(libc::SIGUSR1), "signal 10");
+        assert_eq!(name(libc::SIGUSR1), "SIGUSR1");
+        assert_eq!(name(libc::SIGKILL), "signal 9");
+    }
+}
+
+/// The signals a name can give, as `kill -l` spells them without `SIG`.
+const NAMED: &[(&str, libc::c_int)] = &[
+    ("HUP", libc::SIGHUP),
+    ("INT", libc::SIGINT),
+    ("QUIT", libc::SIGQUIT),
+    ("USR1", libc::SIGUSR1),
+    ("USR2", libc::SIGUSR2),
+    ("ALRM", libc::SIGALRM),
+    ("TERM", libc::SIGTERM),
+    ("CHLD", libc::SIGCHLD),
+    ("CONT", libc::SIGCONT),
+    ("TSTP", libc::SIGTSTP),
+    ("TTIN", libc::SIGTTIN),
+    ("TTOU", libc::SIGTTOU),
+    ("URG", libc::SIGURG),
+    ("XCPU", libc::SIGXCPU),
+    ("XFSZ", libc::SIGXFSZ),
+    ("VTALRM", libc::SIGVTALRM),
+    ("PROF", libc::SIGPROF),
+    ("WINCH", libc::SIGWINCH),
+    ("IO", libc::SIGIO),
+    ("PWR", libc::SIGPWR),
+];
+
+/// `USR1`, `SIGUSR1`, `sigusr1`, `RTMIN+3`, `SIGRTMAX-1` or `10`.
+///
+/// # Errors
+///
+/// What was expected, when `text` names no signal.
+pub(crate) fn parse(text: &str) -> Result<libc::c_int, String> {
+    let upper = text.trim().to_ascii_uppercase();
+    let bare = upper.strip_prefix("SIG").unwrap_or(&upper);
+    let signal = if let Ok(number) = bare.parse::<libc::c_int>() {
+        Some(number)
+    } else if let Some(&(_, signal)) = NAMED.iter().find(|(name, _)| *name == bare) {
+        Some(signal)
+    } else {
+        let realtime = |name: &str, base: libc::c_int| {
+            let rest = bare.strip_prefix(name)?;
+            if rest.is_empty() {
+                return Some(base);
+            }
+            let offset: libc::c_int = rest.parse().ok()?;
+            Some(base + offset)
+        };
+        realtime("RTMIN", libc::SIGRTMIN()).or_else(|| realtime("RTMAX", libc::SIGRTMAX()))
+    };
+    match signal {
+        Some(signal) if (1..=libc::SIGRTMAX()).contains(&signal) && ![libc::SIGKILL, libc::SIGSTOP].contains(&signal) => {
+            Ok(signal)
+        }
+        _ => Err(format!(
+            "{text:?} is not a signal that can be caught; expected a name such as USR1 or SIGUSR2, RTMIN+3, or a number"
+        )),
+    }
+}
+
+/// The write end of the pipe that trigger signals (`activate_on`,
+/// `oneshot_on`) poke; -1 when none is installed.
+static TRIGGER_FD: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(-1);
+
+/// The trigger signals' handler: one byte, the signal's number, into the
+/// pipe. Async-signal-safe: `write` on a non-blocking pipe, errno restored.
+extern "C" fn on_trigger(signal: libc::c_int) {
+    // SAFETY: errno is thread-local and always readable and writable; the
+    // write goes to a pipe this module owns, from a one-byte buffer.
+    unsafe {
+        let saved_errno = *libc::__errno_location();
+        let fd = TRIGGER_FD.load(std::sync::atomic::Ordering::Relaxed);
+        if fd >= 0 {
+            let byte = u8::try_from(signal).unwrap_or(0);
+            libc::write(fd, (&raw const byte).cast(), 1);
+        }
+        *libc::__errno_location() = saved_errno;
+    }
+}
+
+/// The trigger pipe's read end, once created. Both ends stay open for the
+/// life of the process: a handler that loaded the write end's number just
+/// before an uninstall must never write into a descriptor reused since.
+static TRIGGER_PIPE: Mutex<Option<std::os::fd::RawFd>> = Mutex::new(None);
+
+fn new_trigger_pipe() -> std::io::Result<std::os::fd::RawFd> {
+    let mut fds = [0; 2];
+    // SAFETY: pipe2 writes two descriptors into the array.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_NONBLOCK | libc::O_CLOEXEC) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    TRIGGER_FD.store(fds[1], std::sync::atomic::Ordering::Relaxed);
+    Ok(fds[0])
+}
+
+/// The read end of the pipe trigger signals write to, created on first use.
+pub(crate) fn trigger_pipe() -> std::io::Result<std::os::fd::RawFd> {
+    let mut pipe = TRIGGER_PIPE
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some(read) = *pipe {
+        return Ok(read);
+    }
+    let read = new_trigger_pipe()?;
+    *pipe = Some(read);
+    Ok(read)
+}
+
+/// In a forked child: a pipe of its own, so that its trigger signals wake
+/// its own manhole and never the parent's. The inherited ends stay open
+/// until `exec` (they are close-on-exec).
+pub(crate) fn renew_trigger_pipe() {
+    let mut pipe = TRIGGER_PIPE
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if pipe.is_some() {
+        *pipe = new_trigger_pipe().ok();
+        if pipe.is_none() {
+            TRIGGER_FD.store(-1, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+}
+
+/// A trigger signal's handler, installed, with the action it replaced.
+pub(crate) struct Trigger {
+    signal: libc::c_int,
+    previous: libc::sigaction,
+}
+
+impl Trigger {
+    /// Installs the handler for `signal`, which then writes the signal's
+    /// number into [`trigger_pipe`]. A signal that already has a handler is
+    /// never taken over.
+    pub(crate) fn install(signal: libc::c_int, option: &'static str) -> Result<Trigger, Error> {
+        let previous = current_action(signal).map_err(|err| Error::InvalidOption {
+            option,
+            reason: err.to_string(),
+        })?;
+        let ours = previous.sa_sigaction == on_trigger as *const () as usize;
+        if !ours && !is_default(&previous) && previous.sa_sigaction != libc::SIG_IGN {
+            return Err(Error::InvalidOption {
+                option,
+                reason: format!(
+                    "{} already has a handler that is not the manhole's; choose another signal",
+                    name(signal)
+                ),
+            });
+        }
+        trigger_pipe().map_err(|err| Error::InvalidOption {
+            option,
+            reason: format!("cannot create the trigger pipe: {err}"),
+        })?;
+        // SAFETY: a fully initialised action whose handler is
+        // async-signal-safe.
+        let status = unsafe {
+            let mut action: libc::sigaction = std::mem::zeroed();
+            action.sa_sigaction = on_trigger as *const () as usize;
+            action.sa_flags = libc::SA_RESTART;
+            libc::sigemptyset(&mut action.sa_mask);
+            libc::sigaction(signal, &action, std::ptr::null_mut())
+        };
+        if status != 0 {
+            return Err(Error::InvalidOption {
+                option,
+                reason: std::io::Error::last_os_error().to_string(),
+            });
+        }
+        Ok(Trigger { signal, previous })
+    }
+}
+
+impl Drop for Trigger {
+    /// Gives the signal back its previous action.
+    fn drop(&mut self) {
+        // SAFETY: restores an action sigaction itself returned.
+        unsafe { libc::sigaction(self.signal, &self.previous, std::ptr::null_mut()) };
+    }
+}
+
+/// Blocks every asynchronous signal on the calling thread, except `keep`
+/// (the stack signal), so that process-directed signals go to the app's
+/// threads. Signals raised by faults stay deliverable.
+pub(crate) fn block_async_signals(keep: Option<libc::c_int>) {
+    // SAFETY: builds a signal set on the stack and changes only this
+    // thread's mask.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigfillset(&mut set);
+        for synchronous in [
+            libc::SIGSEGV,
+            libc::SIGBUS,
+            libc::SIGFPE,
+            libc::SIGILL,
+            libc::SIGTRAP,
+            libc::SIGSYS,
+        ] {
+            libc::sigdelset(&mut set, synchronous);
+        }
+        if let Some(keep) = keep {
+            libc::sigdelset(&mut set, keep);
+        }
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+    }
+}
+
+#[cfg(test)]
+mod parse_tests {
+    use super::*;
+
+    #[test]
+    fn signal_names() {
+        assert_eq!(parse("USR1"), Ok(libc::SIGUSR1));
+        assert_eq!(parse("sigusr2"), Ok(libc::SIGUSR2));
+        assert_eq!(parse("SIGQUIT"), Ok(libc::SIGQUIT));
+        assert_eq!(parse("10"), Ok(10));
+        assert_eq!(parse("RTMIN+3"), Ok(libc::SIGRTMIN() + 3));
+        assert_eq!(parse("SIGRTMAX-1"), Ok(libc::SIGRTMAX() - 1));
+        assert!(parse("KILL").is_err());
+        assert!(parse("USR3")
+            .unwrap_err()
+            .contains("expected a name such as USR1"));
+        assert!(parse("0").is_err());
     }
 }

@@ -29,7 +29,6 @@ pub(crate) const MAX_PATH_LEN: usize = 107;
 pub(crate) struct SocketFile {
     dir: OwnedFd,
     name: OsString,
-    pub(crate) path: PathBuf,
     identity: (u64, u64),
 }
 
@@ -97,10 +96,15 @@ pub(crate) fn bind(path: &Path) -> Result<(UnixListener, SocketFile), Error> {
         FchmodatFlags::FollowSymlink,
     )
     .map_err(|err| Error::io("set the permissions of", path, err))?;
+    // Its identity is taken while only we can reach it; a rename keeps it.
+    let stat = fstatat(
+        &staging.fd,
+        Staging::SOCKET,
+        nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
+    )
+    .map_err(|err| Error::io("inspect the new socket", path, err))?;
     staging.publish(&dir, name.as_ref(), path)?;
     drop(staging);
-    let stat = fstatat(&dir, name, nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW)
-        .map_err(|err| Error::io("inspect the new socket", path, err))?;
     listener
         .set_nonblocking(true)
         .map_err(|err| Error::io("configure the socket", path, err))?;
@@ -109,7 +113,6 @@ pub(crate) fn bind(path: &Path) -> Result<(UnixListener, SocketFile), Error> {
         SocketFile {
             dir,
             name: name.to_owned(),
-            path: path.to_owned(),
             identity: identity(&stat),
         },
     ))
@@ -141,18 +144,30 @@ fn clear_stale(dir: &OwnedFd, name: &Path, path: &Path) -> Result<(), Error> {
             stat.st_uid
         )));
     }
-    match UnixStream::connect(path) {
-        Ok(_) => Err(Error::InUse {
+    // A non-blocking probe: a live server whose backlog is full, or that
+    // never accepts, must not hang the install.
+    match probe(path) {
+        Ok(()) | Err(Errno::EAGAIN | Errno::EINPROGRESS) => Err(Error::InUse {
             path: path.to_owned(),
         }),
-        Err(err) if err.raw_os_error() == Some(libc::ECONNREFUSED) => {
-            match unlinkat(dir, name, UnlinkatFlags::NoRemoveDir) {
-                Ok(()) | Err(Errno::ENOENT) => Ok(()),
-                Err(err) => Err(Error::io("remove the stale socket", path, err)),
-            }
-        }
+        Err(Errno::ECONNREFUSED) => match unlinkat(dir, name, UnlinkatFlags::NoRemoveDir) {
+            Ok(()) | Err(Errno::ENOENT) => Ok(()),
+            Err(err) => Err(Error::io("remove the stale socket", path, err)),
+        },
         Err(err) => Err(Error::io("probe the existing socket", path, err)),
     }
+}
+
+/// Connects to `path` without blocking, and hangs up at once.
+fn probe(path: &Path) -> nix::Result<()> {
+    use nix::sys::socket::{connect, socket, AddressFamily, SockFlag, SockType, UnixAddr};
+    let fd = socket(
+        AddressFamily::Unix,
+        SockType::Stream,
+        SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC,
+        None,
+    )?;
+    connect(fd.as_raw_fd(), &UnixAddr::new(path)?)
 }
 
 /// A private directory beside the final path, where the socket is bound

@@ -94,6 +94,7 @@ fn hex_address<S: Serializer>(address: &usize, serializer: S) -> Result<S::Ok, S
 /// dump are left out. Only one dump runs at a time.
 #[must_use]
 pub fn stacks() -> Stacks {
+    let _turn = capture::turn();
     let caller = nix::unistd::gettid().as_raw();
     // Walked here, directly under `stacks`, so that trimming the walk's own
     // frames leaves the caller as frame #0.

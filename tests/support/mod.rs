@@ -97,8 +97,20 @@ impl Service {
     /// Any example, with arguments; `socket` is where it will listen, or
     /// `None` for the default `/tmp/manhole-<pid>`.
     pub fn spawn(name: &str, args: &[&str], socket: Option<&Path>) -> Service {
+        Self::spawn_with_env(name, args, &[], socket)
+    }
+
+    /// As [`Service::spawn`], with environment variables set.
+    pub fn spawn_with_env(
+        name: &str,
+        args: &[&str],
+        env: &[(&str, &str)],
+        socket: Option<&Path>,
+    ) -> Service {
         let mut child = Command::new(example(name))
             .args(args)
+            .env_remove("MANHOLE")
+            .envs(env.iter().copied())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -345,4 +357,37 @@ impl Json {
         );
         response["error"].clone()
     }
+}
+
+/// The tids of the threads of `pid` named `name`.
+pub fn threads_named(pid: u32, name: &str) -> Vec<u32> {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .map(|tasks| {
+            tasks
+                .filter_map(|task| {
+                    let task = task.ok()?;
+                    let comm = std::fs::read_to_string(task.path().join("comm")).ok()?;
+                    (comm.trim() == name).then(|| task.file_name().to_str()?.parse().ok())?
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// A field of `/proc/<pid>/task/<tid>/status`, such as `SigBlk`.
+pub fn task_status(pid: u32, tid: u32, key: &str) -> String {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|line| {
+            line.strip_prefix(key)?
+                .strip_prefix(':')
+                .map(|value| value.trim().to_owned())
+        })
+        .unwrap_or_else(|| panic!("no {key} in status"))
+}
+
+pub fn send_signal(pid: u32, signal: i32) {
+    // SAFETY: sending a signal to a child process of this test.
+    assert_eq!(unsafe { libc::kill(pid as i32, signal) }, 0);
 }

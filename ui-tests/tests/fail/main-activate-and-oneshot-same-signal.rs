@@ -1,0 +1,2 @@
+#[manhole::main(activate_on = "USR1", oneshot_on = "SIGUSR1")]
+fn main() {}

@@ -1,0 +1,2 @@
+#[manhole::main(activate_on = "SIGKILL")]
+fn main() {}
