@@ -54,6 +54,11 @@ use proc_macro::TokenStream;
 ///
 /// # Errors at compile time
 ///
+/// Commands are free functions. Inside an `impl` block even an associated
+/// function without `self` cannot be registered (the registration is an
+/// item that cannot live there), and rustc reports that in its own words;
+/// call such a function from a free one.
+///
 /// Generic, `async`, `unsafe` and `self`-taking functions are refused, as
 /// are parameters that are references, patterns or not `FromStr`, an
 /// optional parameter before a required one, and return types that are not
@@ -69,7 +74,9 @@ pub fn command(args: TokenStream, item: TokenStream) -> TokenStream {
 /// A static may have any `Serialize` type, which includes the std atomics.
 /// A `Mutex` or `RwLock` is read with `try_lock` until the manhole's lock
 /// timeout (100 ms by default): a lock that another thread holds is reported
-/// as held, and never hangs the session. A function is called each time it
+/// as held, and never hangs the session. (That holds for a lock that *is*
+/// the static: a lock nested inside another type is serialised by serde,
+/// which waits for it; inspect the lock itself.) A function is called each time it
 /// is read; its value is shown like a command's. `name = "..."` renames the
 /// item.
 ///
@@ -112,8 +119,12 @@ pub fn inspect(args: TokenStream, item: TokenStream) -> TokenStream {
 /// Installs the manhole before the body of `fn main` runs.
 ///
 /// Options, all optional: `socket_path = "..."` (default
-/// `/tmp/manhole-{pid}`; `{pid}` is filled in) and `verbose = bool`
-/// (default `true`). A failure to install is reported on stderr and the
+/// `/tmp/manhole-{pid}`; `{pid}` is filled in), `verbose = bool` (default
+/// `true`), `activate_on = "USR1"`, `oneshot_on = "USR2"`, `sigmask = bool`
+/// (default `true`), `reinstall_on_fork = bool` (default `true`) and
+/// `reinstall_delay_ms = 500`; they mean what the `manhole::Options` methods
+/// of the same names do, and the `MANHOLE` environment variable overrides
+/// them. A failure to install is reported on stderr and the
 /// program runs on without a manhole: a debugging aid must never stop the
 /// service it is meant to debug. For other behaviour, use
 /// `manhole::Options::new().install()` yourself.

@@ -209,7 +209,7 @@ pub(crate) fn main_args(args: &crate::args::MainArgs) -> syn::Result<()> {
         if !looks_like_signal(&signal.value()) {
             errors.push(syn::Error::new_spanned(
                 signal,
-                "expected a signal name such as \"USR1\", \"SIGUSR2\" or \"RTMIN+3\", or a number",
+                "expected a signal that can be caught, such as \"USR1\", \"SIGUSR2\" or \"RTMIN+3\", or its number",
             ));
         }
     }
