@@ -61,8 +61,19 @@ fn oneshot_on_opens_one_session_per_signal() {
         send_signal(service.pid, libc::SIGUSR2);
         service.wait_for_socket();
         let mut session = service.text();
-        // A signal during the session is harmless.
+        // A signal during the session is harmless. (Handled during it, that
+        // is: a signal still pending when the session ends opens the next.)
         send_signal(service.pid, libc::SIGUSR2);
+        wait_until("the signal to be handled", || {
+            let status = std::fs::read_to_string(format!("/proc/{}/status", service.pid)).unwrap();
+            let pending = status
+                .lines()
+                .find_map(|line| line.strip_prefix("ShdPnd:"))
+                .unwrap()
+                .trim()
+                .to_owned();
+            !has_signal(&pending, libc::SIGUSR2)
+        });
         assert_eq!(
             session.ask(&format!("add {round} 1")),
             format!("{}\n", round + 1)
@@ -197,6 +208,9 @@ fn sigterm_reaches_the_apps_signalfd() {
 #[test]
 fn a_signal_to_the_waiting_listener_does_not_stop_it() {
     let service = Service::start();
+    wait_until("the manhole thread", || {
+        !threads_named(service.pid, "manhole").is_empty()
+    });
     let listener = threads_named(service.pid, "manhole")[0];
     for signal in [libc::SIGRTMAX(), libc::SIGUSR1, libc::SIGTERM] {
         // SAFETY: signals one thread of a child process.
@@ -325,4 +339,54 @@ fn an_idle_manhole_never_wakes_up() {
         );
     }
     std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn every_manhole_descriptor_is_close_on_exec() {
+    let service = Service::start();
+    let mut session = service.text();
+    session.ask("stacks");
+    let mut checked = 0;
+    for entry in std::fs::read_dir(format!("/proc/{}/fd", service.pid)).unwrap() {
+        let fd: u32 = entry
+            .unwrap()
+            .file_name()
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        // Standard streams, and what the test runner itself passed down
+        // (cargo's jobserver pipe), are not the manhole's.
+        let ours = std::fs::read_link(format!("/proc/self/fd/{fd}")).ok();
+        if fd <= 2
+            || ours.is_some()
+                && ours == std::fs::read_link(format!("/proc/{}/fd/{fd}", service.pid)).ok()
+        {
+            continue;
+        }
+        let info = std::fs::read_to_string(format!("/proc/{}/fdinfo/{fd}", service.pid))
+            .unwrap_or_default();
+        let Some(flags) = info.lines().find_map(|line| line.strip_prefix("flags:")) else {
+            continue;
+        };
+        let flags = u32::from_str_radix(flags.trim(), 8).unwrap();
+        let target =
+            std::fs::read_link(format!("/proc/{}/fd/{fd}", service.pid)).unwrap_or_default();
+        // The manhole's kinds of descriptor; the runtime's own are not its.
+        let kind = target.to_string_lossy();
+        if !["socket:", "pipe:", "anon_inode:", "/tmp", "/proc"]
+            .iter()
+            .any(|prefix| kind.starts_with(prefix))
+        {
+            continue;
+        }
+        assert!(
+            flags & libc::O_CLOEXEC as u32 != 0,
+            "fd {fd} ({}) is inherited by exec",
+            target.display()
+        );
+        checked += 1;
+    }
+    // The listening socket, its watch, the wake-up pipe, the session...
+    assert!(checked >= 4, "only {checked} descriptors found");
 }

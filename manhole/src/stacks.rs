@@ -186,6 +186,9 @@ pub(crate) fn thread_list(tasks: &Tasks) -> Vec<ThreadStack> {
 /// the first greeting) does not pay for it. The listener thread calls this before it starts
 /// accepting.
 pub(crate) fn prime() {
+    // Under the dump's turn, like every use of the symboliser, so that a
+    // fork meanwhile never leaves its lock held in the child.
+    let _turn = capture::turn();
     Symbols::default().frames(&current_addresses(), false);
 }
 
