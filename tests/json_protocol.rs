@@ -205,7 +205,7 @@ fn errors_use_json_rpc_codes() {
         -32601,
         "`add` is a command, not an inspected item; use `call add`",
     );
-    assert_error(&session.error("frobnicate", json!({})), -32601, "unknown method `frobnicate`; expected one of: `help`, `list`, `stacks`, `threads`, `get`, `call`");
+    assert_error(&session.error("frobnicate", json!({})), -32601, "unknown method `frobnicate`; expected one of: `help`, `list`, `stacks`, `threads`, `get`, `call`, `greeting`, `text`");
     assert_error(
         &session.error("get", json!({})),
         -32602,
@@ -290,4 +290,38 @@ fn a_held_lock_is_error_32002() {
         slow.read_response()["result"],
         "reloaded configuration, now version 2"
     );
+}
+
+#[test]
+fn text_lines_over_json_answer_as_a_text_session_does() {
+    let service = Service::start();
+    let mut text = service.text();
+    let mut session = service.json();
+    for line in ["list", "help add", "call add 40 2", "get CONFIG", ""] {
+        let over_json = session.result("text", json!({"line": line}));
+        assert_eq!(over_json["text"], text.ask(line), "{line:?}");
+    }
+    let error = session.error("text", json!({"line": "add 1 x"}));
+    assert_eq!(error["code"], -32602);
+    assert!(error["message"]
+        .as_str()
+        .unwrap()
+        .starts_with("argument `b` of `add` expects i64"));
+    let error = session.error("text", json!({"line": "call 'unbalanced"}));
+    assert_eq!(error["code"], -32700, "{error}");
+    let error = session.error("text", json!({}));
+    assert_eq!(error["message"], "`text` needs the param `line`");
+
+    let greeting = session.result("greeting", json!({}));
+    assert_eq!(greeting["pid"], service.pid);
+    let banner = format!(
+        "manhole {}, pid {}, ",
+        greeting["version"].as_str().unwrap(),
+        service.pid
+    );
+    assert!(greeting["text"].as_str().unwrap().starts_with(&banner));
+    assert!(greeting["text"]
+        .as_str()
+        .unwrap()
+        .ends_with("type `help` for commands, `quit` to leave\n"));
 }

@@ -2,7 +2,7 @@
 //! [`Answer`] that carries its JSON result and its text rendering.
 
 use crate::__private::Args;
-use crate::protocol::{code, value_text, ArgValue, Failure, Request, BUILTINS};
+use crate::protocol::{code, parse_text, value_text, ArgValue, Failure, Request, BUILTINS};
 use crate::registry::{self, Command, Inspect, Lookup, Named};
 use crate::stacks;
 use serde_json::{json, Value};
@@ -40,11 +40,42 @@ pub(crate) fn run(request: Request) -> Result<Answer, Failure> {
         Request::Threads => Ok(threads()),
         Request::Get(name) => get(&name),
         Request::Call { name, args, bare } => call(&name, &args, bare),
+        Request::Greeting => Ok(greeting()),
+        Request::Text(line) => text_line(&line),
         Request::Quit => Ok(Answer {
             json: Value::Null,
             text: String::new(),
         }),
     }
+}
+
+/// The text session's greeting: banner, every thread's stack, and a hint.
+pub(crate) fn greeting() -> Answer {
+    let executable =
+        std::env::current_exe().map_or_else(|_| "?".to_owned(), |path| path.display().to_string());
+    let version = env!("CARGO_PKG_VERSION");
+    let pid = std::process::id();
+    let text = format!(
+        "manhole {version}, pid {pid}, {executable}\n{}type `help` for commands, `quit` to leave\n",
+        stacks::stacks(),
+    );
+    Answer {
+        json: json!({"version": version, "pid": pid, "executable": executable, "text": text}),
+        text,
+    }
+}
+
+/// A text line sent over JSON: answered with the text session's rendering.
+fn text_line(line: &str) -> Result<Answer, Failure> {
+    let text = match parse_text(line)? {
+        None => String::new(),
+        Some(Request::Quit) => String::new(),
+        Some(request) => run(request)?.text,
+    };
+    Ok(Answer {
+        json: json!({ "text": text }),
+        text,
+    })
 }
 
 fn command_json(command: &Command) -> Value {

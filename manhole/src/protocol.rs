@@ -85,6 +85,12 @@ pub(crate) enum Request {
         args: Vec<ArgValue>,
         bare: bool,
     },
+    /// JSON only: the text session's greeting (banner, stacks, hint).
+    Greeting,
+    /// JSON only: one text-protocol line, answered with its text rendering,
+    /// so a client such as `manhole-cli` shows exactly what a text session
+    /// would without scraping it.
+    Text(String),
     Quit,
 }
 
@@ -248,7 +254,7 @@ pub(crate) enum JsonLine {
     Invalid { id: Value, failure: Failure },
 }
 
-const METHODS: &str = "`help`, `list`, `stacks`, `threads`, `get`, `call`";
+const METHODS: &str = "`help`, `list`, `stacks`, `threads`, `get`, `call`, `greeting`, `text`";
 
 pub(crate) fn parse_json(line: &[u8]) -> JsonLine {
     let invalid = |id: Value, failure| JsonLine::Invalid { id, failure };
@@ -320,7 +326,8 @@ fn json_request(method: &str, mut params: Map<String, Value>) -> Result<Request,
         "help" => &["name"],
         "get" => &["name"],
         "call" => &["name", "args"],
-        "list" | "stacks" | "threads" => &[],
+        "text" => &["line"],
+        "list" | "stacks" | "threads" | "greeting" => &[],
         other => {
             return Err(Failure::new(
                 code::NOT_FOUND,
@@ -380,8 +387,24 @@ fn json_request(method: &str, mut params: Map<String, Value>) -> Result<Request,
                 bare: false,
             }
         }
+        "text" => match params.remove("line") {
+            Some(Value::String(line)) => Request::Text(line),
+            None => {
+                return Err(Failure::new(
+                    code::INVALID_PARAMS,
+                    "`text` needs the param `line`",
+                ))
+            }
+            Some(_) => {
+                return Err(Failure::new(
+                    code::INVALID_PARAMS,
+                    "`line` must be a string",
+                ))
+            }
+        },
         "list" => Request::List,
         "stacks" => Request::Stacks,
+        "greeting" => Request::Greeting,
         _ => Request::Threads,
     })
 }

@@ -8,7 +8,6 @@
 
 use crate::builtins;
 use crate::protocol::{code, json_response, parse_json, parse_text, Failure, JsonLine, Request};
-use crate::stacks;
 use nix::errno::Errno;
 use nix::sys::socket::{recv, send, MsgFlags};
 use serde_json::Value;
@@ -132,23 +131,12 @@ impl Lines<'_> {
     }
 }
 
-fn greeting() -> String {
-    let exe =
-        std::env::current_exe().map_or_else(|_| "?".to_owned(), |path| path.display().to_string());
-    format!(
-        "manhole {}, pid {}, {exe}\n{}type `help` for commands, `quit` to leave\n",
-        env!("CARGO_PKG_VERSION"),
-        std::process::id(),
-        stacks::stacks(),
-    )
-}
-
 fn error_line(failure: &Failure) -> String {
     format!("error: {}\n", failure.one_line())
 }
 
 fn serve_text(lines: &mut Lines<'_>, out: &mut Output<'_>) -> io::Result<()> {
-    out.write_all(greeting().as_bytes())?;
+    out.write_all(builtins::greeting().text.as_bytes())?;
     loop {
         out.write_all(PROMPT)?;
         let reply = match lines.next()? {
