@@ -6,12 +6,16 @@
 use proc_macro2::TokenStream;
 use syn::meta::ParseNestedMeta;
 use syn::parse::Parser;
-use syn::{LitBool, LitStr};
+use syn::{Ident, LitBool, LitStr};
 
 /// Options of `#[manhole::command(...)]` and `#[manhole::inspect(...)]`.
 #[derive(Default)]
 pub(crate) struct ItemArgs {
     pub(crate) name: Option<LitStr>,
+    /// `inspect(calls)`: count and time the function's calls.
+    pub(crate) calls: Option<Ident>,
+    /// `inspect(writable)`: let `set` replace the static's value.
+    pub(crate) writable: Option<Ident>,
 }
 
 /// Options of `#[manhole::main(...)]`.
@@ -26,7 +30,8 @@ pub(crate) struct MainArgs {
     pub(crate) reinstall_delay_ms: Option<syn::LitInt>,
 }
 
-const ITEM_KEYS: &[&str] = &["name"];
+const COMMAND_KEYS: &[&str] = &["name"];
+const INSPECT_KEYS: &[&str] = &["name", "calls", "writable"];
 const MAIN_KEYS: &[&str] = &[
     "socket_path",
     "verbose",
@@ -38,24 +43,48 @@ const MAIN_KEYS: &[&str] = &[
 ];
 
 impl ItemArgs {
-    pub(crate) fn parse(tokens: TokenStream) -> syn::Result<Self> {
+    pub(crate) fn parse_command(tokens: TokenStream) -> syn::Result<Self> {
+        Self::parse(tokens, COMMAND_KEYS)
+    }
+
+    pub(crate) fn parse_inspect(tokens: TokenStream) -> syn::Result<Self> {
+        Self::parse(tokens, INSPECT_KEYS)
+    }
+
+    fn parse(tokens: TokenStream, keys: &[&str]) -> syn::Result<Self> {
         let mut args = Self::default();
         syn::meta::parser(|meta| {
-            if meta.path.is_ident("name") {
-                set_once(
+            let key = meta.path.get_ident().map(ToString::to_string);
+            match key.as_deref().filter(|key| keys.contains(key)) {
+                Some("name") => set_once(
                     &mut args.name,
                     &meta,
                     "name",
                     "a string",
                     "name = \"reload\"",
-                )
-            } else {
-                Err(unknown_key(&meta, ITEM_KEYS))
+                ),
+                Some("calls") => set_flag(&mut args.calls, &meta, "calls"),
+                Some("writable") => set_flag(&mut args.writable, &meta, "writable"),
+                _ => Err(unknown_key(&meta, keys)),
             }
         })
         .parse2(tokens)?;
         Ok(args)
     }
+}
+
+/// A bare word such as `calls`: it takes no value.
+fn set_flag(slot: &mut Option<Ident>, meta: &ParseNestedMeta<'_>, key: &str) -> syn::Result<()> {
+    if slot.is_some() {
+        return Err(meta.error(format!("duplicate option `{key}`; give each option once")));
+    }
+    if !meta.input.is_empty() && !meta.input.peek(syn::Token![,]) {
+        return Err(meta.error(format!(
+            "`{key}` takes no value; write `#[manhole::inspect({key})]`"
+        )));
+    }
+    *slot = meta.path.get_ident().cloned();
+    Ok(())
 }
 
 impl MainArgs {

@@ -88,6 +88,19 @@ pub(crate) fn describe(item: &Item) -> (&'static str, proc_macro2::TokenStream) 
     }
 }
 
+/// Whether `impl Trait` appears anywhere in `ty`.
+pub(crate) fn mentions_impl_trait(ty: &Type) -> bool {
+    struct Finder(bool);
+    impl<'ast> syn::visit::Visit<'ast> for Finder {
+        fn visit_type_impl_trait(&mut self, _: &'ast syn::TypeImplTrait) {
+            self.0 = true;
+        }
+    }
+    let mut finder = Finder(false);
+    syn::visit::Visit::visit_type(&mut finder, ty);
+    finder.0
+}
+
 /// `T` when `ty` is written `Option<T>` (or with a path such as
 /// `std::option::Option<T>`).
 fn option_inner(ty: &Type) -> Option<&Type> {

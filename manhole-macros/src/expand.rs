@@ -31,7 +31,7 @@ pub(crate) fn main(args: TokenStream, item: TokenStream) -> TokenStream {
 }
 
 fn try_command(args: TokenStream, item: TokenStream) -> syn::Result<TokenStream> {
-    let args = ItemArgs::parse(args)?;
+    let args = ItemArgs::parse_command(args)?;
     let item: Item = syn::parse2(item)?;
     let Item::Fn(item_fn) = &item else {
         let (kind, keyword) = ast::describe(&item);
@@ -46,13 +46,18 @@ fn try_command(args: TokenStream, item: TokenStream) -> syn::Result<TokenStream>
 }
 
 fn try_inspect(args: TokenStream, item: TokenStream) -> syn::Result<TokenStream> {
-    let args = ItemArgs::parse(args)?;
+    let args = ItemArgs::parse_inspect(args)?;
     let item: Item = syn::parse2(item)?;
     match &item {
         Item::Static(item_static) => {
             let target = Static::from_item(item_static);
             valid::inspect_static(&target, &args)?;
             Ok(expand_inspect_static(&target, &args))
+        }
+        Item::Fn(item_fn) if args.calls.is_some() => {
+            let function = Function::from_item(item_fn);
+            valid::inspect_calls(&function, &args)?;
+            Ok(expand_inspect_calls(&function, &args))
         }
         Item::Fn(item_fn) => {
             let function = Function::from_item(item_fn);
@@ -195,6 +200,22 @@ fn expand_inspect_static(target: &Static<'_>, args: &ItemArgs) -> TokenStream {
     let read = quote_spanned! {item.ty.span()=>
         __manhole_static.__manhole_read_kind().read(__manhole_static)
     };
+    // Spanned at the type, so a type `set` cannot write is reported there.
+    let (write_fn, writable) = match &args.writable {
+        Some(_) => (
+            quote_spanned! {item.ty.span()=>
+                fn __manhole_write(
+                    __manhole_value: ::manhole::__private::JsonValue,
+                ) -> ::manhole::__private::Outcome {
+                    ::manhole::__private::guarded(|| {
+                        ::manhole::__private::Writable::write_value(&#ident, __manhole_value)
+                    })
+                }
+            },
+            quote!(.writable(__manhole_write)),
+        ),
+        None => (TokenStream::new(), TokenStream::new()),
+    };
     quote! {
         #item
 
@@ -215,8 +236,73 @@ fn expand_inspect_static(target: &Static<'_>, args: &ItemArgs) -> TokenStream {
                     ::manhole::__private::InspectKind::Static,
                     __manhole_read,
                 )
+                #writable
             }
+            #write_fn
         };
+    }
+}
+
+/// Leaves the function's signature as it is and wraps its body: the
+/// counters live in a `static` inside the body (which is also the only place
+/// an `impl` block lets them live), and the body runs as a `FnOnce` closure,
+/// or an `async` block, so that every `return` and `?` yields the value the
+/// timer inspects for `Err`. A panic or a dropped future is seen by the
+/// timer's `Drop`.
+fn expand_inspect_calls(function: &Function<'_>, args: &ItemArgs) -> TokenStream {
+    let ItemFn {
+        attrs,
+        vis,
+        sig,
+        block,
+    } = function.item;
+    let (inner, outer): (Vec<_>, Vec<_>) = attrs
+        .iter()
+        .partition(|attr| matches!(attr.style, syn::AttrStyle::Inner(_)));
+    let meta = meta(&registered_name(args, &sig.ident), &function.doc);
+    let signature = format!(
+        "({}){}",
+        render::tokens(&sig.inputs),
+        match &sig.output {
+            ReturnType::Default => String::new(),
+            ReturnType::Type(_, ty) => format!(" -> {}", render::tokens(ty)),
+        }
+    );
+    // The body's type is written out, so that `?` knows what to convert
+    // into; `impl Trait` cannot be written there, and inference finds it.
+    let returned: Option<TokenStream> = match &sig.output {
+        ReturnType::Type(_, ty) if ast::mentions_impl_trait(ty) => None,
+        ReturnType::Type(_, ty) => Some(quote!(#ty)),
+        ReturnType::Default => Some(quote!(())),
+    };
+    let body = match (&sig.asyncness, returned) {
+        (Some(_), Some(ty)) => quote! {
+            ::manhole::__private::typed_future::<#ty, _>(async move #block).await
+        },
+        (Some(_), None) => quote!(async move #block.await),
+        (None, Some(ty)) => quote!(::manhole::__private::call_once(move || -> #ty #block)),
+        (None, None) => quote!(::manhole::__private::call_once(move || #block)),
+    };
+    quote! {
+        #(#outer)*
+        #vis #sig {
+            #(#inner)*
+            static __MANHOLE_CALLS: ::manhole::__private::CallStats =
+                ::manhole::__private::CallStats::new();
+            ::manhole::__private::inventory::submit! {
+                ::manhole::__private::Inspect::calls(#meta, #signature, &__MANHOLE_CALLS)
+            }
+            let mut __manhole_timer = __MANHOLE_CALLS.start();
+            let __manhole_returned = #body;
+            {
+                #[allow(unused_imports)]
+                use ::manhole::__private::{ReplyKindResult as _, ReplyKindValue as _};
+                __manhole_timer.returned(
+                    (&__manhole_returned).__manhole_reply_kind().is_err(&__manhole_returned),
+                );
+            }
+            __manhole_returned
+        }
     }
 }
 

@@ -32,6 +32,10 @@ fn write_stream(stream: TokenStream, out: &mut String) {
             TokenTree::Punct(punct) => {
                 match punct.as_char() {
                     ',' | ';' => out.push_str(&format!("{} ", punct.as_char())),
+                    // A lone `:` separates a name from its type; `::` glues.
+                    ':' if punct.spacing() == Spacing::Alone && !out.ends_with(':') => {
+                        out.push_str(": ");
+                    }
                     '-' if punct.spacing() == Spacing::Joint => out.push_str(" -"),
                     '>' if out.ends_with(" -") => out.push_str("> "),
                     '=' | '+' => out.push_str(&format!(" {} ", punct.as_char())),
@@ -94,5 +98,15 @@ mod tests {
         assert_eq!(ty("[u8; 4]"), "[u8; 4]");
         assert_eq!(ty("(u8, String)"), "(u8, String)");
         assert_eq!(ty("Vec<Option<i64>>"), "Vec<Option<i64>>");
+    }
+
+    #[test]
+    fn parameters_read_as_written() {
+        let sig: syn::Signature =
+            syn::parse_str("fn f(&mut self, key: usize, path: std::path::PathBuf)").unwrap();
+        assert_eq!(
+            tokens(&sig.inputs),
+            "&mut self, key: usize, path: std::path::PathBuf"
+        );
     }
 }

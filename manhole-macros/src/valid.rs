@@ -135,11 +135,12 @@ pub(crate) fn command(function: &Function<'_>, args: &ItemArgs) -> syn::Result<(
 pub(crate) fn inspect_fn(function: &Function<'_>, args: &ItemArgs) -> syn::Result<()> {
     let mut errors = Errors::default();
     check_name(args.name.as_ref(), &mut errors);
+    check_no_writable(args, &mut errors);
     check_plain_fn(function.item, "#[manhole::inspect]", &mut errors);
     if let Some(param) = function.params.first() {
         errors.push(syn::Error::new_spanned(
             param.arg,
-            "#[manhole::inspect] reads a value and takes no parameters; to call a function with arguments, use #[manhole::command]",
+            "#[manhole::inspect] reads a value and takes no parameters; to count and time this function's calls, write #[manhole::inspect(calls)], and to call it from the manhole, use #[manhole::command]",
         ));
     }
     if let syn::ReturnType::Default = function.item.sig.output {
@@ -151,9 +152,43 @@ pub(crate) fn inspect_fn(function: &Function<'_>, args: &ItemArgs) -> syn::Resul
     errors.finish()
 }
 
+/// `calls` counts a function's calls, so it goes on functions only.
+fn check_no_calls(args: &ItemArgs, errors: &mut Errors) {
+    if let Some(calls) = &args.calls {
+        errors.push(syn::Error::new_spanned(
+            calls,
+            "`calls` counts and times a function's calls, and a static is never called; remove `calls` to read the static with `get`",
+        ));
+    }
+}
+
+/// `writable` replaces a static's value, so it goes on statics only.
+fn check_no_writable(args: &ItemArgs, errors: &mut Errors) {
+    if let Some(writable) = &args.writable {
+        errors.push(syn::Error::new_spanned(
+            writable,
+            "`writable` goes on a static, and a function has no value to replace; to change state from the manhole, write a #[manhole::command]",
+        ));
+    }
+}
+
+pub(crate) fn inspect_calls(function: &Function<'_>, args: &ItemArgs) -> syn::Result<()> {
+    let mut errors = Errors::default();
+    check_name(args.name.as_ref(), &mut errors);
+    check_no_writable(args, &mut errors);
+    if let Some(token) = &function.item.sig.constness {
+        errors.push(syn::Error::new_spanned(
+            token,
+            "#[manhole::inspect(calls)] cannot count the calls of a `const fn`, which may run at compile time where there is no clock or counter; remove `const`, or count a non-const function that calls it",
+        ));
+    }
+    errors.finish()
+}
+
 pub(crate) fn inspect_static(item: &Static<'_>, args: &ItemArgs) -> syn::Result<()> {
     let mut errors = Errors::default();
     check_name(args.name.as_ref(), &mut errors);
+    check_no_calls(args, &mut errors);
     if let syn::StaticMutability::Mut(token) = &item.item.mutability {
         errors.push(syn::Error::new_spanned(
             token,

@@ -7,15 +7,18 @@
 
 use crate::options::lock_timeout;
 use crate::protocol::{code, ArgValue, Failure};
+use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::fmt::Display;
 use std::str::FromStr;
 use std::sync::{Mutex, RwLock, TryLockError};
 use std::time::Instant;
 
+pub use crate::calls::{CallStats, CallTimer};
 pub use crate::options::Options;
 pub use crate::registry::{Command, Inspect, InspectKind, Meta, Outcome, Param};
 pub use inventory;
+pub use serde_json::Value as JsonValue;
 
 /// The arguments of one call, matched to the command's parameters by
 /// position. Their count has been checked before the command is invoked.
@@ -166,6 +169,12 @@ pub trait ReplyKindValue {
 impl<T: ?Sized> ReplyKindValue for &T {}
 
 impl ResultReply {
+    /// Whether an instrumented call returned `Err`.
+    #[inline]
+    pub fn is_err<T, E>(self, returned: &Result<T, E>) -> bool {
+        returned.is_err()
+    }
+
     /// `Ok` is the value; `Err` is an error reply with its `Display` text.
     ///
     /// # Errors
@@ -180,6 +189,12 @@ impl ResultReply {
 }
 
 impl ValueReply {
+    /// A value that is not a `Result` is never an error.
+    #[inline]
+    pub fn is_err<T: ?Sized>(self, _returned: &T) -> bool {
+        false
+    }
+
     /// The value as JSON.
     ///
     /// # Errors
@@ -231,14 +246,14 @@ impl<T: ?Sized> ReadKindValue for &T {}
 /// still read: its value is what a person debugging wants to see.
 fn wait_for<G>(
     mut attempt: impl FnMut() -> Result<G, TryLockError<G>>,
-    read: impl FnOnce(&G) -> Outcome,
+    use_guard: impl FnOnce(G) -> Outcome,
 ) -> Outcome {
     let timeout = lock_timeout();
     let deadline = Instant::now() + timeout;
     loop {
         match attempt() {
-            Ok(guard) => return read(&guard),
-            Err(TryLockError::Poisoned(poisoned)) => return read(&poisoned.into_inner()),
+            Ok(guard) => return use_guard(guard),
+            Err(TryLockError::Poisoned(poisoned)) => return use_guard(poisoned.into_inner()),
             Err(TryLockError::WouldBlock) if Instant::now() >= deadline => {
                 return Err(Failure::new(
                     code::UNAVAILABLE,
@@ -262,7 +277,7 @@ impl MutexRead {
     ///
     /// An unavailable failure when the lock stays held past the timeout.
     pub fn read<T: ?Sized + Serialize>(self, lock: &Mutex<T>) -> Outcome {
-        wait_for(|| lock.try_lock(), |guard| to_value(&**guard))
+        wait_for(|| lock.try_lock(), |guard| to_value(&*guard))
     }
 }
 
@@ -273,7 +288,7 @@ impl RwLockRead {
     ///
     /// An unavailable failure when a writer holds the lock past the timeout.
     pub fn read<T: ?Sized + Serialize>(self, lock: &RwLock<T>) -> Outcome {
-        wait_for(|| lock.try_read(), |guard| to_value(&**guard))
+        wait_for(|| lock.try_read(), |guard| to_value(&*guard))
     }
 }
 
@@ -285,6 +300,124 @@ impl ValueRead {
     /// An internal-error failure when the value's `Serialize` fails.
     pub fn read<T: ?Sized + Serialize>(self, value: &T) -> Outcome {
         to_value(value)
+    }
+}
+
+/// Runs an instrumented function's body. Taking `FnOnce` lets the body
+/// return borrows through a captured `&mut self`, as the function could.
+#[inline(always)]
+pub fn call_once<R>(body: impl FnOnce() -> R) -> R {
+    body()
+}
+
+/// Gives an instrumented `async fn`'s body the function's return type, so
+/// that `?` inside it knows which error to convert into.
+#[inline]
+pub fn typed_future<R, F: std::future::Future<Output = R>>(future: F) -> F {
+    future
+}
+
+/// A static that `set` can write: the std atomics, and a `Mutex` or
+/// `RwLock` whose value can be deserialised.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be written by `set`",
+    label = "not writable",
+    note = "`#[manhole::inspect(writable)]` works on the std atomics (`AtomicBool`, `AtomicU64`, ...) and on `Mutex<T>` or `RwLock<T>` where `T: serde::Deserialize + serde::Serialize`"
+)]
+pub trait Writable {
+    /// Replaces the value with `value`, and returns
+    /// `{"previous": ..., "value": ...}`.
+    ///
+    /// # Errors
+    ///
+    /// An invalid-params failure when `value` does not fit the type (the
+    /// old value stays), or an unavailable failure when a lock stays held
+    /// past the lock timeout.
+    fn write_value(&self, value: JsonValue) -> Outcome;
+}
+
+/// An atomic's new value as text, for its integer's or `bool`'s `FromStr`.
+fn scalar_text(value: &JsonValue, expected: &str) -> Result<String, Failure> {
+    match value {
+        JsonValue::String(text) => Ok(text.trim().to_owned()),
+        JsonValue::Number(number) => Ok(number.to_string()),
+        JsonValue::Bool(flag) => Ok(flag.to_string()),
+        other => Err(Failure::new(
+            code::INVALID_PARAMS,
+            format!("expected {expected}, got {other}"),
+        )),
+    }
+}
+
+macro_rules! writable_atomics {
+    ($($atomic:ident: $scalar:ty, $expected:literal;)*) => {$(
+        impl Writable for std::sync::atomic::$atomic {
+            fn write_value(&self, value: JsonValue) -> Outcome {
+                let text = scalar_text(&value, $expected)?;
+                let new = text.parse::<$scalar>().map_err(|err| {
+                    Failure::new(
+                        code::INVALID_PARAMS,
+                        format!("expected {}, got {text:?}: {err}", $expected),
+                    )
+                })?;
+                let previous = self.swap(new, std::sync::atomic::Ordering::SeqCst);
+                Ok(serde_json::json!({"previous": previous, "value": new}))
+            }
+        }
+    )*};
+}
+
+writable_atomics! {
+    AtomicBool: bool, "`true` or `false`";
+    AtomicI8: i8, "an i8";
+    AtomicI16: i16, "an i16";
+    AtomicI32: i32, "an i32";
+    AtomicI64: i64, "an i64";
+    AtomicIsize: isize, "an isize";
+    AtomicU8: u8, "a u8";
+    AtomicU16: u16, "a u16";
+    AtomicU32: u32, "a u32";
+    AtomicU64: u64, "a u64";
+    AtomicUsize: usize, "a usize";
+}
+
+/// Parses the new value before the lock is taken, so a bad value never
+/// waits for it.
+fn deserialize<T: DeserializeOwned>(value: JsonValue) -> Result<T, Failure> {
+    serde_json::from_value(value).map_err(|err| {
+        Failure::new(
+            code::INVALID_PARAMS,
+            format!(
+                "the value does not fit {}: {err}",
+                std::any::type_name::<T>()
+            ),
+        )
+    })
+}
+
+/// Replaces the guarded value; the old one is serialised first, so a value
+/// that cannot be shown is not lost.
+fn replace_in<T: Serialize>(slot: &mut T, new: T) -> Outcome {
+    let previous = to_value(&*slot)?;
+    *slot = new;
+    let value = to_value(&*slot)?;
+    Ok(serde_json::json!({"previous": previous, "value": value}))
+}
+
+impl<T: Serialize + DeserializeOwned> Writable for Mutex<T> {
+    fn write_value(&self, value: JsonValue) -> Outcome {
+        let new = deserialize::<T>(value)?;
+        wait_for(|| self.try_lock(), |mut guard| replace_in(&mut *guard, new))
+    }
+}
+
+impl<T: Serialize + DeserializeOwned> Writable for RwLock<T> {
+    fn write_value(&self, value: JsonValue) -> Outcome {
+        let new = deserialize::<T>(value)?;
+        wait_for(
+            || self.try_write(),
+            |mut guard| replace_in(&mut *guard, new),
+        )
     }
 }
 

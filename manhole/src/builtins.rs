@@ -2,8 +2,9 @@
 //! [`Answer`] that carries its JSON result and its text rendering.
 
 use crate::__private::Args;
-use crate::protocol::{code, parse_text, value_text, ArgValue, Failure, Request, BUILTINS};
-use crate::registry::{self, Command, Inspect, Lookup, Named};
+use crate::calls::{human, Summary};
+use crate::protocol::{code, parse_text, value_text, ArgValue, Failure, Request, SortBy, BUILTINS};
+use crate::registry::{self, Command, Inspect, InspectKind, Lookup, Named, Source};
 use crate::stacks;
 use serde_json::{json, Value};
 use std::fmt::Write as _;
@@ -39,6 +40,12 @@ pub(crate) fn run(request: Request) -> Result<Answer, Failure> {
         }
         Request::Threads => Ok(threads()),
         Request::Get(name) => get(&name),
+        Request::Set { name, value } => set(&name, value),
+        Request::Stats { sort } => Ok(stats(sort)),
+        Request::Watch { .. } => Err(Failure::new(
+            code::NOT_FOUND,
+            "`watch` needs a text session of its own; connect with `nc -U` or `manhole-cli`",
+        )),
         Request::Call { name, args, bare } => call(&name, &args, bare),
         Request::Greeting => Ok(greeting()),
         Request::Text(line) => text_line(&line),
@@ -265,10 +272,11 @@ fn threads() -> Answer {
     }
 }
 
-fn get(name: &str) -> Result<Answer, Failure> {
+/// The inspected item called `name`, or why there is none.
+fn inspected_item(name: &str) -> Result<&'static Inspect, Failure> {
     let inspected = registry::inspected();
     match registry::find(&inspected, name) {
-        Lookup::Found(item) => read(item),
+        Lookup::Found(item) => Ok(item),
         Lookup::Ambiguous(items) => Err(ambiguous(name, &items)),
         Lookup::Missing => {
             let commands = registry::commands();
@@ -283,10 +291,121 @@ fn get(name: &str) -> Result<Answer, Failure> {
     }
 }
 
+pub(crate) fn get(name: &str) -> Result<Answer, Failure> {
+    read(inspected_item(name)?)
+}
+
 fn read(item: &Inspect) -> Result<Answer, Failure> {
-    (item.read)()
-        .map(Answer::value)
-        .map_err(|failure| in_context(failure, item.meta.name, "reading"))
+    match item.source {
+        Source::Read(read) => read()
+            .map(Answer::value)
+            .map_err(|failure| in_context(failure, item.meta.name, "reading")),
+        Source::Calls(stats) => {
+            let summary = stats.snapshot().summary();
+            Ok(Answer {
+                json: serde_json::to_value(&summary).unwrap_or(Value::Null),
+                text: stats_table(&[(item.meta.name, summary)]),
+            })
+        }
+    }
+}
+
+fn set(name: &str, value: Value) -> Result<Answer, Failure> {
+    let item = inspected_item(name)?;
+    let Some(write) = item.write else {
+        let why = match item.kind {
+            InspectKind::Static => format!(
+                "`{name}` is not writable; mark its static `#[manhole::inspect(writable)]` to allow `set`"
+            ),
+            InspectKind::Computed => {
+                format!("`{name}` is computed by a function, so there is nothing to set")
+            }
+            InspectKind::Calls => {
+                format!("`{name}` is a function's call statistics, which cannot be set")
+            }
+        };
+        return Err(Failure::new(code::INVALID_PARAMS, why));
+    };
+    let json = write(value).map_err(|failure| match failure.code {
+        code::INVALID_PARAMS => Failure {
+            message: format!("cannot set `{name}`: {}", failure.message),
+            ..failure
+        },
+        _ => in_context(failure, name, "setting"),
+    })?;
+    let text = format!(
+        "{name} = {} (was {})\n",
+        value_text(&json["value"]),
+        value_text(&json["previous"])
+    );
+    Ok(Answer { json, text })
+}
+
+fn stats(sort: SortBy) -> Answer {
+    let mut rows: Vec<(&str, Summary)> = registry::inspected()
+        .into_iter()
+        .filter_map(|item| match item.source {
+            Source::Calls(stats) => Some((item.meta.name, stats.snapshot().summary())),
+            Source::Read(_) => None,
+        })
+        .collect();
+    let key = |summary: &Summary| match sort {
+        SortBy::Name => 0,
+        SortBy::Calls => summary.calls,
+        SortBy::InFlight => summary.in_flight,
+        SortBy::Errors => summary.errors,
+        SortBy::Panics => summary.panics,
+        SortBy::Mean => summary.mean_ns.unwrap_or(0),
+        SortBy::P50 => summary.p50_ns.unwrap_or(0),
+        SortBy::P99 => summary.p99_ns.unwrap_or(0),
+        SortBy::Max => summary.max_ns.unwrap_or(0),
+    };
+    // Largest first; names break ties, and order the default sort.
+    rows.sort_by(|(a_name, a), (b_name, b)| key(b).cmp(&key(a)).then(a_name.cmp(b_name)));
+    let text = if rows.is_empty() {
+        "no function is under #[manhole::inspect(calls)]\n".to_owned()
+    } else {
+        stats_table(&rows)
+    };
+    Answer {
+        json: json!({
+            "functions": rows.iter().map(|(name, summary)| {
+                let mut row = serde_json::to_value(summary).unwrap_or(Value::Null);
+                row["name"] = Value::from(*name);
+                row
+            }).collect::<Vec<_>>(),
+        }),
+        text,
+    }
+}
+
+fn stats_table(rows: &[(&str, Summary)]) -> String {
+    let name_width = rows
+        .iter()
+        .map(|(name, _)| name.chars().count())
+        .max()
+        .unwrap_or(0)
+        .max(4);
+    let mut text = format!(
+        "{:<name_width$}  {:>9}  {:>9}  {:>7}  {:>7}  {:>8}  {:>8}  {:>8}  {:>8}\n",
+        "NAME", "CALLS", "IN-FLIGHT", "ERRORS", "PANICS", "MEAN", "P50", "P99", "MAX"
+    );
+    for (name, summary) in rows {
+        let _ = writeln!(
+            text,
+            "{:<name_width$}  {:>9}  {:>9}  {:>7}  {:>7}  {:>8}  {:>8}  {:>8}  {:>8}",
+            name,
+            summary.calls,
+            summary.in_flight,
+            summary.errors,
+            summary.panics,
+            human(summary.mean_ns),
+            human(summary.p50_ns),
+            human(summary.p99_ns),
+            human(summary.max_ns),
+        );
+    }
+    text
 }
 
 fn call(name: &str, args: &[ArgValue], bare: bool) -> Result<Answer, Failure> {

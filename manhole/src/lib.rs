@@ -67,6 +67,7 @@
 #[doc(hidden)]
 pub mod __private;
 mod builtins;
+mod calls;
 mod capture;
 mod error;
 mod fork;

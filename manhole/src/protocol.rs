@@ -85,6 +85,20 @@ pub(crate) enum Request {
         args: Vec<ArgValue>,
         bare: bool,
     },
+    /// Replaces a writable static's value.
+    Set {
+        name: String,
+        value: Value,
+    },
+    /// The call statistics of every function under `inspect(calls)`.
+    Stats {
+        sort: SortBy,
+    },
+    /// Text only: reprints an item every `interval` until the client speaks.
+    Watch {
+        name: String,
+        interval: std::time::Duration,
+    },
     /// JSON only: the text session's greeting (banner, stacks, hint).
     Greeting,
     /// JSON only: one text-protocol line, answered with its text rendering,
@@ -111,6 +125,21 @@ pub(crate) const BUILTINS: &[(&str, &str, &str)] = &[
     ),
     ("get", "get NAME", "read an inspected item"),
     (
+        "set",
+        "set NAME VALUE",
+        "write a static marked `inspect(writable)`; VALUE is JSON, or plain text",
+    ),
+    (
+        "stats",
+        "stats [--sort COLUMN]",
+        "call counts and latencies of every function under `inspect(calls)`",
+    ),
+    (
+        "watch",
+        "watch NAME [SECONDS]",
+        "reprint an item every SECONDS (default 1) until you send a line",
+    ),
+    (
         "call",
         "call NAME [ARG...]",
         "call a command; `NAME [ARG...]` alone works too",
@@ -122,8 +151,120 @@ pub(crate) const BUILTINS: &[(&str, &str, &str)] = &[
     ),
 ];
 
+/// The columns `stats` can sort by; numbers sort largest first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) enum SortBy {
+    #[default]
+    Name,
+    Calls,
+    InFlight,
+    Errors,
+    Panics,
+    Mean,
+    P50,
+    P99,
+    Max,
+}
+
+const SORT_COLUMNS: &str = "name, calls, in-flight, errors, panics, mean, p50, p99, max";
+
+impl SortBy {
+    fn parse(column: &str) -> Result<Self, Failure> {
+        Ok(match column.to_ascii_lowercase().as_str() {
+            "name" => SortBy::Name,
+            "calls" => SortBy::Calls,
+            "in-flight" | "in_flight" | "inflight" => SortBy::InFlight,
+            "errors" => SortBy::Errors,
+            "panics" => SortBy::Panics,
+            "mean" => SortBy::Mean,
+            "p50" => SortBy::P50,
+            "p99" => SortBy::P99,
+            "max" => SortBy::Max,
+            _ => {
+                return Err(Failure::new(
+                    code::INVALID_PARAMS,
+                    format!("cannot sort by `{column}`; sort by one of: {SORT_COLUMNS}"),
+                ))
+            }
+        })
+    }
+}
+
+/// `watch` reprints at least this far apart, so a typo cannot flood the
+/// client or busy the host.
+const MIN_WATCH_INTERVAL: f64 = 0.1;
+
+/// `rest` when `line` starts with the word `command`.
+fn after_command<'a>(line: &'a str, command: &str) -> Option<&'a str> {
+    let rest = line.trim_start().strip_prefix(command)?;
+    (rest.is_empty() || rest.starts_with(char::is_whitespace)).then(|| rest.trim())
+}
+
+/// `set NAME VALUE`: the value is the rest of the line, not split into
+/// words, so that JSON with spaces and quotes arrives whole. A value that is
+/// not JSON as written but is one quoted word (as `manhole-cli` sends it) is
+/// unquoted first; then it is parsed as JSON, or else taken as a string.
+fn parse_set(rest: &str) -> Result<Request, Failure> {
+    let usage = || Failure::new(code::INVALID_PARAMS, "usage: set NAME VALUE");
+    let (name, raw) = rest.split_once(char::is_whitespace).ok_or_else(usage)?;
+    let name = match split_words(name)?.as_slice() {
+        [name] => name.clone(),
+        _ => return Err(usage()),
+    };
+    let raw = raw.trim();
+    let text = match serde_json::from_str::<Value>(raw) {
+        Ok(value) => return Ok(Request::Set { name, value }),
+        Err(_) => match split_words(raw) {
+            Ok(words) if words.len() == 1 => words.into_iter().next().unwrap_or_default(),
+            _ => raw.to_owned(),
+        },
+    };
+    let value = serde_json::from_str(&text).unwrap_or(Value::String(text));
+    Ok(Request::Set { name, value })
+}
+
+fn parse_stats(rest: &[String]) -> Result<Request, Failure> {
+    let usage = || Failure::new(code::INVALID_PARAMS, "usage: stats [--sort COLUMN]");
+    let sort = match rest {
+        [] => SortBy::Name,
+        [flag, column] if flag == "--sort" => SortBy::parse(column)?,
+        [flag] => match flag.strip_prefix("--sort=") {
+            Some(column) => SortBy::parse(column)?,
+            None => return Err(usage()),
+        },
+        _ => return Err(usage()),
+    };
+    Ok(Request::Stats { sort })
+}
+
+fn parse_watch(rest: &[String]) -> Result<Request, Failure> {
+    let usage = || Failure::new(code::INVALID_PARAMS, "usage: watch NAME [SECONDS]");
+    let (name, seconds) = match rest {
+        [name] => (name, 1.0),
+        [name, seconds] => match seconds.parse::<f64>() {
+            Ok(seconds) if seconds.is_finite() && seconds >= MIN_WATCH_INTERVAL => {
+                (name, seconds)
+            }
+            _ => {
+                return Err(Failure::new(
+                    code::INVALID_PARAMS,
+                    format!("the interval must be a number of seconds, at least {MIN_WATCH_INTERVAL}; got {seconds:?}"),
+                ))
+            }
+        },
+        _ => return Err(usage()),
+    };
+    Ok(Request::Watch {
+        name: name.clone(),
+        interval: std::time::Duration::from_secs_f64(seconds),
+    })
+}
+
 /// Parses one text line. `Ok(None)` is an empty line.
 pub(crate) fn parse_text(line: &str) -> Result<Option<Request>, Failure> {
+    if let Some(rest) = after_command(line, "set") {
+        return parse_set(rest).map(Some);
+    }
     let words = split_words(line)?;
     let Some((first, rest)) = words.split_first() else {
         return Ok(None);
@@ -147,6 +288,8 @@ pub(crate) fn parse_text(line: &str) -> Result<Option<Request>, Failure> {
         "list" => no_args(Request::List)?,
         "stacks" => no_args(Request::Stacks)?,
         "threads" => no_args(Request::Threads)?,
+        "stats" => parse_stats(rest)?,
+        "watch" => parse_watch(rest)?,
         "quit" | "exit" => no_args(Request::Quit)?,
         "get" => match rest {
             [name] => Request::Get(name.clone()),
@@ -254,7 +397,8 @@ pub(crate) enum JsonLine {
     Invalid { id: Value, failure: Failure },
 }
 
-const METHODS: &str = "`help`, `list`, `stacks`, `threads`, `get`, `call`, `greeting`, `text`";
+const METHODS: &str =
+    "`help`, `list`, `stacks`, `threads`, `get`, `set`, `call`, `stats`, `greeting`, `text`";
 
 pub(crate) fn parse_json(line: &[u8]) -> JsonLine {
     let invalid = |id: Value, failure| JsonLine::Invalid { id, failure };
@@ -327,6 +471,12 @@ fn json_request(method: &str, mut params: Map<String, Value>) -> Result<Request,
         "get" => &["name"],
         "call" => &["name", "args"],
         "text" => &["line"],
+        "set" => &["name", "value"],
+        "stats" => &["sort"],
+        "watch" => return Err(Failure::new(
+            code::NOT_FOUND,
+            "`watch` is for text sessions; over JSON, send `get` or `stats` as often as you want",
+        )),
         "list" | "stacks" | "threads" | "greeting" => &[],
         other => {
             return Err(Failure::new(
@@ -399,6 +549,30 @@ fn json_request(method: &str, mut params: Map<String, Value>) -> Result<Request,
                 return Err(Failure::new(
                     code::INVALID_PARAMS,
                     "`line` must be a string",
+                ))
+            }
+        },
+        "set" => {
+            let name = name(true)?.unwrap_or_default();
+            match params.remove("value") {
+                Some(value) => Request::Set { name, value },
+                None => {
+                    return Err(Failure::new(
+                        code::INVALID_PARAMS,
+                        "`set` needs the param `value`",
+                    ))
+                }
+            }
+        }
+        "stats" => match params.remove("sort") {
+            None | Some(Value::Null) => Request::Stats { sort: SortBy::Name },
+            Some(Value::String(column)) => Request::Stats {
+                sort: SortBy::parse(&column)?,
+            },
+            Some(_) => {
+                return Err(Failure::new(
+                    code::INVALID_PARAMS,
+                    format!("`sort` must be a string, one of: {SORT_COLUMNS}"),
                 ))
             }
         },

@@ -5,6 +5,7 @@
 //! constructors. Lookups walk the collected entries; they are few, so a
 //! sorted copy is made per request rather than cached.
 
+use crate::calls::CallStats;
 use crate::protocol::Failure;
 use serde::Serialize;
 
@@ -139,22 +140,39 @@ impl Command {
     }
 }
 
-/// Whether an inspected item is a static or a function computed on read.
+/// Whether an inspected item is a static, a function computed on read, or
+/// a function whose calls are counted.
 #[doc(hidden)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum InspectKind {
     Static,
     Computed,
+    Calls,
 }
+
+/// Where an inspected item's value comes from.
+pub(crate) enum Source {
+    /// A static's serialiser, or a computed function's adapter.
+    Read(fn() -> Outcome),
+    /// The counters of a function under `#[manhole::inspect(calls)]`.
+    Calls(&'static CallStats),
+}
+
+/// Replaces a writable static's value and returns
+/// `{"previous": ..., "value": ...}`.
+pub type Write = fn(serde_json::Value) -> Outcome;
 
 /// A static or a function registered with `#[manhole::inspect]`.
 #[doc(hidden)]
 pub struct Inspect {
     pub(crate) meta: Meta,
+    /// The static's type, the computed function's return type, or the
+    /// counted function's parameters and return type.
     pub(crate) ty: &'static str,
     pub(crate) kind: InspectKind,
-    pub(crate) read: fn() -> Outcome,
+    pub(crate) source: Source,
+    pub(crate) write: Option<Write>,
 }
 
 impl Inspect {
@@ -170,15 +188,40 @@ impl Inspect {
             meta,
             ty,
             kind,
-            read,
+            source: Source::Read(read),
+            write: None,
         }
     }
 
-    /// `REQUESTS: AtomicU64` or `queue_depth() -> usize`.
+    /// A function under `#[manhole::inspect(calls)]`; `signature` is its
+    /// parameter list and return type, as in `(key: &str) -> u64`.
+    #[doc(hidden)]
+    #[must_use]
+    pub const fn calls(meta: Meta, signature: &'static str, stats: &'static CallStats) -> Self {
+        Inspect {
+            meta,
+            ty: signature,
+            kind: InspectKind::Calls,
+            source: Source::Calls(stats),
+            write: None,
+        }
+    }
+
+    /// Makes a static writable with `set`.
+    #[doc(hidden)]
+    #[must_use]
+    pub const fn writable(mut self, write: Write) -> Self {
+        self.write = Some(write);
+        self
+    }
+
+    /// `REQUESTS: AtomicU64`, `queue_depth() -> usize` or
+    /// `lookup(key: &str) -> u64`.
     pub(crate) fn signature(&self) -> String {
         match self.kind {
             InspectKind::Static => format!("{}: {}", self.meta.name, self.ty),
             InspectKind::Computed => format!("{}() -> {}", self.meta.name, self.ty),
+            InspectKind::Calls => format!("{}{}", self.meta.name, self.ty),
         }
     }
 }

@@ -9,12 +9,13 @@
 use crate::builtins;
 use crate::protocol::{code, json_response, parse_json, parse_text, Failure, JsonLine, Request};
 use nix::errno::Errno;
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::socket::{recv, send, MsgFlags};
 use serde_json::Value;
 use std::io::{self, BufRead, BufReader, Write};
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsFd, AsRawFd};
 use std::os::unix::net::UnixStream;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// How long the server waits for the first byte before choosing text.
 pub(crate) const SNIFF_TIMEOUT: Duration = Duration::from_millis(50);
@@ -89,6 +90,28 @@ struct Lines<'a> {
 }
 
 impl Lines<'_> {
+    /// Whether a line (or the end of input) can be read within `timeout`.
+    fn wait_readable(&mut self, timeout: Duration) -> io::Result<bool> {
+        if !self.reader.buffer().is_empty() {
+            return Ok(true);
+        }
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Ok(false);
+            }
+            let fd = self.reader.get_ref().as_fd();
+            let mut fds = [PollFd::new(fd, PollFlags::POLLIN)];
+            let millis = u16::try_from(left.as_millis().max(1)).unwrap_or(u16::MAX);
+            match poll(&mut fds, PollTimeout::from(millis)) {
+                Ok(0) | Err(Errno::EINTR) => {}
+                Ok(_) => return Ok(true),
+                Err(err) => return Err(err.into()),
+            }
+        }
+    }
+
     fn next(&mut self) -> io::Result<Line> {
         let mut line = Vec::new();
         let mut too_long = false;
@@ -156,6 +179,12 @@ fn serve_text(lines: &mut Lines<'_>, out: &mut Output<'_>) -> io::Result<()> {
                 Ok(text) => match parse_text(text) {
                     Ok(None) => String::new(),
                     Ok(Some(Request::Quit)) => return Ok(()),
+                    Ok(Some(Request::Watch { name, interval })) => {
+                        match watch(lines, out, &name, interval)? {
+                            Watched::Stopped => String::new(),
+                            Watched::ClientGone => return Ok(()),
+                        }
+                    }
                     Ok(Some(request)) => match builtins::run(request) {
                         Ok(answer) => answer.text,
                         Err(failure) => error_line(&failure),
@@ -165,6 +194,55 @@ fn serve_text(lines: &mut Lines<'_>, out: &mut Output<'_>) -> io::Result<()> {
             },
         };
         out.write_all(reply.as_bytes())?;
+    }
+}
+
+enum Watched {
+    /// The client sent a line; the session goes on.
+    Stopped,
+    ClientGone,
+}
+
+/// Reprints `name` every `interval` until the client sends a line (which is
+/// consumed, not run) or goes away. An item that cannot be read ends the
+/// watch with its error.
+fn watch(
+    lines: &mut Lines<'_>,
+    out: &mut Output<'_>,
+    name: &str,
+    interval: Duration,
+) -> io::Result<Watched> {
+    let started = Instant::now();
+    out.write_all(
+        format!(
+            "watching `{name}` every {:.1}s; send a line to stop\n",
+            interval.as_secs_f64()
+        )
+        .as_bytes(),
+    )?;
+    loop {
+        match builtins::get(name) {
+            Ok(answer) => {
+                let header = format!("[{:.1}s]", started.elapsed().as_secs_f64());
+                let body = answer.text;
+                let shown = if body.lines().count() > 1 {
+                    format!("{header}\n{body}")
+                } else {
+                    format!("{header} {body}")
+                };
+                out.write_all(shown.as_bytes())?;
+            }
+            Err(failure) => {
+                out.write_all(error_line(&failure).as_bytes())?;
+                return Ok(Watched::Stopped);
+            }
+        }
+        if lines.wait_readable(interval)? {
+            return Ok(match lines.next()? {
+                Line::End => Watched::ClientGone,
+                Line::Complete(_) | Line::TooLong => Watched::Stopped,
+            });
+        }
     }
 }
 

@@ -269,6 +269,20 @@ impl Text {
         }
     }
 
+    /// What has arrived so far, waiting briefly for more; for answers that
+    /// do not end with a prompt, such as `watch`.
+    pub fn peek_pending(&mut self) -> String {
+        let mut buf = [0u8; 65536];
+        self.stream
+            .set_read_timeout(Some(Duration::from_millis(100)))
+            .unwrap();
+        if let Ok(n) = self.stream.read(&mut buf) {
+            self.pending.extend_from_slice(&buf[..n]);
+        }
+        self.stream.set_read_timeout(Some(TIMEOUT)).unwrap();
+        String::from_utf8_lossy(&self.pending).into_owned()
+    }
+
     pub fn send(&mut self, line: &str) {
         self.stream.write_all(line.as_bytes()).unwrap();
         self.stream.write_all(b"\n").unwrap();

@@ -1,0 +1,366 @@
+//! `#[manhole::inspect(calls)]`, `inspect(writable)`, `stats` and `watch`,
+//! end to end against `examples/instrumented`.
+
+mod support;
+
+use serde_json::{json, Value};
+use std::io::{Read, Write};
+use support::{threads_named, wait_until, Json, Service, Text};
+
+fn start() -> Service {
+    let service = Service::spawn("instrumented", &[], None);
+    service.wait_for_socket();
+    service
+}
+
+fn drive(session: &mut Json, function: &str, calls: u64, threads: u64, arg: &str) -> u64 {
+    session
+        .result(
+            "call",
+            json!({"name": "drive", "args": [function, calls, threads, arg]}),
+        )
+        .as_u64()
+        .unwrap()
+}
+
+fn calls_of(session: &mut Json, function: &str) -> Value {
+    session.result("get", json!({"name": function}))
+}
+
+fn millis(summary: &Value, key: &str) -> f64 {
+    summary[key].as_f64().unwrap() / 1e6
+}
+
+#[test]
+fn calls_from_many_threads_are_counted_exactly() {
+    let service = start();
+    let mut session = service.json();
+    assert_eq!(drive(&mut session, "lookup", 2500, 4, "3"), 10_000);
+    assert_eq!(drive(&mut session, "cache_slot", 300, 3, "7"), 900);
+    let lookup = calls_of(&mut session, "lookup");
+    assert_eq!(lookup["calls"], 10_000, "{lookup}");
+    assert_eq!(lookup["in_flight"], 0);
+    assert_eq!(lookup["errors"], 0);
+    assert_eq!(lookup["panics"], 0);
+    assert!(lookup["p50_ns"].as_u64() <= lookup["p99_ns"].as_u64());
+    assert!(lookup["p99_ns"].as_u64() <= lookup["max_ns"].as_u64());
+    // The instrumented function still did its work, once per call.
+    assert_eq!(session.result("get", json!({"name": "SEEN"})), 10_000);
+    // A method inside an `impl` block, renamed.
+    assert_eq!(calls_of(&mut session, "cache_slot")["calls"], 900);
+
+    let list = session.result("list", json!({}));
+    let slot = list["inspected"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|item| item["name"] == "cache_slot")
+        .unwrap()
+        .clone();
+    assert_eq!(slot["kind"], "calls");
+    assert_eq!(
+        slot["signature"],
+        "cache_slot(&mut self, key: usize) -> &mut u64"
+    );
+}
+
+#[test]
+fn in_flight_counts_calls_that_have_not_returned() {
+    let service = start();
+    let mut session = service.json();
+    assert_eq!(
+        session.result("call", json!({"name": "block_at_gate", "args": [3]})),
+        3
+    );
+    wait_until("three calls in flight", || {
+        calls_of(&mut session, "wait_at_gate")["in_flight"] == 3
+    });
+    assert_eq!(calls_of(&mut session, "wait_at_gate")["calls"], 3);
+    session.result("call", json!({"name": "open_gate"}));
+    wait_until("the calls to return", || {
+        calls_of(&mut session, "wait_at_gate")["in_flight"] == 0
+    });
+    assert_eq!(calls_of(&mut session, "wait_at_gate")["calls"], 3);
+}
+
+#[test]
+fn panics_and_errors_are_counted_and_still_reach_the_caller() {
+    let service = start();
+    let mut session = service.json();
+    // `drive` counts the calls that returned without a panic: none did, so
+    // every panic reached it.
+    assert_eq!(drive(&mut session, "may_panic", 5, 1, "true"), 0);
+    assert_eq!(drive(&mut session, "may_panic", 4, 1, "false"), 4);
+    let panicky = calls_of(&mut session, "may_panic");
+    assert_eq!(
+        (&panicky["calls"], &panicky["panics"], &panicky["errors"]),
+        (&json!(9), &json!(5), &json!(0))
+    );
+    assert!(service.stderr().contains("boom on purpose"));
+
+    assert_eq!(drive(&mut session, "parse_port", 10, 2, "8080"), 20);
+    assert_eq!(drive(&mut session, "parse_port", 7, 1, "http"), 0);
+    let ports = calls_of(&mut session, "parse_port");
+    assert_eq!((&ports["calls"], &ports["errors"]), (&json!(27), &json!(7)));
+    assert_eq!(ports["panics"], 0);
+}
+
+#[test]
+fn latencies_match_known_sleeps_and_async_calls_are_timed_to_completion() {
+    let service = start();
+    let mut session = service.json();
+    drive(&mut session, "nap", 20, 1, "10");
+    let nap = calls_of(&mut session, "nap");
+    for key in ["p50_ns", "mean_ns"] {
+        let value = millis(&nap, key);
+        assert!((9.5..20.0).contains(&value), "{key} {value} ms: {nap}");
+    }
+    assert!(millis(&nap, "p99_ns") <= millis(&nap, "max_ns"));
+    assert!(millis(&nap, "max_ns") >= 10.0);
+
+    // The future waits 40 ms without blocking a thread; its call lasts
+    // until it completes.
+    assert_eq!(drive(&mut session, "fetch", 5, 1, "40"), 5);
+    let fetch = calls_of(&mut session, "fetch");
+    assert_eq!(
+        (&fetch["calls"], &fetch["cancelled"]),
+        (&json!(5), &json!(0))
+    );
+    let p50 = millis(&fetch, "p50_ns");
+    assert!((38.0..80.0).contains(&p50), "p50 {p50} ms: {fetch}");
+}
+
+#[test]
+fn stats_shows_every_counted_function_sorted() {
+    let service = start();
+    let mut session = service.json();
+    drive(&mut session, "nap", 3, 1, "5");
+    drive(&mut session, "lookup", 50, 1, "1");
+    let names = |stats: &Value| -> Vec<String> {
+        stats["functions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|row| row["name"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let by_name = session.result("stats", json!({}));
+    assert_eq!(
+        names(&by_name),
+        [
+            "cache_slot",
+            "fetch",
+            "lookup",
+            "may_panic",
+            "nap",
+            "parse_port",
+            "wait_at_gate"
+        ]
+    );
+    let by_p99 = session.result("stats", json!({"sort": "p99"}));
+    assert_eq!(names(&by_p99)[..2], ["nap", "lookup"]);
+    let by_calls = session.result("stats", json!({"sort": "calls"}));
+    assert_eq!(names(&by_calls)[..2], ["lookup", "nap"]);
+    let error = session.error("stats", json!({"sort": "speed"}));
+    assert_eq!(error["code"], -32602);
+    assert!(error["message"]
+        .as_str()
+        .unwrap()
+        .contains("sort by one of: name, calls"));
+
+    let mut text = service.text();
+    let table = text.ask("stats --sort p99");
+    let mut lines = table.lines();
+    let header: Vec<&str> = lines.next().unwrap().split_whitespace().collect();
+    assert_eq!(
+        header,
+        [
+            "NAME",
+            "CALLS",
+            "IN-FLIGHT",
+            "ERRORS",
+            "PANICS",
+            "MEAN",
+            "P50",
+            "P99",
+            "MAX"
+        ]
+    );
+    let nap: Vec<&str> = lines.next().unwrap().split_whitespace().collect();
+    assert_eq!(nap[..5], ["nap", "3", "0", "0", "0"]);
+    assert!(nap[6].ends_with("ms"), "{table}");
+    assert_eq!(
+        text.ask("stats --sort=calls")
+            .lines()
+            .nth(1)
+            .unwrap()
+            .split_whitespace()
+            .next(),
+        Some("lookup")
+    );
+    assert!(text
+        .ask("stats --sort")
+        .starts_with("error: usage: stats [--sort COLUMN]"));
+    let one = text.ask("get nap");
+    assert_eq!(one.lines().count(), 2, "{one}");
+}
+
+#[test]
+fn set_writes_each_supported_type_and_keeps_the_old_value_on_error() {
+    let service = start();
+    let mut text = service.text();
+    assert_eq!(text.ask("set LIMIT 250"), "LIMIT = 250 (was 100)\n");
+    assert_eq!(text.ask("set OFFSET -3"), "OFFSET = -3 (was 0)\n");
+    assert_eq!(text.ask("set VERBOSE true"), "VERBOSE = true (was false)\n");
+    assert_eq!(
+        text.ask(r#"set SETTINGS {"mode": "fast", "retries": 5}"#),
+        "SETTINGS = {\"mode\":\"fast\",\"retries\":5} (was {\"mode\":\"\",\"retries\":3})\n"
+    );
+    assert_eq!(
+        text.ask(r#"set UPSTREAMS ["a:1", "b:2"]"#),
+        "UPSTREAMS = [\"a:1\",\"b:2\"] (was [])\n"
+    );
+    // Plain text is a string; so is one quoted word.
+    assert_eq!(
+        text.ask("set MOTD back at 5"),
+        "MOTD = back at 5 (was welcome)\n"
+    );
+    assert_eq!(text.ask("set MOTD 'it''s'"), "MOTD = its (was back at 5)\n");
+
+    for (line, expected) in [
+        ("set LIMIT -1", "error: cannot set `LIMIT`: expected a u64, got \"-1\": invalid digit found in string\n"),
+        ("set VERBOSE yes", "error: cannot set `VERBOSE`: expected `true` or `false`, got \"yes\": provided string was not `true` or `false`\n"),
+        ("set LIMIT [1]", "error: cannot set `LIMIT`: expected a u64, got [1]\n"),
+        (r#"set SETTINGS {"mode": 1, "retries": 5}"#, "error: cannot set `SETTINGS`: the value does not fit instrumented::Settings: invalid type: integer `1`, expected a string\n"),
+        (r#"set SETTINGS {"mode": "x", "retries": 5, "extra": 1}"#, "error: cannot set `SETTINGS`: the value does not fit instrumented::Settings: unknown field `extra`, expected `mode` or `retries`\n"),
+        ("set SEEN 5", "error: `SEEN` is not writable; mark its static `#[manhole::inspect(writable)]` to allow `set`\n"),
+        ("set lookup 5", "error: `lookup` is a function's call statistics, which cannot be set\n"),
+        ("set drive 5", "error: `drive` is a command, not an inspected item; use `call drive`\n"),
+        ("set LIMT 5", "error: unknown inspected item `LIMT`; did you mean `LIMIT`? `list` shows what is registered\n"),
+        ("set LIMIT", "error: usage: set NAME VALUE\n"),
+    ] {
+        assert_eq!(text.ask(line), expected, "{line}");
+    }
+    assert_eq!(text.ask("get LIMIT"), "250\n");
+    assert_eq!(
+        text.ask("get SETTINGS"),
+        "{\"mode\":\"fast\",\"retries\":5}\n"
+    );
+
+    let mut session = service.json();
+    assert_eq!(
+        session.result("set", json!({"name": "LIMIT", "value": 7})),
+        json!({"previous": 250, "value": 7})
+    );
+    assert_eq!(
+        session.result("set", json!({"name": "UPSTREAMS", "value": ["c:3"]})),
+        json!({"previous": ["a:1", "b:2"], "value": ["c:3"]})
+    );
+    let error = session.error("set", json!({"name": "SETTINGS", "value": "fast"}));
+    assert_eq!(error["code"], -32602);
+    let error = session.error("set", json!({"name": "SEEN", "value": 1}));
+    assert_eq!(error["code"], -32602);
+    let error = session.error("set", json!({"name": "LIMIT"}));
+    assert_eq!(error["message"], "`set` needs the param `value`");
+    assert_eq!(session.result("get", json!({"name": "LIMIT"})), 7);
+}
+
+#[test]
+fn set_waits_a_bounded_time_for_a_held_lock() {
+    let service = start();
+    let mut session = service.json();
+    session.result("call", json!({"name": "hold_settings", "args": [3000]}));
+    let error = session.error(
+        "set",
+        json!({"name": "SETTINGS", "value": {"mode": "slow", "retries": 1}}),
+    );
+    assert_eq!(error["code"], -32002, "{error}");
+    assert_eq!(
+        error["message"],
+        "setting `SETTINGS`: the lock is held by another thread; gave up after 100 ms"
+    );
+    wait_until("the lock to be released", || {
+        session.request("get", json!({"name": "SETTINGS"}))["result"]["retries"] == 3
+    });
+    assert_eq!(
+        session.result(
+            "set",
+            json!({"name": "SETTINGS", "value": {"mode": "slow", "retries": 1}})
+        )["value"],
+        json!({"mode": "slow", "retries": 1})
+    );
+}
+
+#[test]
+fn watch_reprints_until_a_line_and_ends_with_the_client() {
+    let service = start();
+    let baseline = threads_named(service.pid, "manhole-session").len();
+    let mut text = service.text();
+    text.send("watch LIMIT 0.1");
+    let mut seen = String::new();
+    wait_until("three reprints", || {
+        seen = text.peek_pending();
+        seen.matches("] 100\n").count() >= 3
+    });
+    assert!(
+        seen.starts_with("watching `LIMIT` every 0.1s; send a line to stop\n[0.0s] 100\n"),
+        "{seen}"
+    );
+    text.send("");
+    text.until_prompt();
+    assert_eq!(text.ask("get LIMIT"), "100\n");
+
+    // The watch follows changes made elsewhere.
+    text.send("watch LIMIT 0.1");
+    service
+        .json()
+        .result("set", json!({"name": "LIMIT", "value": 5}));
+    wait_until("the new value", || text.peek_pending().contains("] 5\n"));
+
+    drop(text);
+    wait_until("the watching session to end", || {
+        threads_named(service.pid, "manhole-session").len() == baseline
+    });
+
+    let mut text = service.text();
+    for (line, expected) in [
+        ("watch", "error: usage: watch NAME [SECONDS]\n"),
+        (
+            "watch LIMIT 0.01",
+            "error: the interval must be a number of seconds, at least 0.1; got \"0.01\"\n",
+        ),
+        (
+            "watch LIMIT soon",
+            "error: the interval must be a number of seconds, at least 0.1; got \"soon\"\n",
+        ),
+    ] {
+        assert_eq!(text.ask(line), expected, "{line}");
+    }
+    let unknown = text.ask("watch LIMT");
+    assert!(unknown.ends_with("error: unknown inspected item `LIMT`; did you mean `LIMIT`? `list` shows what is registered\n"), "{unknown}");
+
+    let mut session = service.json();
+    assert_eq!(
+        session.error("watch", json!({"name": "LIMIT"}))["code"],
+        -32601
+    );
+    assert_eq!(
+        session.error("text", json!({"line": "watch LIMIT"}))["code"],
+        -32601
+    );
+}
+
+#[test]
+fn a_client_that_vanishes_mid_watch_costs_nothing() {
+    let service = start();
+    let baseline = threads_named(service.pid, "manhole-session").len();
+    let mut stream = support::connect(&service.socket);
+    stream.write_all(b"watch nap 0.1\n").unwrap();
+    let mut buf = [0u8; 4096];
+    let _ = stream.read(&mut buf).unwrap();
+    drop(stream);
+    wait_until("the session to end", || {
+        threads_named(service.pid, "manhole-session").len() == baseline
+    });
+    assert_eq!(Text::connect(&service.socket).ask("get LIMIT"), "100\n");
+}

@@ -1,0 +1,6 @@
+#[manhole::command(calls)]
+fn reload() {}
+
+fn main() {
+    reload();
+}
