@@ -11,7 +11,7 @@
 //! `#[manhole::main]`, plus a command that lives in a library crate
 //! (`plugin_status`, from `examples/plugin`).
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
 use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -22,8 +22,8 @@ use std::time::Duration;
 #[manhole::inspect]
 static REQUESTS: AtomicU64 = AtomicU64::new(0);
 
-/// The configuration in force.
-#[manhole::inspect]
+/// The configuration in force; `set CONFIG {...}` replaces it whole.
+#[manhole::inspect(writable)]
 static CONFIG: Mutex<Config> = Mutex::new(Config {
     version: 1,
     log_level: LogLevel::Info,
@@ -36,14 +36,18 @@ static QUEUE: Mutex<VecDeque<u64>> = Mutex::new(VecDeque::new());
 /// Set by the `shutdown` command; `main` returns when it is.
 static STOPPING: AtomicBool = AtomicBool::new(false);
 
-#[derive(Debug, Clone, Serialize)]
+/// While `true`, workers take no requests: `set PAUSED true`.
+#[manhole::inspect(writable)]
+static PAUSED: AtomicBool = AtomicBool::new(false);
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
 struct Config {
     version: u32,
     log_level: LogLevel,
     workers: usize,
 }
 
-#[derive(Debug, Clone, Copy, Serialize)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 enum LogLevel {
     Error,
@@ -160,11 +164,27 @@ fn shutdown() -> &'static str {
     "stopping"
 }
 
+/// Handles one request: a millisecond or two of work, and every 25th
+/// request fails. `stats` shows its calls, errors and latencies.
+#[manhole::inspect(calls)]
+fn handle_request(id: u64) -> Result<u64, String> {
+    std::thread::sleep(Duration::from_micros(500 + (id * 7919) % 1500));
+    if id % 25 == 24 {
+        return Err(format!("request {id} failed"));
+    }
+    REQUESTS.fetch_add(1, Ordering::Relaxed);
+    Ok(id)
+}
+
 fn worker() {
     while !STOPPING.load(Ordering::Relaxed) {
-        let next = QUEUE.lock().ok().and_then(|mut queue| queue.pop_front());
-        if next.is_some() {
-            REQUESTS.fetch_add(1, Ordering::Relaxed);
+        let next = if PAUSED.load(Ordering::Relaxed) {
+            None
+        } else {
+            QUEUE.lock().ok().and_then(|mut queue| queue.pop_front())
+        };
+        if let Some(id) = next {
+            let _ = handle_request(id);
             manhole_example_plugin::start();
         }
         std::thread::sleep(Duration::from_millis(20));

@@ -61,6 +61,18 @@ fn help_and_list_describe_everything() {
         (config["kind"].as_str(), config["type"].as_str()),
         (Some("static"), Some("Mutex<Config>"))
     );
+    assert_eq!(config["writable"], true);
+    let handler = inspected
+        .iter()
+        .find(|i| i["name"] == "handle_request")
+        .unwrap();
+    assert_eq!(
+        (handler["kind"].as_str(), handler["signature"].as_str()),
+        (
+            Some("calls"),
+            Some("handle_request(id: u64) -> Result<u64, String>")
+        )
+    );
     let depth = inspected
         .iter()
         .find(|i| i["name"] == "queue_depth")
@@ -84,7 +96,7 @@ fn help_and_list_describe_everything() {
         .collect();
     assert_eq!(
         builtins,
-        ["help", "list", "stacks", "threads", "get", "call", "quit"]
+        ["help", "list", "stacks", "threads", "get", "set", "stats", "watch", "call", "quit"]
     );
     assert_eq!(session.result("help", json!({"name": "add"})), *add);
 }
@@ -205,7 +217,7 @@ fn errors_use_json_rpc_codes() {
         -32601,
         "`add` is a command, not an inspected item; use `call add`",
     );
-    assert_error(&session.error("frobnicate", json!({})), -32601, "unknown method `frobnicate`; expected one of: `help`, `list`, `stacks`, `threads`, `get`, `call`, `greeting`, `text`");
+    assert_error(&session.error("frobnicate", json!({})), -32601, "unknown method `frobnicate`; expected one of: `help`, `list`, `stacks`, `threads`, `get`, `set`, `call`, `stats`, `greeting`, `text`");
     assert_error(
         &session.error("get", json!({})),
         -32602,

@@ -100,7 +100,13 @@ fn help_shows_builtins_signatures_and_docs() {
 
     assert!(session
         .ask("help CONFIG")
-        .starts_with("CONFIG: Mutex<Config>\nusage: get CONFIG\n"));
+        .starts_with("CONFIG: Mutex<Config>\nusage: get CONFIG, set CONFIG VALUE\n"));
+    assert!(session
+        .ask("help REQUESTS")
+        .starts_with("REQUESTS: AtomicU64\nusage: get REQUESTS\n"));
+    assert!(session.ask("help handle_request").starts_with(
+        "handle_request(id: u64) -> Result<u64, String>\nusage: get handle_request (its calls), stats\n"
+    ));
     assert!(session
         .ask("help stacks")
         .starts_with("stacks (built-in)\n"));
@@ -123,7 +129,11 @@ fn list_names_every_command_and_item_with_its_first_doc_line() {
             "set_log_level(level: LogLevel) -> String",
             "Change the log level",
         ),
-        ("CONFIG: Mutex<Config>", "The configuration in force."),
+        ("CONFIG: Mutex<Config>", "(writable) The configuration in force;"),
+        (
+            "handle_request(id: u64) -> Result<u64, String>",
+            "(calls) Handles one request",
+        ),
         ("PLUGIN_EVENTS: AtomicU64", "Events the plugin has seen"),
         ("queue_depth() -> usize", "Requests waiting for a worker"),
     ] {

@@ -86,12 +86,7 @@ fn two_clock_reads() -> u64 {
     {
         // SAFETY: `rdtsc` exists on every x86-64 CPU and has no
         // preconditions.
-        let (start, end) = unsafe {
-            (
-                core::arch::x86_64::_rdtsc(),
-                core::arch::x86_64::_rdtsc(),
-            )
-        };
+        let (start, end) = unsafe { (core::arch::x86_64::_rdtsc(), core::arch::x86_64::_rdtsc()) };
         end.wrapping_sub(start)
     }
     #[cfg(not(target_arch = "x86_64"))]

@@ -109,6 +109,7 @@ fn inspect_json(item: &Inspect) -> Value {
         "kind": item.kind,
         "type": item.ty,
         "signature": item.signature(),
+        "writable": item.write.is_some(),
         "doc": item.meta.doc,
         "module": item.meta.module,
         "file": item.meta.file,
@@ -153,7 +154,14 @@ fn list() -> Answer {
         .collect();
     let inspect_rows: Vec<_> = inspected
         .iter()
-        .map(|i| (i.signature(), i.meta.summary()))
+        .map(|i| {
+            let mark = match (i.kind, i.write.is_some()) {
+                (_, true) => "(writable) ",
+                (InspectKind::Calls, _) => "(calls) ",
+                _ => "",
+            };
+            (i.signature(), format!("{mark}{}", i.meta.summary()))
+        })
         .collect();
     text.push_str("commands (call NAME [ARG...]):\n");
     text.push_str(&if command_rows.is_empty() {
@@ -221,11 +229,15 @@ fn help_one(name: &str) -> Result<Answer, Failure> {
         json.push(command_json(command));
     }
     for item in inspected.iter().filter(|i| i.meta.name == name) {
+        let usage = match (item.kind, item.write.is_some()) {
+            (_, true) => format!("get {0}, set {0} VALUE", item.meta.name),
+            (InspectKind::Calls, _) => format!("get {0} (its calls), stats", item.meta.name),
+            _ => format!("get {}", item.meta.name),
+        };
         let _ = writeln!(
             text,
-            "{}\nusage: get {}\ndefined in {}",
+            "{}\nusage: {usage}\ndefined in {}",
             item.signature(),
-            item.meta.name,
             item.meta.location()
         );
         if !item.meta.doc.is_empty() {
