@@ -129,7 +129,10 @@ fn list_names_every_command_and_item_with_its_first_doc_line() {
             "set_log_level(level: LogLevel) -> String",
             "Change the log level",
         ),
-        ("CONFIG: Mutex<Config>", "(writable) The configuration in force;"),
+        (
+            "CONFIG: Mutex<Config>",
+            "(writable) The configuration in force;",
+        ),
         (
             "handle_request(id: u64) -> Result<u64, String>",
             "(calls) Handles one request",
