@@ -277,3 +277,55 @@ fn another_user_is_refused_with_zero_bytes() {
     );
     assert_eq!(service.text().ask("add 1 1"), "2\n", "root is still served");
 }
+
+#[test]
+fn a_socket_in_a_sticky_world_writable_directory_is_created_safely() {
+    let directory = scratch("sticky");
+    std::fs::create_dir_all(&directory).unwrap();
+    std::fs::set_permissions(&directory, std::fs::Permissions::from_mode(0o1777)).unwrap();
+    let path = directory.join("app.manhole");
+    let service = Service::spawn("embedded", &[path.to_str().unwrap()], Some(&path));
+    service.wait_for_stdout("listening on");
+    let meta = std::fs::symlink_metadata(&path).unwrap();
+    assert!(is_socket(&path));
+    assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+    assert_eq!(meta.uid(), nix::unistd::geteuid().as_raw());
+    assert_eq!(service.text().ask("get LINES_READ"), "0\n");
+    // The private staging directory is gone; only the socket is left.
+    let entries: Vec<_> = std::fs::read_dir(&directory)
+        .unwrap()
+        .filter_map(|entry| entry.ok()?.file_name().into_string().ok())
+        .collect();
+    assert_eq!(entries, ["app.manhole"]);
+    drop(service);
+    let _ = std::fs::remove_dir_all(&directory);
+}
+
+#[test]
+fn a_socket_planted_by_another_user_is_never_removed() {
+    if !nix::unistd::geteuid().is_root() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must run as root to plant a socket as another uid"
+        );
+        eprintln!("skipped: giving a socket to another uid needs root (CI runs as root)");
+        return;
+    }
+    let nobody = 65534;
+    for live in [false, true] {
+        let path = scratch(if live {
+            "planted-live"
+        } else {
+            "planted-stale"
+        });
+        let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+        std::os::unix::fs::chown(&path, Some(nobody), Some(nobody)).unwrap();
+        if !live {
+            drop(listener);
+        }
+        refused(&path, "a socket owned by another user (uid 65534)");
+        let meta = std::fs::symlink_metadata(&path).expect("the planted socket is kept");
+        assert_eq!(meta.uid(), nobody);
+        std::fs::remove_file(&path).unwrap();
+    }
+}

@@ -174,6 +174,9 @@ pub(crate) fn install(options: Options) -> Result<Handle, Error> {
         path: path.clone(),
         config: SessionConfig {
             max_line_length: options.max_line_length,
+            max_sessions: options.max_sessions,
+            idle_timeout: options.idle_timeout,
+            write_timeout: options.write_timeout,
         },
         sigmask: options.sigmask,
         stack_signal,
@@ -279,6 +282,9 @@ extern "C" fn remove_at_exit() {
     };
     if let Some(running) = slot.as_ref() {
         if running.pid == std::process::id() {
+            // Stop first: the listener must not see the file go and put it
+            // back while the process ends.
+            running.shared.stop.store(true, Ordering::SeqCst);
             if let Ok(socket) = running.shared.socket.try_lock() {
                 if let Some(file) = socket.as_ref() {
                     file.remove();
@@ -302,10 +308,17 @@ impl Sessions {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    fn add(&self, stream: Arc<UnixStream>) -> u64 {
+    /// Takes a place for a session, or says how many are open when none
+    /// is left. Places are taken here, on the accepting thread, so that a
+    /// burst of clients cannot start more sessions than the limit.
+    fn reserve(&self, stream: Arc<UnixStream>, limit: usize) -> Result<u64, usize> {
+        let mut open = self.open();
+        if open.len() >= limit {
+            return Err(open.len());
+        }
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        self.open().insert(id, stream);
-        id
+        open.insert(id, stream);
+        Ok(id)
     }
 
     fn remove(&self, id: u64) {
@@ -314,11 +327,9 @@ impl Sessions {
 
     /// Serves one session and forgets it afterwards, even if serving
     /// panicked: the socket is closed and the client sees end of input.
-    fn serve(&self, stream: UnixStream, config: SessionConfig) {
-        let stream = Arc::new(stream);
-        let id = self.add(Arc::clone(&stream));
+    fn serve(&self, id: u64, stream: &UnixStream, config: SessionConfig) {
         let served = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            session::serve(&stream, config)
+            session::serve(stream, config)
         }));
         self.remove(id);
         if served.is_err() {
@@ -522,19 +533,34 @@ fn admit(stream: UnixStream, shared: &Arc<Shared>, config: SessionConfig, inline
             return false;
         }
     }
+    let stream = Arc::new(stream);
+    let id = match shared
+        .sessions
+        .reserve(Arc::clone(&stream), config.max_sessions)
+    {
+        Ok(id) => id,
+        Err(open) => {
+            session::refuse_busy(&stream, open);
+            log::verbose(format_args!(
+                "refused a session: {open} are open, the limit (max_sessions)"
+            ));
+            return false;
+        }
+    };
     if inline {
-        shared.sessions.serve(stream, config);
+        shared.sessions.serve(id, &stream, config);
         return true;
     }
     let spawned = {
         let shared = Arc::clone(shared);
         std::thread::Builder::new()
             .name("manhole-session".to_owned())
-            .spawn(move || shared.sessions.serve(stream, config))
+            .spawn(move || shared.sessions.serve(id, &stream, config))
     };
     match spawned {
         Ok(_) => true,
         Err(err) => {
+            shared.sessions.remove(id);
             log::always(format_args!("cannot start a session thread: {err}"));
             false
         }

@@ -17,6 +17,18 @@ pub const DEFAULT_REINSTALL_DELAY: Duration = Duration::from_millis(500);
 /// manhole with `MANHOLE=off`.
 pub const ENVIRONMENT_VARIABLE: &str = "MANHOLE";
 
+/// How many sessions may be open at once by default; one more client gets
+/// `error: busy` and is closed.
+pub const DEFAULT_MAX_SESSIONS: usize = 16;
+
+/// How long a session may wait for a complete line by default before it is
+/// closed.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// How long one write to a client may block by default before the session
+/// is closed.
+pub const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// How long reading a locked `Mutex` or `RwLock` waits by default.
 pub const DEFAULT_LOCK_TIMEOUT: Duration = Duration::from_millis(100);
 
@@ -38,6 +50,9 @@ pub struct Options {
     pub(crate) socket_path: Option<PathBuf>,
     pub(crate) verbose: bool,
     pub(crate) max_line_length: usize,
+    pub(crate) max_sessions: usize,
+    pub(crate) idle_timeout: Duration,
+    pub(crate) write_timeout: Duration,
     pub(crate) lock_timeout: Duration,
     pub(crate) stack_signal: Option<i32>,
     pub(crate) stack_timeout: Duration,
@@ -57,6 +72,9 @@ impl Default for Options {
             socket_path: None,
             verbose: true,
             max_line_length: DEFAULT_MAX_LINE_LENGTH,
+            max_sessions: DEFAULT_MAX_SESSIONS,
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
+            write_timeout: DEFAULT_WRITE_TIMEOUT,
             lock_timeout: DEFAULT_LOCK_TIMEOUT,
             stack_signal: None,
             stack_timeout: crate::stacks::DEFAULT_STACK_TIMEOUT,
@@ -96,6 +114,30 @@ impl Options {
     /// and is skipped; the session goes on.
     pub fn max_line_length(mut self, bytes: usize) -> Self {
         self.max_line_length = bytes;
+        self
+    }
+
+    /// How many sessions may be open at once (16 by default). One more
+    /// client is sent `error: busy ...` and closed; the listener goes on
+    /// serving, and a place frees when a session ends.
+    pub fn max_sessions(mut self, sessions: usize) -> Self {
+        self.max_sessions = sessions;
+        self
+    }
+
+    /// How long a session waits for a complete line (10 minutes by
+    /// default), counted from the line's first byte, so that a client that
+    /// connects and sends nothing, or dribbles a byte at a time, cannot hold
+    /// a session forever. The client is told, then closed.
+    pub fn idle_timeout(mut self, timeout: Duration) -> Self {
+        self.idle_timeout = timeout;
+        self
+    }
+
+    /// How long one write to a client may block (10 seconds by default),
+    /// so that a client that stops reading cannot pin a session thread.
+    pub fn write_timeout(mut self, timeout: Duration) -> Self {
+        self.write_timeout = timeout;
         self
     }
 
@@ -244,6 +286,23 @@ impl Options {
                 reason: "must be at least 1 byte; the default is 65536".to_owned(),
             });
         }
+        if self.max_sessions == 0 {
+            return Err(Error::InvalidOption {
+                option: "max_sessions",
+                reason: "must be at least 1; the default is 16".to_owned(),
+            });
+        }
+        for (option, timeout) in [
+            ("idle_timeout", self.idle_timeout),
+            ("write_timeout", self.write_timeout),
+        ] {
+            if timeout.is_zero() {
+                return Err(Error::InvalidOption {
+                    option,
+                    reason: "must be longer than zero".to_owned(),
+                });
+            }
+        }
         if self
             .socket_path
             .as_ref()
@@ -299,6 +358,9 @@ const ENVIRONMENT_KEYS: &[&str] = &[
     "reinstall_on_fork",
     "reinstall_delay",
     "max_line_length",
+    "max_sessions",
+    "idle_timeout",
+    "write_timeout",
     "lock_timeout",
     "stack_signal",
     "stack_timeout",
@@ -341,6 +403,13 @@ fn apply_settings(mut options: Options, value: &str) -> Result<Option<Options>, 
             "max_line_length" => {
                 options.max_line_length(text.parse().map_err(|_| bad("a number of bytes"))?)
             }
+            "max_sessions" => {
+                options.max_sessions(text.parse().map_err(|_| bad("a number of sessions"))?)
+            }
+            "idle_timeout" => options
+                .idle_timeout(parse_duration(text).ok_or_else(|| bad("a duration such as 10m"))?),
+            "write_timeout" => options
+                .write_timeout(parse_duration(text).ok_or_else(|| bad("a duration such as 10s"))?),
             "lock_timeout" => options
                 .lock_timeout(parse_duration(text).ok_or_else(|| bad("a duration such as 100ms"))?),
             "stack_signal" => options.stack_signal(signal(text)?),
@@ -370,11 +439,14 @@ fn parse_bool(text: &str) -> Option<bool> {
     }
 }
 
-/// `500ms`, `2s`, `1.5s`, or a plain number of seconds.
+/// `500ms`, `2s`, `1.5s`, `10m`, or a plain number of seconds.
 fn parse_duration(text: &str) -> Option<Duration> {
-    let (number, scale) = match text.strip_suffix("ms") {
-        Some(millis) => (millis, 1e-3),
-        None => (text.strip_suffix('s').unwrap_or(text), 1.0),
+    let (number, scale) = if let Some(millis) = text.strip_suffix("ms") {
+        (millis, 1e-3)
+    } else if let Some(minutes) = text.strip_suffix('m') {
+        (minutes, 60.0)
+    } else {
+        (text.strip_suffix('s').unwrap_or(text), 1.0)
     };
     let seconds = number.trim().parse::<f64>().ok()? * scale;
     (seconds.is_finite() && seconds >= 0.0).then(|| Duration::from_secs_f64(seconds))

@@ -25,15 +25,38 @@ const PROMPT: &[u8] = b"manhole> ";
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct SessionConfig {
     pub(crate) max_line_length: usize,
+    pub(crate) max_sessions: usize,
+    pub(crate) idle_timeout: Duration,
+    pub(crate) write_timeout: Duration,
+}
+
+/// Tells a client that every session is taken, without waiting for it to
+/// read, and lets the caller close it.
+pub(crate) fn refuse_busy(stream: &UnixStream, open: usize) {
+    let line = format!(
+        "error: busy: {open} sessions are open, the most this manhole allows (max_sessions); try again when one ends\n"
+    );
+    let _ = send(
+        stream.as_raw_fd(),
+        line.as_bytes(),
+        MsgFlags::MSG_NOSIGNAL | MsgFlags::MSG_DONTWAIT,
+    );
 }
 
 pub(crate) fn serve(stream: &UnixStream, config: SessionConfig) {
+    if stream
+        .set_write_timeout(Some(config.write_timeout))
+        .is_err()
+    {
+        return;
+    }
     let Some(first) = first_byte(stream) else {
         return;
     };
     let mut lines = Lines {
         reader: BufReader::new(stream),
         max: config.max_line_length,
+        idle_timeout: config.idle_timeout,
     };
     let mut out = Output(stream);
     // An I/O error means the client is gone; there is no one to tell.
@@ -58,7 +81,6 @@ fn first_byte(stream: &UnixStream) -> Option<Option<u8>> {
             Err(_) => return None,
         }
     };
-    stream.set_read_timeout(None).ok()?;
     Some(first)
 }
 
@@ -79,14 +101,19 @@ enum Line {
     Complete(Vec<u8>),
     /// Longer than the limit; it was read to its end and dropped.
     TooLong,
+    /// No complete line within the idle timeout.
+    Idle,
     End,
 }
 
-/// Reads lines of bounded length: a longer line is consumed without being
-/// stored, so a client cannot make the session buffer more than the limit.
+/// Reads lines of bounded length in bounded time: a longer line is consumed
+/// without being stored, so a client cannot make the session buffer more
+/// than the limit, and a line must be complete within the idle timeout of
+/// the moment the session started waiting for it.
 struct Lines<'a> {
     reader: BufReader<&'a UnixStream>,
     max: usize,
+    idle_timeout: Duration,
 }
 
 impl Lines<'_> {
@@ -113,12 +140,28 @@ impl Lines<'_> {
     }
 
     fn next(&mut self) -> io::Result<Line> {
+        let deadline = Instant::now() + self.idle_timeout;
         let mut line = Vec::new();
         let mut too_long = false;
         loop {
+            if self.reader.buffer().is_empty() {
+                let left = deadline.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    return Ok(Line::Idle);
+                }
+                self.reader.get_ref().set_read_timeout(Some(left))?;
+            }
             let available = match self.reader.fill_buf() {
                 Ok(available) => available,
                 Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
+                Err(err)
+                    if matches!(
+                        err.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    return Ok(Line::Idle)
+                }
                 Err(err) => return Err(err),
             };
             if available.is_empty() {
@@ -154,6 +197,16 @@ impl Lines<'_> {
     }
 }
 
+fn idle_failure(timeout: Duration) -> Failure {
+    Failure::new(
+        code::INVALID_REQUEST,
+        format!(
+            "no complete line within {} s (idle_timeout); closing the session",
+            timeout.as_secs_f64()
+        ),
+    )
+}
+
 fn error_line(failure: &Failure) -> String {
     format!("error: {}\n", failure.one_line())
 }
@@ -164,6 +217,10 @@ fn serve_text(lines: &mut Lines<'_>, out: &mut Output<'_>) -> io::Result<()> {
         out.write_all(PROMPT)?;
         let reply = match lines.next()? {
             Line::End => return Ok(()),
+            Line::Idle => {
+                out.write_all(error_line(&idle_failure(lines.idle_timeout)).as_bytes())?;
+                return Ok(());
+            }
             Line::TooLong => error_line(&Failure::new(
                 code::INVALID_REQUEST,
                 format!(
@@ -239,7 +296,7 @@ fn watch(
         }
         if lines.wait_readable(interval)? {
             return Ok(match lines.next()? {
-                Line::End => Watched::ClientGone,
+                Line::End | Line::Idle => Watched::ClientGone,
                 Line::Complete(_) | Line::TooLong => Watched::Stopped,
             });
         }
@@ -250,6 +307,13 @@ fn serve_json(lines: &mut Lines<'_>, out: &mut Output<'_>) -> io::Result<()> {
     loop {
         let response = match lines.next()? {
             Line::End => return Ok(()),
+            Line::Idle => {
+                let mut response =
+                    json_response(&Value::Null, Err(idle_failure(lines.idle_timeout)));
+                response.push('\n');
+                out.write_all(response.as_bytes())?;
+                return Ok(());
+            }
             Line::TooLong => Some(json_response(
                 &Value::Null,
                 Err(Failure::new(

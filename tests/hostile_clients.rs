@@ -1,0 +1,286 @@
+//! Broken and hostile clients against a real process with small limits:
+//! after each, the process is alive, a new client gets a correct answer,
+//! the session threads are back to their baseline, and the process's memory
+//! has not grown by more than [`MEMORY_BOUND_KIB`].
+
+mod support;
+
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::time::{Duration, Instant};
+use support::{connect, threads_named, wait_until, Service, Text, PROMPT, TIMEOUT};
+
+/// How much the host's resident memory may grow across a test.
+const MEMORY_BOUND_KIB: u64 = 16 * 1024;
+
+const LIMITS: &str = "max_sessions=4,idle_timeout=2s,write_timeout=1s,verbose=false";
+
+fn start() -> Service {
+    let service = Service::spawn_with_env("service", &[], &[("MANHOLE", LIMITS)], None);
+    service.wait_for_socket();
+    // One full session first, so that one-time costs (symbolisation caches,
+    // thread stacks) are in the baseline.
+    assert_eq!(Text::connect(&service.socket).ask("add 1 1"), "2\n");
+    wait_until("the warm-up session to end", || sessions(&service) == 0);
+    service
+}
+
+fn sessions(service: &Service) -> usize {
+    threads_named(service.pid, "manhole-session").len()
+}
+
+fn resident_kib(service: &Service) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{}/status", service.pid)).unwrap();
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS in status")
+}
+
+/// The checks every test ends with.
+fn assert_unharmed(service: &mut Service, memory_before: u64) {
+    assert!(service.is_alive(), "the host died");
+    wait_until("every session thread to end", || sessions(service) == 0);
+    assert_eq!(Text::connect(&service.socket).ask("call add 40 2"), "42\n");
+    let mut json = service.json();
+    assert_eq!(
+        json.result("call", serde_json::json!({"name": "add", "args": [40, 2]})),
+        42
+    );
+    drop(json);
+    wait_until("the checking sessions to end", || sessions(service) == 0);
+    let grown = resident_kib(service).saturating_sub(memory_before);
+    assert!(
+        grown <= MEMORY_BOUND_KIB,
+        "resident memory grew by {grown} KiB"
+    );
+}
+
+/// Reads until end of input or `deadline`, returning what arrived.
+fn read_until_closed(stream: &mut UnixStream, deadline: Duration) -> Vec<u8> {
+    let started = Instant::now();
+    stream
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let mut received = Vec::new();
+    let mut buf = [0u8; 65536];
+    while started.elapsed() < deadline {
+        match stream.read(&mut buf) {
+            Ok(0) => return received,
+            Ok(n) => received.extend_from_slice(&buf[..n]),
+            Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(err) if err.kind() == std::io::ErrorKind::ConnectionReset => return received,
+            Err(err) => panic!("read failed: {err}"),
+        }
+    }
+    panic!(
+        "still open after {deadline:?}; got {:?}",
+        String::from_utf8_lossy(&received)
+    );
+}
+
+#[test]
+fn five_hundred_clients_at_once_are_served_or_told_busy() {
+    let mut service = start();
+    let memory = resident_kib(&service);
+    let clients: Vec<UnixStream> = (0..500).map(|_| connect(&service.socket)).collect();
+    let (mut served, mut busy) = (Vec::new(), 0);
+    for mut client in clients {
+        let mut first = Vec::new();
+        let mut buf = [0u8; 4096];
+        // A served client gets the greeting, ending with the prompt; a busy
+        // one gets one line and end of input.
+        loop {
+            let n = client.read(&mut buf).expect("an answer before the timeout");
+            first.extend_from_slice(&buf[..n]);
+            if n == 0 || first.ends_with(PROMPT.as_bytes()) {
+                break;
+            }
+        }
+        let text = String::from_utf8_lossy(&first).into_owned();
+        if text.ends_with(PROMPT) {
+            served.push(client);
+        } else {
+            assert_eq!(
+                text,
+                "error: busy: 4 sessions are open, the most this manhole allows (max_sessions); try again when one ends\n"
+            );
+            busy += 1;
+        }
+    }
+    assert_eq!((served.len(), busy), (4, 496));
+    // The served sessions still work, and a place frees when one ends.
+    for client in &mut served {
+        client.write_all(b"add 2 2\n").unwrap();
+        let mut answer = Vec::new();
+        let mut buf = [0u8; 64];
+        while !answer.ends_with(PROMPT.as_bytes()) {
+            let n = client.read(&mut buf).unwrap();
+            assert!(n > 0, "closed after {answer:?}");
+            answer.extend_from_slice(&buf[..n]);
+        }
+        assert_eq!(answer, b"4\nmanhole> ");
+    }
+    drop(served);
+    assert_unharmed(&mut service, memory);
+}
+
+#[test]
+fn a_client_that_dribbles_is_closed_at_the_idle_timeout() {
+    let mut service = start();
+    let memory = resident_kib(&service);
+    let mut dribbler = connect(&service.socket);
+    let started = Instant::now();
+    for byte in b"call add 1 1 and more bytes than the idle timeout allows".iter() {
+        if dribbler.write_all(&[*byte]).is_err() {
+            break;
+        }
+        // Others are served meanwhile.
+        if *byte == b' ' {
+            assert_eq!(Text::connect(&service.socket).ask("add 3 4"), "7\n");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+        if started.elapsed() > Duration::from_secs(4) {
+            break;
+        }
+    }
+    let received = read_until_closed(&mut dribbler, TIMEOUT);
+    let text = String::from_utf8_lossy(&received);
+    assert!(
+        text.ends_with("error: no complete line within 2 s (idle_timeout); closing the session\n"),
+        "{text}"
+    );
+    assert_unharmed(&mut service, memory);
+}
+
+#[test]
+fn a_silent_json_client_is_told_why_it_is_closed() {
+    let mut service = start();
+    let memory = resident_kib(&service);
+    let mut client = connect(&service.socket);
+    client.write_all(b"{\"jsonrpc\":\"2.0\"").unwrap();
+    let received = read_until_closed(&mut client, TIMEOUT);
+    let response: serde_json::Value = serde_json::from_slice(&received).unwrap();
+    assert_eq!(response["error"]["code"], -32600);
+    assert_eq!(response["id"], serde_json::Value::Null);
+    assert_unharmed(&mut service, memory);
+}
+
+#[test]
+fn a_client_that_never_reads_is_dropped_at_the_write_timeout() {
+    let mut service = start();
+    let memory = resident_kib(&service);
+    let mut hog = connect(&service.socket);
+    // Megabytes of answer that nobody reads.
+    hog.write_all(b"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"call\",\"params\":{\"name\":\"load_report\",\"args\":[200000]}}\n")
+        .unwrap();
+    wait_until("the session to start", || sessions(&service) == 1);
+    assert_eq!(Text::connect(&service.socket).ask("add 5 5"), "10\n");
+    // The session gives up on the stuck write and ends, while the client
+    // is still connected and still not reading.
+    wait_until("the stuck session to end", || sessions(&service) == 0);
+    // It ended on the stuck write, not at the end of a whole answer.
+    let received = read_until_closed(&mut hog, TIMEOUT);
+    assert!(received.len() > 64 * 1024, "{} bytes", received.len());
+    assert!(
+        !received.ends_with(b"}\n"),
+        "the whole answer arrived, so no write was stuck"
+    );
+    assert_unharmed(&mut service, memory);
+}
+
+#[test]
+fn clients_that_close_halfway_through_stacks_cost_nothing() {
+    let mut service = start();
+    let memory = resident_kib(&service);
+    for round in 0..30 {
+        let mut client = connect(&service.socket);
+        client.write_all(b"stacks\nstacks\n").unwrap();
+        let mut buf = vec![0u8; 100 + round * 50];
+        let _ = client.read(&mut buf).unwrap();
+        drop(client);
+    }
+    for _ in 0..10 {
+        let mut client = connect(&service.socket);
+        client
+            .write_all(b"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"stacks\"}\n")
+            .unwrap();
+        let mut buf = [0u8; 10];
+        let _ = client.read(&mut buf).unwrap();
+    }
+    assert_unharmed(&mut service, memory);
+}
+
+/// A small deterministic generator, so a failure can be replayed.
+struct XorShift(u64);
+
+impl XorShift {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+}
+
+#[test]
+fn garbage_in_either_protocol_gets_errors_and_nothing_else() {
+    let mut service = start();
+    let memory = resident_kib(&service);
+    let mut random = XorShift(0x5eed_1234_abcd_0001);
+    let mut inputs: Vec<Vec<u8>> = Vec::new();
+    for length in [1, 10, 100, 1000, 70_000] {
+        inputs.push((0..length).map(|_| random.next() as u8).collect());
+    }
+    inputs.push(b"\0\0\0help\0\n\0\n".to_vec());
+    inputs.push(b"get \xff\xfe\xfd\ncall add \xc3\x28 1\n".to_vec());
+    inputs.push(b"{\0}\n{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"\xff\"}\n".to_vec());
+    let deep = |open: &str, close: &str, depth: usize| -> Vec<u8> {
+        let mut line = format!(
+            "{{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"call\",\"params\":{{\"name\":\"add\",\"args\":[{}{}]}}}}\n",
+            open.repeat(depth),
+            close.repeat(depth)
+        );
+        line.truncate(line.len().min(60_000));
+        line.into_bytes()
+    };
+    inputs.push(deep("[", "]", 20_000));
+    inputs.push(deep("{\"a\":", "}", 5_000));
+    inputs.push(format!("{{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"call\",\"params\":{{\"name\":\"add\",\"args\":[\"{}\",1]}}}}\n", "9".repeat(60_000)).into_bytes());
+    inputs.push(
+        format!(
+            "{{\"jsonrpc\":\"2.0\",\"id\":\"{}\",\"method\":\"list\"}}\n",
+            "x".repeat(200_000)
+        )
+        .into_bytes(),
+    );
+    inputs.push(b"[{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"list\"}]\n".to_vec());
+    inputs.push(
+        "'unbalanced\n\"also\nset\nstats --sort\nwatch\n"
+            .as_bytes()
+            .to_vec(),
+    );
+
+    for input in &inputs {
+        let mut client = connect(&service.socket);
+        // Past the first byte, a session may close on the client (a line
+        // over the limit is read to its end); a failed write is fine.
+        let _ = client.write_all(input);
+        let _ = client.write_all(b"\n");
+        let _ = client.shutdown(std::net::Shutdown::Write);
+        let received = read_until_closed(&mut client, TIMEOUT);
+        let text = String::from_utf8_lossy(&received);
+        if input.first() == Some(&b'{') {
+            for line in text.lines() {
+                let response: serde_json::Value = serde_json::from_str(line)
+                    .unwrap_or_else(|err| panic!("{line:?} is not JSON: {err}"));
+                assert!(response.get("error").is_some(), "{line}");
+            }
+        } else {
+            assert!(text.starts_with("manhole "), "{text}");
+            assert!(!text.contains("panicked"), "{text}");
+        }
+    }
+    assert_unharmed(&mut service, memory);
+}
