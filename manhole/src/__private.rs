@@ -421,6 +421,18 @@ impl<T: Serialize + DeserializeOwned> Writable for RwLock<T> {
     }
 }
 
+/// Serves `input` as one client's whole session and returns what the
+/// client would read: the same line reader, parsers and built-ins as a
+/// socket session, with the default limits and without the greeting's stack
+/// dump. The fuzz target and its regression test drive sessions through it.
+#[must_use]
+pub fn serve_bytes(input: &[u8]) -> Vec<u8> {
+    let config = crate::session::SessionConfig::from_options(&Options::new());
+    let mut out = Vec::new();
+    crate::session::serve_bytes(input, &mut out, config);
+    out
+}
+
 /// What `#[manhole::main]` runs first: installs, and reports a failure on
 /// stderr instead of stopping the program, which must not die for its
 /// debugging aid.
@@ -429,6 +441,7 @@ pub fn install_for_main(options: Options) {
     match options.install() {
         Ok(_) => {}
         Err(crate::Error::Disabled) if !verbose => {}
+        Err(crate::Error::CompiledOut) => {}
         Err(err) => crate::log::always(format_args!("not installed: {err}")),
     }
 }

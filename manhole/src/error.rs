@@ -62,6 +62,10 @@ pub enum Error {
     /// The environment says `MANHOLE=off`.
     #[error("disabled by the environment (MANHOLE=off)")]
     Disabled,
+    /// The crate was built with its `off` feature: no manhole can be
+    /// installed in this binary.
+    #[error("compiled out: manhole was built with its `off` feature")]
+    CompiledOut,
     /// The listener thread could not be started.
     #[error("cannot start the manhole's listener thread: {0}")]
     Thread(#[source] io::Error),

@@ -63,6 +63,9 @@
 
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]
+// With the `off` feature nothing reaches the listener, and what only it
+// uses is left for the linker to drop.
+#![cfg_attr(feature = "off", allow(dead_code, unused_imports))]
 
 #[doc(hidden)]
 pub mod __private;

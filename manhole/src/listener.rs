@@ -172,12 +172,7 @@ pub(crate) fn install(options: Options) -> Result<Handle, Error> {
         shared: Arc::clone(&shared),
         wake: wake_rx,
         path: path.clone(),
-        config: SessionConfig {
-            max_line_length: options.max_line_length,
-            max_sessions: options.max_sessions,
-            idle_timeout: options.idle_timeout,
-            write_timeout: options.write_timeout,
-        },
+        config: SessionConfig::from_options(&options),
         sigmask: options.sigmask,
         stack_signal,
     };

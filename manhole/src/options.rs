@@ -253,8 +253,16 @@ impl Options {
     /// - [`Error::InvalidOption`] for an option value that cannot work,
     ///   including a bad `MANHOLE` environment variable;
     /// - [`Error::Disabled`] when the environment says `MANHOLE=off`;
+    /// - [`Error::CompiledOut`] when the crate was built with its `off`
+    ///   feature;
     /// - [`Error::Io`] or [`Error::Thread`] when the system refuses.
     pub fn install(self) -> Result<Handle, Error> {
+        #[cfg(feature = "off")]
+        {
+            drop(self);
+            Err(Error::CompiledOut)
+        }
+        #[cfg(not(feature = "off"))]
         listener::install(self)
     }
 

@@ -12,7 +12,7 @@ use nix::errno::Errno;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::socket::{recv, send, MsgFlags};
 use serde_json::Value;
-use std::io::{self, BufRead, BufReader, Write};
+use std::io::{self, BufRead, BufReader, Read, Write};
 use std::os::fd::{AsFd, AsRawFd};
 use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
@@ -28,6 +28,17 @@ pub(crate) struct SessionConfig {
     pub(crate) max_sessions: usize,
     pub(crate) idle_timeout: Duration,
     pub(crate) write_timeout: Duration,
+}
+
+impl SessionConfig {
+    pub(crate) fn from_options(options: &crate::Options) -> Self {
+        SessionConfig {
+            max_line_length: options.max_line_length,
+            max_sessions: options.max_sessions,
+            idle_timeout: options.idle_timeout,
+            write_timeout: options.write_timeout,
+        }
+    }
 }
 
 /// Tells a client that every session is taken, without waiting for it to
@@ -53,18 +64,75 @@ pub(crate) fn serve(stream: &UnixStream, config: SessionConfig) {
     let Some(first) = first_byte(stream) else {
         return;
     };
-    let mut lines = Lines {
-        reader: BufReader::new(stream),
-        max: config.max_line_length,
-        idle_timeout: config.idle_timeout,
-    };
+    let mut lines = Lines::new(stream, config);
     let mut out = Output(stream);
     // An I/O error means the client is gone; there is no one to tell.
     let _ = if first == Some(b'{') {
         serve_json(&mut lines, &mut out)
     } else {
-        serve_text(&mut lines, &mut out)
+        serve_text(&mut lines, &mut out, Greet::Yes)
     };
+}
+
+/// Serves `input` as one client's whole session, into `out`: the same
+/// line reader, parsers and built-ins as a socket session, without the
+/// greeting's stack dump (the fuzz target runs this thousands of times a
+/// second).
+pub(crate) fn serve_bytes(input: &[u8], out: &mut Vec<u8>, config: SessionConfig) {
+    let mut lines = Lines::new(input, config);
+    let _ = if input.first() == Some(&b'{') {
+        serve_json(&mut lines, out)
+    } else {
+        serve_text(&mut lines, out, Greet::No)
+    };
+}
+
+/// Where a session's lines come from: a socket, or bytes in memory.
+trait Input: Read {
+    /// Bounds the wait of the next read.
+    fn limit_wait(&self, left: Duration) -> io::Result<()>;
+    /// Whether a read would return at once within `timeout`.
+    fn readable_within(&self, timeout: Duration) -> io::Result<bool>;
+}
+
+impl Input for &UnixStream {
+    fn limit_wait(&self, left: Duration) -> io::Result<()> {
+        self.set_read_timeout(Some(left))
+    }
+
+    fn readable_within(&self, timeout: Duration) -> io::Result<bool> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Ok(false);
+            }
+            let mut fds = [PollFd::new(self.as_fd(), PollFlags::POLLIN)];
+            let millis = u16::try_from(left.as_millis().max(1)).unwrap_or(u16::MAX);
+            match poll(&mut fds, PollTimeout::from(millis)) {
+                Ok(0) | Err(Errno::EINTR) => {}
+                Ok(_) => return Ok(true),
+                Err(err) => return Err(err.into()),
+            }
+        }
+    }
+}
+
+/// Bytes in memory never make a reader wait.
+impl Input for &[u8] {
+    fn limit_wait(&self, _left: Duration) -> io::Result<()> {
+        Ok(())
+    }
+
+    fn readable_within(&self, _timeout: Duration) -> io::Result<bool> {
+        Ok(true)
+    }
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Greet {
+    Yes,
+    No,
 }
 
 /// `Some(Some(byte))` when the client spoke first, `Some(None)` when it was
@@ -110,33 +178,27 @@ enum Line {
 /// without being stored, so a client cannot make the session buffer more
 /// than the limit, and a line must be complete within the idle timeout of
 /// the moment the session started waiting for it.
-struct Lines<'a> {
-    reader: BufReader<&'a UnixStream>,
+struct Lines<R> {
+    reader: BufReader<R>,
     max: usize,
     idle_timeout: Duration,
 }
 
-impl Lines<'_> {
+impl<R: Input> Lines<R> {
+    fn new(input: R, config: SessionConfig) -> Self {
+        Lines {
+            reader: BufReader::new(input),
+            max: config.max_line_length,
+            idle_timeout: config.idle_timeout,
+        }
+    }
+
     /// Whether a line (or the end of input) can be read within `timeout`.
     fn wait_readable(&mut self, timeout: Duration) -> io::Result<bool> {
         if !self.reader.buffer().is_empty() {
             return Ok(true);
         }
-        let deadline = Instant::now() + timeout;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return Ok(false);
-            }
-            let fd = self.reader.get_ref().as_fd();
-            let mut fds = [PollFd::new(fd, PollFlags::POLLIN)];
-            let millis = u16::try_from(left.as_millis().max(1)).unwrap_or(u16::MAX);
-            match poll(&mut fds, PollTimeout::from(millis)) {
-                Ok(0) | Err(Errno::EINTR) => {}
-                Ok(_) => return Ok(true),
-                Err(err) => return Err(err.into()),
-            }
-        }
+        self.reader.get_ref().readable_within(timeout)
     }
 
     fn next(&mut self) -> io::Result<Line> {
@@ -149,7 +211,7 @@ impl Lines<'_> {
                 if left.is_zero() {
                     return Ok(Line::Idle);
                 }
-                self.reader.get_ref().set_read_timeout(Some(left))?;
+                self.reader.get_ref().limit_wait(left)?;
             }
             let available = match self.reader.fill_buf() {
                 Ok(available) => available,
@@ -211,8 +273,14 @@ fn error_line(failure: &Failure) -> String {
     format!("error: {}\n", failure.one_line())
 }
 
-fn serve_text(lines: &mut Lines<'_>, out: &mut Output<'_>) -> io::Result<()> {
-    out.write_all(builtins::greeting().text.as_bytes())?;
+fn serve_text<R: Input>(
+    lines: &mut Lines<R>,
+    out: &mut impl Write,
+    greet: Greet,
+) -> io::Result<()> {
+    if greet == Greet::Yes {
+        out.write_all(builtins::greeting().text.as_bytes())?;
+    }
     loop {
         out.write_all(PROMPT)?;
         let reply = match lines.next()? {
@@ -263,9 +331,9 @@ enum Watched {
 /// Reprints `name` every `interval` until the client sends a line (which is
 /// consumed, not run) or goes away. An item that cannot be read ends the
 /// watch with its error.
-fn watch(
-    lines: &mut Lines<'_>,
-    out: &mut Output<'_>,
+fn watch<R: Input>(
+    lines: &mut Lines<R>,
+    out: &mut impl Write,
     name: &str,
     interval: Duration,
 ) -> io::Result<Watched> {
@@ -303,7 +371,7 @@ fn watch(
     }
 }
 
-fn serve_json(lines: &mut Lines<'_>, out: &mut Output<'_>) -> io::Result<()> {
+fn serve_json<R: Input>(lines: &mut Lines<R>, out: &mut impl Write) -> io::Result<()> {
     loop {
         let response = match lines.next()? {
             Line::End => return Ok(()),
