@@ -27,6 +27,20 @@ fn calls_of(session: &mut Json, function: &str) -> Value {
     session.result("get", json!({"name": function}))
 }
 
+/// The text session's row for `function`: name, calls, in-flight, errors,
+/// panics, mean, p50, p99, max.
+fn text_row(service: &Service, function: &str) -> Vec<String> {
+    let answer = service.text().ask(&format!("get {function}"));
+    let mut lines = answer.lines();
+    assert!(lines.next().unwrap().starts_with("NAME "), "{answer}");
+    lines
+        .next()
+        .unwrap()
+        .split_whitespace()
+        .map(str::to_owned)
+        .collect()
+}
+
 fn millis(summary: &Value, key: &str) -> f64 {
     summary[key].as_f64().unwrap() / 1e6
 }
@@ -48,6 +62,11 @@ fn calls_from_many_threads_are_counted_exactly() {
     assert_eq!(session.result("get", json!({"name": "SEEN"})), 10_000);
     // A method inside an `impl` block, renamed.
     assert_eq!(calls_of(&mut session, "cache_slot")["calls"], 900);
+    assert_eq!(
+        text_row(&service, "lookup")[..5],
+        ["lookup", "10000", "0", "0", "0"]
+    );
+    assert_eq!(text_row(&service, "cache_slot")[1], "900");
 
     let list = session.result("list", json!({}));
     let slot = list["inspected"]
@@ -76,6 +95,7 @@ fn in_flight_counts_calls_that_have_not_returned() {
         calls_of(&mut session, "wait_at_gate")["in_flight"] == 3
     });
     assert_eq!(calls_of(&mut session, "wait_at_gate")["calls"], 3);
+    assert_eq!(text_row(&service, "wait_at_gate")[1..3], ["3", "3"]);
     session.result("call", json!({"name": "open_gate"}));
     wait_until("the calls to return", || {
         calls_of(&mut session, "wait_at_gate")["in_flight"] == 0
@@ -103,6 +123,11 @@ fn panics_and_errors_are_counted_and_still_reach_the_caller() {
     let ports = calls_of(&mut session, "parse_port");
     assert_eq!((&ports["calls"], &ports["errors"]), (&json!(27), &json!(7)));
     assert_eq!(ports["panics"], 0);
+    assert_eq!(text_row(&service, "may_panic")[1..5], ["9", "0", "0", "5"]);
+    assert_eq!(
+        text_row(&service, "parse_port")[1..5],
+        ["27", "0", "7", "0"]
+    );
 }
 
 #[test]
@@ -128,6 +153,12 @@ fn latencies_match_known_sleeps_and_async_calls_are_timed_to_completion() {
     );
     let p50 = millis(&fetch, "p50_ns");
     assert!((38.0..80.0).contains(&p50), "p50 {p50} ms: {fetch}");
+    let row = text_row(&service, "fetch");
+    assert_eq!(row[1], "5");
+    assert!(
+        row[5..].iter().all(|duration| duration.ends_with("ms")),
+        "{row:?}"
+    );
 }
 
 #[test]

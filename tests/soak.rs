@@ -30,7 +30,9 @@ fn resources(pid: u32) -> Resources {
             .unwrap_or_else(|| panic!("no {key} in status"))
     };
     Resources {
-        fds: std::fs::read_dir(format!("/proc/{pid}/fd")).unwrap().count(),
+        fds: std::fs::read_dir(format!("/proc/{pid}/fd"))
+            .unwrap()
+            .count(),
         threads: field("Threads:") as usize,
         resident_kib: field("VmRSS:"),
     }

@@ -72,7 +72,9 @@ pub fn check(input: &[u8], output: &[u8]) {
     if input.first() != Some(&b'{') {
         return;
     }
-    const CODES: [i64; 8] = [-32700, -32600, -32601, -32602, -32603, -32000, -32001, -32002];
+    const CODES: [i64; 8] = [
+        -32700, -32600, -32601, -32602, -32603, -32000, -32001, -32002,
+    ];
     for line in text.lines() {
         let response: serde_json::Value =
             serde_json::from_str(line).unwrap_or_else(|err| panic!("{line:?}: {err}"));

@@ -117,7 +117,8 @@ fn main() {
         .collect();
     let clients = numbers.first().copied().unwrap_or(32);
     let calls = numbers.get(1).copied().unwrap_or(2000);
-    let directory: PathBuf = std::env::temp_dir().join(format!("manhole-load-{}", std::process::id()));
+    let directory: PathBuf =
+        std::env::temp_dir().join(format!("manhole-load-{}", std::process::id()));
     std::fs::create_dir_all(&directory).unwrap();
     let echo_path = directory.join("echo.sock");
     let manhole_path = directory.join("manhole.sock");
