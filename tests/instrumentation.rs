@@ -358,11 +358,15 @@ fn watch_reprints_until_a_line_and_ends_with_the_client() {
         ("watch", "error: usage: watch NAME [SECONDS]\n"),
         (
             "watch LIMIT 0.01",
-            "error: the interval must be a number of seconds, at least 0.1; got \"0.01\"\n",
+            "error: the interval must be a number of seconds from 0.1 to 3600; got \"0.01\"\n",
+        ),
+        (
+            "watch LIMIT 1e20",
+            "error: the interval must be a number of seconds from 0.1 to 3600; got \"1e20\"\n",
         ),
         (
             "watch LIMIT soon",
-            "error: the interval must be a number of seconds, at least 0.1; got \"soon\"\n",
+            "error: the interval must be a number of seconds from 0.1 to 3600; got \"soon\"\n",
         ),
     ] {
         assert_eq!(text.ask(line), expected, "{line}");

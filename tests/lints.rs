@@ -40,6 +40,19 @@ fn command(a: u8, b: Option<u8>) -> Result<u8, String> {
         .ok_or_else(|| "overflow".to_owned())
 }
 
+/// A counted function.
+#[manhole::inspect(calls)]
+fn counted(mut total: u64, step: u64) -> Result<u64, String> {
+    total = total.checked_add(step).ok_or("overflow")?;
+    Ok(total)
+}
+
+/// A counted function that never returns.
+#[manhole::inspect(calls)]
+fn counted_never(message: &str) -> ! {
+    panic!("{message}")
+}
+
 /// A renamed command with nothing to return.
 #[manhole::command(name = "do-nothing")]
 fn nothing() {}
@@ -50,4 +63,6 @@ fn items_expand_cleanly() {
     assert_eq!(command(1, Some(2)), Ok(3));
     assert!(computed().is_ok());
     nothing();
+    assert_eq!(counted(1, 2), Ok(3));
+    assert!(std::panic::catch_unwind(|| counted_never("on purpose")).is_err());
 }

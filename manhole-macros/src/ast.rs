@@ -88,17 +88,24 @@ pub(crate) fn describe(item: &Item) -> (&'static str, proc_macro2::TokenStream) 
     }
 }
 
-/// Whether `impl Trait` appears anywhere in `ty`.
-pub(crate) fn mentions_impl_trait(ty: &Type) -> bool {
-    struct Finder(bool);
-    impl<'ast> syn::visit::Visit<'ast> for Finder {
-        fn visit_type_impl_trait(&mut self, _: &'ast syn::TypeImplTrait) {
-            self.0 = true;
+/// `ty` with every `impl Trait` in it replaced by `_`, which a closure's
+/// return type may say (and `impl Trait` may not there).
+pub(crate) fn impl_trait_inferred(ty: &Type) -> Type {
+    struct Inferred;
+    impl syn::visit_mut::VisitMut for Inferred {
+        fn visit_type_mut(&mut self, ty: &mut Type) {
+            if let Type::ImplTrait(impl_trait) = ty {
+                *ty = Type::Infer(syn::TypeInfer {
+                    underscore_token: syn::Token![_](syn::spanned::Spanned::span(impl_trait)),
+                });
+            } else {
+                syn::visit_mut::visit_type_mut(self, ty);
+            }
         }
     }
-    let mut finder = Finder(false);
-    syn::visit::Visit::visit_type(&mut finder, ty);
-    finder.0
+    let mut ty = ty.clone();
+    syn::visit_mut::VisitMut::visit_type_mut(&mut Inferred, &mut ty);
+    ty
 }
 
 /// `T` when `ty` is written `Option<T>` (or with a path such as

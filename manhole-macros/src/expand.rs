@@ -268,30 +268,74 @@ fn expand_inspect_calls(function: &Function<'_>, args: &ItemArgs) -> TokenStream
             ReturnType::Type(_, ty) => format!(" -> {}", render::tokens(ty)),
         }
     );
-    // The body's type is written out, so that `?` knows what to convert
-    // into; `impl Trait` cannot be written there, and inference finds it.
-    let returned: Option<TokenStream> = match &sig.output {
-        ReturnType::Type(_, ty) if ast::mentions_impl_trait(ty) => None,
-        ReturnType::Type(_, ty) => Some(quote!(#ty)),
-        ReturnType::Default => Some(quote!(())),
+    let counters = quote! {
+        static __MANHOLE_CALLS: ::manhole::__private::CallStats =
+            ::manhole::__private::CallStats::new();
+        ::manhole::__private::inventory::submit! {
+            ::manhole::__private::Inspect::calls(#meta, #signature, &__MANHOLE_CALLS)
+        }
     };
-    let body = match (&sig.asyncness, returned) {
-        (Some(_), Some(ty)) => quote! {
-            ::manhole::__private::typed_future::<#ty, _>(async move #block).await
-        },
-        (Some(_), None) => quote!(async move #block.await),
-        (None, Some(ty)) => quote!(::manhole::__private::call_once(move || -> #ty #block)),
-        (None, None) => quote!(::manhole::__private::call_once(move || #block)),
+    // A function that never returns has no value to inspect: its timer
+    // sees its panic when it unwinds.
+    if let ReturnType::Type(_, ty) = &sig.output {
+        if matches!(**ty, syn::Type::Never(_)) {
+            return quote! {
+                #(#outer)*
+                #vis #sig {
+                    #(#inner)*
+                    #counters
+                    let __manhole_timer = __MANHOLE_CALLS.start();
+                    #block
+                }
+            };
+        }
+    }
+    // The body's type is written out, so that `?` knows what to convert
+    // into; each `impl Trait` in it is left to inference.
+    let returned = match &sig.output {
+        ReturnType::Type(_, ty) => {
+            let ty = ast::impl_trait_inferred(ty);
+            quote!(#ty)
+        }
+        ReturnType::Default => quote!(()),
+    };
+    // Parameters are moved into the body in the order they were declared,
+    // as `async fn` does, so that they drop as they would have: in reverse
+    // order, at the end of the body. `mut` moves in with them.
+    let mut outer_sig = sig.clone();
+    let mut rebind = Vec::new();
+    for arg in &mut outer_sig.inputs {
+        if let syn::FnArg::Typed(typed) = arg {
+            if let syn::Pat::Ident(pat) = &mut *typed.pat {
+                if pat.by_ref.is_none() && pat.subpat.is_none() {
+                    let (mutability, ident) = (pat.mutability.take(), &pat.ident);
+                    rebind.push(quote!(let #mutability #ident = #ident;));
+                }
+            }
+        }
+    }
+    let stmts = &block.stmts;
+    let body = if sig.asyncness.is_some() {
+        quote! {
+            ::manhole::__private::typed_future::<#returned, _>(async move {
+                #(#rebind)*
+                #(#stmts)*
+            })
+            .await
+        }
+    } else {
+        quote! {
+            ::manhole::__private::call_once(move || -> #returned {
+                #(#rebind)*
+                #(#stmts)*
+            })
+        }
     };
     quote! {
         #(#outer)*
-        #vis #sig {
+        #vis #outer_sig {
             #(#inner)*
-            static __MANHOLE_CALLS: ::manhole::__private::CallStats =
-                ::manhole::__private::CallStats::new();
-            ::manhole::__private::inventory::submit! {
-                ::manhole::__private::Inspect::calls(#meta, #signature, &__MANHOLE_CALLS)
-            }
+            #counters
             let mut __manhole_timer = __MANHOLE_CALLS.start();
             let __manhole_returned = #body;
             {

@@ -176,6 +176,17 @@ pub(crate) fn inspect_calls(function: &Function<'_>, args: &ItemArgs) -> syn::Re
     let mut errors = Errors::default();
     check_name(args.name.as_ref(), &mut errors);
     check_no_writable(args, &mut errors);
+    if let Some(attr) = function
+        .item
+        .attrs
+        .iter()
+        .find(|attr| attr.path().is_ident("track_caller"))
+    {
+        errors.push(syn::Error::new_spanned(
+            attr,
+            "#[manhole::inspect(calls)] runs the body inside a closure, where `#[track_caller]` cannot see the caller; remove one of the two",
+        ));
+    }
     if let Some(token) = &function.item.sig.constness {
         errors.push(syn::Error::new_spanned(
             token,

@@ -42,6 +42,9 @@ fn round(path: &Path, clients: usize, calls: usize, expected: &str) -> Round {
         let workers: Vec<_> = (0..clients)
             .map(|_| {
                 scope.spawn(|| {
+                    // Connect only once every client is ready: a session
+                    // silent for 50 ms would be taken for a text one.
+                    barrier.wait();
                     let stream = UnixStream::connect(path).expect("connect");
                     stream
                         .set_read_timeout(Some(Duration::from_secs(30)))
@@ -50,7 +53,6 @@ fn round(path: &Path, clients: usize, calls: usize, expected: &str) -> Round {
                     let mut reader = BufReader::new(stream);
                     let mut line = String::new();
                     let mut latencies = Vec::with_capacity(calls);
-                    barrier.wait();
                     for _ in 0..calls {
                         let sent = Instant::now();
                         writer.write_all(REQUEST).expect("send");
@@ -126,7 +128,8 @@ fn main() {
     let handle = manhole::Options::new()
         .socket_path(&manhole_path)
         .verbose(false)
-        .max_sessions(clients + 1)
+        // The previous round's sessions may still be ending.
+        .max_sessions(2 * clients)
         .install()
         .expect("install the manhole");
     let echo_expected = String::from_utf8(REQUEST.to_vec()).unwrap();

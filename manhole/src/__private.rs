@@ -249,12 +249,14 @@ fn wait_for<G>(
     use_guard: impl FnOnce(G) -> Outcome,
 ) -> Outcome {
     let timeout = lock_timeout();
-    let deadline = Instant::now() + timeout;
+    let deadline = crate::options::deadline_after(timeout);
     loop {
         match attempt() {
             Ok(guard) => return use_guard(guard),
             Err(TryLockError::Poisoned(poisoned)) => return use_guard(poisoned.into_inner()),
-            Err(TryLockError::WouldBlock) if Instant::now() >= deadline => {
+            Err(TryLockError::WouldBlock)
+                if deadline.is_some_and(|deadline| Instant::now() >= deadline) =>
+            {
                 return Err(Failure::new(
                     code::UNAVAILABLE,
                     format!(
@@ -395,12 +397,12 @@ fn deserialize<T: DeserializeOwned>(value: JsonValue) -> Result<T, Failure> {
     })
 }
 
-/// Replaces the guarded value; the old one is serialised first, so a value
-/// that cannot be shown is not lost.
+/// Replaces the guarded value. Both values are serialised first, so that a
+/// value that cannot be shown fails the `set` before anything changes.
 fn replace_in<T: Serialize>(slot: &mut T, new: T) -> Outcome {
+    let value = to_value(&new)?;
     let previous = to_value(&*slot)?;
     *slot = new;
-    let value = to_value(&*slot)?;
     Ok(serde_json::json!({"previous": previous, "value": value}))
 }
 

@@ -3,7 +3,9 @@
 
 use crate::__private::Args;
 use crate::calls::{human, Summary};
-use crate::protocol::{code, parse_text, value_text, ArgValue, Failure, Request, SortBy, BUILTINS};
+use crate::protocol::{
+    code, parse_text, value_text, watch_needs_text, ArgValue, Failure, Request, SortBy, BUILTINS,
+};
 use crate::registry::{self, Command, Inspect, InspectKind, Lookup, Named, Source};
 use crate::stacks;
 use serde_json::{json, Value};
@@ -42,10 +44,7 @@ pub(crate) fn run(request: Request) -> Result<Answer, Failure> {
         Request::Get(name) => get(&name),
         Request::Set { name, value } => set(&name, value),
         Request::Stats { sort } => Ok(stats(sort)),
-        Request::Watch { .. } => Err(Failure::new(
-            code::NOT_FOUND,
-            "`watch` needs a text session of its own; connect with `nc -U` or `manhole-cli`",
-        )),
+        Request::Watch { .. } => Err(watch_needs_text()),
         Request::Call { name, args, bare } => call(&name, &args, bare),
         Request::Greeting => Ok(greeting()),
         Request::Text(line) => text_line(&line),

@@ -22,8 +22,10 @@ const SHARDS: usize = 8;
 const SUB_BUCKET_BITS: u32 = 3;
 const SUB_BUCKETS: usize = 1 << SUB_BUCKET_BITS;
 /// Ticks below `SUB_BUCKETS` get a bucket each; above, eight per power of
-/// two up to 2^40 ticks (minutes), and the last bucket takes the rest.
-const BUCKETS: usize = SUB_BUCKETS + (40 - SUB_BUCKET_BITS as usize) * SUB_BUCKETS;
+/// two, up to the largest `u64`, so that even hour-long calls keep the
+/// 1/16 bound. Buckets a function never reaches are zero pages, never
+/// touched.
+const BUCKETS: usize = SUB_BUCKETS + (64 - SUB_BUCKET_BITS as usize) * SUB_BUCKETS;
 
 #[repr(align(128))]
 struct Shard {
@@ -103,7 +105,11 @@ impl CallStats {
             snapshot.errors += shard.errors.load(Relaxed);
             snapshot.panics += shard.panics.load(Relaxed);
             snapshot.cancelled += shard.cancelled.load(Relaxed);
-            snapshot.total_ticks += shard.total_ticks.load(Relaxed);
+            // Each shard's total wraps after 2^64 ticks of summed call time
+            // (centuries of it); the sum saturates instead of overflowing.
+            snapshot.total_ticks = snapshot
+                .total_ticks
+                .saturating_add(shard.total_ticks.load(Relaxed));
             snapshot.max_ticks = snapshot.max_ticks.max(shard.max_ticks.load(Relaxed));
         }
         let finished: u64 = histogram.iter().sum();
@@ -189,7 +195,7 @@ fn bucket_of(ticks: u64) -> usize {
     }
     let octave = 63 - ticks.leading_zeros();
     let sub = (ticks >> (octave - SUB_BUCKET_BITS)) as usize & (SUB_BUCKETS - 1);
-    ((octave - SUB_BUCKET_BITS + 1) as usize * SUB_BUCKETS + sub).min(BUCKETS - 1)
+    (octave - SUB_BUCKET_BITS + 1) as usize * SUB_BUCKETS + sub
 }
 
 /// The middle of a bucket's range of ticks.
@@ -225,10 +231,30 @@ fn nanos_per_tick() -> f64 {
         if cfg!(not(target_arch = "x86_64")) {
             return 1.0;
         }
-        let (clock, counter) = (Instant::now(), ticks());
-        std::thread::sleep(Duration::from_millis(20));
-        let nanos = clock.elapsed().as_nanos() as f64;
-        let elapsed_ticks = ticks().wrapping_sub(counter) as f64;
+        // Each clock reading is taken between two counter readings, so a
+        // preemption between them shows as a wide pair and is retried.
+        let paired = || {
+            let mut best = None;
+            for _ in 0..10 {
+                let before = ticks();
+                let clock = Instant::now();
+                let width = ticks().wrapping_sub(before);
+                if best.is_none_or(|(_, _, narrowest)| width < narrowest) {
+                    best = Some((clock, before + width / 2, width));
+                }
+            }
+            best.map(|(clock, counter, _)| (clock, counter))
+        };
+        let (Some((start_clock, start_counter)), _) =
+            (paired(), std::thread::sleep(Duration::from_millis(20)))
+        else {
+            return 1.0;
+        };
+        let Some((end_clock, end_counter)) = paired() else {
+            return 1.0;
+        };
+        let nanos = end_clock.duration_since(start_clock).as_nanos() as f64;
+        let elapsed_ticks = end_counter.wrapping_sub(start_counter) as f64;
         if elapsed_ticks > 0.0 {
             nanos / elapsed_ticks
         } else {
@@ -308,21 +334,31 @@ pub(crate) fn human(nanos: Option<u64>) -> String {
     let Some(nanos) = nanos else {
         return "-".to_owned();
     };
-    let value = nanos as f64;
-    let (scaled, unit) = match nanos {
-        0..=999 => return format!("{nanos}ns"),
-        1_000..=999_999 => (value / 1e3, "µs"),
-        1_000_000..=999_999_999 => (value / 1e6, "ms"),
-        _ => (value / 1e9, "s"),
-    };
-    let digits = if scaled < 10.0 {
+    if nanos < 1_000 {
+        return format!("{nanos}ns");
+    }
+    // Three significant digits; the unit is chosen after rounding, so that
+    // 999,999 ns reads `1.00ms`, not `1000µs`.
+    let mut value = nanos as f64 / 1e3;
+    for unit in ["µs", "ms"] {
+        let shown = format!("{value:.0}");
+        if value < 999.5 || shown.len() < 4 {
+            return three_digits(value, unit);
+        }
+        value /= 1e3;
+    }
+    three_digits(value, "s")
+}
+
+fn three_digits(value: f64, unit: &str) -> String {
+    let digits = if value < 9.995 {
         2
-    } else if scaled < 100.0 {
+    } else if value < 99.95 {
         1
     } else {
         0
     };
-    format!("{scaled:.digits$}{unit}")
+    format!("{value:.digits$}{unit}")
 }
 
 #[cfg(test)]
@@ -332,7 +368,10 @@ mod tests {
     #[test]
     fn buckets_are_ordered_and_tight() {
         let mut previous = 0;
-        for ticks in (0..4096).chain((12..40).map(|shift| 1u64 << shift)) {
+        for ticks in (0..4096)
+            .chain((12..64).map(|shift| (1u64 << shift) + (1u64 << shift) / 3))
+            .chain([u64::MAX])
+        {
             let bucket = bucket_of(ticks);
             assert!(bucket >= previous, "{ticks}");
             previous = bucket;
@@ -362,5 +401,9 @@ mod tests {
         assert_eq!(human(Some(4_561_000)), "4.56ms");
         assert_eq!(human(Some(1_200_000_000)), "1.20s");
         assert_eq!(human(None), "-");
+        assert_eq!(human(Some(999_999)), "1.00ms");
+        assert_eq!(human(Some(9_996)), "10.0µs");
+        assert_eq!(human(Some(99_960)), "100µs");
+        assert_eq!(human(Some(3_600_000_000_000)), "3600s");
     }
 }

@@ -537,7 +537,7 @@ fn admit(stream: UnixStream, shared: &Arc<Shared>, config: SessionConfig, inline
         Err(open) => {
             session::refuse_busy(&stream, open);
             log::verbose(format_args!(
-                "refused a session: {open} are open, the limit (max_sessions)"
+                "refused a session: {open} open, at max_sessions"
             ));
             return false;
         }

@@ -29,6 +29,15 @@ pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(600);
 /// is closed.
 pub const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// The longest `lock_timeout` and `stack_timeout` accepted.
+const MAX_WAIT: Duration = Duration::from_secs(60);
+
+/// When a wait of `timeout` from now ends; `None` when that is too far
+/// ahead to represent, which means never.
+pub(crate) fn deadline_after(timeout: Duration) -> Option<std::time::Instant> {
+    std::time::Instant::now().checked_add(timeout)
+}
+
 /// How long reading a locked `Mutex` or `RwLock` waits by default.
 pub const DEFAULT_LOCK_TIMEOUT: Duration = Duration::from_millis(100);
 
@@ -126,9 +135,10 @@ impl Options {
     }
 
     /// How long a session waits for a complete line (10 minutes by
-    /// default), counted from the line's first byte, so that a client that
-    /// connects and sends nothing, or dribbles a byte at a time, cannot hold
-    /// a session forever. The client is told, then closed.
+    /// default), counted from the moment it starts waiting for that line,
+    /// so that a client that connects and sends nothing, or dribbles a byte
+    /// at a time, cannot hold a session forever; a `watch` with no input
+    /// ends after it too. The client is told, then closed.
     pub fn idle_timeout(mut self, timeout: Duration) -> Self {
         self.idle_timeout = timeout;
         self
@@ -311,6 +321,22 @@ impl Options {
                 });
             }
         }
+        // A session waits this long for a lock or a thread; unbounded, one
+        // stuck thread would hang it.
+        for (option, timeout) in [
+            ("lock_timeout", self.lock_timeout),
+            ("stack_timeout", self.stack_timeout),
+        ] {
+            if timeout > MAX_WAIT {
+                return Err(Error::InvalidOption {
+                    option,
+                    reason: format!(
+                        "must be at most {} s, so that a stuck thread cannot hang a session",
+                        MAX_WAIT.as_secs()
+                    ),
+                });
+            }
+        }
         if self
             .socket_path
             .as_ref()
@@ -457,7 +483,7 @@ fn parse_duration(text: &str) -> Option<Duration> {
         (text.strip_suffix('s').unwrap_or(text), 1.0)
     };
     let seconds = number.trim().parse::<f64>().ok()? * scale;
-    (seconds.is_finite() && seconds >= 0.0).then(|| Duration::from_secs_f64(seconds))
+    Duration::try_from_secs_f64(seconds).ok()
 }
 
 static LOCK_TIMEOUT_MICROS: AtomicU64 = AtomicU64::new(100_000);
@@ -487,6 +513,29 @@ mod tests {
                 .resolved_socket_path(7),
             PathBuf::from("/run/app/7.sock")
         );
+    }
+
+    #[test]
+    fn waits_are_bounded_where_a_session_would_hang_and_free_elsewhere() {
+        assert!(Options::new()
+            .idle_timeout(Duration::MAX)
+            .write_timeout(Duration::MAX)
+            .validate()
+            .is_ok());
+        assert!(deadline_after(Duration::MAX).is_none());
+        for options in [
+            Options::new().lock_timeout(Duration::MAX),
+            Options::new().stack_timeout(Duration::from_secs(61)),
+            Options::new().max_sessions(0),
+            Options::new().idle_timeout(Duration::ZERO),
+        ] {
+            assert!(matches!(
+                options.clone().validate(),
+                Err(Error::InvalidOption { .. })
+            ));
+        }
+        assert_eq!(parse_duration("1e300"), None);
+        assert_eq!(parse_duration("10m"), Some(Duration::from_secs(600)));
     }
 
     #[test]

@@ -191,8 +191,18 @@ impl SortBy {
 }
 
 /// `watch` reprints at least this far apart, so a typo cannot flood the
-/// client or busy the host.
+/// client or busy the host, and at most this far apart.
 const MIN_WATCH_INTERVAL: f64 = 0.1;
+const MAX_WATCH_INTERVAL: f64 = 3600.0;
+
+/// Why `watch` cannot run over JSON, whether asked as a method or as a text
+/// line.
+pub(crate) fn watch_needs_text() -> Failure {
+    Failure::new(
+        code::NOT_FOUND,
+        "`watch` needs a text session of its own (`nc -U`, `manhole-cli`); over JSON, send `get` or `stats` as often as you want",
+    )
+}
 
 /// `rest` when `line` starts with the word `command`.
 fn after_command<'a>(line: &'a str, command: &str) -> Option<&'a str> {
@@ -242,13 +252,13 @@ fn parse_watch(rest: &[String]) -> Result<Request, Failure> {
     let (name, seconds) = match rest {
         [name] => (name, 1.0),
         [name, seconds] => match seconds.parse::<f64>() {
-            Ok(seconds) if seconds.is_finite() && seconds >= MIN_WATCH_INTERVAL => {
+            Ok(seconds) if (MIN_WATCH_INTERVAL..=MAX_WATCH_INTERVAL).contains(&seconds) => {
                 (name, seconds)
             }
             _ => {
                 return Err(Failure::new(
                     code::INVALID_PARAMS,
-                    format!("the interval must be a number of seconds, at least {MIN_WATCH_INTERVAL}; got {seconds:?}"),
+                    format!("the interval must be a number of seconds from {MIN_WATCH_INTERVAL} to {MAX_WATCH_INTERVAL}; got {seconds:?}"),
                 ))
             }
         },

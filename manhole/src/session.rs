@@ -7,6 +7,7 @@
 //! session with `EPIPE` instead of raising `SIGPIPE` in the host.
 
 use crate::builtins;
+use crate::options::deadline_after;
 use crate::protocol::{code, json_response, parse_json, parse_text, Failure, JsonLine, Request};
 use nix::errno::Errno;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
@@ -89,21 +90,23 @@ pub(crate) fn serve_bytes(input: &[u8], out: &mut Vec<u8>, config: SessionConfig
 
 /// Where a session's lines come from: a socket, or bytes in memory.
 trait Input: Read {
-    /// Bounds the wait of the next read.
-    fn limit_wait(&self, left: Duration) -> io::Result<()>;
+    /// Bounds the wait of the next read; `None` waits as long as it takes.
+    fn limit_wait(&self, left: Option<Duration>) -> io::Result<()>;
     /// Whether a read would return at once within `timeout`.
     fn readable_within(&self, timeout: Duration) -> io::Result<bool>;
 }
 
 impl Input for &UnixStream {
-    fn limit_wait(&self, left: Duration) -> io::Result<()> {
-        self.set_read_timeout(Some(left))
+    fn limit_wait(&self, left: Option<Duration>) -> io::Result<()> {
+        self.set_read_timeout(left)
     }
 
     fn readable_within(&self, timeout: Duration) -> io::Result<bool> {
-        let deadline = Instant::now() + timeout;
+        let deadline = deadline_after(timeout);
         loop {
-            let left = deadline.saturating_duration_since(Instant::now());
+            let left = deadline.map_or(Duration::MAX, |deadline| {
+                deadline.saturating_duration_since(Instant::now())
+            });
             if left.is_zero() {
                 return Ok(false);
             }
@@ -120,7 +123,7 @@ impl Input for &UnixStream {
 
 /// Bytes in memory never make a reader wait.
 impl Input for &[u8] {
-    fn limit_wait(&self, _left: Duration) -> io::Result<()> {
+    fn limit_wait(&self, _left: Option<Duration>) -> io::Result<()> {
         Ok(())
     }
 
@@ -202,13 +205,14 @@ impl<R: Input> Lines<R> {
     }
 
     fn next(&mut self) -> io::Result<Line> {
-        let deadline = Instant::now() + self.idle_timeout;
+        let deadline = deadline_after(self.idle_timeout);
         let mut line = Vec::new();
         let mut too_long = false;
         loop {
             if self.reader.buffer().is_empty() {
-                let left = deadline.saturating_duration_since(Instant::now());
-                if left.is_zero() {
+                let left =
+                    deadline.map(|deadline| deadline.saturating_duration_since(Instant::now()));
+                if left.is_some_and(|left| left.is_zero()) {
                     return Ok(Line::Idle);
                 }
                 self.reader.get_ref().limit_wait(left)?;
@@ -364,24 +368,33 @@ fn watch<R: Input>(
         }
         if lines.wait_readable(interval)? {
             return Ok(match lines.next()? {
-                Line::End | Line::Idle => Watched::ClientGone,
+                Line::End => Watched::ClientGone,
+                Line::Idle => {
+                    out.write_all(error_line(&idle_failure(lines.idle_timeout)).as_bytes())?;
+                    Watched::ClientGone
+                }
                 Line::Complete(_) | Line::TooLong => Watched::Stopped,
             });
+        }
+        // A watch is output, not input: a client silent past the idle
+        // timeout loses its session here too.
+        if started.elapsed() >= lines.idle_timeout {
+            out.write_all(error_line(&idle_failure(lines.idle_timeout)).as_bytes())?;
+            return Ok(Watched::ClientGone);
         }
     }
 }
 
 fn serve_json<R: Input>(lines: &mut Lines<R>, out: &mut impl Write) -> io::Result<()> {
     loop {
-        let response = match lines.next()? {
+        let line = lines.next()?;
+        let idle = matches!(line, Line::Idle);
+        let response = match line {
             Line::End => return Ok(()),
-            Line::Idle => {
-                let mut response =
-                    json_response(&Value::Null, Err(idle_failure(lines.idle_timeout)));
-                response.push('\n');
-                out.write_all(response.as_bytes())?;
-                return Ok(());
-            }
+            Line::Idle => Some(json_response(
+                &Value::Null,
+                Err(idle_failure(lines.idle_timeout)),
+            )),
             Line::TooLong => Some(json_response(
                 &Value::Null,
                 Err(Failure::new(
@@ -404,6 +417,9 @@ fn serve_json<R: Input>(lines: &mut Lines<R>, out: &mut impl Write) -> io::Resul
         if let Some(mut response) = response {
             response.push('\n');
             out.write_all(response.as_bytes())?;
+        }
+        if idle {
+            return Ok(());
         }
     }
 }

@@ -95,6 +95,34 @@ impl Store {
     }
 }
 
+#[manhole::inspect(calls)]
+fn nested_opaque(text: &str) -> Result<impl Iterator<Item = u32> + '_, std::num::ParseIntError> {
+    let first: u32 = text.split(',').next().unwrap_or("0").parse()?;
+    Ok(text.split(',').map(move |_| first))
+}
+
+#[manhole::inspect(calls)]
+fn never_returns(message: &str) -> ! {
+    panic!("{message}")
+}
+
+/// Records the order in which it is dropped.
+struct Noisy(&'static str);
+
+static DROPPED: std::sync::Mutex<Vec<&'static str>> = std::sync::Mutex::new(Vec::new());
+
+impl Drop for Noisy {
+    fn drop(&mut self) {
+        DROPPED.lock().unwrap().push(self.0);
+    }
+}
+
+#[manhole::inspect(calls)]
+fn drops_in_order(first: Noisy, _second: Noisy, third: Noisy) {
+    let _local = Noisy("local");
+    let _ = (&first, &third);
+}
+
 trait Greeter {
     fn greet(&self) -> String;
 }
@@ -122,4 +150,12 @@ fn main() {
     let _ = store.len();
     let _ = store.greet();
     let _ = store.into_items();
+    assert_eq!(nested_opaque("4,5").map(Iterator::sum::<u32>), Ok(8));
+    assert!(std::panic::catch_unwind(|| never_returns("gone")).is_err());
+    drops_in_order(Noisy("first"), Noisy("second"), Noisy("third"));
+    // As without the attribute: locals, then parameters in reverse order.
+    assert_eq!(
+        *DROPPED.lock().unwrap(),
+        ["local", "third", "second", "first"]
+    );
 }
