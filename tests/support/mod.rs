@@ -405,3 +405,76 @@ pub fn send_signal(pid: u32, signal: i32) {
     // SAFETY: sending a signal to a child process of this test.
     assert_eq!(unsafe { libc::kill(pid as i32, signal) }, 0);
 }
+
+/// A child process that is killed and reaped when dropped, so that a
+/// failing test leaves nothing running.
+pub struct ChildGuard(pub Child);
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// How a command that ran to its end finished.
+#[derive(Debug)]
+pub struct Finished {
+    /// The exit code; `None` when a signal ended it.
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// Runs `command` with stdin closed and its output collected, waiting at
+/// most `limit`: past that it is killed and the test fails.
+pub fn run_with_timeout(command: &mut Command, limit: Duration) -> Finished {
+    let mut child = ChildGuard(
+        command
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|err| panic!("start {command:?}: {err}")),
+    );
+    let stdout = collect(child.0.stdout.take().unwrap());
+    let stderr = collect(child.0.stderr.take().unwrap());
+    let deadline = Instant::now() + limit;
+    let status = loop {
+        if let Some(status) = child.0.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{command:?} did not finish within {limit:?}; stdout {:?}, stderr {:?}",
+            stdout.lock().unwrap(),
+            stderr.lock().unwrap()
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    // The pipes close when the child exits; the collectors finish soon after.
+    let output = |text: &Arc<Mutex<String>>| {
+        let settle = Instant::now() + Duration::from_secs(2);
+        while Arc::strong_count(text) > 1 && Instant::now() < settle {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        text.lock().unwrap().clone()
+    };
+    Finished {
+        code: status.code(),
+        stdout: output(&stdout),
+        stderr: output(&stderr),
+    }
+}
+
+/// A pid that no process has: a child's, after it exited and was reaped.
+pub fn dead_pid() -> u32 {
+    loop {
+        let mut child = Command::new("true").spawn().expect("run `true`");
+        let pid = child.id();
+        child.wait().unwrap();
+        if !Path::new(&format!("/proc/{pid}")).exists() {
+            return pid;
+        }
+    }
+}

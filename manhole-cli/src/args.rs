@@ -1,0 +1,316 @@
+//! The command line: what to connect to, and what to do there.
+//!
+//! The first positional word chooses the mode. `list` (or `ps`) lists every
+//! manhole; a number is a pid; anything else is a socket path (a socket
+//! file literally named `list` is reached as `./list`). Words after a pid or
+//! path are one command to run, as a script would; without them the
+//! session is interactive.
+
+use clap::error::ErrorKind;
+use clap::{CommandFactory, Parser};
+use nix::sys::signal::Signal;
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Duration;
+
+const USAGE: &str = "\
+manhole-cli [OPTIONS] <PID|PATH>                    an interactive session
+       manhole-cli [OPTIONS] <PID|PATH> COMMAND [ARG]...   one command, for scripts
+       manhole-cli list [--clean] [--json]                 every manhole on the machine (alias: ps)";
+
+const AFTER_HELP: &str = "\
+Examples:
+  manhole-cli 1234                      talk to pid 1234 (prompt `manhole 1234> `)
+  manhole-cli 1234 call reload_config   run one command; exit 0, 1 on an error reply, 2 without a connection
+  manhole-cli --json 1234 get REQUESTS  print the JSON result instead of the text
+  manhole-cli -s USR1 1234 stacks       wake an activate_on/oneshot_on manhole first
+  manhole-cli /run/app/mh.sock          a socket path instead of a pid
+  manhole-cli list --clean              list every manhole; remove your stale sockets
+
+Errors from the server are printed as `error: MESSAGE`; failures to connect as
+`manhole-cli: REASON`. History is kept in $XDG_STATE_HOME/manhole/history
+(else ~/.local/state/manhole/history). NO_COLOR turns colour off.";
+
+/// Connect to a running process's manhole.
+#[derive(Debug, Parser)]
+#[command(
+    name = "manhole-cli",
+    version,
+    about,
+    override_usage = USAGE,
+    after_help = AFTER_HELP
+)]
+pub struct Cli {
+    /// A pid, the path of a manhole's socket, or `list` (alias `ps`).
+    #[arg(value_name = "PID|PATH|list", value_parser = Target::parse)]
+    pub target: Target,
+
+    /// One command to run, with its arguments, instead of an interactive
+    /// session: each word is sent exactly as given (it is quoted for the
+    /// server's shell-like splitter).
+    #[arg(
+        value_name = "COMMAND",
+        trailing_var_arg = true,
+        allow_hyphen_values = true
+    )]
+    pub command: Vec<String>,
+
+    /// Print the JSON-RPC `result` (pretty-printed), or the `error` object,
+    /// instead of the text rendering; with `list`, a JSON array.
+    #[arg(long)]
+    pub json: bool,
+
+    /// Send this signal first (USR1, SIGUSR1, RTMIN+2 or a number), then
+    /// wait for the socket to accept: wakes an activate_on/oneshot_on
+    /// manhole.
+    #[arg(short, long, value_name = "SIG", value_parser = SignalSpec::parse)]
+    pub signal: Option<SignalSpec>,
+
+    /// The limit for connecting, for every read and write, and for the
+    /// socket to appear after --signal: `5`, `5s`, `500ms`.
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
+    pub timeout: Duration,
+
+    /// With `list`: remove the stale sockets that you own.
+    #[arg(long)]
+    pub clean: bool,
+}
+
+/// What the first positional word names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// `list` or `ps`.
+    List,
+    /// A process id.
+    Pid(i32),
+    /// A socket path.
+    Path(PathBuf),
+}
+
+impl Target {
+    fn parse(word: &str) -> Result<Target, String> {
+        match word {
+            "list" | "ps" => Ok(Target::List),
+            "" => Err("give a pid, a socket path, or `list`".to_owned()),
+            digits if digits.bytes().all(|b| b.is_ascii_digit()) => digits
+                .parse::<i32>()
+                .ok()
+                .filter(|pid| *pid > 0)
+                .map(Target::Pid)
+                .ok_or_else(|| {
+                    format!("{digits} is not a valid pid; write a socket path as ./{digits}")
+                }),
+            path => Ok(Target::Path(PathBuf::from(path))),
+        }
+    }
+}
+
+/// What to do, once the arguments agree with each other.
+#[derive(Debug)]
+pub enum Mode {
+    /// `list`, maybe removing stale sockets.
+    List {
+        /// `--clean`.
+        clean: bool,
+    },
+    /// A prompt.
+    Interactive(Endpoint),
+    /// One command: its words, as given.
+    OneShot(Endpoint, Vec<String>),
+}
+
+/// Which manhole to connect to.
+#[derive(Debug, Clone)]
+pub enum Endpoint {
+    /// A process, woken first with a signal when one is given.
+    Pid(i32, Option<SignalSpec>),
+    /// A socket file.
+    Path(PathBuf),
+}
+
+impl Cli {
+    /// Checks the combinations clap cannot express, exiting with a usage
+    /// error (status 2) on a bad one.
+    pub fn mode(&self) -> Mode {
+        let fail = |message: &str| -> ! {
+            Cli::command()
+                .error(ErrorKind::ArgumentConflict, message)
+                .exit()
+        };
+        let endpoint = match &self.target {
+            Target::List => {
+                if !self.command.is_empty() {
+                    fail("`list` takes no command; to run `list` in a process, write `manhole-cli PID list`");
+                }
+                if self.signal.is_some() {
+                    fail("--signal needs a pid, not `list`");
+                }
+                return Mode::List { clean: self.clean };
+            }
+            Target::Pid(pid) => Endpoint::Pid(*pid, self.signal),
+            Target::Path(path) => {
+                if self.signal.is_some() {
+                    fail("--signal needs a pid to send the signal to, not a socket path");
+                }
+                Endpoint::Path(path.clone())
+            }
+        };
+        if self.clean {
+            fail("--clean goes with `list`: `manhole-cli list --clean`");
+        }
+        if self.command.is_empty() {
+            if self.json {
+                fail("--json needs a COMMAND (or `list`); an interactive session prints text");
+            }
+            Mode::Interactive(endpoint)
+        } else {
+            Mode::OneShot(endpoint, self.command.clone())
+        }
+    }
+}
+
+/// A signal given by name or number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SignalSpec(pub i32);
+
+impl SignalSpec {
+    /// `USR1`, `SIGUSR1`, `usr1`, `10`, `RTMIN+2`, `SIGRTMAX-1`.
+    pub fn parse(text: &str) -> Result<SignalSpec, String> {
+        let invalid = || {
+            format!("{text:?} is not a signal; write a name such as USR1 or SIGUSR1, RTMIN+N, or a number")
+        };
+        let upper = text.trim().to_ascii_uppercase();
+        let name = upper.strip_prefix("SIG").unwrap_or(&upper);
+        let number = if let Ok(number) = name.parse::<i32>() {
+            number
+        } else if let Some(offset) = realtime_offset(name, "RTMIN", '+') {
+            libc::SIGRTMIN() + offset.ok_or_else(invalid)?
+        } else if let Some(offset) = realtime_offset(name, "RTMAX", '-') {
+            libc::SIGRTMAX() - offset.ok_or_else(invalid)?
+        } else {
+            Signal::from_str(&format!("SIG{name}")).map_err(|_| invalid())? as i32
+        };
+        if (1..=libc::SIGRTMAX()).contains(&number) {
+            Ok(SignalSpec(number))
+        } else {
+            Err(invalid())
+        }
+    }
+
+    /// `SIGUSR1`, `SIGRTMIN+2`.
+    pub fn name(self) -> String {
+        if let Ok(signal) = Signal::try_from(self.0) {
+            signal.as_str().to_owned()
+        } else if self.0 >= libc::SIGRTMIN() {
+            format!("SIGRTMIN+{}", self.0 - libc::SIGRTMIN())
+        } else {
+            format!("signal {}", self.0)
+        }
+    }
+}
+
+/// `RTMIN` → `Some(Some(0))`, `RTMIN+2` → `Some(Some(2))`, `RTMIN+x` →
+/// `Some(None)`, anything else → `None`.
+fn realtime_offset(name: &str, base: &str, sign: char) -> Option<Option<i32>> {
+    let rest = name.strip_prefix(base)?;
+    if rest.is_empty() {
+        return Some(Some(0));
+    }
+    Some(
+        rest.strip_prefix(sign)
+            .and_then(|n| n.parse::<i32>().ok())
+            .filter(|n| *n >= 0),
+    )
+}
+
+/// `5`, `5s`, `1.5s`, `500ms`, `2m`.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let invalid = || format!("{text:?} is not a duration; write for example 5, 5s, 500ms or 1m");
+    let text = text.trim();
+    let (number, scale) = if let Some(millis) = text.strip_suffix("ms") {
+        (millis, 1e-3)
+    } else if let Some(minutes) = text.strip_suffix('m') {
+        (minutes, 60.0)
+    } else {
+        (text.strip_suffix('s').unwrap_or(text), 1.0)
+    };
+    let seconds = number.trim().parse::<f64>().map_err(|_| invalid())? * scale;
+    if seconds.is_finite() && seconds > 0.0 && seconds < 1e9 {
+        Ok(Duration::from_secs_f64(seconds))
+    } else {
+        Err(format!("{text:?} must be a positive duration, such as 5s"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_first_word_chooses_the_mode() {
+        assert_eq!(Target::parse("list"), Ok(Target::List));
+        assert_eq!(Target::parse("ps"), Ok(Target::List));
+        assert_eq!(Target::parse("1234"), Ok(Target::Pid(1234)));
+        assert_eq!(Target::parse("./list"), Ok(Target::Path("./list".into())));
+        assert_eq!(
+            Target::parse("/tmp/manhole-1"),
+            Ok(Target::Path("/tmp/manhole-1".into()))
+        );
+        assert!(Target::parse("0").is_err());
+        assert!(Target::parse("99999999999").is_err());
+    }
+
+    #[test]
+    fn signals_by_name_or_number() {
+        assert_eq!(SignalSpec::parse("USR1"), Ok(SignalSpec(libc::SIGUSR1)));
+        assert_eq!(SignalSpec::parse("SIGUSR1"), Ok(SignalSpec(libc::SIGUSR1)));
+        assert_eq!(SignalSpec::parse("usr2"), Ok(SignalSpec(libc::SIGUSR2)));
+        assert_eq!(SignalSpec::parse("10"), Ok(SignalSpec(10)));
+        assert_eq!(
+            SignalSpec::parse("RTMIN+2"),
+            Ok(SignalSpec(libc::SIGRTMIN() + 2))
+        );
+        assert_eq!(
+            SignalSpec::parse("SIGRTMAX"),
+            Ok(SignalSpec(libc::SIGRTMAX()))
+        );
+        assert!(SignalSpec::parse("USR3").is_err());
+        assert!(SignalSpec::parse("RTMIN+x").is_err());
+        assert!(SignalSpec::parse("0").is_err());
+        assert_eq!(SignalSpec(libc::SIGUSR1).name(), "SIGUSR1");
+        assert_eq!(SignalSpec(libc::SIGRTMIN() + 3).name(), "SIGRTMIN+3");
+    }
+
+    #[test]
+    fn durations_in_seconds_or_milliseconds() {
+        assert_eq!(parse_duration("5"), Ok(Duration::from_secs(5)));
+        assert_eq!(parse_duration("5s"), Ok(Duration::from_secs(5)));
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
+        assert_eq!(parse_duration("1m"), Ok(Duration::from_secs(60)));
+        assert!(parse_duration("0").is_err());
+        assert!(parse_duration("soon").is_err());
+        assert!(parse_duration("-1s").is_err());
+    }
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn options_may_come_before_or_after_the_target_but_not_inside_the_command() {
+        let cli = Cli::try_parse_from(["manhole-cli", "--json", "12", "get", "X"]).unwrap();
+        assert!(cli.json);
+        assert_eq!(cli.command, ["get", "X"]);
+        let cli = Cli::try_parse_from(["manhole-cli", "12", "--json", "get", "X"]).unwrap();
+        assert!(cli.json);
+        assert_eq!(cli.command, ["get", "X"]);
+        let cli =
+            Cli::try_parse_from(["manhole-cli", "12", "call", "echo", "--json", "-s"]).unwrap();
+        assert!(!cli.json);
+        assert_eq!(cli.command, ["call", "echo", "--json", "-s"]);
+        let cli = Cli::try_parse_from(["manhole-cli", "12", "call", "add", "-1", "2"]).unwrap();
+        assert_eq!(cli.command, ["call", "add", "-1", "2"]);
+    }
+}

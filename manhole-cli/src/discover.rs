@@ -1,0 +1,129 @@
+//! Finding a process's manhole socket.
+//!
+//! `/tmp/manhole-PID` comes first: it is the default path. Otherwise the
+//! process's own listening Unix sockets are looked at: the inodes of the
+//! `socket:[INODE]` links in `/proc/PID/fd`, matched with the listening rows
+//! of `/proc/PID/net/unix`. A row shows the path the socket was bound to,
+//! and the manhole binds in a staging directory `DIR/.manhole-*/s` before
+//! it renames the file into `DIR`; sock_diag's inode of the bound file then
+//! finds the file's present name in `DIR`. A socket counts as a manhole's
+//! when its file name contains `manhole`, or when it was bound in a
+//! manhole staging directory, so a custom `socket_path` is found too.
+
+use crate::procfs::{self, Process};
+use crate::sockdiag::{self, FileId};
+use std::collections::HashMap;
+use std::os::unix::fs::FileTypeExt;
+use std::path::{Path, PathBuf};
+
+/// The identities of the files of every listening Unix socket, fetched once
+/// per run; `None` when sock_diag is unavailable.
+pub struct Listening(Option<HashMap<u64, FileId>>);
+
+impl Listening {
+    /// Asks the kernel.
+    pub fn fetch() -> Listening {
+        Listening(sockdiag::listening_files())
+    }
+
+    /// Whether some process listens on this socket file: `None` when the
+    /// kernel could not say.
+    pub fn is_listening(&self, file: FileId) -> Option<bool> {
+        self.0
+            .as_ref()
+            .map(|files| files.values().any(|listening| *listening == file))
+    }
+
+    fn file_of(&self, inode: u64) -> Option<FileId> {
+        self.0.as_ref()?.get(&inode).copied()
+    }
+}
+
+/// The default socket path of a pid.
+pub fn default_path(pid: i32) -> PathBuf {
+    PathBuf::from(format!("/tmp/manhole-{pid}"))
+}
+
+/// The manhole socket of `process`: `/tmp/manhole-PID` when there is a
+/// file there (its checks come later), else a listening socket of its own
+/// that looks like a manhole's. A socket known to be listening is
+/// preferred, so that a stale `/tmp/manhole-PID` left by an earlier process
+/// with the same pid does not hide a live socket elsewhere.
+pub fn socket_of(process: &Process, listening: &Listening) -> Option<PathBuf> {
+    let default = default_path(process.pid);
+    let default_meta = std::fs::symlink_metadata(&default).ok();
+    if let Some(meta) = &default_meta {
+        if listening.is_listening(FileId::of(meta)) != Some(false) {
+            return Some(default);
+        }
+    }
+    held_manhole_sockets(process, listening)
+        .into_iter()
+        .next()
+        .or(default_meta.map(|_| default))
+}
+
+/// The manhole sockets `process` listens on, where their files are now.
+pub fn held_manhole_sockets(process: &Process, listening: &Listening) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    for socket in process.listening_unix_sockets() {
+        let staged_in = procfs::staging_parent(&socket.bound);
+        let file = listening.file_of(socket.inode);
+        let Some(path) = present_path(&socket.bound, staged_in.as_deref(), file) else {
+            continue;
+        };
+        let named_like_a_manhole = path
+            .file_name()
+            .and_then(|name| name.to_str())
+            .is_some_and(|name| name.contains("manhole"));
+        if (named_like_a_manhole || staged_in.is_some()) && !found.contains(&path) {
+            found.push(path);
+        }
+    }
+    found
+}
+
+/// Where the socket bound at `bound` is now: still there, or renamed into
+/// the directory it was staged for.
+fn present_path(bound: &Path, staged_in: Option<&Path>, file: Option<FileId>) -> Option<PathBuf> {
+    if let Ok(meta) = std::fs::symlink_metadata(bound) {
+        if meta.file_type().is_socket() && file.is_none_or(|file| FileId::of(&meta) == file) {
+            return Some(bound.to_owned());
+        }
+    }
+    let (dir, file) = (staged_in?, file?);
+    std::fs::read_dir(dir).ok()?.find_map(|entry| {
+        let entry = entry.ok()?;
+        let meta = entry.metadata().ok()?;
+        (meta.file_type().is_socket() && FileId::of(&meta) == file).then(|| entry.path())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::net::UnixListener;
+
+    #[test]
+    fn a_socket_renamed_out_of_a_staging_directory_is_found_where_it_is() {
+        let dir = std::env::temp_dir().join(format!("manhole-cli-find-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let staging = dir.join(".manhole-1-ab-0");
+        std::fs::create_dir_all(&staging).unwrap();
+        let listener = UnixListener::bind(staging.join("s")).unwrap();
+        std::fs::rename(staging.join("s"), dir.join("app.sock")).unwrap();
+        std::fs::remove_dir(&staging).unwrap();
+        let me = Process::read(std::process::id() as i32).unwrap();
+        let listening = Listening::fetch();
+        if listening.0.is_none() {
+            eprintln!("skipped: the kernel has no sock_diag for Unix sockets here");
+            return;
+        }
+        assert_eq!(
+            held_manhole_sockets(&me, &listening),
+            [dir.join("app.sock")]
+        );
+        drop(listener);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

@@ -1,0 +1,341 @@
+//! The interactive session: the greeting, then a prompt with line editing,
+//! history and completion, each line answered through the `text` method.
+//!
+//! Names for completion are fetched once, at connect, with `help` (the
+//! built-ins, every command and every inspected item). The prompt is
+//! `manhole PID> `, so that several sessions side by side are told apart.
+//! `watch` is run by the client (see [`crate::watch`]), and a session the
+//! server ended while the prompt waited (its `idle_timeout`) is opened
+//! again before the next line is sent.
+
+use crate::error::Error;
+use crate::rpc::Client;
+use crate::style;
+use crate::watch;
+use rustyline::completion::{Completer, Pair};
+use rustyline::error::ReadlineError;
+use rustyline::highlight::Highlighter;
+use rustyline::hint::Hinter;
+use rustyline::history::FileHistory;
+use rustyline::validate::Validator;
+use rustyline::{CompletionType, Config, Context, Editor, Helper};
+use serde_json::Value;
+use std::io::Write;
+use std::path::PathBuf;
+
+/// Runs the session until Ctrl-D, `quit` or `exit`. `reconnect` opens a
+/// new session when the server has ended this one meanwhile (its
+/// `idle_timeout`), so that the next line still gets its answer.
+pub fn run(
+    client: &mut Client,
+    reconnect: impl FnMut() -> Result<Client, Error>,
+) -> Result<(), Error> {
+    let greeting = match client.call("greeting", Value::Null)? {
+        Ok(result) => result,
+        Err(err) => return Err(client.bad_reply(format!("`greeting` failed: {}", err.one_line()))),
+    };
+    let pid = greeting.get("pid").and_then(Value::as_u64);
+    write_stdout(&client.text_field(&greeting)?);
+    let names = match client.call("help", Value::Null)? {
+        Ok(help) => Names::from_help(&help),
+        // Completion is a convenience: without names the session still works.
+        Err(_) => Names::default(),
+    };
+
+    let config = Config::builder()
+        .completion_type(CompletionType::List)
+        .build();
+    let mut editor: Editor<Names, FileHistory> = Editor::with_config(config)
+        .map_err(|err| Error::io("set up the terminal", std::io::Error::other(err)))?;
+    editor.set_helper(Some(names));
+    let history = history_path();
+    if let Some(path) = &history {
+        match editor.load_history(path) {
+            Ok(()) => {}
+            Err(ReadlineError::Io(err)) if err.kind() == std::io::ErrorKind::NotFound => {}
+            Err(err) => warn(&format!(
+                "could not read history from {}: {err}",
+                path.display()
+            )),
+        }
+    }
+
+    let prompt = pid.map_or_else(|| "manhole> ".to_owned(), |pid| format!("manhole {pid}> "));
+    let result = prompt_loop(client, reconnect, &mut editor, &prompt);
+    if let Some(path) = &history {
+        if let Err(err) = editor.save_history(path) {
+            warn(&format!(
+                "could not save history to {}: {err}",
+                path.display()
+            ));
+        }
+    }
+    result
+}
+
+fn prompt_loop(
+    client: &mut Client,
+    mut reconnect: impl FnMut() -> Result<Client, Error>,
+    editor: &mut Editor<Names, FileHistory>,
+    prompt: &str,
+) -> Result<(), Error> {
+    loop {
+        let line = match editor.readline(prompt) {
+            Ok(line) => line,
+            // Ctrl-C drops the line being typed, as in a shell.
+            Err(ReadlineError::Interrupted) => continue,
+            Err(ReadlineError::Eof) => return Ok(()),
+            Err(err) => return Err(Error::io("read a line", std::io::Error::other(err))),
+        };
+        if line.trim().is_empty() {
+            continue;
+        }
+        // A completion leaves a space after the word; history need not.
+        let _ = editor.add_history_entry(line.trim_end());
+        if matches!(line.trim(), "quit" | "exit") {
+            return Ok(());
+        }
+        if let Some(said) = client.ended_by_server() {
+            *client = reconnect()?;
+            let why = if said.is_empty() {
+                String::new()
+            } else {
+                format!(" ({said})")
+            };
+            eprintln!("manhole-cli: the server had ended the session{why}; reconnected");
+        }
+        if watch::is_watch(&line) {
+            match watch::run(client, &line, &watch::typed_words(&line), true)? {
+                watch::Watching::Answered(text) => write_stdout(&text),
+                watch::Watching::Refused(err) => write_stdout(&style::error_line(
+                    &err.one_line(),
+                    style::colour_for(&std::io::stdout()),
+                )),
+                watch::Watching::Ran(_) => {}
+            }
+            continue;
+        }
+        match client.text(&line) {
+            Ok(Ok(text)) => write_stdout(&text),
+            Ok(Err(err)) => write_stdout(&style::error_line(
+                &err.one_line(),
+                style::colour_for(&std::io::stdout()),
+            )),
+            // A slow answer is skipped when it comes; the session goes on.
+            Err(err @ Error::Timeout { .. }) => eprintln!("manhole-cli: {err}"),
+            Err(err) => return Err(err),
+        }
+    }
+}
+
+fn write_stdout(text: &str) {
+    let mut stdout = std::io::stdout().lock();
+    let _ = stdout.write_all(text.as_bytes());
+    let _ = stdout.flush();
+}
+
+fn warn(message: &str) {
+    eprintln!("manhole-cli: warning: {message}");
+}
+
+/// `$XDG_STATE_HOME/manhole/history`, else
+/// `~/.local/state/manhole/history`; the directory is created (private). A
+/// failure is a warning, and the session runs without saved history.
+fn history_path() -> Option<PathBuf> {
+    let state = std::env::var_os("XDG_STATE_HOME")
+        .map(PathBuf::from)
+        .filter(|dir| dir.is_absolute())
+        .or_else(|| {
+            std::env::var_os("HOME")
+                .map(PathBuf::from)
+                .filter(|home| home.is_absolute())
+                .map(|home| home.join(".local/state"))
+        });
+    let Some(dir) = state.map(|state| state.join("manhole")) else {
+        warn("neither XDG_STATE_HOME nor HOME is set, so history is not kept");
+        return None;
+    };
+    let created = {
+        use std::os::unix::fs::DirBuilderExt;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&dir)
+    };
+    match created {
+        Ok(()) => Some(dir.join("history")),
+        Err(err) => {
+            warn(&format!(
+                "could not create {}: {err}; history is not kept",
+                dir.display()
+            ));
+            None
+        }
+    }
+}
+
+/// The names to complete, and the completer itself.
+#[derive(Debug, Default)]
+pub struct Names {
+    builtins: Vec<String>,
+    commands: Vec<String>,
+    inspected: Vec<String>,
+    /// The inspected items that `set` may replace.
+    writable: Vec<String>,
+}
+
+impl Names {
+    /// From the `help` method's result: `builtins`, `commands` and
+    /// `inspected`, each an array of objects with a `name`.
+    pub fn from_help(help: &Value) -> Names {
+        let names = |key: &str| -> Vec<String> {
+            help.get(key)
+                .and_then(Value::as_array)
+                .map(|items| {
+                    items
+                        .iter()
+                        .filter_map(|item| item.get("name")?.as_str().map(str::to_owned))
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        let mut builtins = names("builtins");
+        // `help` lists `quit` with `exit` as its other spelling.
+        if builtins.iter().any(|name| name == "quit") {
+            builtins.push("exit".to_owned());
+        }
+        let writable = help
+            .get("inspected")
+            .and_then(Value::as_array)
+            .map(|items| {
+                items
+                    .iter()
+                    .filter(|item| item.get("writable") == Some(&Value::Bool(true)))
+                    .filter_map(|item| item.get("name")?.as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default();
+        Names {
+            builtins,
+            commands: names("commands"),
+            inspected: names("inspected"),
+            writable,
+        }
+    }
+
+    /// The candidates for the word that starts at `start` and is `prefix`
+    /// so far, after the words `before`.
+    pub fn candidates(&self, before: &[&str], prefix: &str) -> Vec<String> {
+        let pool: Vec<&String> = match before {
+            [] => self
+                .builtins
+                .iter()
+                .chain(&self.commands)
+                .chain(&self.inspected)
+                .collect(),
+            ["call"] => self.commands.iter().collect(),
+            ["help"] => self
+                .builtins
+                .iter()
+                .chain(&self.commands)
+                .chain(&self.inspected)
+                .collect(),
+            ["get" | "watch"] => self.inspected.iter().collect(),
+            ["set"] => self.writable.iter().collect(),
+            _ => Vec::new(),
+        };
+        let mut found: Vec<String> = pool
+            .into_iter()
+            .filter(|name| name.starts_with(prefix))
+            .cloned()
+            .collect();
+        found.sort();
+        found.dedup();
+        found
+    }
+}
+
+impl Completer for Names {
+    type Candidate = Pair;
+
+    fn complete(
+        &self,
+        line: &str,
+        pos: usize,
+        _: &Context<'_>,
+    ) -> rustyline::Result<(usize, Vec<Pair>)> {
+        let head = &line[..pos];
+        let start = head.rfind(char::is_whitespace).map_or(0, |space| {
+            space + head[space..].chars().next().map_or(1, char::len_utf8)
+        });
+        let before: Vec<&str> = head[..start].split_whitespace().collect();
+        let found = self.candidates(&before, &head[start..]);
+        // A single match is completed with a space after it, as a shell does.
+        let unique = found.len() == 1;
+        Ok((
+            start,
+            found
+                .into_iter()
+                .map(|name| Pair {
+                    replacement: if unique {
+                        format!("{name} ")
+                    } else {
+                        name.clone()
+                    },
+                    display: name,
+                })
+                .collect(),
+        ))
+    }
+}
+
+impl Hinter for Names {
+    type Hint = String;
+}
+
+impl Highlighter for Names {}
+
+impl Validator for Names {}
+
+impl Helper for Names {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn names() -> Names {
+        Names::from_help(&json!({
+            "builtins": [{"name": "help"}, {"name": "get"}, {"name": "call"}, {"name": "quit"}],
+            "commands": [{"name": "reload_config"}, {"name": "add"}, {"name": "get_ready"}],
+            "inspected": [{"name": "REQUESTS"}, {"name": "queue_depth"}, {"name": "PAUSED", "writable": true}],
+        }))
+    }
+
+    #[test]
+    fn the_first_word_completes_with_every_name() {
+        let names = names();
+        assert_eq!(names.candidates(&[], "re"), ["reload_config"]);
+        assert_eq!(names.candidates(&[], "ge"), ["get", "get_ready"]);
+        assert_eq!(names.candidates(&[], "q"), ["queue_depth", "quit"]);
+        assert_eq!(names.candidates(&[], "e"), ["exit"]);
+    }
+
+    #[test]
+    fn later_words_complete_by_the_first() {
+        let names = names();
+        assert_eq!(
+            names.candidates(&["call"], ""),
+            ["add", "get_ready", "reload_config"]
+        );
+        assert_eq!(
+            names.candidates(&["get"], ""),
+            ["PAUSED", "REQUESTS", "queue_depth"]
+        );
+        assert_eq!(names.candidates(&["watch"], "R"), ["REQUESTS"]);
+        assert_eq!(names.candidates(&["set"], ""), ["PAUSED"]);
+        assert_eq!(names.candidates(&["help"], "q"), ["queue_depth", "quit"]);
+        assert!(names.candidates(&["add"], "").is_empty());
+        assert!(names.candidates(&["call", "add"], "").is_empty());
+    }
+}

@@ -1,0 +1,933 @@
+//! The built `manhole-cli` against real example processes: one-shot
+//! commands and their exit codes, `--json`, `list`, `--signal`, a custom
+//! socket path, every connection error, and the interactive session
+//! through a pseudo-terminal.
+//!
+//! Every child is killed when its guard drops, every run of the CLI has a
+//! deadline, and nothing is asserted by sleeping.
+
+#[path = "../../tests/support/mod.rs"]
+mod support;
+
+use serde_json::Value;
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::UnixListener;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+use support::{dead_pid, run_with_timeout, scratch, wait_until, Finished, Service};
+
+/// How long one run of the CLI may take before the test fails.
+const CLI_LIMIT: Duration = Duration::from_secs(20);
+
+/// Another user, for the ownership checks (which need root to set up).
+const NOBODY: u32 = 65534;
+
+/// Held by tests that leave a stale `/tmp/manhole-N` socket for a moment,
+/// and by the test that runs `list --clean`, which would remove it.
+static STALE_SOCKETS: Mutex<()> = Mutex::new(());
+
+fn stale_sockets_lock() -> std::sync::MutexGuard<'static, ()> {
+    STALE_SOCKETS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn cli_command(args: &[&str]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_manhole-cli"));
+    command
+        .args(args)
+        .env_remove("NO_COLOR")
+        .env_remove("XDG_STATE_HOME");
+    command
+}
+
+/// Runs the CLI to its end.
+fn cli(args: &[&str]) -> Finished {
+    run_with_timeout(&mut cli_command(args), CLI_LIMIT)
+}
+
+/// Runs the CLI as another user (root only). The binary is copied where
+/// any user may run it, since the build directory may be private.
+fn cli_as(uid: u32, args: &[&str]) -> Finished {
+    let dir = ScratchDir::new(&format!("bin-{uid}"));
+    std::fs::set_permissions(&dir.0, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let binary = dir.0.join("manhole-cli");
+    std::fs::copy(env!("CARGO_BIN_EXE_manhole-cli"), &binary).unwrap();
+    std::fs::set_permissions(&binary, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let mut command = Command::new(&binary);
+    command
+        .args(args)
+        .env_remove("NO_COLOR")
+        .env_remove("XDG_STATE_HOME")
+        .env("HOME", "/nonexistent")
+        .current_dir("/")
+        .uid(uid)
+        .gid(uid);
+    run_with_timeout(&mut command, CLI_LIMIT)
+}
+
+fn root() -> bool {
+    nix::unistd::geteuid().is_root()
+}
+
+#[track_caller]
+fn assert_exit(run: &Finished, code: i32) {
+    assert_eq!(run.code, Some(code), "{run:#?}");
+}
+
+/// A socket file that is removed when dropped.
+struct SocketFile(PathBuf);
+
+impl Drop for SocketFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// A socket at `path` that nothing listens on any more: bound, then closed
+/// without removing the file, as a killed process leaves it.
+fn stale_socket(path: &Path) -> SocketFile {
+    let _ = std::fs::remove_file(path);
+    drop(UnixListener::bind(path).unwrap());
+    SocketFile(path.to_owned())
+}
+
+/// A directory that is removed with its contents when dropped.
+struct ScratchDir(PathBuf);
+
+impl ScratchDir {
+    /// A fresh directory; `name` and a counter keep concurrent tests apart.
+    fn new(name: &str) -> ScratchDir {
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("cli-t{}-{n}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir(&dir).unwrap();
+        ScratchDir(dir)
+    }
+}
+
+impl Drop for ScratchDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn pid_arg(service: &Service) -> String {
+    service.pid.to_string()
+}
+
+#[test]
+fn one_command_prints_what_a_text_session_prints() {
+    let service = Service::start();
+    let pid = pid_arg(&service);
+
+    let run = cli(&[&pid, "call", "add", "40", "2"]);
+    assert_exit(&run, 0);
+    assert_eq!(run.stdout, "42\n");
+    assert_eq!(run.stderr, "");
+
+    // Each word reaches the command exactly as given, quotes and all.
+    let words = ["two words", "it's \"quoted\" \\ $HOME"];
+    let run = cli(&[&pid, "call", "echo", words[0], words[1]]);
+    assert_exit(&run, 0);
+    assert_eq!(
+        serde_json::from_str::<Vec<String>>(run.stdout.trim()).unwrap(),
+        words
+    );
+
+    for line in [["list"].as_slice(), &["help", "add"], &["get", "CONFIG"]] {
+        let run = cli(&[[pid.as_str()].as_slice(), line].concat());
+        assert_exit(&run, 0);
+        assert_eq!(run.stdout, service.text().ask(&line.join(" ")), "{line:?}");
+    }
+
+    let run = cli(&[&pid, "get", "REQUESTS"]);
+    assert_exit(&run, 0);
+    assert!(run.stdout.trim().parse::<u64>().is_ok(), "{run:?}");
+
+    let run = cli(&[&pid, "stacks"]);
+    assert_exit(&run, 0);
+    assert!(run.stdout.contains("\"manhole\""), "{run:?}");
+    assert!(run.stdout.contains("service::main"), "{run:?}");
+
+    // Options may also come first; a bare command name is called.
+    let run = cli(&["--timeout", "5s", &pid, "add", "1", "2"]);
+    assert_exit(&run, 0);
+    assert_eq!(run.stdout, "3\n");
+}
+
+#[test]
+fn an_error_reply_exits_1_with_the_message_on_stderr() {
+    let service = Service::start();
+    let pid = pid_arg(&service);
+    let run = cli(&[&pid, "divide", "1", "0"]);
+    assert_exit(&run, 1);
+    assert_eq!(run.stdout, "");
+    // Not a terminal, so never coloured.
+    assert_eq!(
+        run.stderr,
+        "error: `divide` returned an error: cannot divide 1 by zero\n"
+    );
+
+    let run = cli(&[&pid, "reload_cofig"]);
+    assert_exit(&run, 1);
+    assert!(
+        run.stderr
+            .starts_with("error: unknown command `reload_cofig`; did you mean `reload_config`?"),
+        "{run:?}"
+    );
+    let run = cli(&[&pid, "get"]);
+    assert_exit(&run, 1);
+    assert_eq!(run.stderr, "error: usage: get NAME\n");
+}
+
+#[test]
+fn json_prints_the_result_or_the_error_object() {
+    let service = Service::start();
+    let pid = pid_arg(&service);
+    let json = |run: &Finished| -> Value {
+        serde_json::from_str(&run.stdout).unwrap_or_else(|err| panic!("{err}: {run:?}"))
+    };
+
+    let run = cli(&["--json", &pid, "call", "add", "40", "2"]);
+    assert_exit(&run, 0);
+    assert_eq!(json(&run), 42);
+
+    let run = cli(&[&pid, "--json", "get", "CONFIG"]);
+    assert_exit(&run, 0);
+    assert_eq!(json(&run)["workers"], 2);
+
+    let run = cli(&["--json", &pid, "threads"]);
+    assert_exit(&run, 0);
+    let threads = json(&run)["threads"].as_array().unwrap().clone();
+    assert!(threads.iter().any(|thread| thread["name"] == "manhole"));
+
+    let run = cli(&["--json", &pid, "list"]);
+    assert_exit(&run, 0);
+    assert!(json(&run)["commands"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|command| command["name"] == "reload_config"));
+
+    let run = cli(&["--json", &pid, "help", "add"]);
+    assert_exit(&run, 0);
+    assert_eq!(json(&run)["signature"], "add(a: i64, b: i64) -> i64");
+
+    // A bare NAME ARGS is a call.
+    let run = cli(&["--json", &pid, "add", "1", "x"]);
+    assert_exit(&run, 1);
+    let error = json(&run);
+    assert_eq!(error["code"], -32602);
+    assert_eq!(error["data"]["argument"], "b");
+    assert!(
+        run.stderr.starts_with("error: argument `b` of `add`"),
+        "{run:?}"
+    );
+
+    let run = cli(&["--json", &pid, "get", "nothing_here"]);
+    assert_exit(&run, 1);
+    assert_eq!(json(&run)["code"], -32601);
+
+    let run = cli(&["--json", &pid, "get"]);
+    assert_exit(&run, 1);
+    assert_eq!(json(&run)["message"], "usage: get NAME");
+}
+
+/// The row of `list` for `pid`, split into columns.
+fn list_row(listing: &str, pid: u32) -> Option<Vec<String>> {
+    listing.lines().skip(1).find_map(|line| {
+        let columns: Vec<String> = line.split_whitespace().map(str::to_owned).collect();
+        (columns.first()? == &pid.to_string()).then_some(columns)
+    })
+}
+
+#[test]
+fn list_shows_live_waiting_and_stale_and_clean_removes_only_stale() {
+    let _lock = stale_sockets_lock();
+    let live = Service::start();
+    let waiting = Service::spawn_with_env("service", &[], &[("MANHOLE", "activate_on=USR1")], None);
+    waiting.wait_for_stderr("waiting for SIGUSR1");
+    let dead = dead_pid();
+    let stale = stale_socket(&PathBuf::from(format!("/tmp/manhole-{dead}")));
+
+    let run = cli(&["list"]);
+    assert_exit(&run, 0);
+    let header: Vec<&str> = run
+        .stdout
+        .lines()
+        .next()
+        .unwrap()
+        .split_whitespace()
+        .collect();
+    assert_eq!(header, ["PID", "USER", "EXECUTABLE", "SOCKET", "STATE"]);
+    let user = support_user_name();
+    let row = list_row(&run.stdout, live.pid).expect("the live service is listed");
+    assert_eq!(
+        row,
+        [
+            live.pid.to_string(),
+            user.clone(),
+            support::example("service").display().to_string(),
+            live.socket.display().to_string(),
+            "live".to_owned()
+        ]
+    );
+    let row = list_row(&run.stdout, waiting.pid).expect("the waiting service is listed");
+    assert_eq!(row[3..], ["-", "waiting"]);
+    let row = list_row(&run.stdout, dead).expect("the stale socket is listed");
+    assert_eq!(
+        row,
+        [
+            dead.to_string(),
+            user,
+            "-".to_owned(),
+            stale.0.display().to_string(),
+            "stale".to_owned()
+        ]
+    );
+
+    let run = run_with_timeout(
+        cli_command(&["ps", "--json"]).env("NO_COLOR", "1"),
+        CLI_LIMIT,
+    );
+    assert_exit(&run, 0);
+    let rows: Vec<Value> = serde_json::from_str(&run.stdout).unwrap();
+    let row = |pid: u32| {
+        rows.iter()
+            .find(|row| row["pid"] == pid)
+            .unwrap_or_else(|| panic!("{pid} not in {rows:?}"))
+    };
+    assert_eq!(row(live.pid)["state"], "live");
+    assert_eq!(row(live.pid)["socket"], live.socket.display().to_string());
+    assert_eq!(row(waiting.pid)["state"], "waiting");
+    assert_eq!(row(waiting.pid)["socket"], Value::Null);
+    assert_eq!(row(dead)["state"], "stale");
+
+    let run = cli(&["list", "--clean"]);
+    assert_exit(&run, 0);
+    assert!(
+        run.stdout
+            .contains(&format!("removed stale socket {}\n", stale.0.display())),
+        "{run:?}"
+    );
+    assert!(!stale.0.exists(), "the stale socket is removed");
+    assert!(support::is_socket(&live.socket), "the live socket is kept");
+    let run = cli(&["list"]);
+    assert!(list_row(&run.stdout, dead).is_none(), "{run:?}");
+    assert!(list_row(&run.stdout, live.pid).is_some(), "{run:?}");
+}
+
+fn support_user_name() -> String {
+    let uid = nix::unistd::geteuid();
+    nix::unistd::User::from_uid(uid)
+        .ok()
+        .flatten()
+        .map_or_else(|| uid.to_string(), |user| user.name)
+}
+
+#[test]
+fn a_signal_wakes_an_activate_on_manhole() {
+    let mut service =
+        Service::spawn_with_env("service", &[], &[("MANHOLE", "activate_on=USR1")], None);
+    service.wait_for_stderr("waiting for SIGUSR1");
+    let pid = pid_arg(&service);
+
+    // Asleep: the error says what to do.
+    let run = cli(&[&pid, "stacks"]);
+    assert_exit(&run, 2);
+    assert!(run.stderr.contains("has no manhole socket"), "{run:?}");
+    assert!(run.stderr.contains("dormant `manhole` thread"), "{run:?}");
+    assert!(run.stderr.contains(&format!("-s USR1 {pid}")), "{run:?}");
+
+    // A signal it does not handle would kill it, so it is not sent.
+    let run = cli(&["-s", "USR2", &pid, "stacks"]);
+    assert_exit(&run, 2);
+    assert!(run.stderr.contains("does not handle SIGUSR2"), "{run:?}");
+    assert!(service.is_alive());
+
+    let run = cli(&[
+        "-s",
+        "SIGUSR1",
+        "--timeout",
+        "10s",
+        &pid,
+        "call",
+        "add",
+        "2",
+        "3",
+    ]);
+    assert_exit(&run, 0);
+    assert_eq!(run.stdout, "5\n");
+    assert!(service.socket.exists());
+    // Later signals change nothing; the CLI still connects.
+    let run = cli(&["-s", "10", &pid, "add", "3", "4"]);
+    assert_exit(&run, 0);
+    assert_eq!(run.stdout, "7\n");
+}
+
+#[test]
+fn a_signal_opens_a_oneshot_manhole_each_time() {
+    let service = Service::spawn_with_env("service", &[], &[("MANHOLE", "oneshot_on=USR2")], None);
+    service.wait_for_stderr("to open one session on");
+    let pid = pid_arg(&service);
+    for round in 1..=2 {
+        let run = cli(&["-s", "USR2", &pid, "add", "1", &round.to_string()]);
+        assert_exit(&run, 0);
+        assert_eq!(run.stdout, format!("{}\n", round + 1));
+        wait_until("the one-shot socket to go away", || {
+            !service.socket.exists()
+        });
+    }
+}
+
+#[test]
+fn a_custom_socket_path_is_found_through_proc() {
+    let dir = ScratchDir::new("custom");
+    let socket = dir.0.join("x-manhole.sock");
+    let setting = format!("socket_path={}", socket.display());
+    let service = Service::spawn_with_env("service", &[], &[("MANHOLE", &setting)], Some(&socket));
+    service.wait_for_socket();
+    assert!(!Path::new(&format!("/tmp/manhole-{}", service.pid)).exists());
+
+    let run = cli(&[&pid_arg(&service), "call", "add", "20", "22"]);
+    assert_exit(&run, 0);
+    assert_eq!(run.stdout, "42\n");
+
+    let run = cli(&["list"]);
+    let row = list_row(&run.stdout, service.pid).expect("listed");
+    assert_eq!(row[3..], [socket.display().to_string(), "live".to_owned()]);
+
+    // The path works as well as the pid.
+    let run = cli(&[socket.to_str().unwrap(), "get", "CONFIG"]);
+    assert_exit(&run, 0);
+    assert!(run.stdout.starts_with("{\"log_level\""), "{run:?}");
+}
+
+#[test]
+fn no_such_process_exits_2() {
+    let dead = dead_pid().to_string();
+    let run = cli(&[&dead, "stacks"]);
+    assert_exit(&run, 2);
+    assert_eq!(
+        run.stderr,
+        format!("manhole-cli: no process with pid {dead}; `manhole-cli list` shows the processes that have a manhole\n")
+    );
+    assert_eq!(run.stdout, "");
+}
+
+#[test]
+fn another_users_process_is_not_connected_to() {
+    if !root() {
+        let init_uid = std::fs::read_to_string("/proc/1/status")
+            .ok()
+            .and_then(|status| {
+                status.lines().find_map(|line| {
+                    line.strip_prefix("Uid:")?
+                        .split_whitespace()
+                        .nth(1)?
+                        .parse::<u32>()
+                        .ok()
+                })
+            });
+        if init_uid == Some(nix::unistd::geteuid().as_raw()) {
+            eprintln!("note: skipped: pid 1 is ours here, and only root can act as another user");
+            return;
+        }
+        let run = cli(&["1", "stacks"]);
+        assert_exit(&run, 2);
+        assert!(run.stderr.contains("pid 1 ("), "{run:?}");
+        assert!(
+            run.stderr.contains("run manhole-cli as that user"),
+            "{run:?}"
+        );
+        return;
+    }
+    // As root, the CLI itself runs as another user against root's process.
+    let service = Service::start();
+    let run = cli_as(NOBODY, &[&pid_arg(&service), "stacks"]);
+    assert_exit(&run, 2);
+    assert!(
+        run.stderr.contains(&format!(
+            "pid {} (service) belongs to root (uid 0), and you are",
+            service.pid
+        )),
+        "{run:?}"
+    );
+    assert!(run.stderr.contains("(uid 65534)"), "{run:?}");
+}
+
+#[test]
+fn a_socket_planted_by_another_user_is_refused() {
+    if !root() {
+        eprintln!("note: skipped: giving a socket to another user needs root (CI runs as root)");
+        return;
+    }
+    // A process of ours without a manhole, and another user's socket at its
+    // default path, listening.
+    let service = Service::spawn_with_env("service", &[], &[("MANHOLE", "off")], None);
+    service.wait_for_stdout("service running");
+    let path = PathBuf::from(format!("/tmp/manhole-{}", service.pid));
+    let _ = std::fs::remove_file(&path);
+    let listener = UnixListener::bind(&path).unwrap();
+    let planted = SocketFile(path.clone());
+    std::os::unix::fs::chown(&planted.0, Some(NOBODY), Some(NOBODY)).unwrap();
+
+    let run = cli(&[&pid_arg(&service), "stacks"]);
+    assert_exit(&run, 2);
+    assert_eq!(
+        run.stderr,
+        format!(
+            "manhole-cli: {} is owned by uid 65534, but pid {} runs as uid 0; refusing to connect to a socket that another user may have planted\n",
+            path.display(),
+            service.pid
+        )
+    );
+    // Nothing connected to it.
+    listener.set_nonblocking(true).unwrap();
+    assert!(listener.accept().is_err(), "the CLI connected");
+
+    // By path, a user other than its owner is refused it too (root is not:
+    // root may connect to any socket by path).
+    let run = cli_as(1000, &[path.to_str().unwrap(), "stacks"]);
+    assert_exit(&run, 2);
+    assert!(
+        run.stderr
+            .contains("is owned by uid 65534, not by you (uid 1000)"),
+        "{run:?}"
+    );
+}
+
+#[test]
+fn a_process_without_a_manhole_has_no_socket() {
+    let service = Service::spawn_with_env("service", &[], &[("MANHOLE", "off")], None);
+    service.wait_for_stdout("service running");
+    let run = cli(&[&pid_arg(&service), "stacks"]);
+    assert_exit(&run, 2);
+    assert!(
+        run.stderr.contains(&format!(
+            "pid {} (service) has no manhole socket",
+            service.pid
+        )),
+        "{run:?}"
+    );
+    assert!(run.stderr.contains("try `-s USR1`"), "{run:?}");
+}
+
+#[test]
+fn a_stale_socket_is_reported() {
+    let _lock = stale_sockets_lock();
+    let service = Service::spawn_with_env("service", &[], &[("MANHOLE", "off")], None);
+    service.wait_for_stdout("service running");
+    let stale = stale_socket(&PathBuf::from(format!("/tmp/manhole-{}", service.pid)));
+    let run = cli(&[&pid_arg(&service), "stacks"]);
+    assert_exit(&run, 2);
+    assert!(
+        run.stderr.starts_with(&format!(
+            "manhole-cli: {} is a stale socket: the file is there but nothing accepts connections on it",
+            stale.0.display()
+        )),
+        "{run:?}"
+    );
+    let run = cli(&[stale.0.to_str().unwrap(), "stacks"]);
+    assert_exit(&run, 2);
+    assert!(run.stderr.contains("is a stale socket"), "{run:?}");
+}
+
+#[test]
+fn a_server_that_closes_without_a_byte_refused_us() {
+    let path = scratch("closes.sock");
+    let listener = UnixListener::bind(&path).unwrap();
+    let _file = SocketFile(path.clone());
+    let server = std::thread::spawn(move || {
+        // Accept one connection and hang up at once, as a manhole does to
+        // another user.
+        let (stream, _) = listener.accept().unwrap();
+        drop(stream);
+    });
+    let run = cli(&[path.to_str().unwrap(), "stacks"]);
+    assert_exit(&run, 2);
+    assert_eq!(
+        run.stderr,
+        format!("manhole-cli: the server at {} refused us: it closed the connection without sending a byte, which a manhole does to any user but its own; this is probably another user's manhole, so connect as that user (or as root)\n", path.display())
+    );
+    server.join().unwrap();
+}
+
+#[test]
+fn a_real_manhole_refuses_another_user() {
+    if !root() {
+        eprintln!("note: skipped: acting as another user needs root (CI runs as root)");
+        return;
+    }
+    // Root's manhole whose socket file was given to nobody: nobody may
+    // open the file, and the server then refuses nobody.
+    let service = Service::start();
+    std::os::unix::fs::chown(&service.socket, Some(NOBODY), Some(NOBODY)).unwrap();
+    let run = cli_as(NOBODY, &[service.socket.to_str().unwrap(), "stacks"]);
+    assert_exit(&run, 2);
+    assert!(run.stderr.contains("refused us"), "{run:?}");
+    service.wait_for_stderr("refused a connection");
+}
+
+#[test]
+fn a_server_that_never_answers_times_out() {
+    let path = scratch("silent.sock");
+    // Listening but never accepting: the connection is made (the backlog
+    // takes it) and no reply ever comes.
+    let _listener = UnixListener::bind(&path).unwrap();
+    let _file = SocketFile(path.clone());
+    let started = Instant::now();
+    let run = cli(&["--timeout", "300ms", path.to_str().unwrap(), "stacks"]);
+    assert_exit(&run, 2);
+    assert_eq!(
+        run.stderr,
+        format!("manhole-cli: timed out after 300ms waiting for a reply from {}; raise --timeout if the process is just slow\n", path.display())
+    );
+    assert!(started.elapsed() < CLI_LIMIT);
+}
+
+#[test]
+fn a_path_that_is_not_a_socket_is_refused() {
+    let path = scratch("regular-file");
+    std::fs::write(&path, "not a socket").unwrap();
+    let _file = SocketFile(path.clone());
+    let run = cli(&[path.to_str().unwrap(), "stacks"]);
+    assert_exit(&run, 2);
+    assert!(
+        run.stderr.contains("is a regular file, not a socket"),
+        "{run:?}"
+    );
+
+    let run = cli(&["/nonexistent/manhole.sock"]);
+    assert_exit(&run, 2);
+    assert!(run.stderr.contains("does not exist"), "{run:?}");
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    for args in [
+        &["list", "stacks"][..],
+        &["list", "-s", "USR1"],
+        &["123", "--clean"],
+        &["123", "--json"],
+        &["--timeout", "soon", "123"],
+        &["-s", "USR9", "123"],
+        &[],
+    ] {
+        let run = cli(args);
+        assert_exit(&run, 2);
+        assert!(run.stderr.starts_with("error: "), "{args:?}: {run:?}");
+        assert!(run.stderr.contains("try '--help'"), "{args:?}: {run:?}");
+    }
+}
+
+/// Runs the CLI with `input` on its stdin, to its end.
+fn cli_with_input(args: &[&str], input: &str) -> Finished {
+    use std::io::{Read, Write};
+    let mut child = support::ChildGuard(
+        cli_command(args)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let mut stdin = child.0.stdin.take().unwrap();
+    stdin.write_all(input.as_bytes()).unwrap();
+    drop(stdin);
+    let deadline = Instant::now() + CLI_LIMIT;
+    let status = loop {
+        if let Some(status) = child.0.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "manhole-cli {args:?} did not finish"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    // It has exited, and its output is small: reading cannot block.
+    let mut stdout = String::new();
+    let mut stderr = String::new();
+    child
+        .0
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut stdout)
+        .unwrap();
+    child
+        .0
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    Finished {
+        code: status.code(),
+        stdout,
+        stderr,
+    }
+}
+
+#[test]
+fn set_stats_and_watch_from_a_script() {
+    let service = Service::spawn("instrumented", &[], None);
+    service.wait_for_socket();
+    let pid = pid_arg(&service);
+
+    let run = cli(&[&pid, "set", "LIMIT", "250"]);
+    assert_exit(&run, 0);
+    assert_eq!(run.stdout, "LIMIT = 250 (was 100)\n");
+    let run = cli(&[&pid, "set", "SETTINGS", r#"{"mode": "fast", "retries": 5}"#]);
+    assert_exit(&run, 0);
+    assert!(
+        run.stdout
+            .starts_with(r#"SETTINGS = {"mode":"fast","retries":5}"#),
+        "{run:?}"
+    );
+    let run = cli(&["--json", &pid, "set", "LIMIT", "300"]);
+    assert_exit(&run, 0);
+    let result: Value = serde_json::from_str(&run.stdout).unwrap();
+    assert_eq!(result, serde_json::json!({"previous": 250, "value": 300}));
+    let run = cli(&[&pid, "set", "SEEN", "3"]);
+    assert_exit(&run, 1);
+    assert!(
+        run.stderr.starts_with("error: `SEEN` is not writable"),
+        "{run:?}"
+    );
+
+    let run = cli(&["--json", &pid, "stats", "--sort", "calls"]);
+    assert_exit(&run, 0);
+    let stats: Value = serde_json::from_str(&run.stdout).unwrap();
+    assert!(
+        stats["functions"]
+            .as_array()
+            .is_some_and(|rows| !rows.is_empty()),
+        "{stats}"
+    );
+    let run = cli(&[&pid, "stats"]);
+    assert_exit(&run, 0);
+    assert!(run.stdout.starts_with("NAME "), "{run:?}");
+
+    // The client runs `watch` itself; a line on stdin stops it.
+    let run = cli_with_input(&[&pid, "watch", "LIMIT", "0.1"], "\n");
+    assert_exit(&run, 0);
+    // One reprint, `[ELAPSED] VALUE`, then the line stopped it.
+    let lines: Vec<&str> = run.stdout.lines().collect();
+    assert_eq!(lines.len(), 2, "{run:?}");
+    assert_eq!(lines[0], "watching `LIMIT` every 0.1s; send a line to stop");
+    assert!(
+        lines[1].starts_with('[') && lines[1].ends_with("s] 300"),
+        "{run:?}"
+    );
+    // The server still checks the arguments.
+    let run = cli(&[&pid, "watch", "LIMIT", "0.01"]);
+    assert_exit(&run, 1);
+    assert!(
+        run.stderr.starts_with("error: the interval must be"),
+        "{run:?}"
+    );
+    let run = cli_with_input(&[&pid, "watch", "NOTHING"], "\n");
+    assert_exit(&run, 1);
+    assert!(
+        run.stdout
+            .contains("error: unknown inspected item `NOTHING`"),
+        "{run:?}"
+    );
+}
+
+#[test]
+fn a_busy_manhole_says_so() {
+    let service = Service::spawn_with_env("service", &[], &[("MANHOLE", "max_sessions=1")], None);
+    service.wait_for_socket();
+    // The one session it allows: the listener takes connections in
+    // order, so this one is counted before the CLI's.
+    let _only_session = support::connect(&service.socket);
+    let run = cli(&[&pid_arg(&service), "stacks"]);
+    assert_exit(&run, 2);
+    assert!(
+        run.stderr.contains(&format!(
+            "the server at {} ended the session: busy: 1 sessions are open",
+            service.socket.display()
+        )),
+        "{run:?}"
+    );
+}
+
+mod interactive {
+    use super::*;
+    use expectrl::WaitStatus;
+    use expectrl::{ControlCode, Eof, Regex, Session};
+
+    fn spawn(service: &Service, state: &Path, no_color: bool) -> Session {
+        let mut command = cli_command(&[&pid_arg(service)]);
+        command.env("XDG_STATE_HOME", state).env("TERM", "xterm");
+        if no_color {
+            command.env("NO_COLOR", "1");
+        }
+        let mut session = Session::spawn(command).expect("start manhole-cli on a terminal");
+        session.set_expect_timeout(Some(support::TIMEOUT));
+        session
+    }
+
+    /// Waits for the CLI to exit and returns its status.
+    fn exit_status(session: &mut Session) -> WaitStatus {
+        let deadline = Instant::now() + CLI_LIMIT;
+        loop {
+            let status = session.get_process().status().unwrap();
+            if status != WaitStatus::StillAlive {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "manhole-cli did not exit");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    #[test]
+    fn a_session_on_a_terminal() {
+        let service = Service::start();
+        let state = ScratchDir::new("state");
+        let mut session = spawn(&service, &state.0, false);
+        let prompt = format!("manhole {}> ", service.pid);
+
+        session.expect("\"manhole\"").unwrap();
+        session
+            .expect("type `help` for commands, `quit` to leave")
+            .unwrap();
+        session.expect(prompt.as_str()).unwrap();
+
+        session.send_line("call add 40 2").unwrap();
+        session.expect("\r\n42\r\n").unwrap();
+        session.expect(prompt.as_str()).unwrap();
+
+        // Completion of a command name, then of an inspected name after `get`.
+        session.send("reload_c\t").unwrap();
+        session.expect("reload_config").unwrap();
+        session.send("\r").unwrap();
+        session
+            .expect("reloaded configuration, now version 2")
+            .unwrap();
+        session.expect(prompt.as_str()).unwrap();
+        session.send("get REQ\t").unwrap();
+        session.expect("REQUESTS").unwrap();
+        session.send("\r").unwrap();
+        session.expect(prompt.as_str()).unwrap();
+
+        // An error reply, in red on a terminal.
+        session.send_line("divide 1 0").unwrap();
+        session
+            .expect("\x1b[31merror: `divide` returned an error: cannot divide 1 by zero\x1b[0m")
+            .unwrap();
+        session.expect(prompt.as_str()).unwrap();
+
+        // `watch`, run by the client, until a line is sent.
+        session.send_line("watch REQUESTS 0.1").unwrap();
+        session
+            .expect("watching `REQUESTS` every 0.1s; send a line to stop")
+            .unwrap();
+        session.expect(Regex(r"\[\d+\.\ds\] \d+")).unwrap();
+        session.send("\r").unwrap();
+        session.expect(prompt.as_str()).unwrap();
+
+        // Ctrl-C drops the line; the session goes on.
+        session.send("add 1 1").unwrap();
+        session.send(ControlCode::EndOfText).unwrap();
+        session.expect(prompt.as_str()).unwrap();
+        session.send_line("help add").unwrap();
+        session.expect("Add two numbers.").unwrap();
+        session.expect(prompt.as_str()).unwrap();
+
+        session.send(ControlCode::EndOfTransmission).unwrap();
+        session.expect(Eof).unwrap();
+        assert!(matches!(
+            exit_status(&mut session),
+            WaitStatus::Exited(_, 0)
+        ));
+
+        let history =
+            std::fs::read_to_string(state.0.join("manhole").join("history")).expect("history");
+        for line in ["call add 40 2", "divide 1 0", "help add"] {
+            assert!(
+                history.lines().any(|saved| saved == line),
+                "{line:?} in {history:?}"
+            );
+        }
+        assert!(!history.contains("add 1 1"), "a cancelled line is not kept");
+    }
+
+    #[test]
+    fn quit_leaves_and_no_color_is_plain() {
+        let service = Service::start();
+        let state = ScratchDir::new("state-plain");
+        let mut session = spawn(&service, &state.0, true);
+        let prompt = format!("manhole {}> ", service.pid);
+        session.expect(prompt.as_str()).unwrap();
+        session.send_line("divide 1 0").unwrap();
+        let answer = session.expect(prompt.as_str()).unwrap();
+        let answer = String::from_utf8_lossy(answer.before());
+        assert!(
+            answer.contains("\nerror: `divide` returned an error: cannot divide 1 by zero"),
+            "{answer:?}"
+        );
+        assert!(!answer.contains("\x1b[31m"), "{answer:?}");
+        session.send_line("quit").unwrap();
+        session.expect(Eof).unwrap();
+        assert!(matches!(
+            exit_status(&mut session),
+            WaitStatus::Exited(_, 0)
+        ));
+    }
+
+    #[test]
+    fn a_session_the_server_ended_is_opened_again() {
+        let service =
+            Service::spawn_with_env("service", &[], &[("MANHOLE", "idle_timeout=1s")], None);
+        service.wait_for_socket();
+        let state = ScratchDir::new("state-idle");
+        let mut session = spawn(&service, &state.0, true);
+        let prompt = format!("manhole {}> ", service.pid);
+        session.expect(prompt.as_str()).unwrap();
+        wait_until("the server to end the idle session", || {
+            support::threads_named(service.pid, "manhole-session").is_empty()
+        });
+        session.send_line("add 1 1").unwrap();
+        session
+            .expect("the server had ended the session (no complete line within 1 s (idle_timeout); closing the session); reconnected")
+            .unwrap();
+        session.expect("\r\n2\r\n").unwrap();
+        session.expect(prompt.as_str()).unwrap();
+        session.send_line("exit").unwrap();
+        session.expect(Eof).unwrap();
+        assert!(matches!(
+            exit_status(&mut session),
+            WaitStatus::Exited(_, 0)
+        ));
+    }
+
+    #[test]
+    fn an_unwritable_history_is_a_warning() {
+        let service = Service::start();
+        let state = ScratchDir::new("state-blocked");
+        // A file where the directory should be: history cannot be kept.
+        std::fs::write(state.0.join("manhole"), "").unwrap();
+        let mut session = spawn(&service, &state.0, true);
+        session.expect("warning: could not create").unwrap();
+        session
+            .expect(format!("manhole {}> ", service.pid).as_str())
+            .unwrap();
+        session.send_line("add 2 2").unwrap();
+        session.expect("\r\n4\r\n").unwrap();
+        session.send(ControlCode::EndOfTransmission).unwrap();
+        session.expect(Eof).unwrap();
+        assert!(matches!(
+            exit_status(&mut session),
+            WaitStatus::Exited(_, 0)
+        ));
+    }
+}
