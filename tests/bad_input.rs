@@ -120,9 +120,11 @@ fn a_client_that_leaves_mid_answer_harms_nothing() {
 }
 
 #[test]
-fn many_sessions_at_once_are_all_served() {
+fn as_many_sessions_as_the_limit_are_all_served_at_once() {
     let mut service = Service::start();
-    let mut sessions: Vec<Text> = (0..32).map(|_| service.text()).collect();
+    let mut sessions: Vec<Text> = (0..manhole::DEFAULT_MAX_SESSIONS)
+        .map(|_| service.text())
+        .collect();
     for (i, session) in sessions.iter_mut().enumerate() {
         assert_eq!(session.ask(&format!("add {i} 1")), format!("{}\n", i + 1));
     }
