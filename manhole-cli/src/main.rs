@@ -9,6 +9,8 @@
 //! It speaks JSON-RPC only; what a person sees is the server's own text
 //! rendering, through the `greeting` and `text` methods (see PROTOCOL.md).
 
+#![deny(unsafe_op_in_unsafe_fn)]
+
 mod args;
 mod connect;
 mod discover;
