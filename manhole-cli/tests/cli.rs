@@ -917,12 +917,14 @@ mod interactive {
         // A file where the directory should be: history cannot be kept.
         std::fs::write(state.0.join("manhole"), "").unwrap();
         let mut session = spawn(&service, &state.0, true);
+        let prompt = format!("manhole {}> ", service.pid);
         session.expect("warning: could not create").unwrap();
-        session
-            .expect(format!("manhole {}> ", service.pid).as_str())
-            .unwrap();
+        session.expect(prompt.as_str()).unwrap();
         session.send_line("add 2 2").unwrap();
         session.expect("\r\n4\r\n").unwrap();
+        // Ctrl-D only once the editor reads again: sent between lines, the
+        // terminal's own line discipline would take it.
+        session.expect(prompt.as_str()).unwrap();
         session.send(ControlCode::EndOfTransmission).unwrap();
         session.expect(Eof).unwrap();
         assert!(matches!(
