@@ -116,6 +116,14 @@ impl Drop for ScratchDir {
     }
 }
 
+/// The example service, running with `MANHOLE=off`: a process of ours with
+/// no manhole socket.
+fn service_without_manhole() -> Service {
+    let service = Service::spawn_with_env("service", &[], &[("MANHOLE", "off")], None);
+    service.wait_for_stdout("service running");
+    service
+}
+
 fn pid_arg(service: &Service) -> String {
     service.pid.to_string()
 }
@@ -469,8 +477,7 @@ fn a_socket_planted_by_another_user_is_refused() {
     }
     // A process of ours without a manhole, and another user's socket at its
     // default path, listening.
-    let service = Service::spawn_with_env("service", &[], &[("MANHOLE", "off")], None);
-    service.wait_for_stdout("service running");
+    let service = service_without_manhole();
     let path = PathBuf::from(format!("/tmp/manhole-{}", service.pid));
     let _ = std::fs::remove_file(&path);
     let listener = UnixListener::bind(&path).unwrap();
@@ -504,8 +511,7 @@ fn a_socket_planted_by_another_user_is_refused() {
 
 #[test]
 fn a_process_without_a_manhole_has_no_socket() {
-    let service = Service::spawn_with_env("service", &[], &[("MANHOLE", "off")], None);
-    service.wait_for_stdout("service running");
+    let service = service_without_manhole();
     let run = cli(&[&pid_arg(&service), "stacks"]);
     assert_exit(&run, 2);
     assert!(
@@ -521,8 +527,7 @@ fn a_process_without_a_manhole_has_no_socket() {
 #[test]
 fn a_stale_socket_is_reported() {
     let _lock = stale_sockets_lock();
-    let service = Service::spawn_with_env("service", &[], &[("MANHOLE", "off")], None);
-    service.wait_for_stdout("service running");
+    let service = service_without_manhole();
     let stale = stale_socket(&PathBuf::from(format!("/tmp/manhole-{}", service.pid)));
     let run = cli(&[&pid_arg(&service), "stacks"]);
     assert_exit(&run, 2);
