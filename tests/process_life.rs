@@ -328,8 +328,13 @@ fn an_idle_manhole_never_wakes_up() {
                 threads_named(service.pid, "manhole-session").is_empty()
             });
         }
+        // The thread takes its name once it runs; then let it settle into
+        // its wait.
+        support::wait_until("the manhole thread", || {
+            threads_named(service.pid, "manhole").len() == 1
+        });
+        std::thread::sleep(Duration::from_millis(200));
         let manhole = threads_named(service.pid, "manhole");
-        assert_eq!(manhole.len(), 1, "{setting}");
         let before = voluntary_switches(service.pid, manhole[0]);
         std::thread::sleep(Duration::from_secs(2));
         let after = voluntary_switches(service.pid, manhole[0]);
