@@ -376,11 +376,13 @@ fn run(context: &Context, start: Start) {
                 if !oneshot || context.shared.stopping() {
                     return;
                 }
+                // Signals that arrived during the session open nothing. They
+                // are dropped before the socket goes, so that a signal sent
+                // once the socket is seen gone opens the next session.
+                drain(trigger);
                 if let Some(file) = context.shared.socket().take() {
                     file.remove();
                 }
-                // Signals that arrived during the session opened nothing.
-                drain(trigger);
                 log::verbose(format_args!(
                     "one-shot session over; {} removed",
                     context.path.display()
