@@ -1,0 +1,35 @@
+//! The wire contract of [manhole](https://docs.rs/manhole): what a client
+//! and the server say to each other, in one place that both link.
+//!
+//! - [`error`]: the JSON-RPC codes, the machine-readable [`Reason`] that
+//!   every error carries in `data.reason`, and [`Failure`], the error itself.
+//! - [`method`]: the table of built-in methods ([`Builtin`]), from which the
+//!   text grammar, the JSON params check, `help` and completion derive.
+//! - [`request`]: [`Request`] and its two grammars, [`parse_text`] and
+//!   [`parse_json`], and [`Request::to_json`] for a client.
+//! - [`words`]: the text protocol's shell-like word splitting and quoting.
+//! - [`duration`]: durations as options and flags take them (`500ms`, `2s`).
+//! - [`probe`]: whether something listens on a socket path.
+//!
+//! This crate has no runtime: no threads, no globals, no I/O but
+//! [`probe`]'s one `connect`. PROTOCOL.md is the prose of the same contract.
+
+#![deny(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod duration;
+pub mod error;
+pub mod method;
+pub mod probe;
+pub mod request;
+pub mod words;
+
+pub use duration::parse_duration;
+pub use error::{code, Failure, Reason, REFUSAL_PREFIX};
+pub use method::{Builtin, Param, Protocols, Spec};
+pub use probe::probe;
+pub use request::{
+    json_response, parse_json, parse_text, text_only, value_text, ArgValue, JsonLine, Request,
+    SortBy, MAX_WATCH_INTERVAL, MIN_WATCH_INTERVAL,
+};
+pub use words::{quote_line, quote_word, split_words};

@@ -1,0 +1,233 @@
+//! The one table of built-in methods: name, params, usage and help text.
+//!
+//! The text grammar, the JSON params check, `help`, the CLI's completion
+//! list and PROTOCOL.md's tables all derive from [`Builtin::ALL`]; a test
+//! fails when PROTOCOL.md disagrees with it. Every match on [`Builtin`] is
+//! exhaustive, so a method cannot be added to one place and forgotten in
+//! another, and an unknown name is never mistaken for a known one.
+
+/// A built-in method or text command.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Builtin {
+    /// `help [NAME]`.
+    Help,
+    /// `list`.
+    List,
+    /// `stacks`.
+    Stacks,
+    /// `threads`.
+    Threads,
+    /// `get NAME`.
+    Get,
+    /// `set NAME VALUE`.
+    Set,
+    /// `stats [--sort COLUMN]`.
+    Stats,
+    /// `watch NAME [SECONDS]`, text only.
+    Watch,
+    /// `call NAME [ARG...]`.
+    Call,
+    /// `quit`, text only.
+    Quit,
+    /// The text session's greeting, JSON only.
+    Greeting,
+    /// One text line, answered as a text session would, JSON only.
+    Text,
+}
+
+/// Which sessions a built-in is offered to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocols {
+    /// Text and JSON-RPC.
+    Both,
+    /// Text sessions only; over JSON it is [`crate::Reason::TextOnly`].
+    TextOnly,
+    /// JSON-RPC only; over text the word is taken as a command's name.
+    JsonOnly,
+}
+
+/// One JSON param of a method.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Param {
+    /// Its key in `params`.
+    pub name: &'static str,
+    /// Whether a request without it is refused.
+    pub required: bool,
+}
+
+/// What the table says about one built-in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Spec {
+    /// The method's name, and the text command's first word.
+    pub name: &'static str,
+    /// Other first words the text protocol takes for it.
+    pub aliases: &'static [&'static str],
+    /// Where it is offered.
+    pub protocols: Protocols,
+    /// The JSON params it takes.
+    pub params: &'static [Param],
+    /// The text command's usage, as `help` shows it.
+    pub usage: &'static str,
+    /// One line of help.
+    pub summary: &'static str,
+}
+
+impl Builtin {
+    /// Every built-in, in the order `help` lists them.
+    pub const ALL: &'static [Builtin] = &[
+        Builtin::Help,
+        Builtin::List,
+        Builtin::Stacks,
+        Builtin::Threads,
+        Builtin::Get,
+        Builtin::Set,
+        Builtin::Stats,
+        Builtin::Watch,
+        Builtin::Call,
+        Builtin::Quit,
+        Builtin::Greeting,
+        Builtin::Text,
+    ];
+
+    /// The table's row for this built-in.
+    #[must_use]
+    pub const fn spec(self) -> &'static Spec {
+        match self {
+            Builtin::Help => &Spec {
+                name: "help",
+                aliases: &[],
+                protocols: Protocols::Both,
+                params: &[Param { name: "name", required: false }],
+                usage: "help [NAME]",
+                summary: "show this help, or one command's signature and doc",
+            },
+            Builtin::List => &Spec {
+                name: "list",
+                aliases: &[],
+                protocols: Protocols::Both,
+                params: &[],
+                usage: "list",
+                summary: "list every command and inspected item",
+            },
+            Builtin::Stacks => &Spec {
+                name: "stacks",
+                aliases: &[],
+                protocols: Protocols::Both,
+                params: &[],
+                usage: "stacks",
+                summary: "show every thread's stack",
+            },
+            Builtin::Threads => &Spec {
+                name: "threads",
+                aliases: &[],
+                protocols: Protocols::Both,
+                params: &[],
+                usage: "threads",
+                summary: "show one line per thread: tid, name and state",
+            },
+            Builtin::Get => &Spec {
+                name: "get",
+                aliases: &[],
+                protocols: Protocols::Both,
+                params: &[Param { name: "name", required: true }],
+                usage: "get NAME",
+                summary: "read an inspected item",
+            },
+            Builtin::Set => &Spec {
+                name: "set",
+                aliases: &[],
+                protocols: Protocols::Both,
+                params: &[Param { name: "name", required: true }, Param { name: "value", required: true }],
+                usage: "set NAME VALUE",
+                summary: "write a static marked `inspect(writable)`; VALUE is JSON, or plain text",
+            },
+            Builtin::Stats => &Spec {
+                name: "stats",
+                aliases: &[],
+                protocols: Protocols::Both,
+                params: &[Param { name: "sort", required: false }],
+                usage: "stats [--sort COLUMN]",
+                summary: "call counts and latencies of every function under `inspect(calls)`",
+            },
+            Builtin::Watch => &Spec {
+                name: "watch",
+                aliases: &[],
+                protocols: Protocols::TextOnly,
+                params: &[],
+                usage: "watch NAME [SECONDS]",
+                summary: "reprint an item every SECONDS (default 1) until you send a line",
+            },
+            Builtin::Call => &Spec {
+                name: "call",
+                aliases: &[],
+                protocols: Protocols::Both,
+                params: &[Param { name: "name", required: true }, Param { name: "args", required: false }, Param { name: "bare", required: false }],
+                usage: "call NAME [ARG...]",
+                summary: "call a command; `NAME [ARG...]` alone works too",
+            },
+            Builtin::Quit => &Spec {
+                name: "quit",
+                aliases: &["exit"],
+                protocols: Protocols::TextOnly,
+                params: &[],
+                usage: "quit, exit",
+                summary: "close the session (so does end of input)",
+            },
+            Builtin::Greeting => &Spec {
+                name: "greeting",
+                aliases: &[],
+                protocols: Protocols::JsonOnly,
+                params: &[],
+                usage: "greeting",
+                summary: "the text session's greeting: banner, stacks and hint",
+            },
+            Builtin::Text => &Spec {
+                name: "text",
+                aliases: &[],
+                protocols: Protocols::JsonOnly,
+                params: &[Param { name: "line", required: true }],
+                usage: "text LINE",
+                summary: "one text line, answered with the text session's rendering",
+            },
+        }
+    }
+
+    /// The method's name.
+    #[must_use]
+    pub const fn name(self) -> &'static str {
+        self.spec().name
+    }
+
+    /// The built-in that `word` names (its name or an alias), whatever the
+    /// protocol.
+    #[must_use]
+    pub fn from_word(word: &str) -> Option<Builtin> {
+        Builtin::ALL.iter().copied().find(|builtin| {
+            let spec = builtin.spec();
+            spec.name == word || spec.aliases.contains(&word)
+        })
+    }
+
+    /// Whether a text session takes it.
+    #[must_use]
+    pub fn over_text(self) -> bool {
+        self.spec().protocols != Protocols::JsonOnly
+    }
+
+    /// Whether a JSON-RPC session takes it.
+    #[must_use]
+    pub fn over_json(self) -> bool {
+        self.spec().protocols != Protocols::TextOnly
+    }
+
+    /// The built-ins a text session takes, as `help` lists them.
+    pub fn text_commands() -> impl Iterator<Item = Builtin> {
+        Builtin::ALL.iter().copied().filter(|b| b.over_text())
+    }
+
+    /// The methods a JSON-RPC session takes.
+    pub fn json_methods() -> impl Iterator<Item = Builtin> {
+        Builtin::ALL.iter().copied().filter(|b| b.over_json())
+    }
+}

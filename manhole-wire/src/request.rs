@@ -1,0 +1,756 @@
+//! Requests, whichever protocol carries them, and their two grammars.
+//!
+//! - Text: one command per line, split into words by [`crate::split_words`].
+//! - JSON: newline-delimited JSON-RPC 2.0, one request object per line,
+//!   `params` by name. Batches are not supported.
+//!
+//! Both parse into the same [`Request`], so the server's built-ins never
+//! know which one they serve, and [`Request::to_json`] lets a client send
+//! a text command line as its structured method.
+
+use crate::method::{Builtin, Protocols};
+use crate::{split_words, Failure, Reason};
+use serde_json::{json, Map, Value};
+use std::time::Duration;
+
+/// One argument of a `call`, before it is parsed into the parameter's type.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ArgValue {
+    /// An argument's text (a JSON number or boolean is turned into text).
+    Text(String),
+    /// JSON `null`: accepted for an optional parameter, meaning "left out".
+    Null,
+}
+
+/// A request, whichever protocol carried it.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum Request {
+    /// Every built-in, command and item; or one by name.
+    Help(Option<String>),
+    /// Every command and item.
+    List,
+    /// Every thread's stack.
+    Stacks,
+    /// One line per thread.
+    Threads,
+    /// An inspected item's value.
+    Get(String),
+    /// Calls a command. `bare` is set when the text line named the command
+    /// without `call`; then an inspected item of that name is read instead,
+    /// for convenience.
+    Call {
+        /// The command's name.
+        name: String,
+        /// Its arguments, in order.
+        args: Vec<ArgValue>,
+        /// Whether the word `call` was left out.
+        bare: bool,
+    },
+    /// Replaces a writable static's value.
+    Set {
+        /// The static's name.
+        name: String,
+        /// Its new value.
+        value: Value,
+    },
+    /// The call statistics of every function under `inspect(calls)`.
+    Stats {
+        /// The column to sort by.
+        sort: SortBy,
+    },
+    /// Text only: reprints an item every `interval` until the client speaks.
+    Watch {
+        /// The item's name.
+        name: String,
+        /// How often.
+        interval: Duration,
+    },
+    /// JSON only: the text session's greeting (banner, stacks, hint).
+    Greeting,
+    /// JSON only: one text-protocol line, answered with its text rendering.
+    Text(String),
+    /// Text only: ends the session.
+    Quit,
+}
+
+/// The columns `stats` can sort by; numbers sort largest first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum SortBy {
+    /// By name, A to Z.
+    #[default]
+    Name,
+    /// Calls made.
+    Calls,
+    /// Calls running now.
+    InFlight,
+    /// Calls that returned `Err`.
+    Errors,
+    /// Calls that panicked.
+    Panics,
+    /// Mean latency.
+    Mean,
+    /// Median latency.
+    P50,
+    /// 99th percentile latency.
+    P99,
+    /// Longest call.
+    Max,
+}
+
+impl SortBy {
+    const COLUMNS: &'static [(&'static str, SortBy)] = &[
+        ("name", SortBy::Name),
+        ("calls", SortBy::Calls),
+        ("in-flight", SortBy::InFlight),
+        ("errors", SortBy::Errors),
+        ("panics", SortBy::Panics),
+        ("mean", SortBy::Mean),
+        ("p50", SortBy::P50),
+        ("p99", SortBy::P99),
+        ("max", SortBy::Max),
+    ];
+
+    /// The column's name, as `--sort` takes it.
+    #[must_use]
+    pub fn name(self) -> &'static str {
+        Self::COLUMNS
+            .iter()
+            .find(|(_, sort)| *sort == self)
+            .map_or("name", |(name, _)| name)
+    }
+
+    fn column_list() -> String {
+        Self::COLUMNS
+            .iter()
+            .map(|(name, _)| *name)
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    /// Parses a column name (any case; `in_flight` and `inflight` too).
+    ///
+    /// # Errors
+    ///
+    /// A [`Reason::BadParams`] failure that lists the columns.
+    pub fn parse(column: &str) -> Result<Self, Failure> {
+        let wanted = column.to_ascii_lowercase().replace(['_'], "-");
+        let wanted = if wanted == "inflight" {
+            "in-flight".to_owned()
+        } else {
+            wanted
+        };
+        Self::COLUMNS
+            .iter()
+            .find(|(name, _)| *name == wanted)
+            .map(|(_, sort)| *sort)
+            .ok_or_else(|| {
+                Failure::new(
+                    Reason::BadParams,
+                    format!(
+                        "cannot sort by `{column}`; sort by one of: {}",
+                        Self::column_list()
+                    ),
+                )
+            })
+    }
+}
+
+/// `watch` reprints at least this far apart, so a typo cannot flood the
+/// client or busy the host, and at most this far apart.
+pub const MIN_WATCH_INTERVAL: f64 = 0.1;
+/// See [`MIN_WATCH_INTERVAL`].
+pub const MAX_WATCH_INTERVAL: f64 = 3600.0;
+
+fn bad_params(message: impl Into<String>) -> Failure {
+    Failure::new(Reason::BadParams, message)
+}
+
+fn usage(builtin: Builtin) -> Failure {
+    bad_params(format!("usage: {}", builtin.spec().usage))
+}
+
+/// Why a text-only built-in cannot run over JSON.
+#[must_use]
+pub fn text_only(builtin: Builtin) -> Failure {
+    let instead = match builtin {
+        Builtin::Watch => "; over JSON, send `get` or `stats` as often as you want",
+        Builtin::Quit => "; a JSON client ends the session by closing the connection",
+        _ => "",
+    };
+    Failure::new(
+        Reason::TextOnly,
+        format!(
+            "`{}` needs a text session of its own (`nc -U`, `manhole-cli`){instead}",
+            builtin.name()
+        ),
+    )
+}
+
+/// `rest` when `line` starts with the word `command`.
+fn after_command<'a>(line: &'a str, command: &str) -> Option<&'a str> {
+    let rest = line.trim_start().strip_prefix(command)?;
+    (rest.is_empty() || rest.starts_with(char::is_whitespace)).then(|| rest.trim())
+}
+
+/// `set NAME VALUE`: the value is the rest of the line, not split into
+/// words, so that JSON with spaces and quotes arrives whole. A value that is
+/// not JSON as written but is one quoted word (as `manhole-cli` sends it) is
+/// unquoted first; then it is parsed as JSON, or else taken as a string.
+fn parse_set(rest: &str) -> Result<Request, Failure> {
+    let (name, raw) = rest
+        .split_once(char::is_whitespace)
+        .ok_or_else(|| usage(Builtin::Set))?;
+    let name = match split_words(name)?.as_slice() {
+        [name] => name.clone(),
+        _ => return Err(usage(Builtin::Set)),
+    };
+    let raw = raw.trim();
+    let text = match serde_json::from_str::<Value>(raw) {
+        Ok(value) => return Ok(Request::Set { name, value }),
+        Err(_) => match split_words(raw) {
+            Ok(words) if words.len() == 1 => words.into_iter().next().unwrap_or_default(),
+            _ => raw.to_owned(),
+        },
+    };
+    let value = serde_json::from_str(&text).unwrap_or(Value::String(text));
+    Ok(Request::Set { name, value })
+}
+
+fn parse_stats(rest: &[String]) -> Result<Request, Failure> {
+    let sort = match rest {
+        [] => SortBy::Name,
+        [flag, column] if flag == "--sort" => SortBy::parse(column)?,
+        [flag] => match flag.strip_prefix("--sort=") {
+            Some(column) => SortBy::parse(column)?,
+            None => return Err(usage(Builtin::Stats)),
+        },
+        _ => return Err(usage(Builtin::Stats)),
+    };
+    Ok(Request::Stats { sort })
+}
+
+fn parse_watch(rest: &[String]) -> Result<Request, Failure> {
+    let (name, seconds) = match rest {
+        [name] => (name, 1.0),
+        [name, seconds] => match seconds.parse::<f64>() {
+            Ok(seconds) if (MIN_WATCH_INTERVAL..=MAX_WATCH_INTERVAL).contains(&seconds) => {
+                (name, seconds)
+            }
+            _ => {
+                return Err(bad_params(format!(
+                    "the interval must be a number of seconds from {MIN_WATCH_INTERVAL} to {MAX_WATCH_INTERVAL}; got {seconds:?}"
+                )))
+            }
+        },
+        _ => return Err(usage(Builtin::Watch)),
+    };
+    Ok(Request::Watch {
+        name: name.clone(),
+        interval: Duration::from_secs_f64(seconds),
+    })
+}
+
+fn bare_call(first: &str, rest: &[String]) -> Request {
+    Request::Call {
+        name: first.to_owned(),
+        args: rest.iter().cloned().map(ArgValue::Text).collect(),
+        bare: true,
+    }
+}
+
+/// Parses one text line. `Ok(None)` is an empty line.
+///
+/// # Errors
+///
+/// A [`Reason::Parse`] failure for an open quote, or a
+/// [`Reason::BadParams`] one for words that do not fit a built-in's usage.
+///
+/// # Examples
+///
+/// ```
+/// use manhole_wire::{parse_text, ArgValue, Request};
+///
+/// let request = parse_text("add 40 2").unwrap();
+/// assert_eq!(request, Some(Request::Call {
+///     name: "add".into(),
+///     args: vec![ArgValue::Text("40".into()), ArgValue::Text("2".into())],
+///     bare: true,
+/// }));
+/// ```
+pub fn parse_text(line: &str) -> Result<Option<Request>, Failure> {
+    if let Some(rest) = after_command(line, Builtin::Set.name()) {
+        return parse_set(rest).map(Some);
+    }
+    let words = split_words(line)?;
+    let Some((first, rest)) = words.split_first() else {
+        return Ok(None);
+    };
+    let Some(builtin) = Builtin::from_word(first).filter(|builtin| builtin.over_text()) else {
+        return Ok(Some(bare_call(first, rest)));
+    };
+    let no_args = |request: Request| {
+        if rest.is_empty() {
+            Ok(request)
+        } else {
+            Err(bad_params(format!("`{first}` takes no arguments")))
+        }
+    };
+    let request = match builtin {
+        Builtin::Help => match rest {
+            [] => Request::Help(None),
+            [name] => Request::Help(Some(name.clone())),
+            _ => return Err(usage(builtin)),
+        },
+        Builtin::List => no_args(Request::List)?,
+        Builtin::Stacks => no_args(Request::Stacks)?,
+        Builtin::Threads => no_args(Request::Threads)?,
+        Builtin::Stats => parse_stats(rest)?,
+        Builtin::Watch => parse_watch(rest)?,
+        Builtin::Quit => no_args(Request::Quit)?,
+        Builtin::Get => match rest {
+            [name] => Request::Get(name.clone()),
+            _ => return Err(usage(builtin)),
+        },
+        // Reached only for a line such as `set` alone, which
+        // `after_command` passed over for want of a value.
+        Builtin::Set => return Err(usage(builtin)),
+        Builtin::Call => match rest {
+            [name, args @ ..] => Request::Call {
+                name: name.clone(),
+                args: args.iter().cloned().map(ArgValue::Text).collect(),
+                bare: false,
+            },
+            [] => return Err(usage(builtin)),
+        },
+        Builtin::Greeting | Builtin::Text => bare_call(first, rest),
+    };
+    Ok(Some(request))
+}
+
+/// A JSON-RPC line, parsed.
+#[derive(Debug)]
+pub enum JsonLine {
+    /// A well-formed request; `id` is `None` for a notification, which gets
+    /// no response.
+    Request {
+        /// The request's `id`.
+        id: Option<Value>,
+        /// What it asks.
+        request: Request,
+    },
+    /// A line that is not a valid request; answered with `id` (or `null`
+    /// when the id itself could not be read).
+    Invalid {
+        /// The `id` to answer with.
+        id: Value,
+        /// Why it is not valid.
+        failure: Failure,
+    },
+}
+
+/// Parses one JSON-RPC request line.
+#[must_use]
+pub fn parse_json(line: &[u8]) -> JsonLine {
+    let invalid = |id: Value, failure| JsonLine::Invalid { id, failure };
+    let invalid_request = |message: &str| Failure::new(Reason::InvalidRequest, message);
+    let value: Value = match serde_json::from_slice(line) {
+        Ok(value) => value,
+        Err(err) => {
+            return invalid(
+                Value::Null,
+                Failure::new(Reason::Parse, format!("parse error: {err}")),
+            )
+        }
+    };
+    let Value::Object(mut object) = value else {
+        return invalid(
+            Value::Null,
+            invalid_request("a request is one JSON object per line; batches are not supported"),
+        );
+    };
+    let id = match object.remove("id") {
+        None => None,
+        Some(id @ (Value::Null | Value::String(_) | Value::Number(_))) => Some(id),
+        Some(_) => {
+            return invalid(
+                Value::Null,
+                invalid_request("`id` must be a string, a number or null"),
+            )
+        }
+    };
+    let reply_id = id.clone().unwrap_or(Value::Null);
+    if object.get("jsonrpc") != Some(&Value::from("2.0")) {
+        return invalid(reply_id, invalid_request("`jsonrpc` must be \"2.0\""));
+    }
+    let Some(Value::String(method)) = object.remove("method") else {
+        return invalid(reply_id, invalid_request("`method` must be a string"));
+    };
+    let params = match object.remove("params") {
+        None | Some(Value::Null) => Map::new(),
+        Some(Value::Object(params)) => params,
+        Some(_) => {
+            return invalid(
+                reply_id,
+                bad_params("`params` must be an object, such as {\"name\":\"add\"}"),
+            )
+        }
+    };
+    match json_request(&method, params) {
+        Ok(request) => JsonLine::Request { id, request },
+        Err(failure) => invalid(reply_id, failure),
+    }
+}
+
+fn method_list() -> String {
+    Builtin::json_methods()
+        .map(|builtin| format!("`{}`", builtin.name()))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Takes the params out of a request object, checking each against the
+/// method's row of the table.
+struct Params {
+    method: Builtin,
+    params: Map<String, Value>,
+}
+
+impl Params {
+    fn check(method: Builtin, params: Map<String, Value>) -> Result<Self, Failure> {
+        let allowed = method.spec().params;
+        if let Some(key) = params
+            .keys()
+            .find(|key| !allowed.iter().any(|param| param.name == key.as_str()))
+        {
+            let expected = if allowed.is_empty() {
+                "no params".to_owned()
+            } else {
+                allowed
+                    .iter()
+                    .map(|param| format!("`{}`", param.name))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            return Err(bad_params(format!(
+                "unknown param `{key}`; `{}` takes {expected}",
+                method.name()
+            )));
+        }
+        if let Some(missing) = allowed
+            .iter()
+            .find(|param| param.required && !params.contains_key(param.name))
+        {
+            return Err(bad_params(format!(
+                "`{}` needs the param `{}`",
+                method.name(),
+                missing.name
+            )));
+        }
+        Ok(Params { method, params })
+    }
+
+    /// A param that must be a string when present.
+    fn string(&mut self, key: &str) -> Result<Option<String>, Failure> {
+        match self.params.remove(key) {
+            None => Ok(None),
+            Some(Value::String(text)) => Ok(Some(text)),
+            Some(_) => Err(bad_params(format!("`{key}` must be a string"))),
+        }
+    }
+
+    /// A param the table marks required, so `check` saw it.
+    fn required_string(&mut self, key: &str) -> Result<String, Failure> {
+        Ok(self.string(key)?.unwrap_or_default())
+    }
+
+    fn value(&mut self, key: &str) -> Option<Value> {
+        self.params.remove(key)
+    }
+
+    fn method(&self) -> Builtin {
+        self.method
+    }
+}
+
+fn json_request(method: &str, params: Map<String, Value>) -> Result<Request, Failure> {
+    let Some(builtin) = Builtin::from_word(method).filter(|b| b.spec().name == method) else {
+        return Err(Failure::new(
+            Reason::UnknownMethod,
+            format!(
+                "unknown method `{method}`; expected one of: {}",
+                method_list()
+            ),
+        ));
+    };
+    if builtin.spec().protocols == Protocols::TextOnly {
+        return Err(text_only(builtin));
+    }
+    let mut params = Params::check(builtin, params)?;
+    Ok(match params.method() {
+        Builtin::Help => Request::Help(params.string("name")?),
+        Builtin::List => Request::List,
+        Builtin::Stacks => Request::Stacks,
+        Builtin::Threads => Request::Threads,
+        Builtin::Greeting => Request::Greeting,
+        Builtin::Get => Request::Get(params.required_string("name")?),
+        Builtin::Text => Request::Text(params.required_string("line")?),
+        Builtin::Call => {
+            let name = params.required_string("name")?;
+            let args = match params.value("args") {
+                None | Some(Value::Null) => Vec::new(),
+                Some(Value::Array(args)) => args
+                    .into_iter()
+                    .enumerate()
+                    .map(|(index, arg)| json_arg(index, arg))
+                    .collect::<Result<_, _>>()?,
+                Some(_) => return Err(bad_params("`args` must be an array, such as [40, 2]")),
+            };
+            let bare = match params.value("bare") {
+                None | Some(Value::Null) => false,
+                Some(Value::Bool(bare)) => bare,
+                Some(_) => return Err(bad_params("`bare` must be true or false")),
+            };
+            Request::Call { name, args, bare }
+        }
+        Builtin::Set => {
+            let name = params.required_string("name")?;
+            let value = params.value("value").unwrap_or(Value::Null);
+            Request::Set { name, value }
+        }
+        Builtin::Stats => match params.value("sort") {
+            None | Some(Value::Null) => Request::Stats { sort: SortBy::Name },
+            Some(Value::String(column)) => Request::Stats {
+                sort: SortBy::parse(&column)?,
+            },
+            Some(_) => {
+                return Err(bad_params(format!(
+                    "`sort` must be a string, one of: {}",
+                    SortBy::column_list()
+                )))
+            }
+        },
+        Builtin::Watch | Builtin::Quit => return Err(text_only(builtin)),
+    })
+}
+
+fn json_arg(index: usize, arg: Value) -> Result<ArgValue, Failure> {
+    match arg {
+        Value::String(text) => Ok(ArgValue::Text(text)),
+        Value::Number(number) => Ok(ArgValue::Text(number.to_string())),
+        Value::Bool(flag) => Ok(ArgValue::Text(flag.to_string())),
+        Value::Null => Ok(ArgValue::Null),
+        Value::Array(_) | Value::Object(_) => Err(bad_params(format!(
+            "argument {} must be a string, a number, a boolean or null",
+            index + 1
+        ))
+        .with_details(json!({"index": index}))),
+    }
+}
+
+impl Request {
+    /// The JSON-RPC method and params that ask the same thing, for a client
+    /// that reads a command line and speaks JSON.
+    ///
+    /// # Errors
+    ///
+    /// A [`Reason::TextOnly`] failure for `watch` and `quit`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use manhole_wire::parse_text;
+    /// use serde_json::json;
+    ///
+    /// let request = parse_text("stats --sort p99").unwrap().unwrap();
+    /// assert_eq!(request.to_json().unwrap(), ("stats", json!({"sort": "p99"})));
+    /// ```
+    pub fn to_json(&self) -> Result<(&'static str, Value), Failure> {
+        let method = |builtin: Builtin| builtin.name();
+        Ok(match self {
+            Request::Help(None) => (method(Builtin::Help), Value::Null),
+            Request::Help(Some(name)) => (method(Builtin::Help), json!({ "name": name })),
+            Request::List => (method(Builtin::List), Value::Null),
+            Request::Stacks => (method(Builtin::Stacks), Value::Null),
+            Request::Threads => (method(Builtin::Threads), Value::Null),
+            Request::Greeting => (method(Builtin::Greeting), Value::Null),
+            Request::Get(name) => (method(Builtin::Get), json!({ "name": name })),
+            Request::Text(line) => (method(Builtin::Text), json!({ "line": line })),
+            Request::Set { name, value } => {
+                (method(Builtin::Set), json!({"name": name, "value": value}))
+            }
+            Request::Stats { sort } => (method(Builtin::Stats), json!({"sort": sort.name()})),
+            Request::Call { name, args, bare } => {
+                let args: Vec<Value> = args
+                    .iter()
+                    .map(|arg| match arg {
+                        ArgValue::Text(text) => Value::from(text.as_str()),
+                        ArgValue::Null => Value::Null,
+                    })
+                    .collect();
+                let mut params = json!({"name": name, "args": args});
+                if *bare {
+                    params["bare"] = Value::Bool(true);
+                }
+                (method(Builtin::Call), params)
+            }
+            Request::Watch { .. } => return Err(text_only(Builtin::Watch)),
+            Request::Quit => return Err(text_only(Builtin::Quit)),
+        })
+    }
+}
+
+/// One response line (without the newline).
+#[must_use]
+pub fn json_response(id: &Value, result: Result<Value, Failure>) -> String {
+    let response = match result {
+        Ok(result) => json!({"jsonrpc": "2.0", "id": id, "result": result}),
+        Err(failure) => json!({"jsonrpc": "2.0", "id": id, "error": failure.to_json()}),
+    };
+    response.to_string()
+}
+
+/// A value as the text protocol prints it: a string bare, anything else as
+/// compact JSON.
+#[must_use]
+pub fn value_text(value: &Value) -> String {
+    match value {
+        Value::String(text) => text.clone(),
+        other => other.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_builtins_check_their_arity() {
+        assert_eq!(parse_text("list").unwrap(), Some(Request::List));
+        assert_eq!(parse_text("   ").unwrap(), None);
+        assert_eq!(parse_text("get").unwrap_err().message, "usage: get NAME");
+        assert_eq!(
+            parse_text("list all").unwrap_err().message,
+            "`list` takes no arguments"
+        );
+        assert_eq!(parse_text("exit").unwrap(), Some(Request::Quit));
+        assert_eq!(
+            parse_text("greeting").unwrap(),
+            Some(bare_call("greeting", &[]))
+        );
+    }
+
+    fn failure(line: &str) -> (Value, Option<Reason>) {
+        match parse_json(line.as_bytes()) {
+            JsonLine::Invalid { id, failure } => (id, failure.reason),
+            JsonLine::Request { .. } => panic!("{line} parsed as a request"),
+        }
+    }
+
+    #[test]
+    fn json_requests_are_checked() {
+        assert_eq!(failure("{"), (Value::Null, Some(Reason::Parse)));
+        assert_eq!(failure("[]"), (Value::Null, Some(Reason::InvalidRequest)));
+        assert_eq!(
+            failure(r#"{"jsonrpc":"2.0","id":3}"#),
+            (json!(3), Some(Reason::InvalidRequest))
+        );
+        assert_eq!(
+            failure(r#"{"jsonrpc":"1.0","id":3,"method":"list"}"#),
+            (json!(3), Some(Reason::InvalidRequest))
+        );
+        assert_eq!(
+            failure(r#"{"jsonrpc":"2.0","id":"a","method":"nope"}"#),
+            (json!("a"), Some(Reason::UnknownMethod))
+        );
+        assert_eq!(
+            failure(r#"{"jsonrpc":"2.0","id":"a","method":"exit"}"#),
+            (json!("a"), Some(Reason::UnknownMethod))
+        );
+        assert_eq!(
+            failure(r#"{"jsonrpc":"2.0","id":"a","method":"watch"}"#),
+            (json!("a"), Some(Reason::TextOnly))
+        );
+        assert_eq!(
+            failure(r#"{"jsonrpc":"2.0","id":1,"method":"get","params":{}}"#),
+            (json!(1), Some(Reason::BadParams))
+        );
+        assert_eq!(
+            failure(r#"{"jsonrpc":"2.0","id":1,"method":"get","params":{"nmae":"x"}}"#),
+            (json!(1), Some(Reason::BadParams))
+        );
+        assert_eq!(
+            failure(
+                r#"{"jsonrpc":"2.0","id":1,"method":"call","params":{"name":"x","args":[[1]]}}"#
+            ),
+            (json!(1), Some(Reason::BadParams))
+        );
+    }
+
+    #[test]
+    fn json_call_args_become_text() {
+        let line = r#"{"jsonrpc":"2.0","id":7,"method":"call","params":{"name":"add","args":[40,"2",true,null]}}"#;
+        let JsonLine::Request { id, request } = parse_json(line.as_bytes()) else {
+            panic!("not a request")
+        };
+        assert_eq!(id, Some(json!(7)));
+        assert_eq!(
+            request,
+            Request::Call {
+                name: "add".into(),
+                args: vec![
+                    ArgValue::Text("40".into()),
+                    ArgValue::Text("2".into()),
+                    ArgValue::Text("true".into()),
+                    ArgValue::Null
+                ],
+                bare: false
+            }
+        );
+    }
+
+    #[test]
+    fn notifications_have_no_id() {
+        let line = r#"{"jsonrpc":"2.0","method":"list"}"#;
+        assert!(matches!(
+            parse_json(line.as_bytes()),
+            JsonLine::Request { id: None, .. }
+        ));
+    }
+
+    /// Every request a text line can make reaches the server's JSON parser
+    /// as the same request, so `--json` can never drift from text.
+    #[test]
+    fn text_requests_survive_the_trip_through_json() {
+        for line in [
+            "help",
+            "help add",
+            "list",
+            "stacks",
+            "threads",
+            "get CONFIG",
+            "set LEVEL \"debug\"",
+            "set LIMITS {\"a\": [1, 2]}",
+            "stats",
+            "stats --sort p99",
+            "call add 40 2",
+            "add 40 2",
+            "REQUESTS",
+        ] {
+            let request = parse_text(line).unwrap().unwrap();
+            let (method, params) = request.to_json().unwrap();
+            let object = json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params});
+            match parse_json(object.to_string().as_bytes()) {
+                JsonLine::Request { request: back, .. } => assert_eq!(back, request, "{line}"),
+                JsonLine::Invalid { failure, .. } => panic!("{line}: {failure}"),
+            }
+        }
+        assert!(parse_text("watch X")
+            .unwrap()
+            .unwrap()
+            .to_json()
+            .unwrap_err()
+            .is(Reason::TextOnly));
+    }
+}
