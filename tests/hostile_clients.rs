@@ -104,7 +104,7 @@ fn five_hundred_clients_at_once_are_served_or_told_busy() {
         } else {
             assert_eq!(
                 text,
-                "error: busy: 4 sessions are open, the most this manhole allows (max_sessions); try again when one ends\n"
+                "error: busy: 4 sessions are open, the most this manhole allows (max_sessions); try again when one ends (reason: busy)\n"
             );
             busy += 1;
         }

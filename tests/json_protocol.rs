@@ -177,9 +177,16 @@ fn get_and_call_return_serde_values() {
     );
 }
 
+/// Checks the code and message, and that `data.reason` is one the wire
+/// contract knows and belongs to that code.
 fn assert_error(error: &Value, code: i64, message: &str) {
     assert_eq!(error["code"], code, "{error}");
     assert_eq!(error["message"], message, "{error}");
+    let reason = error["data"]["reason"]
+        .as_str()
+        .and_then(manhole_wire::Reason::from_name)
+        .unwrap_or_else(|| panic!("no known data.reason in {error}"));
+    assert_eq!(i64::from(reason.code()), code, "{error}");
 }
 
 #[test]
@@ -194,7 +201,7 @@ fn errors_use_json_rpc_codes() {
     );
     assert_eq!(
         error["data"],
-        json!({"argument": "b", "index": 1, "expected": "i64", "got": "x"})
+        json!({"reason": "bad_argument", "argument": "b", "index": 1, "expected": "i64", "got": "x"})
     );
     let error = session.error("call", json!({"name": "add", "args": [1]}));
     assert_error(
@@ -217,7 +224,7 @@ fn errors_use_json_rpc_codes() {
         -32601,
         "`add` is a command, not an inspected item; use `call add`",
     );
-    assert_error(&session.error("frobnicate", json!({})), -32601, "unknown method `frobnicate`; expected one of: `help`, `list`, `stacks`, `threads`, `get`, `set`, `call`, `stats`, `greeting`, `text`");
+    assert_error(&session.error("frobnicate", json!({})), -32601, "unknown method `frobnicate`; expected one of: `help`, `list`, `stacks`, `threads`, `get`, `set`, `stats`, `call`, `greeting`, `text`");
     assert_error(
         &session.error("get", json!({})),
         -32602,

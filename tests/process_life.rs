@@ -104,7 +104,10 @@ fn activate_and_oneshot_on_one_signal_is_refused_and_the_app_runs() {
         None,
     );
     let stderr = service.wait_for_stderr("not installed");
-    assert!(stderr.contains("is also `activate_on`"), "{stderr}");
+    assert!(
+        stderr.contains("`oneshot_on` cannot be combined with `activate_on`"),
+        "{stderr}"
+    );
     service.wait_for_stdout("service running as pid");
     assert!(!service.socket.exists());
 }

@@ -215,7 +215,10 @@ impl Failure {
     #[must_use]
     pub fn to_refusal(&self) -> String {
         let reason = self.reason.map_or("", Reason::as_str);
-        format!("{REFUSAL_PREFIX}{} ({REASON_TAG}{reason})\n", self.one_line())
+        format!(
+            "{REFUSAL_PREFIX}{} ({REASON_TAG}{reason})\n",
+            self.one_line()
+        )
     }
 
     /// Reads a line written by [`Failure::to_refusal`].
@@ -266,10 +269,7 @@ mod tests {
     fn refusals_round_trip() {
         let busy = Failure::new(Reason::Busy, "busy: 16 sessions are open");
         let line = busy.to_refusal();
-        assert_eq!(
-            line,
-            "error: busy: 16 sessions are open (reason: busy)\n"
-        );
+        assert_eq!(line, "error: busy: 16 sessions are open (reason: busy)\n");
         assert_eq!(Failure::from_refusal(&line), Some(busy));
         assert_eq!(Failure::from_refusal("hello"), None);
     }

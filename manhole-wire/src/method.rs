@@ -7,8 +7,9 @@
 //! another, and an unknown name is never mistaken for a known one.
 
 /// A built-in method or text command.
+// Not `non_exhaustive`: the server matches on it exhaustively, so that a
+// new method cannot be added here and forgotten there.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[non_exhaustive]
 pub enum Builtin {
     /// `help [NAME]`.
     Help,
@@ -98,7 +99,10 @@ impl Builtin {
                 name: "help",
                 aliases: &[],
                 protocols: Protocols::Both,
-                params: &[Param { name: "name", required: false }],
+                params: &[Param {
+                    name: "name",
+                    required: false,
+                }],
                 usage: "help [NAME]",
                 summary: "show this help, or one command's signature and doc",
             },
@@ -130,7 +134,10 @@ impl Builtin {
                 name: "get",
                 aliases: &[],
                 protocols: Protocols::Both,
-                params: &[Param { name: "name", required: true }],
+                params: &[Param {
+                    name: "name",
+                    required: true,
+                }],
                 usage: "get NAME",
                 summary: "read an inspected item",
             },
@@ -138,7 +145,16 @@ impl Builtin {
                 name: "set",
                 aliases: &[],
                 protocols: Protocols::Both,
-                params: &[Param { name: "name", required: true }, Param { name: "value", required: true }],
+                params: &[
+                    Param {
+                        name: "name",
+                        required: true,
+                    },
+                    Param {
+                        name: "value",
+                        required: true,
+                    },
+                ],
                 usage: "set NAME VALUE",
                 summary: "write a static marked `inspect(writable)`; VALUE is JSON, or plain text",
             },
@@ -146,7 +162,10 @@ impl Builtin {
                 name: "stats",
                 aliases: &[],
                 protocols: Protocols::Both,
-                params: &[Param { name: "sort", required: false }],
+                params: &[Param {
+                    name: "sort",
+                    required: false,
+                }],
                 usage: "stats [--sort COLUMN]",
                 summary: "call counts and latencies of every function under `inspect(calls)`",
             },
@@ -162,7 +181,20 @@ impl Builtin {
                 name: "call",
                 aliases: &[],
                 protocols: Protocols::Both,
-                params: &[Param { name: "name", required: true }, Param { name: "args", required: false }, Param { name: "bare", required: false }],
+                params: &[
+                    Param {
+                        name: "name",
+                        required: true,
+                    },
+                    Param {
+                        name: "args",
+                        required: false,
+                    },
+                    Param {
+                        name: "bare",
+                        required: false,
+                    },
+                ],
                 usage: "call NAME [ARG...]",
                 summary: "call a command; `NAME [ARG...]` alone works too",
             },
@@ -186,7 +218,10 @@ impl Builtin {
                 name: "text",
                 aliases: &[],
                 protocols: Protocols::JsonOnly,
-                params: &[Param { name: "line", required: true }],
+                params: &[Param {
+                    name: "line",
+                    required: true,
+                }],
                 usage: "text LINE",
                 summary: "one text line, answered with the text session's rendering",
             },

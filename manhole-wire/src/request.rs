@@ -24,7 +24,6 @@ pub enum ArgValue {
 
 /// A request, whichever protocol carried it.
 #[derive(Debug, Clone, PartialEq)]
-#[non_exhaustive]
 pub enum Request {
     /// Every built-in, command and item; or one by name.
     Help(Option<String>),
@@ -76,7 +75,6 @@ pub enum Request {
 
 /// The columns `stats` can sort by; numbers sort largest first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-#[non_exhaustive]
 pub enum SortBy {
     /// By name, A to Z.
     #[default]

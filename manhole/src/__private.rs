@@ -5,106 +5,25 @@
 // type, and method resolution picks the most specific impl: a `Result`
 // before any other value, a `Mutex`/`RwLock` before any other static.
 
-use crate::options::lock_timeout;
-use crate::protocol::{code, ArgValue, Failure};
+//
+// Nothing inside the crate imports this module: it is the facade that
+// generated code sees, and it only re-exports or adapts what lives below.
+
+use crate::options::deadline_after;
+use crate::registry::lock_timeout;
+use manhole_wire::Reason;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::fmt::Display;
-use std::str::FromStr;
 use std::sync::{Mutex, RwLock, TryLockError};
 use std::time::Instant;
 
 pub use crate::calls::{CallStats, CallTimer};
 pub use crate::options::Options;
-pub use crate::registry::{Command, Inspect, InspectKind, Meta, Outcome, Param};
+pub use crate::registry::{Args, Command, CommandArg, Inspect, InspectKind, Meta, Outcome, Param};
 pub use inventory;
+pub use manhole_wire::Failure;
 pub use serde_json::Value as JsonValue;
-
-/// The arguments of one call, matched to the command's parameters by
-/// position. Their count has been checked before the command is invoked.
-pub struct Args<'a> {
-    pub(crate) command: &'static Command,
-    pub(crate) values: &'a [ArgValue],
-}
-
-impl Args<'_> {
-    /// Parses the argument at `index` for a required parameter.
-    ///
-    /// # Errors
-    ///
-    /// An invalid-params failure that names the parameter, its type and why
-    /// the text did not parse.
-    pub fn required<T: CommandArg>(&mut self, index: usize) -> Result<T, Failure> {
-        match self.values.get(index) {
-            Some(ArgValue::Text(text)) => self.parse(index, text),
-            Some(ArgValue::Null) | None => Err(self.failure(
-                index,
-                "it is required (`null` only leaves out an `Option` parameter)".to_owned(),
-                None,
-            )),
-        }
-    }
-
-    /// Parses the argument at `index` for an `Option<T>` parameter; a
-    /// missing argument or JSON `null` is `None`.
-    ///
-    /// # Errors
-    ///
-    /// As [`Args::required`], when an argument is present but does not parse.
-    pub fn optional<T: CommandArg>(&mut self, index: usize) -> Result<Option<T>, Failure> {
-        match self.values.get(index) {
-            Some(ArgValue::Text(text)) => self.parse(index, text).map(Some),
-            Some(ArgValue::Null) | None => Ok(None),
-        }
-    }
-
-    fn parse<T: CommandArg>(&self, index: usize, text: &str) -> Result<T, Failure> {
-        T::parse_arg(text)
-            .map_err(|reason| self.failure(index, format!("got {text:?}: {reason}"), Some(text)))
-    }
-
-    fn failure(&self, index: usize, problem: String, got: Option<&str>) -> Failure {
-        let param = &self.command.params[index];
-        Failure::new(
-            code::INVALID_PARAMS,
-            format!(
-                "argument `{}` of `{}` expects {}; {problem}",
-                param.name, self.command.meta.name, param.ty
-            ),
-        )
-        .with_data(serde_json::json!({
-            "argument": param.name,
-            "index": index,
-            "expected": param.ty,
-            "got": got,
-        }))
-    }
-}
-
-/// A type a command parameter can have: parsed from text with `FromStr`.
-#[diagnostic::on_unimplemented(
-    message = "`{Self}` cannot be a command parameter, because it does not implement `FromStr` with an `Err` that implements `Display`",
-    label = "command arguments are parsed from text with `FromStr`",
-    note = "implement `FromStr` for `{Self}`, or take a `String` and parse it in the body"
-)]
-pub trait CommandArg: Sized {
-    /// Parses one argument.
-    ///
-    /// # Errors
-    ///
-    /// The `FromStr` error, as text.
-    fn parse_arg(text: &str) -> Result<Self, String>;
-}
-
-impl<T> CommandArg for T
-where
-    T: FromStr,
-    T::Err: Display,
-{
-    fn parse_arg(text: &str) -> Result<Self, String> {
-        text.parse().map_err(|err: T::Err| err.to_string())
-    }
-}
 
 /// Runs a command or a computed value, turning a panic into a failure.
 ///
@@ -120,7 +39,7 @@ pub fn catch_panic<R>(f: impl FnOnce() -> R) -> Result<R, Failure> {
             .map(|text| (*text).to_owned())
             .or_else(|| payload.downcast_ref::<String>().cloned())
             .unwrap_or_else(|| "a panic with a non-string payload".to_owned());
-        Failure::new(code::COMMAND_PANICKED, message)
+        Failure::new(Reason::Panicked, message)
     })
 }
 
@@ -139,7 +58,7 @@ pub fn guarded(adapter: impl FnOnce() -> Outcome) -> Outcome {
 fn to_value<T: ?Sized + Serialize>(value: &T) -> Outcome {
     serde_json::to_value(value).map_err(|err| {
         Failure::new(
-            code::INTERNAL_ERROR,
+            Reason::NotSerialisable,
             format!("the value could not be turned into JSON: {err}"),
         )
     })
@@ -183,7 +102,7 @@ impl ResultReply {
     pub fn reply<T: Serialize, E: Display>(self, returned: &Result<T, E>) -> Outcome {
         match returned {
             Ok(value) => to_value(value),
-            Err(err) => Err(Failure::new(code::COMMAND_FAILED, err.to_string())),
+            Err(err) => Err(Failure::new(Reason::ReturnedErr, err.to_string())),
         }
     }
 }
@@ -249,7 +168,7 @@ fn wait_for<G>(
     use_guard: impl FnOnce(G) -> Outcome,
 ) -> Outcome {
     let timeout = lock_timeout();
-    let deadline = crate::options::deadline_after(timeout);
+    let deadline = deadline_after(timeout);
     loop {
         match attempt() {
             Ok(guard) => return use_guard(guard),
@@ -258,7 +177,7 @@ fn wait_for<G>(
                 if deadline.is_some_and(|deadline| Instant::now() >= deadline) =>
             {
                 return Err(Failure::new(
-                    code::UNAVAILABLE,
+                    Reason::LockTimeout,
                     format!(
                         "the lock is held by another thread; gave up after {} ms",
                         timeout.as_millis()
@@ -345,7 +264,7 @@ fn scalar_text(value: &JsonValue, expected: &str) -> Result<String, Failure> {
         JsonValue::Number(number) => Ok(number.to_string()),
         JsonValue::Bool(flag) => Ok(flag.to_string()),
         other => Err(Failure::new(
-            code::INVALID_PARAMS,
+            Reason::BadValue,
             format!("expected {expected}, got {other}"),
         )),
     }
@@ -358,7 +277,7 @@ macro_rules! writable_atomics {
                 let text = scalar_text(&value, $expected)?;
                 let new = text.parse::<$scalar>().map_err(|err| {
                     Failure::new(
-                        code::INVALID_PARAMS,
+                        Reason::BadValue,
                         format!("expected {}, got {text:?}: {err}", $expected),
                     )
                 })?;
@@ -388,7 +307,7 @@ writable_atomics! {
 fn deserialize<T: DeserializeOwned>(value: JsonValue) -> Result<T, Failure> {
     serde_json::from_value(value).map_err(|err| {
         Failure::new(
-            code::INVALID_PARAMS,
+            Reason::BadValue,
             format!(
                 "the value does not fit {}: {err}",
                 std::any::type_name::<T>()
@@ -429,10 +348,7 @@ impl<T: Serialize + DeserializeOwned> Writable for RwLock<T> {
 /// dump. The fuzz target and its regression test drive sessions through it.
 #[must_use]
 pub fn serve_bytes(input: &[u8]) -> Vec<u8> {
-    let config = crate::session::SessionConfig::from_options(&Options::new());
-    let mut out = Vec::new();
-    crate::session::serve_bytes(input, &mut out, config);
-    out
+    crate::session::serve_bytes(input, &crate::session::SessionConfig::default())
 }
 
 /// What `#[manhole::main]` runs first: installs, and reports a failure on

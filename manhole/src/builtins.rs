@@ -1,13 +1,13 @@
 //! What each request does, for both protocols: every built-in produces an
 //! [`Answer`] that carries its JSON result and its text rendering.
 
-use crate::__private::Args;
 use crate::calls::{human, Summary};
-use crate::protocol::{
-    code, parse_text, value_text, watch_needs_text, ArgValue, Failure, Request, SortBy, BUILTINS,
-};
-use crate::registry::{self, Command, Inspect, InspectKind, Lookup, Named, Source};
+use crate::options::Waits;
+use crate::registry::{self, Args, Command, Inspect, InspectKind, Lookup, Named, Source};
 use crate::stacks;
+use manhole_wire::{
+    parse_text, text_only, value_text, ArgValue, Builtin, Failure, Reason, Request, SortBy,
+};
 use serde_json::{json, Value};
 use std::fmt::Write as _;
 
@@ -27,27 +27,32 @@ impl Answer {
     }
 }
 
-/// Runs one request. `Request::Quit` is the session's business, not ours.
-pub(crate) fn run(request: Request) -> Result<Answer, Failure> {
+/// Runs one request under the installed manhole's `waits`.
+/// `Request::Quit` is the session's business, not ours.
+pub(crate) fn run(request: Request, waits: Waits) -> Result<Answer, Failure> {
+    registry::with_lock_timeout(waits.lock, || answer(request, waits))
+}
+
+fn answer(request: Request, waits: Waits) -> Result<Answer, Failure> {
     match request {
         Request::Help(None) => Ok(help_all()),
         Request::Help(Some(name)) => help_one(&name),
         Request::List => Ok(list()),
         Request::Stacks => {
-            let snapshot = stacks::stacks();
+            let snapshot = stacks::snapshot(waits.stacks);
             Ok(Answer {
                 json: serde_json::to_value(&snapshot).unwrap_or(Value::Null),
                 text: snapshot.to_string(),
             })
         }
         Request::Threads => Ok(threads()),
-        Request::Get(name) => get(&name),
+        Request::Get(name) => read(inspected_item(&name)?),
         Request::Set { name, value } => set(&name, value),
         Request::Stats { sort } => Ok(stats(sort)),
-        Request::Watch { .. } => Err(watch_needs_text()),
+        Request::Watch { .. } => Err(text_only(Builtin::Watch)),
         Request::Call { name, args, bare } => call(&name, &args, bare),
-        Request::Greeting => Ok(greeting()),
-        Request::Text(line) => text_line(&line),
+        Request::Greeting => Ok(greeting(waits)),
+        Request::Text(line) => text_line(&line, waits),
         Request::Quit => Ok(Answer {
             json: Value::Null,
             text: String::new(),
@@ -56,14 +61,14 @@ pub(crate) fn run(request: Request) -> Result<Answer, Failure> {
 }
 
 /// The text session's greeting: banner, every thread's stack, and a hint.
-pub(crate) fn greeting() -> Answer {
+pub(crate) fn greeting(waits: Waits) -> Answer {
     let executable =
         std::env::current_exe().map_or_else(|_| "?".to_owned(), |path| path.display().to_string());
     let version = env!("CARGO_PKG_VERSION");
     let pid = std::process::id();
     let text = format!(
         "manhole {version}, pid {pid}, {executable}\n{}type `help` for commands, `quit` to leave\n",
-        stacks::stacks(),
+        stacks::snapshot(waits.stacks),
     );
     Answer {
         json: json!({"version": version, "pid": pid, "executable": executable, "text": text}),
@@ -72,11 +77,11 @@ pub(crate) fn greeting() -> Answer {
 }
 
 /// A text line sent over JSON: answered with the text session's rendering.
-fn text_line(line: &str) -> Result<Answer, Failure> {
+fn text_line(line: &str, waits: Waits) -> Result<Answer, Failure> {
     let text = match parse_text(line)? {
         None => String::new(),
         Some(Request::Quit) => String::new(),
-        Some(request) => run(request)?.text,
+        Some(request) => answer(request, waits)?.text,
     };
     Ok(Answer {
         json: json!({ "text": text }),
@@ -116,8 +121,9 @@ fn inspect_json(item: &Inspect) -> Value {
     })
 }
 
-fn builtin_json(&(name, usage, summary): &(&str, &str, &str)) -> Value {
-    json!({"name": name, "usage": usage, "summary": summary})
+fn builtin_json(builtin: Builtin) -> Value {
+    let spec = builtin.spec();
+    json!({"name": spec.name, "usage": spec.usage, "summary": spec.summary})
 }
 
 /// Signature and summary per row, the summaries lined up; a signature too
@@ -184,9 +190,11 @@ fn list() -> Answer {
 }
 
 fn help_all() -> Answer {
-    let builtin_rows: Vec<_> = BUILTINS
-        .iter()
-        .map(|(_, usage, summary)| ((*usage).to_owned(), (*summary).to_owned()))
+    let builtin_rows: Vec<_> = Builtin::text_commands()
+        .map(|builtin| {
+            let spec = builtin.spec();
+            (spec.usage.to_owned(), spec.summary.to_owned())
+        })
         .collect();
     let mut text = String::from("built-in commands:\n");
     text.push_str(&table(&builtin_rows));
@@ -194,7 +202,7 @@ fn help_all() -> Answer {
     text.push_str("`help NAME` shows one command's full doc.\n");
     Answer {
         json: json!({
-            "builtins": BUILTINS.iter().map(builtin_json).collect::<Vec<_>>(),
+            "builtins": Builtin::text_commands().map(builtin_json).collect::<Vec<_>>(),
             "commands": registry::commands().iter().map(|c| command_json(c)).collect::<Vec<_>>(),
             "inspected": registry::inspected().iter().map(|i| inspect_json(i)).collect::<Vec<_>>(),
         }),
@@ -207,11 +215,9 @@ fn help_one(name: &str) -> Result<Answer, Failure> {
     let inspected = registry::inspected();
     let mut text = String::new();
     let mut json = Vec::new();
-    if let Some(builtin) = BUILTINS
-        .iter()
-        .find(|(builtin, ..)| *builtin == name || (name == "exit" && *builtin == "quit"))
-    {
-        let _ = writeln!(text, "{} (built-in)\n    {}", builtin.1, builtin.2);
+    if let Some(builtin) = Builtin::from_word(name).filter(|builtin| builtin.over_text()) {
+        let spec = builtin.spec();
+        let _ = writeln!(text, "{} (built-in)\n    {}", spec.usage, spec.summary);
         json.push(builtin_json(builtin));
     }
     for command in commands.iter().filter(|c| c.meta.name == name) {
@@ -293,7 +299,7 @@ fn inspected_item(name: &str) -> Result<&'static Inspect, Failure> {
             let commands = registry::commands();
             if let Lookup::Found(_) | Lookup::Ambiguous(_) = registry::find(&commands, name) {
                 return Err(Failure::new(
-                    code::NOT_FOUND,
+                    Reason::WrongKind,
                     format!("`{name}` is a command, not an inspected item; use `call {name}`"),
                 ));
             }
@@ -302,8 +308,10 @@ fn inspected_item(name: &str) -> Result<&'static Inspect, Failure> {
     }
 }
 
-pub(crate) fn get(name: &str) -> Result<Answer, Failure> {
-    read(inspected_item(name)?)
+/// Reads an inspected item, as `get` does, under the installed manhole's
+/// lock timeout.
+pub(crate) fn get(name: &str, waits: Waits) -> Result<Answer, Failure> {
+    registry::with_lock_timeout(waits.lock, || read(inspected_item(name)?))
 }
 
 fn read(item: &Inspect) -> Result<Answer, Failure> {
@@ -335,10 +343,10 @@ fn set(name: &str, value: Value) -> Result<Answer, Failure> {
                 format!("`{name}` is a function's call statistics, which cannot be set")
             }
         };
-        return Err(Failure::new(code::INVALID_PARAMS, why));
+        return Err(Failure::new(Reason::NotWritable, why));
     };
-    let json = write(value).map_err(|failure| match failure.code {
-        code::INVALID_PARAMS => Failure {
+    let json = write(value).map_err(|failure| match failure.reason {
+        Some(Reason::BadValue) => Failure {
             message: format!("cannot set `{name}`: {}", failure.message),
             ..failure
         },
@@ -431,7 +439,7 @@ fn call(name: &str, args: &[ArgValue], bare: bool) -> Result<Answer, Failure> {
                     return read(item);
                 }
                 return Err(Failure::new(
-                    code::NOT_FOUND,
+                    Reason::WrongKind,
                     format!("`{name}` is an inspected item, not a command; use `get {name}`"),
                 ));
             }
@@ -446,7 +454,7 @@ fn call(name: &str, args: &[ArgValue], bare: bool) -> Result<Answer, Failure> {
             (r, t) => format!("{r} to {t} arguments"),
         };
         return Err(Failure::new(
-            code::INVALID_PARAMS,
+            Reason::BadParams,
             format!(
                 "`{}` takes {expected}, got {}; usage: {}",
                 name,
@@ -454,7 +462,7 @@ fn call(name: &str, args: &[ArgValue], bare: bool) -> Result<Answer, Failure> {
                 command.usage()
             ),
         )
-        .with_data(json!({"expected": command.signature(), "got": args.len()})));
+        .with_details(json!({"expected": command.signature(), "got": args.len()})));
     }
     let mut args = Args {
         command,
@@ -468,10 +476,10 @@ fn call(name: &str, args: &[ArgValue], bare: bool) -> Result<Answer, Failure> {
 /// Says which item a failure came from, for the failures whose message is
 /// the user's own text (an `Err`, a panic, a held lock).
 fn in_context(failure: Failure, name: &str, doing: &str) -> Failure {
-    let message = match failure.code {
-        code::COMMAND_FAILED => format!("`{name}` returned an error: {}", failure.message),
-        code::COMMAND_PANICKED => format!("`{name}` panicked: {}", failure.message),
-        code::UNAVAILABLE | code::INTERNAL_ERROR => {
+    let message = match failure.reason {
+        Some(Reason::ReturnedErr) => format!("`{name}` returned an error: {}", failure.message),
+        Some(Reason::Panicked) => format!("`{name}` panicked: {}", failure.message),
+        Some(Reason::LockTimeout | Reason::NotSerialisable) => {
             format!("{doing} `{name}`: {}", failure.message)
         }
         _ => return failure,
@@ -482,7 +490,7 @@ fn in_context(failure: Failure, name: &str, doing: &str) -> Failure {
 fn ambiguous<T: Named>(name: &str, items: &[&T]) -> Failure {
     let places: Vec<String> = items.iter().map(|item| item.meta().location()).collect();
     Failure::new(
-        code::NOT_FOUND,
+        Reason::Ambiguous,
         format!(
             "`{name}` is registered more than once, in {}; give one a distinct `name = \"...\"`",
             places.join(" and ")
@@ -495,13 +503,13 @@ fn unknown(what: &str, name: &str, commands: &[&Command], inspected: &[&Inspect]
         .iter()
         .map(|c| c.meta.name)
         .chain(inspected.iter().map(|i| i.meta.name))
-        .chain(BUILTINS.iter().map(|(builtin, ..)| *builtin));
+        .chain(Builtin::text_commands().map(Builtin::name));
     let hint = match registry::suggest(name, names) {
         Some(close) => format!("did you mean `{close}`? "),
         None => String::new(),
     };
     Failure::new(
-        code::NOT_FOUND,
+        Reason::Unknown,
         format!("unknown {what} `{name}`; {hint}`list` shows what is registered"),
     )
 }

@@ -67,32 +67,47 @@
 // uses is left for the linker to drop.
 #![cfg_attr(feature = "off", allow(dead_code, unused_imports))]
 
-#[doc(hidden)]
-pub mod __private;
-mod builtins;
-mod calls;
-mod capture;
+// The layers, from the bottom up; a module imports only from the layers
+// below its own. ARCHITECTURE.md draws the same map, and
+// `scripts/check-layers` checks it.
+//
+// Wire types come from `manhole_wire`, below them all.
+
+// 1. Foundations: values and OS facilities, no manhole state.
 mod error;
-mod fork;
-mod listener;
 mod log;
 mod options;
 mod procfs;
-mod protocol;
-mod registry;
-mod session;
 mod signals;
 mod socket;
-mod stacks;
 mod unwind;
 mod watch;
 
+// 2. What is there to see: the registered items and the threads.
+mod calls;
+mod capture;
+mod registry;
+mod stacks;
+
+// 3. Answering: one request, then one connection.
+mod builtins;
+mod session;
+
+// 4. Running: the `manhole` thread, and the installed manhole's life.
+mod lifecycle;
+mod listener;
+
+// 5. The facade that generated code sees; nothing inside imports it.
+#[doc(hidden)]
+pub mod __private;
+
 pub use error::Error;
 pub use options::{
-    Options, DEFAULT_IDLE_TIMEOUT, DEFAULT_LOCK_TIMEOUT, DEFAULT_MAX_LINE_LENGTH,
-    DEFAULT_MAX_SESSIONS, DEFAULT_REINSTALL_DELAY, DEFAULT_WRITE_TIMEOUT, ENVIRONMENT_VARIABLE,
+    Activation, Options, DEFAULT_IDLE_TIMEOUT, DEFAULT_LOCK_TIMEOUT, DEFAULT_MAX_LINE_LENGTH,
+    DEFAULT_MAX_SESSIONS, DEFAULT_REINSTALL_DELAY, DEFAULT_STACK_TIMEOUT, DEFAULT_WRITE_TIMEOUT,
+    ENVIRONMENT_VARIABLE,
 };
-pub use stacks::{stacks, Frame, Stacks, ThreadStack, DEFAULT_STACK_TIMEOUT};
+pub use stacks::{Frame, Stacks, ThreadStack};
 
 #[doc(inline)]
 pub use manhole_macros::{command, inspect, main};
@@ -120,12 +135,40 @@ impl Handle {
     /// the socket is removed. Returns `false` when this manhole was already
     /// uninstalled (a newer one is left alone).
     pub fn uninstall(self) -> bool {
-        listener::uninstall(Some(self.generation))
+        lifecycle::uninstall(Some(self.generation))
     }
 }
 
 /// Stops the running manhole, whichever installed it, as
 /// [`Handle::uninstall`] does. Returns `false` when none is running.
 pub fn uninstall() -> bool {
-    listener::uninstall(None)
+    lifecycle::uninstall(None)
+}
+
+/// Every thread of this process, with its frames.
+///
+/// Usable with or without an installed manhole, for instance from a
+/// watchdog or a panic hook. The first call installs the stack signal's
+/// handler if [`Options::install`] has not (taking the highest free
+/// realtime signal). Other threads are given the installed manhole's stack
+/// timeout ([`DEFAULT_STACK_TIMEOUT`] without one, or unless
+/// [`Options::stack_timeout`] said otherwise) to answer; one that does not,
+/// because it blocks the signal, is stuck in the kernel or is never
+/// scheduled, is reported with [`ThreadStack::frames_missing`] saying why.
+/// Threads that exit during the dump are left out. Only one dump runs at a
+/// time.
+///
+/// # Examples
+///
+/// ```no_run
+/// let snapshot = manhole::stacks();
+/// for thread in &snapshot.threads {
+///     println!("{} {} {}", thread.tid, thread.name, thread.state);
+/// }
+/// print!("{snapshot}"); // what the `stacks` command prints
+/// ```
+#[must_use]
+#[inline(never)]
+pub fn stacks() -> Stacks {
+    stacks::snapshot(lifecycle::stack_timeout())
 }

@@ -1,60 +1,43 @@
-//! The installed manhole: one thread named `manhole`, plus one thread per
+//! The `manhole` thread, which accepts connections, and one thread per
 //! session.
 //!
-//! Lifecycle:
-//! 1. [`install`] applies the `MANHOLE` environment variable, checks the
-//!    options, installs the stack signal's handler and records the manhole
-//!    in a process-wide slot; only one manhole runs at a time.
-//! 2. Without a trigger signal, it binds the socket (see [`crate::socket`])
-//!    and starts the `manhole` thread, which sleeps in `poll` on the socket,
-//!    a wake-up pipe and an inotify watch of the socket's directory: no CPU
-//!    while idle, and a socket deleted by a tmp cleaner is put back.
-//!    Each connection is checked with `SO_PEERCRED` before a single byte is
-//!    written; an allowed one gets its own `manhole-session` thread, so a
-//!    command that never returns blocks only its own session.
-//! 3. With `activate_on` or `oneshot_on`, the `manhole` thread starts
-//!    dormant: it sleeps reading the trigger pipe, which the signal's handler
-//!    writes one byte to, and binds the socket only then. `activate_on` then
-//!    serves as in 2; `oneshot_on` serves exactly one session on the
-//!    `manhole` thread itself, removes the socket, and goes back to sleep.
-//! 4. With `sigmask` (the default) the `manhole` thread blocks every
-//!    asynchronous signal but the stack signal before it does anything, and
-//!    session threads inherit that mask.
-//! 5. [`uninstall`] sets the stop flag, wakes the thread through its pipe,
-//!    joins it, shuts every open session's socket down, removes the socket
-//!    file and gives a trigger signal back its previous action. At process
-//!    exit an `atexit` hook removes the file too, only in the process that
-//!    created it. Across `fork()`, see [`crate::fork`].
+//! - Without a trigger signal, the socket is bound before the thread starts
+//!   (see [`crate::socket`]), and the thread sleeps in `poll` on the socket,
+//!   a wake-up pipe and an inotify watch of the socket file: no CPU while
+//!   idle, and a socket deleted by a tmp cleaner is put back.
+//! - Each connection is checked with `SO_PEERCRED` before a single byte is
+//!   written; an allowed one gets its own `manhole-session` thread, so a
+//!   command that never returns blocks only its own session.
+//! - With a trigger signal (`activate_on`, `oneshot_on`), the thread starts
+//!   dormant: it sleeps reading the trigger pipe, which the signal's handler
+//!   writes one byte to, and binds the socket only then. `activate_on` then
+//!   serves for good; `oneshot_on` serves exactly one session on the
+//!   `manhole` thread itself, removes the socket, and goes back to sleep.
+//! - With `sigmask` (the default) the thread blocks every asynchronous
+//!   signal but the stack signal before it does anything, and session
+//!   threads inherit that mask.
+//!
+//! [`Running::stop`] ends it all. Installing, uninstalling and `fork()` are
+//! [`crate::lifecycle`]'s business, one layer up.
 
-use crate::options::{apply_environment, set_lock_timeout, Options};
+use crate::log::{self, Log};
 use crate::session::{self, SessionConfig};
 use crate::socket::{self, SocketFile};
 use crate::watch::SocketWatch;
-use crate::{capture, fork, log, signals, stacks, Error, Handle};
+use crate::{signals, stacks, Error};
 use nix::errno::Errno;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use std::collections::HashMap;
 use std::io::Write as _;
 use std::os::fd::{AsFd, BorrowedFd, RawFd};
 use std::os::unix::net::{UnixListener, UnixStream};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, Once};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-pub(crate) struct Installed {
-    generation: u64,
-    pid: u32,
-    options: Options,
-    path: PathBuf,
-    shared: Arc<Shared>,
-    wake: UnixStream,
-    thread: JoinHandle<()>,
-    trigger: Option<signals::Trigger>,
-}
-
-/// What the `manhole` thread and `uninstall` share.
+/// What the `manhole` thread and [`Running::stop`] share.
 struct Shared {
     stop: AtomicBool,
     /// The socket file while one exists.
@@ -74,216 +57,124 @@ impl Shared {
     }
 }
 
-static INSTALLED: Mutex<Option<Installed>> = Mutex::new(None);
-static GENERATION: AtomicU64 = AtomicU64::new(1);
-
-pub(crate) type SlotGuard = MutexGuard<'static, Option<Installed>>;
-
-/// The slot, even if a thread panicked while holding it: its contents are
-/// still consistent, since every update is a single assignment.
-pub(crate) fn slot() -> SlotGuard {
-    INSTALLED
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
-/// In a forked child: forgets the parent's manhole, whose threads the child
-/// does not have and whose socket it must not touch, and returns the
-/// options to reinstall with, when the parent's manhole asked for that.
-pub(crate) fn forget_inherited(slot: &mut SlotGuard) -> Option<Options> {
-    let inherited = slot.take()?;
-    let reinstall = inherited
-        .options
-        .reinstall_on_fork
-        .then(|| inherited.options.clone());
-    // Dropping would join or detach threads that exist only in the parent
-    // and restore its signal action; the child keeps both as they are.
-    std::mem::forget(inherited);
-    reinstall
-}
-
-/// Where the `manhole` thread starts.
-enum Start {
-    Listening(UnixListener, Option<SocketWatch>),
+/// How the `manhole` thread starts.
+pub(crate) enum Start {
+    /// Bind the socket now and serve for good.
+    Listening,
+    /// Sleep on the trigger pipe; on each byte bind and serve, for good or
+    /// (`oneshot`) for one session.
     Dormant { trigger: RawFd, oneshot: bool },
+}
+
+/// What the `manhole` thread is told by the installed options.
+pub(crate) struct Settings {
+    pub(crate) path: PathBuf,
+    pub(crate) config: SessionConfig,
+    pub(crate) sigmask: bool,
+    pub(crate) stack_signal: libc::c_int,
+    pub(crate) log: Log,
 }
 
 /// What the `manhole` thread needs to know.
 struct Context {
     shared: Arc<Shared>,
     wake: UnixStream,
-    path: PathBuf,
-    config: SessionConfig,
-    sigmask: bool,
-    stack_signal: libc::c_int,
+    settings: Settings,
 }
 
-pub(crate) fn install(options: Options) -> Result<Handle, Error> {
-    let Some(mut options) = apply_environment(options)? else {
-        return Err(Error::Disabled);
-    };
-    let mut slot = slot();
-    let pid = std::process::id();
-    if let Some(running) = slot.as_ref() {
-        if running.pid == pid {
-            return Err(Error::AlreadyInstalled {
-                socket_path: running.path.clone(),
-            });
-        }
-        forget_inherited(&mut slot);
-    }
-    options.validate()?;
-    let stack_signal = signals::install(options.stack_signal, capture::on_signal)?;
-    fork::register();
-    let path = options.resolved_socket_path(pid);
-    let shared = Arc::new(Shared {
-        stop: AtomicBool::new(false),
-        socket: Mutex::new(None),
-        sessions: Sessions::default(),
-    });
-    let (trigger, start) = match (options.activate_on, options.oneshot_on) {
-        (Some(signal), _) | (_, Some(signal)) => {
-            let oneshot = options.oneshot_on.is_some();
-            let option = if oneshot { "oneshot_on" } else { "activate_on" };
-            let trigger = signals::Trigger::install(signal, option)?;
-            let pipe = signals::trigger_pipe()
-                .map_err(|err| Error::io("create the trigger pipe for", &path, err))?;
-            drain(pipe);
-            (
-                Some(trigger),
-                Start::Dormant {
-                    trigger: pipe,
-                    oneshot,
-                },
-            )
-        }
-        (None, None) => {
-            // Watching starts before the socket exists, so that no removal
-            // can slip in between.
-            let watch = watch(&path);
-            let (listener, file) = socket::bind(&path)?;
-            *shared.socket() = Some(file);
-            (None, Start::Listening(listener, watch))
-        }
-    };
-    let (wake_rx, wake) =
-        UnixStream::pair().map_err(|err| Error::io("create the wake-up pipe for", &path, err))?;
-    let context = Context {
-        shared: Arc::clone(&shared),
-        wake: wake_rx,
-        path: path.clone(),
-        config: SessionConfig::from_options(&options),
-        sigmask: options.sigmask,
-        stack_signal,
-    };
-    let thread = std::thread::Builder::new()
-        .name("manhole".to_owned())
-        .spawn(move || run(&context, start));
-    let thread = match thread {
-        Ok(thread) => thread,
-        Err(err) => {
+/// The running `manhole` thread.
+pub(crate) struct Running {
+    shared: Arc<Shared>,
+    wake: UnixStream,
+    thread: JoinHandle<()>,
+}
+
+impl Running {
+    /// Starts the `manhole` thread. For [`Start::Listening`] the socket
+    /// exists when this returns.
+    ///
+    /// # Errors
+    ///
+    /// The socket cannot be bound, or the system refuses a pipe or a thread.
+    pub(crate) fn start(settings: Settings, start: Start) -> Result<Running, Error> {
+        let shared = Arc::new(Shared {
+            stop: AtomicBool::new(false),
+            socket: Mutex::new(None),
+            sessions: Sessions::default(),
+        });
+        let listening = match start {
+            Start::Listening => {
+                // Watching starts before the socket exists, so that no
+                // removal can slip in between.
+                let watch = watch(&settings.path);
+                let (listener, file) = socket::bind(&settings.path)?;
+                *shared.socket() = Some(file);
+                Some((listener, watch))
+            }
+            Start::Dormant { .. } => None,
+        };
+        let remove_socket = || {
             if let Some(file) = shared.socket().take() {
                 file.remove();
             }
-            return Err(Error::Thread(err));
-        }
-    };
-    remove_socket_at_exit();
-    log::set_verbose(options.verbose);
-    set_lock_timeout(options.lock_timeout);
-    stacks::set_timeout(options.stack_timeout);
-    let waiting = match (options.activate_on, options.oneshot_on) {
-        (Some(signal), _) => format!("waiting for {} to listen on", signals::name(signal)),
-        (_, Some(signal)) => format!(
-            "waiting for {} to open one session on",
-            signals::name(signal)
-        ),
-        (None, None) => "listening on".to_owned(),
-    };
-    log::verbose(format_args!(
-        "{waiting} {} (pid {pid}); stacks are captured with {}",
-        path.display(),
-        signals::name(stack_signal)
-    ));
-    let generation = GENERATION.fetch_add(1, Ordering::Relaxed);
-    *slot = Some(Installed {
-        generation,
-        pid,
-        options,
-        path: path.clone(),
-        shared,
-        wake,
-        thread,
-        trigger,
-    });
-    Ok(Handle {
-        generation,
-        socket_path: path,
-    })
-}
-
-/// Stops the manhole if it is the one `generation` names (any, for `None`).
-pub(crate) fn uninstall(generation: Option<u64>) -> bool {
-    let running = {
-        let mut slot = slot();
-        match slot.as_ref() {
-            Some(running)
-                if running.pid == std::process::id()
-                    && generation.is_none_or(|generation| generation == running.generation) =>
-            {
-                slot.take()
+        };
+        let (wake_rx, wake) = match UnixStream::pair() {
+            Ok(pair) => pair,
+            Err(err) => {
+                remove_socket();
+                return Err(Error::io(
+                    "create the wake-up pipe for",
+                    &settings.path,
+                    err,
+                ));
             }
-            _ => None,
+        };
+        let context = Context {
+            shared: Arc::clone(&shared),
+            wake: wake_rx,
+            settings,
+        };
+        let thread = std::thread::Builder::new()
+            .name("manhole".to_owned())
+            .spawn(move || run(&context, listening, start));
+        match thread {
+            Ok(thread) => Ok(Running {
+                shared,
+                wake,
+                thread,
+            }),
+            Err(err) => {
+                remove_socket();
+                Err(Error::Thread(err))
+            }
         }
-    };
-    let Some(running) = running else { return false };
-    running.shared.stop.store(true, Ordering::SeqCst);
-    let _ = (&running.wake).write(&[1]);
-    // A one-shot session runs on the manhole thread itself; its commands
-    // may call this.
-    if running.thread.thread().id() != std::thread::current().id() {
-        running.shared.sessions.close_all();
-        let _ = running.thread.join();
     }
-    running.shared.sessions.close_all();
-    if let Some(file) = running.shared.socket().take() {
-        file.remove();
-    }
-    drop(running.trigger);
-    log::verbose(format_args!("uninstalled from {}", running.path.display()));
-    true
-}
 
-fn remove_socket_at_exit() {
-    static REGISTERED: Once = Once::new();
-    REGISTERED.call_once(|| {
-        // SAFETY: `remove_at_exit` is a plain `extern "C" fn` with no
-        // arguments that never unwinds; atexit only stores the pointer.
-        let status = unsafe { libc::atexit(remove_at_exit) };
-        if status != 0 {
-            log::always(format_args!(
-                "cannot register the exit hook; the socket may stay behind at exit"
-            ));
+    /// Stops the thread, ends every session and removes the socket file.
+    pub(crate) fn stop(self) {
+        self.shared.stop.store(true, Ordering::SeqCst);
+        let _ = (&self.wake).write(&[1]);
+        // A one-shot session runs on the manhole thread itself; its commands
+        // may call this.
+        if self.thread.thread().id() != std::thread::current().id() {
+            self.shared.sessions.close_all();
+            let _ = self.thread.join();
         }
-    });
-}
+        self.shared.sessions.close_all();
+        if let Some(file) = self.shared.socket().take() {
+            file.remove();
+        }
+    }
 
-extern "C" fn remove_at_exit() {
-    // Never block at exit: a thread may hold the slot while the process ends.
-    let slot = match INSTALLED.try_lock() {
-        Ok(slot) => slot,
-        Err(std::sync::TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
-        Err(std::sync::TryLockError::WouldBlock) => return,
-    };
-    if let Some(running) = slot.as_ref() {
-        if running.pid == std::process::id() {
-            // Stop first: the listener must not see the file go and put it
-            // back while the process ends.
-            running.shared.stop.store(true, Ordering::SeqCst);
-            if let Ok(socket) = running.shared.socket.try_lock() {
-                if let Some(file) = socket.as_ref() {
-                    file.remove();
-                }
+    /// At process exit: removes the socket file without waiting for any
+    /// lock, and keeps the thread from putting it back.
+    pub(crate) fn remove_socket_at_exit(&self) {
+        // Stop first: the thread must not see the file go and put it back
+        // while the process ends.
+        self.shared.stop.store(true, Ordering::SeqCst);
+        if let Ok(socket) = self.shared.socket.try_lock() {
+            if let Some(file) = socket.as_ref() {
+                file.remove();
             }
         }
     }
@@ -344,20 +235,23 @@ impl Sessions {
 }
 
 /// The `manhole` thread.
-fn run(context: &Context, start: Start) {
-    if context.sigmask {
-        signals::block_async_signals(Some(context.stack_signal));
+fn run(context: &Context, listening: Option<(UnixListener, Option<SocketWatch>)>, start: Start) {
+    let settings = &context.settings;
+    if settings.sigmask {
+        signals::block_async_signals(Some(settings.stack_signal));
+    }
+    if let Some((listener, watch)) = listening {
+        stacks::prime();
+        serve(context, listener, watch.as_ref(), false);
+        return;
     }
     match start {
-        Start::Listening(listener, watch) => {
-            stacks::prime();
-            serve(context, listener, watch.as_ref(), false);
-        }
+        Start::Listening => {}
         Start::Dormant { trigger, oneshot } => {
             let mut primed = false;
             while wait_for_trigger(context, trigger) {
-                let watch = watch(&context.path);
-                let listener = match socket::bind(&context.path) {
+                let watch = watch(&settings.path);
+                let listener = match socket::bind(&settings.path) {
                     Ok((listener, file)) => {
                         *context.shared.socket() = Some(file);
                         listener
@@ -371,7 +265,9 @@ fn run(context: &Context, start: Start) {
                     stacks::prime();
                     primed = true;
                 }
-                log::verbose(format_args!("listening on {}", context.path.display()));
+                settings
+                    .log
+                    .verbose(format_args!("listening on {}", settings.path.display()));
                 serve(context, listener, watch.as_ref(), oneshot);
                 if !oneshot || context.shared.stopping() {
                     return;
@@ -383,9 +279,9 @@ fn run(context: &Context, start: Start) {
                 if let Some(file) = context.shared.socket().take() {
                     file.remove();
                 }
-                log::verbose(format_args!(
+                settings.log.verbose(format_args!(
                     "one-shot session over; {} removed",
-                    context.path.display()
+                    settings.path.display()
                 ));
             }
         }
@@ -405,12 +301,7 @@ fn wait_for_trigger(context: &Context, trigger: RawFd) -> bool {
             PollFd::new(fd(&trigger), PollFlags::POLLIN),
             PollFd::new(context.wake.as_fd(), PollFlags::POLLIN),
         ];
-        if let Err(err) = poll(&mut fds, PollTimeout::NONE) {
-            if err != Errno::EINTR {
-                log::always(format_args!("poll failed: {err}; retrying"));
-                std::thread::sleep(Duration::from_millis(100));
-            }
-        }
+        wait_without_spinning(&mut fds);
         if context.shared.stopping() {
             return false;
         }
@@ -420,8 +311,19 @@ fn wait_for_trigger(context: &Context, trigger: RawFd) -> bool {
     }
 }
 
+/// Sleeps until one of `fds` is ready. A failing `poll` is retried after a
+/// pause, so that the thread never spins.
+fn wait_without_spinning(fds: &mut [PollFd<'_>]) {
+    if let Err(err) = poll(fds, PollTimeout::NONE) {
+        if err != Errno::EINTR {
+            log::always(format_args!("poll failed: {err}; retrying"));
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
 /// Empties the trigger pipe; `true` when it held anything.
-fn drain(trigger: RawFd) -> bool {
+pub(crate) fn drain(trigger: RawFd) -> bool {
     let mut any = false;
     let mut buffer = [0u8; 64];
     while let Ok(read @ 1..) = nix::unistd::read(fd(&trigger), &mut buffer) {
@@ -430,7 +332,7 @@ fn drain(trigger: RawFd) -> bool {
     any
 }
 
-fn watch(path: &std::path::Path) -> Option<SocketWatch> {
+fn watch(path: &Path) -> Option<SocketWatch> {
     SocketWatch::new(path)
         .map_err(|err| {
             log::always(format_args!(
@@ -457,35 +359,31 @@ fn serve(
         if let Some(watch) = watch {
             fds.push(PollFd::new(watch.fd(), PollFlags::POLLIN));
         }
-        if let Err(err) = poll(&mut fds, PollTimeout::NONE) {
-            if err != Errno::EINTR {
-                log::always(format_args!("poll failed: {err}; retrying"));
-                std::thread::sleep(Duration::from_millis(100));
-            }
-        }
+        wait_without_spinning(&mut fds);
         drop(fds);
         if context.shared.stopping() {
             return;
         }
         if watch.is_some_and(SocketWatch::socket_removed) {
-            match socket::bind(&context.path) {
+            let path = &context.settings.path;
+            match socket::bind(path) {
                 Ok((replacement, file)) => {
                     listener = replacement;
                     *context.shared.socket() = Some(file);
-                    log::verbose(format_args!(
+                    context.settings.log.verbose(format_args!(
                         "{} was removed; created it again",
-                        context.path.display()
+                        path.display()
                     ));
                 }
                 Err(err) => log::always(format_args!(
                     "{} was removed and cannot be created again: {err}",
-                    context.path.display()
+                    path.display()
                 )),
             }
         }
         match listener.accept() {
             Ok((stream, _)) => {
-                if admit(stream, &context.shared, context.config, oneshot) && oneshot {
+                if admit(stream, context, oneshot) && oneshot {
                     return;
                 }
             }
@@ -505,17 +403,22 @@ fn serve(
 
 /// Checks the peer and serves an allowed one: on a new thread, or on this
 /// one for a one-shot socket. Returns whether a session was served.
-fn admit(stream: UnixStream, shared: &Arc<Shared>, config: SessionConfig, inline: bool) -> bool {
+fn admit(stream: UnixStream, context: &Context, inline: bool) -> bool {
+    let (shared, config, log) = (
+        &context.shared,
+        context.settings.config,
+        context.settings.log,
+    );
     match socket::peer_credentials(&stream) {
         Ok(peer) if socket::peer_allowed(&peer) => {
-            log::verbose(format_args!(
+            log.verbose(format_args!(
                 "session opened for pid {} (uid {})",
                 peer.pid(),
                 peer.uid()
             ));
         }
         Ok(peer) => {
-            log::verbose(format_args!(
+            log.verbose(format_args!(
                 "refused a connection from pid {} (uid {}): only the owner (uid {}) or root may connect",
                 peer.pid(),
                 peer.uid(),
@@ -524,7 +427,7 @@ fn admit(stream: UnixStream, shared: &Arc<Shared>, config: SessionConfig, inline
             return false;
         }
         Err(err) => {
-            log::verbose(format_args!(
+            log.verbose(format_args!(
                 "refused a connection whose credentials cannot be read: {err}"
             ));
             return false;
@@ -538,7 +441,7 @@ fn admit(stream: UnixStream, shared: &Arc<Shared>, config: SessionConfig, inline
         Ok(id) => id,
         Err(open) => {
             session::refuse_busy(&stream, open);
-            log::verbose(format_args!(
+            log.verbose(format_args!(
                 "refused a session: {open} open, at max_sessions"
             ));
             return false;

@@ -2,18 +2,23 @@
 //! stderr must not take the host down), and goes straight to descriptor 2
 //! without std's stderr lock, which a forked child may have inherited held.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-
-static VERBOSE: AtomicBool = AtomicBool::new(true);
-
-pub(crate) fn set_verbose(verbose: bool) {
-    VERBOSE.store(verbose, Ordering::Relaxed);
+/// The installed manhole's voice: whether its `verbose` option lets it
+/// report what it does, besides the failures it always reports.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Log {
+    verbose: bool,
 }
 
-/// Logs when the installed manhole is verbose.
-pub(crate) fn verbose(message: std::fmt::Arguments<'_>) {
-    if VERBOSE.load(Ordering::Relaxed) {
-        always(message);
+impl Log {
+    pub(crate) fn new(verbose: bool) -> Self {
+        Log { verbose }
+    }
+
+    /// Logs when the manhole is verbose.
+    pub(crate) fn verbose(self, message: std::fmt::Arguments<'_>) {
+        if self.verbose {
+            always(message);
+        }
     }
 }
 

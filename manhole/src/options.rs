@@ -1,10 +1,16 @@
 //! What a manhole is configured with, for the attribute and the plain API
 //! alike: `#[manhole::main(socket_path = "...", verbose = false)]` builds the
 //! same [`Options`] that a program can build by hand.
+//!
+//! [`Options`] is a plain value: building one changes nothing in the
+//! process. [`Options::install`](crate::Options::install) hands it to the
+//! installed manhole, which owns it; every setting is read from there, so an
+//! uninstall followed by an install with other options takes them all. Every
+//! default is written here and nowhere else.
 
-use crate::{listener, Error, Handle};
+use crate::{signals, Error};
+use manhole_wire::parse_duration;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 /// The longest request line accepted by default, in bytes.
@@ -41,6 +47,55 @@ pub(crate) fn deadline_after(timeout: Duration) -> Option<std::time::Instant> {
 /// How long reading a locked `Mutex` or `RwLock` waits by default.
 pub const DEFAULT_LOCK_TIMEOUT: Duration = Duration::from_millis(100);
 
+/// How long a stack dump waits for each thread by default.
+pub const DEFAULT_STACK_TIMEOUT: Duration = Duration::from_millis(200);
+
+/// When the manhole opens its socket.
+///
+/// One value holds the choice, so that the two signal modes, which exclude
+/// each other, cannot both be asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Activation {
+    /// At install, for good (the default).
+    #[default]
+    Always,
+    /// When the signal first arrives, then for good (the JVM attach
+    /// listener's model). See [`Options::activate_on`].
+    OnSignal(i32),
+    /// For exactly one session each time the signal arrives. See
+    /// [`Options::oneshot_on`].
+    OneshotOn(i32),
+}
+
+impl Activation {
+    /// The trigger signal, and the option that names it.
+    pub(crate) fn trigger(self) -> Option<(i32, &'static str)> {
+        match self {
+            Activation::Always => None,
+            Activation::OnSignal(signal) => Some((signal, "activate_on")),
+            Activation::OneshotOn(signal) => Some((signal, "oneshot_on")),
+        }
+    }
+}
+
+/// How long a request may wait for what it reads: the installed options'
+/// `lock_timeout` and `stack_timeout`, handed to every session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Waits {
+    pub(crate) lock: Duration,
+    pub(crate) stacks: Duration,
+}
+
+impl Default for Waits {
+    fn default() -> Self {
+        Waits {
+            lock: DEFAULT_LOCK_TIMEOUT,
+            stacks: DEFAULT_STACK_TIMEOUT,
+        }
+    }
+}
+
 /// How to install a manhole.
 ///
 /// # Examples
@@ -65,8 +120,7 @@ pub struct Options {
     pub(crate) lock_timeout: Duration,
     pub(crate) stack_signal: Option<i32>,
     pub(crate) stack_timeout: Duration,
-    pub(crate) activate_on: Option<i32>,
-    pub(crate) oneshot_on: Option<i32>,
+    pub(crate) activation: Activation,
     pub(crate) sigmask: bool,
     pub(crate) reinstall_on_fork: bool,
     pub(crate) reinstall_delay: Duration,
@@ -86,9 +140,8 @@ impl Default for Options {
             write_timeout: DEFAULT_WRITE_TIMEOUT,
             lock_timeout: DEFAULT_LOCK_TIMEOUT,
             stack_signal: None,
-            stack_timeout: crate::stacks::DEFAULT_STACK_TIMEOUT,
-            activate_on: None,
-            oneshot_on: None,
+            stack_timeout: DEFAULT_STACK_TIMEOUT,
+            activation: Activation::Always,
             sigmask: true,
             reinstall_on_fork: true,
             reinstall_delay: DEFAULT_REINSTALL_DELAY,
@@ -180,8 +233,18 @@ impl Options {
     /// blocked reading a pipe, and the signal's handler, which writes one
     /// byte to that pipe. Later signals change nothing. The signal must not
     /// have another handler already.
-    pub fn activate_on(mut self, signal: i32) -> Self {
-        self.activate_on = Some(signal);
+    ///
+    /// Replaces an earlier [`Options::oneshot_on`]: a manhole has one
+    /// [`Activation`].
+    pub fn activate_on(self, signal: i32) -> Self {
+        self.activation(Activation::OnSignal(signal))
+    }
+
+    /// When the socket is opened: at install, on a signal, or one session
+    /// per signal. The last of `activation`, `activate_on` and `oneshot_on`
+    /// wins.
+    pub fn activation(mut self, activation: Activation) -> Self {
+        self.activation = activation;
         self
     }
 
@@ -195,9 +258,10 @@ impl Options {
     /// Opens the socket for exactly one session each time `signal` arrives,
     /// and removes it when that session ends. Between sessions the manhole
     /// is the same dormant thread as with [`Options::activate_on`].
-    pub fn oneshot_on(mut self, signal: i32) -> Self {
-        self.oneshot_on = Some(signal);
-        self
+    ///
+    /// Replaces an earlier [`Options::activate_on`].
+    pub fn oneshot_on(self, signal: i32) -> Self {
+        self.activation(Activation::OneshotOn(signal))
     }
 
     /// [`Options::oneshot_on`] with a signal name, as
@@ -212,7 +276,7 @@ impl Options {
         name: &str,
         set: fn(Self, i32) -> Self,
     ) -> Self {
-        match crate::signals::parse(name) {
+        match signals::parse(name) {
             Ok(signal) => set(self, signal),
             Err(reason) => {
                 self.invalid = Some((option, reason));
@@ -246,57 +310,9 @@ impl Options {
         self
     }
 
-    /// Creates the socket and starts the listener thread.
-    ///
-    /// The manhole then runs until [`Handle::uninstall`], [`crate::uninstall`]
-    /// or the end of the process; dropping the [`Handle`] does not stop it.
-    ///
-    /// # Errors
-    ///
-    /// - [`Error::AlreadyInstalled`] when a manhole already runs in this
-    ///   process;
-    /// - [`Error::PathTooLong`], [`Error::PathOccupied`] or [`Error::InUse`]
-    ///   when the socket path cannot be used (only a stale socket of this
-    ///   user is ever replaced);
-    /// - [`Error::Signal`] when the stack signal is not a realtime signal or
-    ///   already has another handler;
-    /// - [`Error::InvalidOption`] for an option value that cannot work,
-    ///   including a bad `MANHOLE` environment variable;
-    /// - [`Error::Disabled`] when the environment says `MANHOLE=off`;
-    /// - [`Error::CompiledOut`] when the crate was built with its `off`
-    ///   feature;
-    /// - [`Error::Io`] or [`Error::Thread`] when the system refuses.
-    pub fn install(self) -> Result<Handle, Error> {
-        #[cfg(feature = "off")]
-        {
-            drop(self);
-            Err(Error::CompiledOut)
-        }
-        #[cfg(not(feature = "off"))]
-        listener::install(self)
-    }
-
     pub(crate) fn validate(&mut self) -> Result<(), Error> {
         if let Some((option, reason)) = self.invalid.take() {
             return Err(Error::InvalidOption { option, reason });
-        }
-        match (self.activate_on, self.oneshot_on) {
-            (Some(activate), Some(oneshot)) if activate == oneshot => {
-                return Err(Error::InvalidOption {
-                    option: "oneshot_on",
-                    reason: format!(
-                        "{} is also `activate_on`; a signal can either activate the manhole for good or open one session, so choose two signals or one option",
-                        crate::signals::name(oneshot)
-                    ),
-                })
-            }
-            (Some(_), Some(_)) => {
-                return Err(Error::InvalidOption {
-                    option: "oneshot_on",
-                    reason: "cannot be combined with `activate_on`; choose one".to_owned(),
-                })
-            }
-            _ => {}
         }
         if self.max_line_length == 0 {
             return Err(Error::InvalidOption {
@@ -348,6 +364,14 @@ impl Options {
             });
         }
         Ok(())
+    }
+
+    /// The waits every request of this manhole runs under.
+    pub(crate) fn waits(&self) -> Waits {
+        Waits {
+            lock: self.lock_timeout,
+            stacks: self.stack_timeout,
+        }
     }
 
     /// The socket path with `{pid}` filled in.
@@ -405,6 +429,9 @@ fn apply_settings(mut options: Options, value: &str) -> Result<Option<Options>, 
     if ["off", "0", "false", "no", "disabled"].contains(&value.to_ascii_lowercase().as_str()) {
         return Ok(None);
     }
+    // The environment overrides the program's activation, but one value
+    // cannot ask for two.
+    let mut activation_key: Option<&str> = None;
     for setting in value
         .split(',')
         .map(str::trim)
@@ -419,14 +446,24 @@ fn apply_settings(mut options: Options, value: &str) -> Result<Option<Options>, 
         let bad =
             |expected: &str| environment_error(format!("{key}={text:?}: expected {expected}"));
         let signal = |text: &str| {
-            crate::signals::parse(text)
-                .map_err(|reason| environment_error(format!("{key}: {reason}")))
+            signals::parse(text).map_err(|reason| environment_error(format!("{key}: {reason}")))
         };
         options = match key {
             "socket_path" => options.socket_path(text),
             "verbose" => options.verbose(parse_bool(text).ok_or_else(|| bad("true or false"))?),
-            "activate_on" => options.activate_on(signal(text)?),
-            "oneshot_on" => options.oneshot_on(signal(text)?),
+            "activate_on" | "oneshot_on" => {
+                if let Some(earlier) = activation_key.replace(key) {
+                    return Err(environment_error(format!(
+                        "`{key}` cannot be combined with `{earlier}`: a signal either activates the manhole for good (`activate_on`) or opens one session each time (`oneshot_on`); keep one of them"
+                    )));
+                }
+                let signal = signal(text)?;
+                options.activation(if key == "activate_on" {
+                    Activation::OnSignal(signal)
+                } else {
+                    Activation::OneshotOn(signal)
+                })
+            }
             "sigmask" => options.sigmask(parse_bool(text).ok_or_else(|| bad("true or false"))?),
             "reinstall_on_fork" => {
                 options.reinstall_on_fork(parse_bool(text).ok_or_else(|| bad("true or false"))?)
@@ -471,30 +508,6 @@ fn parse_bool(text: &str) -> Option<bool> {
         "false" | "0" | "no" | "off" => Some(false),
         _ => None,
     }
-}
-
-/// `500ms`, `2s`, `1.5s`, `10m`, or a plain number of seconds.
-fn parse_duration(text: &str) -> Option<Duration> {
-    let (number, scale) = if let Some(millis) = text.strip_suffix("ms") {
-        (millis, 1e-3)
-    } else if let Some(minutes) = text.strip_suffix('m') {
-        (minutes, 60.0)
-    } else {
-        (text.strip_suffix('s').unwrap_or(text), 1.0)
-    };
-    let seconds = number.trim().parse::<f64>().ok()? * scale;
-    Duration::try_from_secs_f64(seconds).ok()
-}
-
-static LOCK_TIMEOUT_MICROS: AtomicU64 = AtomicU64::new(100_000);
-
-pub(crate) fn set_lock_timeout(timeout: Duration) {
-    let micros = u64::try_from(timeout.as_micros()).unwrap_or(u64::MAX);
-    LOCK_TIMEOUT_MICROS.store(micros, Ordering::Relaxed);
-}
-
-pub(crate) fn lock_timeout() -> Duration {
-    Duration::from_micros(LOCK_TIMEOUT_MICROS.load(Ordering::Relaxed))
 }
 
 #[cfg(test)]
@@ -547,7 +560,7 @@ mod tests {
         .unwrap()
         .unwrap();
         assert_eq!(options.resolved_socket_path(3), PathBuf::from("/run/x-3"));
-        assert_eq!(options.activate_on, Some(libc::SIGUSR1));
+        assert_eq!(options.activation, Activation::OnSignal(libc::SIGUSR1));
         assert!(!options.verbose);
         assert_eq!(options.reinstall_delay, Duration::from_millis(250));
         assert!(apply_settings(Options::new(), "off").unwrap().is_none());
@@ -568,28 +581,26 @@ mod tests {
     }
 
     #[test]
-    fn durations() {
-        assert_eq!(parse_duration("500ms"), Some(Duration::from_millis(500)));
-        assert_eq!(parse_duration("2s"), Some(Duration::from_secs(2)));
-        assert_eq!(parse_duration("0.5"), Some(Duration::from_millis(500)));
-        assert_eq!(parse_duration("-1s"), None);
-        assert_eq!(parse_duration("soon"), None);
+    fn the_environment_overrides_the_activation_but_asks_for_one() {
+        let options = Options::new().activate_on(libc::SIGUSR1);
+        let options = apply_settings(options, "oneshot_on=USR2").unwrap().unwrap();
+        assert_eq!(options.activation, Activation::OneshotOn(libc::SIGUSR2));
+        let err = apply_settings(Options::new(), "activate_on=USR1,oneshot_on=USR2")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("`oneshot_on` cannot be combined with `activate_on`"),
+            "{err}"
+        );
     }
 
     #[test]
-    fn activate_and_oneshot_exclude_each_other() {
-        let err = Options::new()
-            .activate_on(10)
-            .oneshot_on(10)
-            .validate()
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("is also `activate_on`"), "{err}");
-        assert!(Options::new()
-            .activate_on(10)
-            .oneshot_on(12)
-            .validate()
-            .is_err());
+    fn one_activation_at_a_time() {
+        let options = Options::new().activate_on(10).oneshot_on(12);
+        assert_eq!(options.activation, Activation::OneshotOn(12));
+        let options = Options::new().oneshot_on(12).activate_on(10);
+        assert_eq!(options.activation, Activation::OnSignal(10));
+        assert_eq!(Options::new().activation, Activation::Always);
         let err = Options::new()
             .activate_on_named("USR3")
             .validate()

@@ -6,8 +6,13 @@
 //! sorted copy is made per request rather than cached.
 
 use crate::calls::CallStats;
-use crate::protocol::Failure;
+use crate::options::DEFAULT_LOCK_TIMEOUT;
+use manhole_wire::{ArgValue, Failure, Reason};
 use serde::Serialize;
+use std::cell::Cell;
+use std::fmt::Display;
+use std::str::FromStr;
+use std::time::Duration;
 
 /// What a command or an inspected value produced: its JSON value, or the
 /// reason there is none.
@@ -81,7 +86,7 @@ pub struct Command {
     pub(crate) meta: Meta,
     pub(crate) params: &'static [Param],
     pub(crate) returns: &'static str,
-    pub(crate) invoke: fn(&mut crate::__private::Args<'_>) -> Outcome,
+    pub(crate) invoke: fn(&mut Args<'_>) -> Outcome,
 }
 
 impl Command {
@@ -91,7 +96,7 @@ impl Command {
         meta: Meta,
         params: &'static [Param],
         returns: &'static str,
-        invoke: fn(&mut crate::__private::Args<'_>) -> Outcome,
+        invoke: fn(&mut Args<'_>) -> Outcome,
     ) -> Self {
         Command {
             meta,
@@ -224,6 +229,115 @@ impl Inspect {
             InspectKind::Calls => format!("{}{}", self.meta.name, self.ty),
         }
     }
+}
+
+/// The arguments of one call, matched to the command's parameters by
+/// position. Their count has been checked before the command is invoked.
+pub struct Args<'a> {
+    pub(crate) command: &'static Command,
+    pub(crate) values: &'a [ArgValue],
+}
+
+impl Args<'_> {
+    /// Parses the argument at `index` for a required parameter.
+    ///
+    /// # Errors
+    ///
+    /// An invalid-params failure that names the parameter, its type and why
+    /// the text did not parse.
+    pub fn required<T: CommandArg>(&mut self, index: usize) -> Result<T, Failure> {
+        match self.values.get(index) {
+            Some(ArgValue::Text(text)) => self.parse(index, text),
+            Some(ArgValue::Null) | None => Err(self.failure(
+                index,
+                "it is required (`null` only leaves out an `Option` parameter)".to_owned(),
+                None,
+            )),
+        }
+    }
+
+    /// Parses the argument at `index` for an `Option<T>` parameter; a
+    /// missing argument or JSON `null` is `None`.
+    ///
+    /// # Errors
+    ///
+    /// As [`Args::required`], when an argument is present but does not parse.
+    pub fn optional<T: CommandArg>(&mut self, index: usize) -> Result<Option<T>, Failure> {
+        match self.values.get(index) {
+            Some(ArgValue::Text(text)) => self.parse(index, text).map(Some),
+            Some(ArgValue::Null) | None => Ok(None),
+        }
+    }
+
+    fn parse<T: CommandArg>(&self, index: usize, text: &str) -> Result<T, Failure> {
+        T::parse_arg(text)
+            .map_err(|reason| self.failure(index, format!("got {text:?}: {reason}"), Some(text)))
+    }
+
+    fn failure(&self, index: usize, problem: String, got: Option<&str>) -> Failure {
+        let param = &self.command.params[index];
+        Failure::new(
+            Reason::BadArgument,
+            format!(
+                "argument `{}` of `{}` expects {}; {problem}",
+                param.name, self.command.meta.name, param.ty
+            ),
+        )
+        .with_details(serde_json::json!({
+            "argument": param.name,
+            "index": index,
+            "expected": param.ty,
+            "got": got,
+        }))
+    }
+}
+
+/// A type a command parameter can have: parsed from text with `FromStr`.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be a command parameter, because it does not implement `FromStr` with an `Err` that implements `Display`",
+    label = "command arguments are parsed from text with `FromStr`",
+    note = "implement `FromStr` for `{Self}`, or take a `String` and parse it in the body"
+)]
+pub trait CommandArg: Sized {
+    /// Parses one argument.
+    ///
+    /// # Errors
+    ///
+    /// The `FromStr` error, as text.
+    fn parse_arg(text: &str) -> Result<Self, String>;
+}
+
+impl<T> CommandArg for T
+where
+    T: FromStr,
+    T::Err: Display,
+{
+    fn parse_arg(text: &str) -> Result<Self, String> {
+        text.parse().map_err(|err: T::Err| err.to_string())
+    }
+}
+
+thread_local! {
+    /// The lock timeout of the manhole whose request this thread runs.
+    static LOCK_TIMEOUT: Cell<Duration> = const { Cell::new(DEFAULT_LOCK_TIMEOUT) };
+}
+
+/// Runs `request` with `timeout` as the lock timeout that the adapters of
+/// inspected `Mutex` and `RwLock` statics wait for. The adapters are plain
+/// `fn()`s built by the attributes, so the installed manhole's setting
+/// reaches them through the thread that runs the request, never through a
+/// process-wide global that outlives the manhole.
+pub(crate) fn with_lock_timeout<R>(timeout: Duration, request: impl FnOnce() -> R) -> R {
+    let previous = LOCK_TIMEOUT.with(|cell| cell.replace(timeout));
+    let result = request();
+    LOCK_TIMEOUT.with(|cell| cell.set(previous));
+    result
+}
+
+/// The lock timeout of the request running on this thread (the default
+/// outside any request).
+pub(crate) fn lock_timeout() -> Duration {
+    LOCK_TIMEOUT.with(Cell::get)
 }
 
 inventory::collect!(Command);

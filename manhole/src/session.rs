@@ -7,8 +7,8 @@
 //! session with `EPIPE` instead of raising `SIGPIPE` in the host.
 
 use crate::builtins;
-use crate::options::deadline_after;
-use crate::protocol::{code, json_response, parse_json, parse_text, Failure, JsonLine, Request};
+use crate::options::{deadline_after, Options, Waits};
+use manhole_wire::{json_response, parse_json, parse_text, Failure, JsonLine, Reason, Request};
 use nix::errno::Errno;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::socket::{recv, send, MsgFlags};
@@ -23,31 +23,44 @@ pub(crate) const SNIFF_TIMEOUT: Duration = Duration::from_millis(50);
 
 const PROMPT: &[u8] = b"manhole> ";
 
+/// What a session takes from the installed manhole's options.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct SessionConfig {
     pub(crate) max_line_length: usize,
     pub(crate) max_sessions: usize,
     pub(crate) idle_timeout: Duration,
     pub(crate) write_timeout: Duration,
+    pub(crate) waits: Waits,
 }
 
 impl SessionConfig {
-    pub(crate) fn from_options(options: &crate::Options) -> Self {
+    pub(crate) fn from_options(options: &Options) -> Self {
         SessionConfig {
             max_line_length: options.max_line_length,
             max_sessions: options.max_sessions,
             idle_timeout: options.idle_timeout,
             write_timeout: options.write_timeout,
+            waits: options.waits(),
         }
     }
 }
 
+impl Default for SessionConfig {
+    fn default() -> Self {
+        SessionConfig::from_options(&Options::new())
+    }
+}
+
 /// Tells a client that every session is taken, without waiting for it to
-/// read, and lets the caller close it.
+/// read, and lets the caller close it. The client has not said yet which
+/// protocol it speaks, so the line is the one a client of either can read
+/// back with [`Failure::from_refusal`].
 pub(crate) fn refuse_busy(stream: &UnixStream, open: usize) {
-    let line = format!(
-        "error: busy: {open} sessions are open, the most this manhole allows (max_sessions); try again when one ends\n"
-    );
+    let line = Failure::new(
+        Reason::Busy,
+        format!("busy: {open} sessions are open, the most this manhole allows (max_sessions); try again when one ends"),
+    )
+    .to_refusal();
     let _ = send(
         stream.as_raw_fd(),
         line.as_bytes(),
@@ -79,13 +92,16 @@ pub(crate) fn serve(stream: &UnixStream, config: SessionConfig) {
 /// line reader, parsers and built-ins as a socket session, without the
 /// greeting's stack dump (the fuzz target runs this thousands of times a
 /// second).
-pub(crate) fn serve_bytes(input: &[u8], out: &mut Vec<u8>, config: SessionConfig) {
-    let mut lines = Lines::new(input, config);
+pub(crate) fn serve_bytes(input: &[u8], config: &SessionConfig) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut lines = Lines::new(input, *config);
+    // Writing to a `Vec` cannot fail.
     let _ = if input.first() == Some(&b'{') {
-        serve_json(&mut lines, out)
+        serve_json(&mut lines, &mut out)
     } else {
-        serve_text(&mut lines, out, Greet::No)
+        serve_text(&mut lines, &mut out, Greet::No)
     };
+    out
 }
 
 /// Where a session's lines come from: a socket, or bytes in memory.
@@ -185,6 +201,7 @@ struct Lines<R> {
     reader: BufReader<R>,
     max: usize,
     idle_timeout: Duration,
+    waits: Waits,
 }
 
 impl<R: Input> Lines<R> {
@@ -193,6 +210,7 @@ impl<R: Input> Lines<R> {
             reader: BufReader::new(input),
             max: config.max_line_length,
             idle_timeout: config.idle_timeout,
+            waits: config.waits,
         }
     }
 
@@ -265,7 +283,7 @@ impl<R: Input> Lines<R> {
 
 fn idle_failure(timeout: Duration) -> Failure {
     Failure::new(
-        code::INVALID_REQUEST,
+        Reason::IdleTimeout,
         format!(
             "no complete line within {} s (idle_timeout); closing the session",
             timeout.as_secs_f64()
@@ -274,7 +292,14 @@ fn idle_failure(timeout: Duration) -> Failure {
 }
 
 fn error_line(failure: &Failure) -> String {
-    format!("error: {}\n", failure.one_line())
+    format!("{}{}\n", manhole_wire::REFUSAL_PREFIX, failure.one_line())
+}
+
+fn too_long(what: &str, max: usize) -> Failure {
+    Failure::new(
+        Reason::TooLong,
+        format!("{what} is longer than {max} bytes and was ignored"),
+    )
 }
 
 fn serve_text<R: Input>(
@@ -283,7 +308,7 @@ fn serve_text<R: Input>(
     greet: Greet,
 ) -> io::Result<()> {
     if greet == Greet::Yes {
-        out.write_all(builtins::greeting().text.as_bytes())?;
+        out.write_all(builtins::greeting(lines.waits).text.as_bytes())?;
     }
     loop {
         out.write_all(PROMPT)?;
@@ -293,18 +318,9 @@ fn serve_text<R: Input>(
                 out.write_all(error_line(&idle_failure(lines.idle_timeout)).as_bytes())?;
                 return Ok(());
             }
-            Line::TooLong => error_line(&Failure::new(
-                code::INVALID_REQUEST,
-                format!(
-                    "the line is longer than {} bytes and was ignored",
-                    lines.max
-                ),
-            )),
+            Line::TooLong => error_line(&too_long("the line", lines.max)),
             Line::Complete(bytes) => match std::str::from_utf8(&bytes) {
-                Err(_) => error_line(&Failure::new(
-                    code::PARSE_ERROR,
-                    "the line is not valid UTF-8",
-                )),
+                Err(_) => error_line(&Failure::new(Reason::Parse, "the line is not valid UTF-8")),
                 Ok(text) => match parse_text(text) {
                     Ok(None) => String::new(),
                     Ok(Some(Request::Quit)) => return Ok(()),
@@ -314,7 +330,7 @@ fn serve_text<R: Input>(
                             Watched::ClientGone => return Ok(()),
                         }
                     }
-                    Ok(Some(request)) => match builtins::run(request) {
+                    Ok(Some(request)) => match builtins::run(request, lines.waits) {
                         Ok(answer) => answer.text,
                         Err(failure) => error_line(&failure),
                     },
@@ -350,7 +366,7 @@ fn watch<R: Input>(
         .as_bytes(),
     )?;
     loop {
-        match builtins::get(name) {
+        match builtins::get(name, lines.waits) {
             Ok(answer) => {
                 let header = format!("[{:.1}s]", started.elapsed().as_secs_f64());
                 let body = answer.text;
@@ -397,18 +413,12 @@ fn serve_json<R: Input>(lines: &mut Lines<R>, out: &mut impl Write) -> io::Resul
             )),
             Line::TooLong => Some(json_response(
                 &Value::Null,
-                Err(Failure::new(
-                    code::INVALID_REQUEST,
-                    format!(
-                        "the request line is longer than {} bytes and was ignored",
-                        lines.max
-                    ),
-                )),
+                Err(too_long("the request line", lines.max)),
             )),
             Line::Complete(bytes) if bytes.iter().all(u8::is_ascii_whitespace) => None,
             Line::Complete(bytes) => match parse_json(&bytes) {
                 JsonLine::Request { id, request } => {
-                    let result = builtins::run(request).map(|answer| answer.json);
+                    let result = builtins::run(request, lines.waits).map(|answer| answer.json);
                     id.map(|id| json_response(&id, result))
                 }
                 JsonLine::Invalid { id, failure } => Some(json_response(&id, Err(failure))),

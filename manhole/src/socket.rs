@@ -146,8 +146,8 @@ fn clear_stale(dir: &OwnedFd, name: &Path, path: &Path) -> Result<(), Error> {
     }
     // A non-blocking probe: a live server whose backlog is full, or that
     // never accepts, must not hang the install.
-    match probe(path) {
-        Ok(()) | Err(Errno::EAGAIN | Errno::EINPROGRESS) => Err(Error::InUse {
+    match manhole_wire::probe(path) {
+        Ok(()) | Err(Errno::EINPROGRESS) => Err(Error::InUse {
             path: path.to_owned(),
         }),
         Err(Errno::ECONNREFUSED) => match unlinkat(dir, name, UnlinkatFlags::NoRemoveDir) {
@@ -156,18 +156,6 @@ fn clear_stale(dir: &OwnedFd, name: &Path, path: &Path) -> Result<(), Error> {
         },
         Err(err) => Err(Error::io("probe the existing socket", path, err)),
     }
-}
-
-/// Connects to `path` without blocking, and hangs up at once.
-fn probe(path: &Path) -> nix::Result<()> {
-    use nix::sys::socket::{connect, socket, AddressFamily, SockFlag, SockType, UnixAddr};
-    let fd = socket(
-        AddressFamily::Unix,
-        SockType::Stream,
-        SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC,
-        None,
-    )?;
-    connect(fd.as_raw_fd(), &UnixAddr::new(path)?)
 }
 
 /// A private directory beside the final path, where the socket is bound

@@ -15,26 +15,9 @@ use crate::signals;
 use serde::{Serialize, Serializer};
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-/// How long a dump waits for other threads by default.
-pub const DEFAULT_STACK_TIMEOUT: Duration = Duration::from_millis(200);
-
-static TIMEOUT_MICROS: AtomicU64 = AtomicU64::new(200_000);
-
-pub(crate) fn set_timeout(timeout: Duration) {
-    TIMEOUT_MICROS.store(
-        u64::try_from(timeout.as_micros()).unwrap_or(u64::MAX),
-        Ordering::Relaxed,
-    );
-}
-
-fn timeout() -> Duration {
-    Duration::from_micros(TIMEOUT_MICROS.load(Ordering::Relaxed))
-}
-
-/// A snapshot of every thread, as [`stacks()`] returns it.
+/// A snapshot of every thread, as [`stacks()`](crate::stacks()) returns it.
 ///
 /// Its `Display` form is what the text protocol's `stacks` command prints.
 #[derive(Debug, Clone, Serialize)]
@@ -81,19 +64,10 @@ fn hex_address<S: Serializer>(address: &usize, serializer: S) -> Result<S::Ok, S
     serializer.serialize_str(&format!("{address:#x}"))
 }
 
-/// Every thread of this process, with its frames.
-///
-/// Usable with or without an installed manhole, for instance from a
-/// watchdog or a panic hook. The first call installs the stack signal's
-/// handler if [`Options::install`](crate::Options::install) has not (taking
-/// the highest free realtime signal). Other threads are given the stack
-/// timeout (200 ms unless [`Options::stack_timeout`](crate::Options::stack_timeout)
-/// says otherwise) to answer; one that does not, because it blocks the
-/// signal, is stuck in the kernel or is never scheduled, is reported with
-/// [`ThreadStack::frames_missing`] saying why. Threads that exit during the
-/// dump are left out. Only one dump runs at a time.
+/// Every thread of this process, with its frames, each other thread given
+/// `timeout` to answer. [`crate::stacks()`] documents what it gives.
 #[must_use]
-pub fn stacks() -> Stacks {
+pub(crate) fn snapshot(timeout: Duration) -> Stacks {
     let _turn = capture::turn();
     let caller = nix::unistd::gettid().as_raw();
     // Walked here, directly under `stacks`, so that trimming the walk's own
@@ -115,7 +89,7 @@ pub fn stacks() -> Stacks {
             alive
         };
         match signals::ensure_installed(capture::on_signal) {
-            Ok(signal) => capture::capture(&tasks, &others, signal, timeout(), &mut describe_next),
+            Ok(signal) => capture::capture(&tasks, &others, signal, timeout, &mut describe_next),
             Err(err) => (0..others.len())
                 .map(|position| {
                     describe_next(position);
@@ -192,6 +166,13 @@ pub(crate) fn prime() {
     Symbols::default().frames(&current_addresses(), false);
 }
 
+/// The functions between the caller of [`crate::stacks()`] and the walk.
+const OWN_FRAMES: &[&str] = &[
+    "manhole::stacks::current_addresses",
+    "manhole::stacks::snapshot",
+    "manhole::stacks",
+];
+
 /// The calling thread's return addresses, without the walk's own frames.
 fn current_addresses() -> Vec<usize> {
     let mut addresses = Vec::new();
@@ -199,14 +180,15 @@ fn current_addresses() -> Vec<usize> {
         addresses.push(frame.ip() as usize);
         true
     });
-    // The walk's own frames come first: `backtrace::trace`, this function
-    // and `stacks`. Only the leading few are resolved to find them.
+    // The walk's own frames come first: `backtrace::trace`, this function,
+    // `snapshot` and the public `stacks`. Only the leading few are resolved
+    // to find them.
     let own = addresses.iter().take(8).rposition(|&address| {
         let mut ours = false;
         backtrace::resolve(address as *mut std::ffi::c_void, |symbol| {
             ours |= symbol.name().is_some_and(|name| {
                 let name = format!("{name:#}");
-                name == "manhole::stacks::current_addresses" || name == "manhole::stacks::stacks"
+                OWN_FRAMES.contains(&name.as_str())
             });
         });
         ours
@@ -314,7 +296,7 @@ mod tests {
 
     #[inline(never)]
     fn marked_caller() -> Stacks {
-        stacks()
+        snapshot(crate::options::DEFAULT_STACK_TIMEOUT)
     }
 
     #[test]
@@ -346,7 +328,7 @@ mod tests {
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
         let snapshot = loop {
             // The thread may still be on its way into `recv`.
-            let snapshot = stacks();
+            let snapshot = snapshot(crate::options::DEFAULT_STACK_TIMEOUT);
             let state = snapshot
                 .threads
                 .iter()
