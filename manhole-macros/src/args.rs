@@ -28,6 +28,9 @@ pub(crate) struct MainArgs {
     pub(crate) sigmask: Option<LitBool>,
     pub(crate) reinstall_on_fork: Option<LitBool>,
     pub(crate) reinstall_delay_ms: Option<syn::LitInt>,
+    /// The keys in the order they were written, so that an error about two
+    /// options that cannot go together points at the later one.
+    pub(crate) keys: Vec<Ident>,
 }
 
 const COMMAND_KEYS: &[&str] = &["name"];
@@ -133,6 +136,7 @@ impl MainArgs {
                 return Err(unknown_key(&meta, MAIN_OPTIONS.iter().map(|(key, _)| *key)));
             };
             set(&mut args, &meta, key)?;
+            args.keys.extend(meta.path.get_ident().cloned());
             Ok(())
         })
         .parse2(tokens)?;
