@@ -28,18 +28,64 @@ pub(crate) struct MainArgs {
     pub(crate) sigmask: Option<LitBool>,
     pub(crate) reinstall_on_fork: Option<LitBool>,
     pub(crate) reinstall_delay_ms: Option<syn::LitInt>,
+    /// The keys in the order they were written, so that an error about two
+    /// options that cannot go together points at the later one.
+    pub(crate) keys: Vec<Ident>,
 }
 
 const COMMAND_KEYS: &[&str] = &["name"];
 const INSPECT_KEYS: &[&str] = &["name", "calls", "writable"];
-const MAIN_KEYS: &[&str] = &[
-    "socket_path",
-    "verbose",
-    "activate_on",
-    "oneshot_on",
-    "sigmask",
-    "reinstall_on_fork",
-    "reinstall_delay_ms",
+
+/// Reads the value of one `main` option, given its key, into `MainArgs`.
+type SetMainOption = fn(&mut MainArgs, &ParseNestedMeta<'_>, &str) -> syn::Result<()>;
+
+/// The options of `#[manhole::main]`, in the order an unknown key lists them.
+const MAIN_OPTIONS: &[(&str, SetMainOption)] = &[
+    ("socket_path", |args, meta, key| {
+        set_once(
+            &mut args.socket_path,
+            meta,
+            key,
+            "a string",
+            "\"/run/myapp/manhole\"",
+        )
+    }),
+    ("verbose", |args, meta, key| {
+        set_once(&mut args.verbose, meta, key, "`true` or `false`", "false")
+    }),
+    ("activate_on", |args, meta, key| {
+        set_once(
+            &mut args.activate_on,
+            meta,
+            key,
+            "a signal name",
+            "\"USR1\"",
+        )
+    }),
+    ("oneshot_on", |args, meta, key| {
+        set_once(&mut args.oneshot_on, meta, key, "a signal name", "\"USR2\"")
+    }),
+    ("sigmask", |args, meta, key| {
+        set_once(&mut args.sigmask, meta, key, "`true` or `false`", "false")
+    }),
+    ("reinstall_on_fork", |args, meta, key| {
+        set_once(
+            &mut args.reinstall_on_fork,
+            meta,
+            key,
+            "`true` or `false`",
+            "false",
+        )
+    }),
+    ("reinstall_delay_ms", |args, meta, key| {
+        set_once(
+            &mut args.reinstall_delay_ms,
+            meta,
+            key,
+            "a number of milliseconds",
+            "500",
+        )
+    }),
 ];
 
 impl ItemArgs {
@@ -56,16 +102,10 @@ impl ItemArgs {
         syn::meta::parser(|meta| {
             let key = meta.path.get_ident().map(ToString::to_string);
             match key.as_deref().filter(|key| keys.contains(key)) {
-                Some("name") => set_once(
-                    &mut args.name,
-                    &meta,
-                    "name",
-                    "a string",
-                    "name = \"reload\"",
-                ),
+                Some("name") => set_once(&mut args.name, &meta, "name", "a string", "\"reload\""),
                 Some("calls") => set_flag(&mut args.calls, &meta, "calls"),
                 Some("writable") => set_flag(&mut args.writable, &meta, "writable"),
-                _ => Err(unknown_key(&meta, keys)),
+                _ => Err(unknown_key(&meta, keys.iter().copied())),
             }
         })
         .parse2(tokens)?;
@@ -91,81 +131,32 @@ impl MainArgs {
     pub(crate) fn parse(tokens: TokenStream) -> syn::Result<Self> {
         let mut args = Self::default();
         syn::meta::parser(|meta| {
-            if meta.path.is_ident("socket_path") {
-                set_once(
-                    &mut args.socket_path,
-                    &meta,
-                    "socket_path",
-                    "a string",
-                    "socket_path = \"/run/myapp/manhole\"",
-                )
-            } else if meta.path.is_ident("verbose") {
-                set_once(
-                    &mut args.verbose,
-                    &meta,
-                    "verbose",
-                    "`true` or `false`",
-                    "verbose = false",
-                )
-            } else if meta.path.is_ident("activate_on") {
-                set_once(
-                    &mut args.activate_on,
-                    &meta,
-                    "activate_on",
-                    "a signal name",
-                    "activate_on = \"USR1\"",
-                )
-            } else if meta.path.is_ident("oneshot_on") {
-                set_once(
-                    &mut args.oneshot_on,
-                    &meta,
-                    "oneshot_on",
-                    "a signal name",
-                    "oneshot_on = \"USR2\"",
-                )
-            } else if meta.path.is_ident("sigmask") {
-                set_once(
-                    &mut args.sigmask,
-                    &meta,
-                    "sigmask",
-                    "`true` or `false`",
-                    "sigmask = false",
-                )
-            } else if meta.path.is_ident("reinstall_on_fork") {
-                set_once(
-                    &mut args.reinstall_on_fork,
-                    &meta,
-                    "reinstall_on_fork",
-                    "`true` or `false`",
-                    "reinstall_on_fork = false",
-                )
-            } else if meta.path.is_ident("reinstall_delay_ms") {
-                set_once(
-                    &mut args.reinstall_delay_ms,
-                    &meta,
-                    "reinstall_delay_ms",
-                    "a number of milliseconds",
-                    "reinstall_delay_ms = 500",
-                )
-            } else {
-                Err(unknown_key(&meta, MAIN_KEYS))
-            }
+            let option = MAIN_OPTIONS.iter().find(|(key, _)| meta.path.is_ident(key));
+            let Some((key, set)) = option else {
+                return Err(unknown_key(&meta, MAIN_OPTIONS.iter().map(|(key, _)| *key)));
+            };
+            set(&mut args, &meta, key)?;
+            args.keys.extend(meta.path.get_ident().cloned());
+            Ok(())
         })
         .parse2(tokens)?;
         Ok(args)
     }
 }
 
+/// A `key = value` option, which may be given once; `sample` is a value to
+/// show in the error when it is missing or of the wrong type.
 fn set_once<T: syn::parse::Parse>(
     slot: &mut Option<T>,
     meta: &ParseNestedMeta<'_>,
     key: &str,
     expected: &str,
-    example: &str,
+    sample: &str,
 ) -> syn::Result<()> {
     if slot.is_some() {
         return Err(meta.error(format!("duplicate option `{key}`; give each option once")));
     }
+    let example = format!("{key} = {sample}");
     let value = meta
         .value()
         .map_err(|_| meta.error(format!("option `{key}` needs a value, as in `{example}`")))?;
@@ -179,13 +170,16 @@ fn set_once<T: syn::parse::Parse>(
     Ok(())
 }
 
-fn unknown_key(meta: &ParseNestedMeta<'_>, expected: &[&str]) -> syn::Error {
+fn unknown_key<'a>(
+    meta: &ParseNestedMeta<'_>,
+    expected: impl IntoIterator<Item = &'a str>,
+) -> syn::Error {
     let key = meta
         .path
         .get_ident()
         .map_or_else(|| render::tokens(&meta.path), ToString::to_string);
     let expected = expected
-        .iter()
+        .into_iter()
         .map(|key| format!("`{key}`"))
         .collect::<Vec<_>>()
         .join(", ");

@@ -6,7 +6,7 @@ use crate::args::{ItemArgs, MainArgs};
 use crate::ast::{self, Function, Static};
 use crate::{render, valid};
 use proc_macro2::{Span, TokenStream};
-use quote::{format_ident, quote, quote_spanned};
+use quote::{format_ident, quote, quote_spanned, ToTokens};
 use syn::ext::IdentExt;
 use syn::spanned::Spanned;
 use syn::{Item, ItemFn, ReturnType};
@@ -394,43 +394,35 @@ fn expand_main(item: &ItemFn, args: &MainArgs) -> TokenStream {
     let (inner, outer): (Vec<_>, Vec<_>) = attrs
         .iter()
         .partition(|attr| matches!(attr.style, syn::AttrStyle::Inner(_)));
-    let socket_path = args
-        .socket_path
-        .as_ref()
-        .map(|path| quote!(.socket_path(#path)));
-    let verbose = args
-        .verbose
-        .as_ref()
-        .map(|verbose| quote!(.verbose(#verbose)));
-    let activate_on = args
-        .activate_on
-        .as_ref()
-        .map(|name| quote!(.activate_on_named(#name)));
-    let oneshot_on = args
-        .oneshot_on
-        .as_ref()
-        .map(|name| quote!(.oneshot_on_named(#name)));
-    let sigmask = args
-        .sigmask
-        .as_ref()
-        .map(|sigmask| quote!(.sigmask(#sigmask)));
-    let reinstall_on_fork = args
-        .reinstall_on_fork
-        .as_ref()
-        .map(|reinstall| quote!(.reinstall_on_fork(#reinstall)));
+    // The option is in milliseconds, the builder takes a `Duration`.
     let reinstall_delay = args
         .reinstall_delay_ms
         .as_ref()
-        .map(|millis| quote!(.reinstall_delay(::core::time::Duration::from_millis(#millis))));
+        .map(|millis| quote!(::core::time::Duration::from_millis(#millis)));
+    let options = [
+        call_if_given("socket_path", args.socket_path.as_ref()),
+        call_if_given("verbose", args.verbose.as_ref()),
+        call_if_given("activate_on_named", args.activate_on.as_ref()),
+        call_if_given("oneshot_on_named", args.oneshot_on.as_ref()),
+        call_if_given("sigmask", args.sigmask.as_ref()),
+        call_if_given("reinstall_on_fork", args.reinstall_on_fork.as_ref()),
+        call_if_given("reinstall_delay", reinstall_delay.as_ref()),
+    ];
     quote! {
         #(#outer)*
         #vis #sig {
             #(#inner)*
             ::manhole::__private::install_for_main(
-                ::manhole::__private::Options::new()
-                    #socket_path #verbose #activate_on #oneshot_on #sigmask #reinstall_on_fork #reinstall_delay
+                ::manhole::__private::Options::new() #(#options)*
             );
             #(#stmts)*
         }
     }
+}
+
+/// `.method(value)` on the `Options` builder for an option that was given;
+/// an option left out keeps the builder's default.
+fn call_if_given(method: &str, value: Option<&impl ToTokens>) -> Option<TokenStream> {
+    let method = format_ident!("{method}");
+    value.map(|value| quote!(.#method(#value)))
 }

@@ -223,8 +223,8 @@ pub fn inspect(args: TokenStream, item: TokenStream) -> TokenStream {
 /// # Errors at compile time
 ///
 /// Anything but a no-argument, non-generic `fn main`, an unknown or
-/// repeated option, and a value of the wrong type are refused at the
-/// offending token.
+/// repeated option, a value of the wrong type, and `activate_on` together
+/// with `oneshot_on` are refused at the offending token.
 #[proc_macro_attribute]
 pub fn main(args: TokenStream, item: TokenStream) -> TokenStream {
     expand::main(args.into(), item.into()).into()

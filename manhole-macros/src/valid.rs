@@ -3,7 +3,7 @@
 //! Each check points at the offending token and says what to write instead;
 //! independent mistakes are reported together.
 
-use crate::args::ItemArgs;
+use crate::args::{ItemArgs, MainArgs};
 use crate::ast::{Function, Param, Static};
 use syn::{FnArg, ItemFn, LitStr, Type};
 
@@ -239,7 +239,7 @@ pub(crate) fn main(item: &ItemFn) -> syn::Result<()> {
     errors.finish()
 }
 
-pub(crate) fn main_args(args: &crate::args::MainArgs) -> syn::Result<()> {
+pub(crate) fn main_args(args: &MainArgs) -> syn::Result<()> {
     let mut errors = Errors::default();
     if let Some(path) = args
         .socket_path
@@ -259,14 +259,16 @@ pub(crate) fn main_args(args: &crate::args::MainArgs) -> syn::Result<()> {
             ));
         }
     }
-    if let (Some(activate), Some(oneshot)) = (&args.activate_on, &args.oneshot_on) {
+    // Refused whichever signals they name, and reported at the key written
+    // second, as a duplicate option is: that is where the conflict starts.
+    let mut signal_keys = args
+        .keys
+        .iter()
+        .filter(|key| *key == "activate_on" || *key == "oneshot_on");
+    if let (Some(first), Some(second)) = (signal_keys.next(), signal_keys.next()) {
         errors.push(syn::Error::new_spanned(
-            oneshot,
-            if same_signal(&activate.value(), &oneshot.value()) {
-                "`oneshot_on` names the same signal as `activate_on`; keep one of the two"
-            } else {
-                "`oneshot_on` cannot be combined with `activate_on`; keep one of the two"
-            },
+            second,
+            format!("`{second}` cannot be combined with `{first}`: a signal either activates the manhole for good (`activate_on`) or opens one session per signal (`oneshot_on`); keep one of them"),
         ));
     }
     errors.finish()
@@ -278,10 +280,6 @@ fn signal_stem(name: &str) -> String {
         .strip_prefix("SIG")
         .map(str::to_owned)
         .unwrap_or(upper)
-}
-
-fn same_signal(a: &str, b: &str) -> bool {
-    signal_stem(a) == signal_stem(b)
 }
 
 /// A loose check; the runtime knows the numbers and checks for real.
