@@ -358,8 +358,8 @@ pub fn install_for_main(options: Options) {
     let verbose = options.verbose;
     match options.install() {
         Ok(_) => {}
-        Err(crate::Error::Disabled) if !verbose => {}
-        Err(crate::Error::CompiledOut) => {}
+        Err(crate::error::Error::Disabled) if !verbose => {}
+        Err(crate::error::Error::CompiledOut) => {}
         Err(err) => crate::log::always(format_args!("not installed: {err}")),
     }
 }

@@ -102,6 +102,7 @@ mod listener;
 pub mod __private;
 
 pub use error::Error;
+pub use lifecycle::{uninstall, Handle};
 pub use options::{
     Activation, Options, DEFAULT_IDLE_TIMEOUT, DEFAULT_LOCK_TIMEOUT, DEFAULT_MAX_LINE_LENGTH,
     DEFAULT_MAX_SESSIONS, DEFAULT_REINSTALL_DELAY, DEFAULT_STACK_TIMEOUT, DEFAULT_WRITE_TIMEOUT,
@@ -111,39 +112,6 @@ pub use stacks::{Frame, Stacks, ThreadStack};
 
 #[doc(inline)]
 pub use manhole_macros::{command, inspect, main};
-
-use std::path::{Path, PathBuf};
-
-/// A running manhole, as [`Options::install`] returns it.
-///
-/// Dropping the handle leaves the manhole running: it serves until
-/// [`Handle::uninstall`], [`uninstall`] or the end of the process.
-#[derive(Debug)]
-pub struct Handle {
-    generation: u64,
-    socket_path: PathBuf,
-}
-
-impl Handle {
-    /// Where the manhole listens.
-    #[must_use]
-    pub fn socket_path(&self) -> &Path {
-        &self.socket_path
-    }
-
-    /// Stops this manhole: the listener exits, open sessions are closed and
-    /// the socket is removed. Returns `false` when this manhole was already
-    /// uninstalled (a newer one is left alone).
-    pub fn uninstall(self) -> bool {
-        lifecycle::uninstall(Some(self.generation))
-    }
-}
-
-/// Stops the running manhole, whichever installed it, as
-/// [`Handle::uninstall`] does. Returns `false` when none is running.
-pub fn uninstall() -> bool {
-    lifecycle::uninstall(None)
-}
 
 /// Every thread of this process, with its frames.
 ///

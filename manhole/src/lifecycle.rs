@@ -20,16 +20,48 @@
 //!    first never creates a socket. (`posix_spawn`, which std's `Command`
 //!    uses when it can, runs no fork handlers at all.)
 
+use crate::error::Error;
 use crate::listener::{self, Running, Settings, Start};
 use crate::log::{self, Log};
 use crate::options::{apply_environment, Activation, Options, DEFAULT_STACK_TIMEOUT};
 use crate::session::SessionConfig;
-use crate::{capture, signals, Error, Handle};
+use crate::{capture, signals};
 use std::cell::RefCell;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, Once};
 use std::time::Duration;
+
+/// A running manhole, as [`Options::install`] returns it.
+///
+/// Dropping the handle leaves the manhole running: it serves until
+/// [`Handle::uninstall`], [`uninstall`] or the end of the process.
+#[derive(Debug)]
+pub struct Handle {
+    generation: u64,
+    socket_path: PathBuf,
+}
+
+impl Handle {
+    /// Where the manhole listens.
+    #[must_use]
+    pub fn socket_path(&self) -> &Path {
+        &self.socket_path
+    }
+
+    /// Stops this manhole: the listener exits, open sessions are closed and
+    /// the socket is removed. Returns `false` when this manhole was already
+    /// uninstalled (a newer one is left alone).
+    pub fn uninstall(self) -> bool {
+        uninstall_generation(Some(self.generation))
+    }
+}
+
+/// Stops the running manhole, whichever installed it, as
+/// [`Handle::uninstall`] does. Returns `false` when none is running.
+pub fn uninstall() -> bool {
+    uninstall_generation(None)
+}
 
 /// The installed manhole.
 struct Installed {
@@ -187,7 +219,7 @@ fn install(options: Options) -> Result<Handle, Error> {
 }
 
 /// Stops the manhole if it is the one `generation` names (any, for `None`).
-pub(crate) fn uninstall(generation: Option<u64>) -> bool {
+fn uninstall_generation(generation: Option<u64>) -> bool {
     let installed = {
         let mut slot = slot();
         match slot.as_ref() {

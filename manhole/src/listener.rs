@@ -20,11 +20,12 @@
 //! [`Running::stop`] ends it all. Installing, uninstalling and `fork()` are
 //! [`crate::lifecycle`]'s business, one layer up.
 
+use crate::error::Error;
 use crate::log::{self, Log};
 use crate::session::{self, SessionConfig};
 use crate::socket::{self, SocketFile};
 use crate::watch::SocketWatch;
-use crate::{signals, stacks, Error};
+use crate::{signals, stacks};
 use nix::errno::Errno;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use std::collections::HashMap;

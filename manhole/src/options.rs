@@ -8,7 +8,8 @@
 //! uninstall followed by an install with other options takes them all. Every
 //! default is written here and nowhere else.
 
-use crate::{signals, Error};
+use crate::error::Error;
+use crate::signals;
 use manhole_wire::parse_duration;
 use std::path::PathBuf;
 use std::time::Duration;

@@ -10,7 +10,7 @@
 //! A signal that already has a handler that is not ours is never taken over:
 //! asking for it explicitly is an error, and the default choice skips it.
 
-use crate::Error;
+use crate::error::Error;
 use std::sync::Mutex;
 
 /// The handler's signature, as `sigaction` calls it with `SA_SIGINFO`.
@@ -37,6 +37,26 @@ fn is_ours(action: &libc::sigaction, handler: Handler) -> bool {
 
 fn is_default(action: &libc::sigaction) -> bool {
     action.sa_sigaction == libc::SIG_DFL
+}
+
+/// Makes `handler` (an address of an async-signal-safe `extern "C" fn`, with
+/// the `SA_SIGINFO` signature when `flags` has it) the action of `signal`,
+/// with an empty mask and `SA_RESTART`.
+fn set_action(signal: libc::c_int, handler: usize, flags: libc::c_int) -> std::io::Result<()> {
+    // SAFETY: the action is fully initialised: an empty mask, our flags and
+    // a handler whose signature matches them.
+    let status = unsafe {
+        let mut action: libc::sigaction = std::mem::zeroed();
+        action.sa_sigaction = handler;
+        action.sa_flags = flags | libc::SA_RESTART;
+        libc::sigemptyset(&mut action.sa_mask);
+        libc::sigaction(signal, &action, std::ptr::null_mut())
+    };
+    if status == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
 }
 
 /// Installs `handler` for `wanted`, or for the highest free realtime signal
@@ -91,21 +111,10 @@ pub(crate) fn install(wanted: Option<libc::c_int>, handler: Handler) -> Result<l
                 reason: "every realtime signal already has a handler".to_owned(),
             })?,
     };
-    // SAFETY: the action is fully initialised: an empty mask, our flags and
-    // a handler with the SA_SIGINFO signature that is async-signal-safe.
-    let status = unsafe {
-        let mut action: libc::sigaction = std::mem::zeroed();
-        action.sa_sigaction = handler as usize;
-        action.sa_flags = libc::SA_SIGINFO | libc::SA_RESTART;
-        libc::sigemptyset(&mut action.sa_mask);
-        libc::sigaction(signal, &action, std::ptr::null_mut())
-    };
-    if status != 0 {
-        return Err(Error::Signal {
-            signal,
-            reason: std::io::Error::last_os_error().to_string(),
-        });
-    }
+    set_action(signal, handler as usize, libc::SA_SIGINFO).map_err(|err| Error::Signal {
+        signal,
+        reason: err.to_string(),
+    })?;
     *installed = Some(signal);
     Ok(signal)
 }
@@ -372,21 +381,12 @@ impl Trigger {
             option,
             reason: format!("cannot create the trigger pipe: {err}"),
         })?;
-        // SAFETY: a fully initialised action whose handler is
-        // async-signal-safe.
-        let status = unsafe {
-            let mut action: libc::sigaction = std::mem::zeroed();
-            action.sa_sigaction = on_trigger as *const () as usize;
-            action.sa_flags = libc::SA_RESTART;
-            libc::sigemptyset(&mut action.sa_mask);
-            libc::sigaction(signal, &action, std::ptr::null_mut())
-        };
-        if status != 0 {
-            return Err(Error::InvalidOption {
+        set_action(signal, on_trigger as *const () as usize, 0).map_err(|err| {
+            Error::InvalidOption {
                 option,
-                reason: std::io::Error::last_os_error().to_string(),
-            });
-        }
+                reason: err.to_string(),
+            }
+        })?;
         Ok(Trigger { signal, previous })
     }
 }

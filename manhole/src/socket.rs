@@ -8,7 +8,7 @@
 //! path in the meantime is overwritten. Every step works relative to a
 //! directory descriptor, so a symlink planted at the path is never followed.
 
-use crate::Error;
+use crate::error::Error;
 use nix::errno::Errno;
 use nix::fcntl::{openat, OFlag, RenameFlags};
 use nix::sys::socket::{getsockopt, sockopt::PeerCredentials, UnixCredentials};
