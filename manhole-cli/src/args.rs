@@ -223,22 +223,30 @@ fn realtime_offset(name: &str, base: &str, sign: char) -> Option<Option<i32>> {
     )
 }
 
-/// `5`, `5s`, `1.5s`, `500ms`, `2m`.
+/// Past this a deadline (`Instant::now() + timeout`) could overflow; no
+/// one waits 31 years for a reply.
+const LONGEST_TIMEOUT: Duration = Duration::from_secs(1_000_000_000);
+
+/// `5`, `5s`, `1.5s`, `500ms`, `2m`, as [`manhole_wire::parse_duration`]
+/// reads them; zero is a duration there, but a timeout must be positive.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let invalid = || format!("{text:?} is not a duration; write for example 5, 5s, 500ms or 1m");
-    let text = text.trim();
-    let (number, scale) = if let Some(millis) = text.strip_suffix("ms") {
-        (millis, 1e-3)
-    } else if let Some(minutes) = text.strip_suffix('m') {
-        (minutes, 60.0)
-    } else {
-        (text.strip_suffix('s').unwrap_or(text), 1.0)
-    };
-    let seconds = number.trim().parse::<f64>().map_err(|_| invalid())? * scale;
-    if seconds.is_finite() && seconds > 0.0 && seconds < 1e9 {
-        Ok(Duration::from_secs_f64(seconds))
-    } else {
-        Err(format!("{text:?} must be a positive duration, such as 5s"))
+    let not_positive = || format!("{:?} must be a positive duration, such as 5s", text.trim());
+    match manhole_wire::parse_duration(text) {
+        Some(duration) if !duration.is_zero() && duration < LONGEST_TIMEOUT => Ok(duration),
+        Some(_) => Err(not_positive()),
+        // The wire's durations have no sign, so `-1s` would read as no
+        // duration at all; it is one, only not a positive one.
+        None if text
+            .trim()
+            .strip_prefix('-')
+            .and_then(manhole_wire::parse_duration)
+            .is_some() =>
+        {
+            Err(not_positive())
+        }
+        None => Err(format!(
+            "{text:?} is not a duration; write for example 5, 5s, 500ms or 1m"
+        )),
     }
 }
 
@@ -291,6 +299,24 @@ mod tests {
         assert!(parse_duration("0").is_err());
         assert!(parse_duration("soon").is_err());
         assert!(parse_duration("-1s").is_err());
+    }
+
+    #[test]
+    fn a_timeout_that_is_not_positive_is_told_apart_from_one_that_is_not_a_duration() {
+        let not_positive = r#""-1s" must be a positive duration, such as 5s"#;
+        assert_eq!(parse_duration(" -1s").unwrap_err(), not_positive);
+        assert_eq!(
+            parse_duration("0ms").unwrap_err(),
+            r#""0ms" must be a positive duration, such as 5s"#
+        );
+        assert_eq!(
+            parse_duration("1e9").unwrap_err(),
+            r#""1e9" must be a positive duration, such as 5s"#
+        );
+        assert_eq!(
+            parse_duration("soon").unwrap_err(),
+            r#""soon" is not a duration; write for example 5, 5s, 500ms or 1m"#
+        );
     }
 
     #[test]

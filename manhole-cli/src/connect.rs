@@ -290,20 +290,3 @@ fn dial(path: &Path, deadline: Instant, timeout: Duration) -> Result<UnixStream,
         }
     }
 }
-
-/// Whether something accepts on `path`, found by connecting without
-/// sending a byte. Used only where the kernel's sock_diag cannot say,
-/// because it costs a `oneshot_on` manhole its one session.
-pub fn probe(path: &Path) -> Result<(), Errno> {
-    let fd = socket(
-        AddressFamily::Unix,
-        SockType::Stream,
-        SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC,
-        None,
-    )?;
-    match connect(std::os::fd::AsRawFd::as_raw_fd(&fd), &UnixAddr::new(path)?) {
-        // A full backlog still means a listener.
-        Ok(()) | Err(Errno::EAGAIN) => Ok(()),
-        Err(err) => Err(err),
-    }
-}

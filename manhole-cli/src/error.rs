@@ -171,7 +171,8 @@ pub enum Error {
     Ended {
         /// The socket file.
         path: PathBuf,
-        /// What it said, without `error: `.
+        /// What it said: the refusal's message, without `error: ` and
+        /// without its reason.
         message: String,
     },
 

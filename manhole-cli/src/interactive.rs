@@ -1,9 +1,10 @@
 //! The interactive session: the greeting, then a prompt with line editing,
 //! history and completion, each line answered through the `text` method.
 //!
-//! Names for completion are fetched once, at connect, with `help` (the
-//! built-ins, every command and every inspected item). The prompt is
-//! `manhole PID> `, so that several sessions side by side are told apart.
+//! Names for completion are the text commands of the shared method table,
+//! and every command and inspected item, fetched once, at connect, with
+//! `help`. The prompt is `manhole PID> `, so that several sessions side by
+//! side are told apart.
 //! `watch` is run by the client (see [`crate::watch`]), and a session the
 //! server ended while the prompt waited (its `idle_timeout`) is opened
 //! again before the next line is sent.
@@ -11,7 +12,8 @@
 use crate::error::Error;
 use crate::rpc::Client;
 use crate::style;
-use crate::watch;
+use crate::watch::{self, Watch};
+use manhole_wire::{Builtin, Request};
 use rustyline::completion::{Completer, Pair};
 use rustyline::error::ReadlineError;
 use rustyline::highlight::Highlighter;
@@ -30,16 +32,23 @@ pub fn run(
     client: &mut Client,
     reconnect: impl FnMut() -> Result<Client, Error>,
 ) -> Result<(), Error> {
-    let greeting = match client.call("greeting", Value::Null)? {
+    let greeting = match client.ask(&Request::Greeting)? {
         Ok(result) => result,
-        Err(err) => return Err(client.bad_reply(format!("`greeting` failed: {}", err.one_line()))),
+        Err(reply) => {
+            return Err(client.bad_reply(format!(
+                "`{}` failed: {}",
+                Builtin::Greeting.name(),
+                reply.failure.one_line()
+            )))
+        }
     };
     let pid = greeting.get("pid").and_then(Value::as_u64);
     write_stdout(&client.text_field(&greeting)?);
-    let names = match client.call("help", Value::Null)? {
+    let names = match client.ask(&Request::Help(None))? {
         Ok(help) => Names::from_help(&help),
-        // Completion is a convenience: without names the session still works.
-        Err(_) => Names::default(),
+        // Completion is a convenience: without the server's names the
+        // built-ins still complete, and the session works.
+        Err(_) => Names::from_help(&Value::Null),
     };
 
     let config = Config::builder()
@@ -92,7 +101,8 @@ fn prompt_loop(
         }
         // A completion leaves a space after the word; history need not.
         let _ = editor.add_history_entry(line.trim_end());
-        if matches!(line.trim(), "quit" | "exit") {
+        let request = manhole_wire::parse_text(&line);
+        if matches!(request, Ok(Some(Request::Quit))) {
             return Ok(());
         }
         if let Some(said) = client.ended_by_server() {
@@ -104,11 +114,11 @@ fn prompt_loop(
             };
             eprintln!("manhole-cli: the server had ended the session{why}; reconnected");
         }
-        if watch::is_watch(&line) {
-            match watch::run(client, &line, &watch::typed_words(&line), true)? {
+        if let Some(watch) = Watch::parse(&line) {
+            match watch::run(client, &line, &watch, true)? {
                 watch::Watching::Answered(text) => write_stdout(&text),
-                watch::Watching::Refused(err) => write_stdout(&style::error_line(
-                    &err.one_line(),
+                watch::Watching::Refused(reply) => write_stdout(&style::error_line(
+                    &reply.failure.one_line(),
                     style::colour_for(&std::io::stdout()),
                 )),
                 watch::Watching::Ran(_) => {}
@@ -117,8 +127,8 @@ fn prompt_loop(
         }
         match client.text(&line) {
             Ok(Ok(text)) => write_stdout(&text),
-            Ok(Err(err)) => write_stdout(&style::error_line(
-                &err.one_line(),
+            Ok(Err(reply)) => write_stdout(&style::error_line(
+                &reply.failure.one_line(),
                 style::colour_for(&std::io::stdout()),
             )),
             // A slow answer is skipped when it comes; the session goes on.
@@ -175,7 +185,7 @@ fn history_path() -> Option<PathBuf> {
 }
 
 /// The names to complete, and the completer itself.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Names {
     builtins: Vec<String>,
     commands: Vec<String>,
@@ -185,63 +195,55 @@ pub struct Names {
 }
 
 impl Names {
-    /// From the `help` method's result: `builtins`, `commands` and
+    /// Every text command of the method table, by its name and its
+    /// aliases; and from the `help` method's result, `commands` and
     /// `inspected`, each an array of objects with a `name`.
     pub fn from_help(help: &Value) -> Names {
-        let names = |key: &str| -> Vec<String> {
+        let builtins = Builtin::text_commands()
+            .flat_map(|builtin| {
+                let spec = builtin.spec();
+                std::iter::once(spec.name).chain(spec.aliases.iter().copied())
+            })
+            .map(str::to_owned)
+            .collect();
+        let items = |key: &str| -> Vec<&Value> {
             help.get(key)
                 .and_then(Value::as_array)
-                .map(|items| {
-                    items
-                        .iter()
-                        .filter_map(|item| item.get("name")?.as_str().map(str::to_owned))
-                        .collect()
-                })
+                .map(|items| items.iter().collect())
                 .unwrap_or_default()
         };
-        let mut builtins = names("builtins");
-        // `help` lists `quit` with `exit` as its other spelling.
-        if builtins.iter().any(|name| name == "quit") {
-            builtins.push("exit".to_owned());
-        }
-        let writable = help
-            .get("inspected")
-            .and_then(Value::as_array)
-            .map(|items| {
-                items
-                    .iter()
-                    .filter(|item| item.get("writable") == Some(&Value::Bool(true)))
-                    .filter_map(|item| item.get("name")?.as_str().map(str::to_owned))
-                    .collect()
-            })
-            .unwrap_or_default();
+        let name = |item: &&Value| item.get("name")?.as_str().map(str::to_owned);
         Names {
             builtins,
-            commands: names("commands"),
-            inspected: names("inspected"),
-            writable,
+            commands: items("commands").iter().filter_map(name).collect(),
+            inspected: items("inspected").iter().filter_map(name).collect(),
+            writable: items("inspected")
+                .iter()
+                .filter(|item| item.get("writable") == Some(&Value::Bool(true)))
+                .filter_map(name)
+                .collect(),
         }
     }
 
     /// The candidates for the word that starts at `start` and is `prefix`
     /// so far, after the words `before`.
     pub fn candidates(&self, before: &[&str], prefix: &str) -> Vec<String> {
+        let every_name = || {
+            self.builtins
+                .iter()
+                .chain(&self.commands)
+                .chain(&self.inspected)
+                .collect()
+        };
         let pool: Vec<&String> = match before {
-            [] => self
-                .builtins
-                .iter()
-                .chain(&self.commands)
-                .chain(&self.inspected)
-                .collect(),
-            ["call"] => self.commands.iter().collect(),
-            ["help"] => self
-                .builtins
-                .iter()
-                .chain(&self.commands)
-                .chain(&self.inspected)
-                .collect(),
-            ["get" | "watch"] => self.inspected.iter().collect(),
-            ["set"] => self.writable.iter().collect(),
+            [] => every_name(),
+            [first] => match Builtin::from_word(first).filter(|builtin| builtin.over_text()) {
+                Some(Builtin::Call) => self.commands.iter().collect(),
+                Some(Builtin::Help) => every_name(),
+                Some(Builtin::Get | Builtin::Watch) => self.inspected.iter().collect(),
+                Some(Builtin::Set) => self.writable.iter().collect(),
+                _ => Vec::new(),
+            },
             _ => Vec::new(),
         };
         let mut found: Vec<String> = pool
@@ -306,7 +308,6 @@ mod tests {
 
     fn names() -> Names {
         Names::from_help(&json!({
-            "builtins": [{"name": "help"}, {"name": "get"}, {"name": "call"}, {"name": "quit"}],
             "commands": [{"name": "reload_config"}, {"name": "add"}, {"name": "get_ready"}],
             "inspected": [{"name": "REQUESTS"}, {"name": "queue_depth"}, {"name": "PAUSED", "writable": true}],
         }))
@@ -337,5 +338,25 @@ mod tests {
         assert_eq!(names.candidates(&["help"], "q"), ["queue_depth", "quit"]);
         assert!(names.candidates(&["add"], "").is_empty());
         assert!(names.candidates(&["call", "add"], "").is_empty());
+    }
+
+    #[test]
+    fn every_text_command_of_the_table_completes_without_the_server() {
+        let names = Names::from_help(&Value::Null);
+        let first_words = names.candidates(&[], "");
+        for builtin in Builtin::ALL {
+            let spec = builtin.spec();
+            for word in std::iter::once(&spec.name).chain(spec.aliases) {
+                // Methods that only JSON sessions take are not typed at a
+                // prompt.
+                assert_eq!(
+                    first_words.iter().any(|name| name == word),
+                    builtin.over_text(),
+                    "{word} in {first_words:?}"
+                );
+            }
+        }
+        assert!(first_words.iter().any(|name| name == "exit"));
+        assert!(names.candidates(&["get"], "").is_empty());
     }
 }

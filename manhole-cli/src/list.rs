@@ -12,7 +12,6 @@
 //! the fallback, and the last check before `--clean` removes a file: only a
 //! socket that refuses (`ECONNREFUSED`) is removed.
 
-use crate::connect;
 use crate::discover::{self, Listening};
 use crate::error::Error;
 use crate::procfs::{self, Process};
@@ -193,7 +192,7 @@ pub fn discover_all() -> Vec<Entry> {
         let state = match listening.is_listening(FileId::of(&meta)) {
             Some(true) => State::Live,
             _ if process.is_none() => State::Stale,
-            _ => match connect::probe(&path) {
+            _ => match manhole_wire::probe(&path) {
                 Ok(()) => State::Live,
                 Err(_) => State::Stale,
             },
@@ -289,7 +288,7 @@ fn remove_if_stale_and_ours(path: &Path) -> std::io::Result<bool> {
     if !meta.file_type().is_socket() || meta.uid() != nix::unistd::geteuid().as_raw() {
         return Ok(false);
     }
-    if connect::probe(path) != Err(Errno::ECONNREFUSED) {
+    if manhole_wire::probe(path) != Err(Errno::ECONNREFUSED) {
         return Ok(false);
     }
     std::fs::remove_file(path)?;

@@ -8,44 +8,46 @@
 
 use crate::connect::Connection;
 use crate::error::Error;
+use manhole_wire::{Failure, Request};
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader, ErrorKind, Write};
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 use std::time::Duration;
 
-/// An error reply: the JSON-RPC `error` object.
+/// An error reply: the server's `error` object, or a failure found here
+/// before anything was sent (a usage error, a text-only command).
 #[derive(Debug, Clone, PartialEq)]
-pub struct RemoteError {
-    /// Its code, as PROTOCOL.md lists them.
-    pub code: i64,
-    /// Its message.
-    pub message: String,
-    /// The whole object, `data` included.
+pub struct ErrorReply {
+    /// What went wrong, read with the server's own types.
+    pub failure: Failure,
+    /// The object as the server sent it, for `--json` to print: a reason or
+    /// a field that this client does not know is kept here, while
+    /// `failure` has no place for it.
     pub object: Value,
 }
 
-impl RemoteError {
-    /// A usage error found before anything was sent, in the shape the
-    /// server gives its own (`-32602`, invalid params).
-    pub fn usage(message: impl Into<String>) -> RemoteError {
-        let message = message.into();
-        RemoteError {
-            code: -32602,
-            object: json!({"code": -32602, "message": message}),
-            message,
-        }
+impl ErrorReply {
+    /// Reads an `error` object; `None` when it has no integer `code`.
+    pub fn read(object: &Value) -> Option<ErrorReply> {
+        Some(ErrorReply {
+            failure: Failure::from_json(object)?,
+            object: object.clone(),
+        })
     }
+}
 
-    /// The message on one line, as the text session prints it after
-    /// `error: `.
-    pub fn one_line(&self) -> String {
-        self.message.lines().collect::<Vec<_>>().join("; ")
+impl From<Failure> for ErrorReply {
+    fn from(failure: Failure) -> Self {
+        ErrorReply {
+            object: failure.to_json(),
+            failure,
+        }
     }
 }
 
 /// A reply: the `result`, or the server's `error`.
-pub type Reply<T> = Result<T, RemoteError>;
+pub type Reply<T> = Result<T, ErrorReply>;
 
 /// A JSON-RPC session with one manhole.
 pub struct Client {
@@ -78,8 +80,17 @@ impl Client {
         })
     }
 
-    /// Calls `method` and waits for its reply.
-    pub fn call(&mut self, method: &str, params: Value) -> Result<Reply<Value>, Error> {
+    /// Asks `request` through its JSON-RPC method and waits for the reply.
+    /// A request that has no method (`watch`, `quit`) is answered here, with
+    /// the failure that the server would give.
+    pub fn ask(&mut self, request: &Request) -> Result<Reply<Value>, Error> {
+        match request.to_json() {
+            Ok((method, params)) => self.call(method, params),
+            Err(failure) => Ok(Err(failure.into())),
+        }
+    }
+
+    fn call(&mut self, method: &str, params: Value) -> Result<Reply<Value>, Error> {
         let id = self.next_id;
         self.next_id += 1;
         let mut request = json!({"jsonrpc": "2.0", "id": id, "method": method});
@@ -107,7 +118,7 @@ impl Client {
     /// Sends one text-protocol line through the `text` method: the reply is
     /// the text a text session would print for it.
     pub fn text(&mut self, line: &str) -> Result<Reply<String>, Error> {
-        Ok(match self.call("text", json!({ "line": line }))? {
+        Ok(match self.ask(&Request::Text(line.to_owned()))? {
             Ok(result) => Ok(self.text_field(&result)?),
             Err(err) => Err(err),
         })
@@ -142,15 +153,14 @@ impl Client {
             }
             let response: Value = match serde_json::from_str(&line) {
                 Ok(response) => response,
-                // Said to any client before it is served, such as `error:
-                // busy: ...` past `max_sessions`; the server then hangs up.
-                Err(_) if line.starts_with("error: ") => {
-                    return Err(Error::Ended {
-                        path: self.path.clone(),
-                        message: line.trim_start_matches("error: ").trim_end().to_owned(),
+                // Said to any client before it is served, such as `busy`
+                // past `max_sessions`; the server then hangs up.
+                Err(err) => {
+                    return Err(match Failure::from_refusal(&line) {
+                        Some(refusal) => self.ended(refusal),
+                        None => self.bad_reply(format!("{err}: {:?}", line.trim_end())),
                     })
                 }
-                Err(err) => return Err(self.bad_reply(format!("{err}: {:?}", line.trim_end()))),
             };
             match response.get("id") {
                 Some(Value::Number(answered)) if answered.as_u64() == Some(id) => {}
@@ -161,15 +171,12 @@ impl Client {
                 _ => return Err(self.bad_reply(format!("unexpected id in {response}"))),
             }
             if let Some(error) = response.get("error") {
-                return Ok(Err(RemoteError {
-                    code: error.get("code").and_then(Value::as_i64).unwrap_or(0),
-                    message: error
-                        .get("message")
-                        .and_then(Value::as_str)
-                        .unwrap_or("(no message)")
-                        .to_owned(),
-                    object: error.clone(),
-                }));
+                return match ErrorReply::read(error) {
+                    Some(reply) => Ok(Err(reply)),
+                    None => Err(self.bad_reply(format!(
+                        "an `error` without an integer `code` in {response}"
+                    ))),
+                };
             }
             return match response.get("result") {
                 Some(result) => Ok(Ok(result.clone())),
@@ -178,15 +185,18 @@ impl Client {
         }
     }
 
-    /// What a server that hung up on us said first, if it said `error: ...`.
+    /// What a server that hung up on us said first, if it was a refusal.
     fn last_word(&mut self) -> Option<Error> {
         let mut line = String::new();
         self.reader.read_line(&mut line).ok()?;
-        let message = line.strip_prefix("error: ")?.trim_end().to_owned();
-        Some(Error::Ended {
+        Some(self.ended(Failure::from_refusal(&line)?))
+    }
+
+    fn ended(&self, refusal: Failure) -> Error {
+        Error::Ended {
             path: self.path.clone(),
-            message,
-        })
+            message: refusal.message,
+        }
     }
 
     /// Whether the server ended the session while nobody was asking (its
@@ -201,13 +211,7 @@ impl Client {
             Ok(true) => {
                 let mut line = String::new();
                 let _ = self.reader.read_line(&mut line);
-                let said = serde_json::from_str::<Value>(&line)
-                    .ok()
-                    .and_then(|response| {
-                        Some(response.get("error")?.get("message")?.as_str()?.to_owned())
-                    })
-                    .unwrap_or_else(|| line.trim_end().to_owned());
-                Some(said)
+                Some(last_word_of(&line))
             }
             Ok(false) | Err(_) => Some(String::new()),
         }
@@ -238,5 +242,63 @@ impl Client {
             path: self.path.clone(),
             reason,
         }
+    }
+}
+
+/// The message of the line a server wrote as it ended a session: an error
+/// response (its `idle_timeout`), a refusal, or else the line itself.
+fn last_word_of(line: &str) -> String {
+    let response = serde_json::from_str::<Value>(line).ok();
+    let failure = match response.as_ref().and_then(|response| response.get("error")) {
+        Some(error) => Failure::from_json(error),
+        None => Failure::from_refusal(line),
+    };
+    failure.map_or_else(|| line.trim_end().to_owned(), |failure| failure.message)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use manhole_wire::{code, Reason};
+
+    #[test]
+    fn an_error_object_is_kept_whole_beside_what_it_says() {
+        let object = json!({
+            "code": code::NOT_FOUND,
+            "message": "unknown command `ad`",
+            "data": {"reason": "some_later_reason", "suggestion": "add"},
+            "extra": true,
+        });
+        let reply = ErrorReply::read(&object).unwrap();
+        assert_eq!(reply.failure.code, code::NOT_FOUND);
+        assert_eq!(reply.failure.reason, None);
+        assert_eq!(reply.failure.message, "unknown command `ad`");
+        assert_eq!(reply.object, object);
+        assert_eq!(ErrorReply::read(&json!({"message": "no code"})), None);
+
+        let local = ErrorReply::from(Failure::new(Reason::BadParams, "usage: get NAME"));
+        assert_eq!(local.object["data"]["reason"], "bad_params");
+        assert_eq!(ErrorReply::read(&local.object), Some(local));
+    }
+
+    #[test]
+    fn a_servers_last_word_is_its_message_in_any_form() {
+        let idle = Failure::new(Reason::IdleTimeout, "no complete line within 1 s");
+        let response = json!({"jsonrpc": "2.0", "id": null, "error": idle.to_json()});
+        assert_eq!(
+            last_word_of(&format!("{response}\n")),
+            "no complete line within 1 s"
+        );
+        let busy = Failure::new(Reason::Busy, "busy: 16 sessions are open");
+        assert_eq!(
+            last_word_of(&busy.to_refusal()),
+            "busy: 16 sessions are open"
+        );
+        // A server from before refusals carried their reason.
+        assert_eq!(
+            last_word_of("error: busy: 16 sessions are open\n"),
+            "busy: 16 sessions are open"
+        );
+        assert_eq!(last_word_of("bye\n"), "bye");
     }
 }

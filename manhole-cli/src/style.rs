@@ -1,6 +1,7 @@
 //! How an error reply looks: `error: MESSAGE`, as the text session writes
 //! it, in red on a terminal unless `NO_COLOR` is set.
 
+use manhole_wire::REFUSAL_PREFIX;
 use std::io::IsTerminal;
 
 /// Whether to colour what goes to `stream`: a terminal, and `NO_COLOR`
@@ -12,9 +13,9 @@ pub fn colour_for(stream: &impl IsTerminal) -> bool {
 /// `error: MESSAGE` and a newline, red when `colour` is set.
 pub fn error_line(message: &str, colour: bool) -> String {
     if colour {
-        format!("\x1b[31merror: {message}\x1b[0m\n")
+        format!("\x1b[31m{REFUSAL_PREFIX}{message}\x1b[0m\n")
     } else {
-        format!("error: {message}\n")
+        format!("{REFUSAL_PREFIX}{message}\n")
     }
 }
 

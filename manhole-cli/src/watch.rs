@@ -1,80 +1,83 @@
 //! `watch NAME [SECONDS]`, run by the client.
 //!
 //! The server's `watch` holds a text session for itself, so over JSON it is
-//! refused. The client asks the server first (through `text`), which checks
-//! the arguments; when the only objection is that this is not a text
-//! session, the client reprints `get NAME` at the interval itself, in the
-//! server's own format, until a line arrives on stdin.
+//! refused. The client asks the server first (through `text`); when the
+//! only objection is that this is not a text session, the client reprints
+//! `get NAME` at the interval itself, in the server's own format, until a
+//! line arrives on stdin.
 
 use crate::error::Error;
-use crate::rpc::{Client, RemoteError};
+use crate::rpc::{Client, ErrorReply};
 use crate::style;
+use manhole_wire::{quote_word, Builtin, Failure, Reason, Request};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use std::io::{BufRead, Write};
 use std::os::fd::AsFd;
 use std::time::{Duration, Instant};
 
-/// The start of the server's refusal of `watch` over JSON.
-const NEEDS_TEXT: &str = "`watch` needs a text session";
+/// A `watch` line, parsed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Watch {
+    /// The inspected item.
+    pub name: String,
+    /// How often it is reprinted.
+    pub interval: Duration,
+}
+
+impl Watch {
+    /// The `watch` that `line` asks for; `None` for any other line, and for
+    /// a `watch` whose words do not fit its usage: sent as it is, that line
+    /// gets the server's usage error like any other bad line.
+    pub fn parse(line: &str) -> Option<Watch> {
+        match manhole_wire::parse_text(line) {
+            Ok(Some(Request::Watch { name, interval })) => Some(Watch { name, interval }),
+            _ => None,
+        }
+    }
+}
 
 /// What became of a `watch` line.
 pub enum Watching {
     /// The server answered it itself (some future server), with this text.
     Answered(String),
-    /// The server refused it for another reason, such as its usage.
-    Refused(RemoteError),
+    /// The server refused it for another reason.
+    Refused(ErrorReply),
     /// The client watched until stopped, or until the item failed (then
     /// with that error, already printed).
-    Ran(Option<RemoteError>),
+    Ran(Option<ErrorReply>),
 }
 
-/// Whether `line` is a `watch` command.
-pub fn is_watch(line: &str) -> bool {
-    line.split_whitespace().next() == Some("watch")
+/// Whether the server's only objection to a `watch` line is that this
+/// session is not a text session of its own.
+fn wants_a_text_session(failure: &Failure) -> bool {
+    failure.is(Reason::TextOnly)
+        // A server from before `data.reason` sends the code alone. For a
+        // line that the shared grammar parsed as `watch`, that code has no
+        // other cause there.
+        || (failure.reason.is_none() && failure.code == Reason::TextOnly.code())
 }
 
-/// The words of a line typed at the prompt, for `watch NAME [SECONDS]`:
-/// split at whitespace, with quotes around a word taken off.
-pub fn typed_words(line: &str) -> Vec<String> {
-    line.split_whitespace()
-        .map(|word| {
-            let unquoted = ['\'', '"'].iter().find_map(|quote| {
-                word.strip_prefix(*quote)
-                    .and_then(|rest| rest.strip_suffix(*quote))
-            });
-            unquoted.unwrap_or(word).to_owned()
-        })
-        .collect()
-}
-
-/// Runs `line`, a `watch` command whose words are `words` (unquoted).
-/// `stop_at_end_of_input`: whether the end of stdin stops it too (a person
-/// at a prompt), or only a line does (a script that runs it with no input,
-/// until it is killed).
+/// Runs `line`, which asks for `watch`. `stop_at_end_of_input`: whether
+/// the end of stdin stops it too (a person at a prompt), or only a line
+/// does (a script that runs it with no input, until it is killed).
 pub fn run(
     client: &mut Client,
     line: &str,
-    words: &[String],
+    watch: &Watch,
     stop_at_end_of_input: bool,
 ) -> Result<Watching, Error> {
     match client.text(line)? {
         Ok(text) => return Ok(Watching::Answered(text)),
-        Err(err) if err.code == -32601 && err.message.starts_with(NEEDS_TEXT) => {}
-        Err(err) => return Ok(Watching::Refused(err)),
+        Err(reply) if wants_a_text_session(&reply.failure) => {}
+        Err(reply) => return Ok(Watching::Refused(reply)),
     }
-    // The server accepted the arguments: a name, then seconds (default 1).
-    let name = words.get(1).map_or("", String::as_str);
-    let seconds = words
-        .get(2)
-        .and_then(|seconds| seconds.parse::<f64>().ok())
-        .unwrap_or(1.0);
-    let interval = Duration::from_secs_f64(seconds);
+    let Watch { name, interval } = watch;
     let started = Instant::now();
     write_stdout(&format!(
         "watching `{name}` every {:.1}s; send a line to stop\n",
         interval.as_secs_f64()
     ));
-    let get = format!("get {}", crate::oneshot::quote_word(name));
+    let get = format!("{} {}", Builtin::Get.name(), quote_word(name));
     let mut stdin_open = true;
     loop {
         match client.text(&get)? {
@@ -86,18 +89,18 @@ pub fn run(
                     write_stdout(&format!("{header} {body}"));
                 }
             }
-            Err(err) => {
+            Err(reply) => {
                 let stdout = std::io::stdout();
                 write_stdout(&style::error_line(
-                    &err.one_line(),
+                    &reply.failure.one_line(),
                     style::colour_for(&stdout),
                 ));
-                return Ok(Watching::Ran(Some(err)));
+                return Ok(Watching::Ran(Some(reply)));
             }
         }
-        let next = Instant::now() + interval;
+        let next = Instant::now() + *interval;
         if stdin_open {
-            match line_within(interval) {
+            match line_within(*interval) {
                 Input::Line => return Ok(Watching::Ran(None)),
                 Input::End if stop_at_end_of_input => return Ok(Watching::Ran(None)),
                 Input::End => stdin_open = false,
@@ -145,4 +148,51 @@ fn write_stdout(text: &str) {
     let mut stdout = std::io::stdout().lock();
     let _ = stdout.write_all(text.as_bytes());
     let _ = stdout.flush();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn a_watch_line_is_read_with_the_servers_grammar() {
+        assert_eq!(
+            Watch::parse("watch 'QUEUE DEPTH' 0.5"),
+            Some(Watch {
+                name: "QUEUE DEPTH".to_owned(),
+                interval: Duration::from_millis(500),
+            })
+        );
+        assert_eq!(
+            Watch::parse("  watch REQUESTS"),
+            Some(Watch {
+                name: "REQUESTS".to_owned(),
+                interval: Duration::from_secs(1),
+            })
+        );
+        // Left to the server, which says what is wrong with them.
+        assert_eq!(Watch::parse("watch"), None);
+        assert_eq!(Watch::parse("watch REQUESTS 0.01"), None);
+        assert_eq!(Watch::parse("get REQUESTS"), None);
+        assert_eq!(Watch::parse("watcher REQUESTS"), None);
+    }
+
+    #[test]
+    fn only_a_text_only_refusal_lets_the_client_watch() {
+        let text_only = manhole_wire::text_only(Builtin::Watch);
+        assert!(wants_a_text_session(&text_only));
+        let without_reason = json!({"code": text_only.code, "message": text_only.message});
+        assert!(wants_a_text_session(
+            &Failure::from_json(&without_reason).unwrap()
+        ));
+        assert!(!wants_a_text_session(&Failure::new(
+            Reason::Unknown,
+            "unknown inspected item `X`"
+        )));
+        assert!(!wants_a_text_session(&Failure::new(
+            Reason::BadParams,
+            "usage: watch NAME [SECONDS]"
+        )));
+    }
 }

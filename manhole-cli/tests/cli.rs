@@ -9,13 +9,15 @@
 #[path = "../../tests/support/mod.rs"]
 mod support;
 
-use serde_json::Value;
+use manhole_wire::{Builtin, Reason};
+use serde_json::{json, Value};
+use std::io::{Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixListener;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use support::{dead_pid, run_with_timeout, scratch, wait_until, Finished, Service};
 
@@ -244,6 +246,205 @@ fn json_prints_the_result_or_the_error_object() {
     let run = cli(&["--json", &pid, "get"]);
     assert_exit(&run, 1);
     assert_eq!(json(&run)["message"], "usage: get NAME");
+}
+
+fn stdout_json(run: &Finished) -> Value {
+    serde_json::from_str(&run.stdout).unwrap_or_else(|err| panic!("{err}: {run:?}"))
+}
+
+/// With `--json`, a bare name is asked as the text protocol asks it: a
+/// `call` marked `bare`, which the server reads as the inspected item of
+/// that name.
+#[test]
+fn json_reads_a_bare_inspected_name_as_the_item() {
+    let service = Service::start();
+    let pid = pid_arg(&service);
+
+    // Over text a bare name has always read the item.
+    let run = cli(&[&pid, "CONFIG"]);
+    assert_exit(&run, 0);
+    assert_eq!(run.stdout, service.text().ask("get CONFIG"));
+
+    let item = cli(&["--json", &pid, "get", "CONFIG"]);
+    assert_exit(&item, 0);
+    let run = cli(&["--json", &pid, "CONFIG"]);
+    assert_exit(&run, 0);
+    assert_eq!(stdout_json(&run), stdout_json(&item));
+    assert_eq!(stdout_json(&run)["workers"], 2);
+
+    // Named with `call`, it is still a command that was asked for.
+    let run = cli(&["--json", &pid, "call", "CONFIG"]);
+    assert_exit(&run, 1);
+    assert_eq!(stdout_json(&run)["code"], Reason::WrongKind.code());
+}
+
+/// `watch` and `quit` have no JSON method: `--json` answers them with the
+/// failure the server gives for those methods, without sending them.
+#[test]
+fn json_refuses_text_only_commands_as_an_error_reply() {
+    let service = Service::start();
+    let pid = pid_arg(&service);
+    for (words, builtin) in [
+        (&["watch", "REQUESTS", "0.5"][..], Builtin::Watch),
+        (&["quit"], Builtin::Quit),
+        (&["exit"], Builtin::Quit),
+    ] {
+        let run = cli(&[&["--json", pid.as_str()][..], words].concat());
+        assert_exit(&run, 1);
+        let expected = manhole_wire::text_only(builtin);
+        let error = stdout_json(&run);
+        assert_eq!(error, expected.to_json(), "{words:?}");
+        assert_eq!(error["data"]["reason"], Reason::TextOnly.as_str());
+        assert_eq!(run.stderr, format!("error: {}\n", expected.one_line()));
+    }
+    // The server refuses the method with the same code.
+    let refused = service.json().error(Builtin::Watch.name(), json!({}));
+    assert_eq!(refused["code"], Reason::TextOnly.code());
+}
+
+/// `--json` prints the server's error object as it came, not a copy
+/// rebuilt from the fields this client reads.
+#[test]
+fn json_prints_the_servers_error_object_unchanged() {
+    let service = Service::start();
+    let pid = pid_arg(&service);
+    let mut server = service.json();
+    for (words, method, params) in [
+        (
+            &["get", "nothing_here"][..],
+            "get",
+            json!({"name": "nothing_here"}),
+        ),
+        (
+            &["call", "add", "1", "x"],
+            "call",
+            json!({"name": "add", "args": ["1", "x"]}),
+        ),
+        (
+            &["call", "divide", "1", "0"],
+            "call",
+            json!({"name": "divide", "args": ["1", "0"]}),
+        ),
+    ] {
+        let run = cli(&[&["--json", pid.as_str()][..], words].concat());
+        assert_exit(&run, 1);
+        assert_eq!(stdout_json(&run), server.error(method, params), "{words:?}");
+    }
+}
+
+/// The CLI running with its stdin piped, its stdout collected as it comes.
+struct Running {
+    child: support::ChildGuard,
+    stdout: Arc<Mutex<String>>,
+}
+
+impl Running {
+    fn start(args: &[&str], stdin: std::process::Stdio) -> Running {
+        let mut child = support::ChildGuard(
+            cli_command(args)
+                .stdin(stdin)
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .unwrap(),
+        );
+        let mut pipe = child.0.stdout.take().unwrap();
+        let stdout = Arc::new(Mutex::new(String::new()));
+        let sink = Arc::clone(&stdout);
+        std::thread::spawn(move || {
+            let mut buffer = [0u8; 4096];
+            while let Ok(n @ 1..) = pipe.read(&mut buffer) {
+                sink.lock()
+                    .unwrap()
+                    .push_str(&String::from_utf8_lossy(&buffer[..n]));
+            }
+        });
+        Running { child, stdout }
+    }
+
+    fn stdout(&self) -> String {
+        self.stdout.lock().unwrap().clone()
+    }
+
+    /// Waits until stdout has `count` lines, and returns them.
+    fn lines(&self, count: usize) -> Vec<String> {
+        wait_until(&format!("{count} lines on stdout"), || {
+            self.stdout().lines().count() >= count
+        });
+        self.stdout().lines().map(str::to_owned).collect()
+    }
+
+    fn is_running(&mut self) -> bool {
+        self.child.0.try_wait().unwrap().is_none()
+    }
+
+    /// Waits for it to exit, and returns its exit code.
+    fn exit_code(&mut self) -> Option<i32> {
+        let deadline = Instant::now() + CLI_LIMIT;
+        loop {
+            if let Some(status) = self.child.0.try_wait().unwrap() {
+                return status.code();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "manhole-cli did not exit; stdout {:?}",
+                self.stdout()
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+/// `[ELAPSED] VALUE`, as the client reprints a one-line item.
+fn reprinted_value(line: &str) -> Option<&str> {
+    let (elapsed, value) = line.strip_prefix('[')?.split_once("s] ")?;
+    elapsed.parse::<f64>().ok()?;
+    Some(value)
+}
+
+#[test]
+fn a_one_shot_watch_reprints_a_real_item_until_a_line_arrives() {
+    let service = Service::start();
+    let pid = pid_arg(&service);
+    let mut watching = Running::start(
+        &[&pid, "watch", "REQUESTS", "0.1"],
+        std::process::Stdio::piped(),
+    );
+    let lines = watching.lines(4);
+    assert_eq!(
+        lines[0],
+        "watching `REQUESTS` every 0.1s; send a line to stop"
+    );
+    let mut previous = 0;
+    for line in &lines[1..4] {
+        let value = reprinted_value(line).unwrap_or_else(|| panic!("{lines:?}"));
+        // The server's count, which only grows.
+        let count: u64 = value.parse().unwrap_or_else(|_| panic!("{lines:?}"));
+        assert!(count >= previous, "{lines:?}");
+        previous = count;
+    }
+    assert!(watching.is_running(), "it waits for a line");
+
+    let mut stdin = watching.child.0.stdin.take().unwrap();
+    stdin.write_all(b"\n").unwrap();
+    stdin.flush().unwrap();
+    assert_eq!(watching.exit_code(), Some(0));
+    drop(stdin);
+}
+
+/// A script that starts `watch` with no input means it to run until it is
+/// killed: the end of stdin is not a line.
+#[test]
+fn a_one_shot_watch_outlives_the_end_of_its_input() {
+    let service = Service::start();
+    let pid = pid_arg(&service);
+    let mut watching = Running::start(
+        &[&pid, "watch", "REQUESTS", "0.1"],
+        std::process::Stdio::null(),
+    );
+    let lines = watching.lines(3);
+    assert!(reprinted_value(&lines[2]).is_some(), "{lines:?}");
+    assert!(watching.is_running(), "{lines:?}");
 }
 
 /// The row of `list` for `pid`, split into columns.
@@ -633,7 +834,6 @@ fn usage_errors_exit_2() {
 
 /// Runs the CLI with `input` on its stdin, to its end.
 fn cli_with_input(args: &[&str], input: &str) -> Finished {
-    use std::io::{Read, Write};
     let mut child = support::ChildGuard(
         cli_command(args)
             .stdin(std::process::Stdio::piped())
