@@ -24,8 +24,8 @@
 //! symbolised by [`crate::stacks`], both outside any handler.
 
 use crate::procfs::Tasks;
-use crate::signals;
 use crate::unwind::{self, Registers};
+use crate::{signal_names, signals};
 use std::cell::Cell;
 use std::sync::atomic::{AtomicI32, AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
@@ -334,7 +334,7 @@ static UNRESPONSIVE: Mutex<Vec<libc::pid_t>> = Mutex::new(Vec::new());
 /// Why a thread that was sent nothing cannot answer, if it cannot.
 fn cannot_answer(tasks: &Tasks, tid: libc::pid_t, signal: libc::c_int) -> Option<String> {
     let masks = tasks.signal_masks(tid)?;
-    let name = signals::name(signal);
+    let name = signal_names::name(signal);
     if masks.blocked & bit(signal) != 0 {
         Some(format!("no response: the thread blocks {name} (SigBlk)"))
     } else if masks.pending & bit(signal) != 0 {
@@ -430,7 +430,7 @@ pub(crate) fn capture(
                 } else {
                     Outcome::Missing(format!(
                         "not captured: cannot send {}: {err}",
-                        signals::name(signal)
+                        signal_names::name(signal)
                     ))
                 }));
             }

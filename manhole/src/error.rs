@@ -52,7 +52,7 @@ pub enum Error {
         source: io::Error,
     },
     /// The stack signal cannot be used.
-    #[error("cannot capture stacks with {}: {reason}", crate::signals::name(*signal))]
+    #[error("cannot capture stacks with {}: {reason}", crate::signal_names::name(*signal))]
     Signal {
         /// The signal number.
         signal: i32,

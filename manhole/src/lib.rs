@@ -78,6 +78,7 @@ mod error;
 mod log;
 mod options;
 mod procfs;
+mod signal_names;
 mod signals;
 mod socket;
 mod unwind;

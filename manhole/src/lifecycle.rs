@@ -25,7 +25,7 @@ use crate::listener::{self, Running, Settings, Start};
 use crate::log::{self, Log};
 use crate::options::{apply_environment, Activation, Options, DEFAULT_STACK_TIMEOUT};
 use crate::session::SessionConfig;
-use crate::{capture, signals};
+use crate::{capture, signal_names, signals};
 use std::cell::RefCell;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -191,17 +191,17 @@ fn install(options: Options) -> Result<Handle, Error> {
     let waiting = match options.activation {
         Activation::Always => "listening on".to_owned(),
         Activation::OnSignal(signal) => {
-            format!("waiting for {} to listen on", signals::name(signal))
+            format!("waiting for {} to listen on", signal_names::name(signal))
         }
         Activation::OneshotOn(signal) => format!(
             "waiting for {} to open one session on",
-            signals::name(signal)
+            signal_names::name(signal)
         ),
     };
     log.verbose(format_args!(
         "{waiting} {} (pid {pid}); stacks are captured with {}",
         path.display(),
-        signals::name(stack_signal)
+        signal_names::name(stack_signal)
     ));
     let generation = GENERATION.fetch_add(1, Ordering::Relaxed);
     *slot = Some(Installed {

@@ -9,7 +9,7 @@
 //! default is written here and nowhere else.
 
 use crate::error::Error;
-use crate::signals;
+use crate::signal_names;
 use manhole_wire::parse_duration;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -277,7 +277,7 @@ impl Options {
         name: &str,
         set: fn(Self, i32) -> Self,
     ) -> Self {
-        match signals::parse(name) {
+        match signal_names::parse(name) {
             Ok(signal) => set(self, signal),
             Err(reason) => {
                 self.invalid = Some((option, reason));
@@ -447,7 +447,8 @@ fn apply_settings(mut options: Options, value: &str) -> Result<Option<Options>, 
         let bad =
             |expected: &str| environment_error(format!("{key}={text:?}: expected {expected}"));
         let signal = |text: &str| {
-            signals::parse(text).map_err(|reason| environment_error(format!("{key}: {reason}")))
+            signal_names::parse(text)
+                .map_err(|reason| environment_error(format!("{key}: {reason}")))
         };
         options = match key {
             "socket_path" => options.socket_path(text),
