@@ -141,3 +141,9 @@ pub use manhole_macros::{command, inspect, main};
 pub fn stacks() -> Stacks {
     stacks::snapshot(lifecycle::stack_timeout())
 }
+
+// The README's examples are compiled as doc tests, so that they keep
+// building as the API changes.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+mod readme_examples {}
