@@ -192,31 +192,6 @@ pub(crate) fn thread_exists(tid: libc::pid_t) -> bool {
     status == 0 || std::io::Error::last_os_error().raw_os_error() != Some(libc::ESRCH)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_queued_info_is_the_kernels_size() {
-        assert_eq!(std::mem::size_of::<QueuedInfo>(), 128);
-        assert_eq!(
-            std::mem::size_of::<QueuedInfo>(),
-            std::mem::size_of::<libc::siginfo_t>()
-        );
-    }
-
-    #[test]
-    fn names() {
-        assert_eq!(name(libc::SIGRTMAX()), "SIGRTMAX");
-        assert_eq!(
-            name(libc::SIGRTMIN() + 2),
-            format!("SIGRTMIN+2 ({})", libc::SIGRTMIN() + 2)
-        );
-        assert_eq!(name(libc::SIGUSR1), "SIGUSR1");
-        assert_eq!(name(libc::SIGKILL), "signal 9");
-    }
-}
-
 /// The write end of the pipe that trigger signals (`activate_on`,
 /// `oneshot_on`) poke; -1 when none is installed.
 static TRIGGER_FD: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(-1);
@@ -350,5 +325,30 @@ pub(crate) fn block_async_signals(keep: Option<libc::c_int>) {
             libc::sigdelset(&mut set, keep);
         }
         libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_queued_info_is_the_kernels_size() {
+        assert_eq!(std::mem::size_of::<QueuedInfo>(), 128);
+        assert_eq!(
+            std::mem::size_of::<QueuedInfo>(),
+            std::mem::size_of::<libc::siginfo_t>()
+        );
+    }
+
+    #[test]
+    fn names() {
+        assert_eq!(name(libc::SIGRTMAX()), "SIGRTMAX");
+        assert_eq!(
+            name(libc::SIGRTMIN() + 2),
+            format!("SIGRTMIN+2 ({})", libc::SIGRTMIN() + 2)
+        );
+        assert_eq!(name(libc::SIGUSR1), "SIGUSR1");
+        assert_eq!(name(libc::SIGKILL), "signal 9");
     }
 }
