@@ -313,8 +313,8 @@ fn voluntary_switches(pid: u32, tid: u32) -> u64 {
 
 #[test]
 fn an_idle_manhole_never_wakes_up() {
-    // In a directory of its own: the listener watches the socket's
-    // directory, and other tests churn /tmp.
+    // In a directory of its own, so that nothing but the test touches the
+    // socket's neighbourhood.
     let dir = support::scratch("idle-dir");
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("socket");
@@ -346,6 +346,44 @@ fn an_idle_manhole_never_wakes_up() {
             "the idle manhole thread woke up ({setting:?})"
         );
     }
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn files_beside_the_socket_wake_nothing_and_its_own_move_is_repaired() {
+    let dir = support::scratch("busy-dir");
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("socket");
+    let setting = format!("socket_path={}", path.display());
+    let service = Service::spawn_with_env("service", &[], &[("MANHOLE", &setting)], Some(&path));
+    installed(&service);
+    service.wait_for_socket();
+    support::wait_until("the manhole thread", || {
+        threads_named(service.pid, "manhole").len() == 1
+    });
+    std::thread::sleep(Duration::from_millis(200));
+    let manhole = threads_named(service.pid, "manhole")[0];
+    let before = voluntary_switches(service.pid, manhole);
+    for index in 0..200 {
+        let made = dir.join(format!("other-{index}"));
+        let renamed = dir.join(format!("renamed-{index}"));
+        std::fs::write(&made, b"x").unwrap();
+        std::fs::rename(&made, &renamed).unwrap();
+        std::fs::remove_file(&renamed).unwrap();
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    let woken = voluntary_switches(service.pid, manhole) - before;
+    assert!(
+        woken <= 2,
+        "200 files beside the socket woke it {woken} times"
+    );
+
+    let inode = std::fs::metadata(&path).unwrap().ino();
+    std::fs::rename(&path, dir.join("moved-away")).unwrap();
+    wait_until("the moved socket to be put back", || is_socket(&path));
+    assert_ne!(std::fs::metadata(&path).unwrap().ino(), inode);
+    assert_eq!(service.text().ask("add 4 4"), "8\n");
+    drop(service);
     std::fs::remove_dir_all(dir).unwrap();
 }
 

@@ -105,12 +105,9 @@ impl Running {
         });
         let listening = match start {
             Start::Listening => {
-                // Watching starts before the socket exists, so that no
-                // removal can slip in between.
-                let watch = watch(&settings.path);
                 let (listener, file) = socket::bind(&settings.path)?;
                 *shared.socket() = Some(file);
-                Some((listener, watch))
+                Some(listener)
             }
             Start::Dormant { .. } => None,
         };
@@ -236,14 +233,14 @@ impl Sessions {
 }
 
 /// The `manhole` thread.
-fn run(context: &Context, listening: Option<(UnixListener, Option<SocketWatch>)>, start: Start) {
+fn run(context: &Context, listening: Option<UnixListener>, start: Start) {
     let settings = &context.settings;
     if settings.sigmask {
         signals::block_async_signals(Some(settings.stack_signal));
     }
-    if let Some((listener, watch)) = listening {
+    if let Some(listener) = listening {
         stacks::prime();
-        serve(context, listener, watch.as_ref(), false);
+        serve(context, listener, false);
         return;
     }
     match start {
@@ -251,7 +248,6 @@ fn run(context: &Context, listening: Option<(UnixListener, Option<SocketWatch>)>
         Start::Dormant { trigger, oneshot } => {
             let mut primed = false;
             while wait_for_trigger(context, trigger) {
-                let watch = watch(&settings.path);
                 let listener = match socket::bind(&settings.path) {
                     Ok((listener, file)) => {
                         *context.shared.socket() = Some(file);
@@ -269,7 +265,7 @@ fn run(context: &Context, listening: Option<(UnixListener, Option<SocketWatch>)>
                 settings
                     .log
                     .verbose(format_args!("listening on {}", settings.path.display()));
-                serve(context, listener, watch.as_ref(), oneshot);
+                serve(context, listener, oneshot);
                 if !oneshot || context.shared.stopping() {
                     return;
                 }
@@ -333,6 +329,8 @@ pub(crate) fn drain(trigger: RawFd) -> bool {
     any
 }
 
+/// A watch on the socket file just bound at `path`, or `None` (said on
+/// stderr) where inotify is refused.
 fn watch(path: &Path) -> Option<SocketWatch> {
     SocketWatch::new(path)
         .map_err(|err| {
@@ -344,20 +342,53 @@ fn watch(path: &Path) -> Option<SocketWatch> {
         .ok()
 }
 
+/// Puts the socket back if its path no longer names the file this manhole
+/// bound, and watches the new file. Called when the watch saw something,
+/// and once after each watch starts, for a removal between the bind and
+/// the watch.
+fn keep_in_place(context: &Context, listener: &mut UnixListener, watch: &mut Option<SocketWatch>) {
+    let path = &context.settings.path;
+    loop {
+        if context
+            .shared
+            .socket()
+            .as_ref()
+            .is_some_and(SocketFile::in_place)
+        {
+            return;
+        }
+        match socket::bind(path) {
+            Ok((replacement, file)) => {
+                *listener = replacement;
+                *context.shared.socket() = Some(file);
+                *watch = self::watch(path);
+                context.settings.log.verbose(format_args!(
+                    "{} was removed; created it again",
+                    path.display()
+                ));
+            }
+            Err(err) => {
+                log::always(format_args!(
+                    "{} was removed and cannot be created again: {err}",
+                    path.display()
+                ));
+                return;
+            }
+        }
+    }
+}
+
 /// Accepts connections until the manhole stops, or, for a one-shot socket,
 /// until one session has been served (on this thread).
-fn serve(
-    context: &Context,
-    mut listener: UnixListener,
-    watch: Option<&SocketWatch>,
-    oneshot: bool,
-) {
+fn serve(context: &Context, mut listener: UnixListener, oneshot: bool) {
+    let mut watch = watch(&context.settings.path);
+    keep_in_place(context, &mut listener, &mut watch);
     loop {
         let mut fds = vec![
             PollFd::new(listener.as_fd(), PollFlags::POLLIN),
             PollFd::new(context.wake.as_fd(), PollFlags::POLLIN),
         ];
-        if let Some(watch) = watch {
+        if let Some(watch) = &watch {
             fds.push(PollFd::new(watch.fd(), PollFlags::POLLIN));
         }
         wait_without_spinning(&mut fds);
@@ -365,22 +396,8 @@ fn serve(
         if context.shared.stopping() {
             return;
         }
-        if watch.is_some_and(SocketWatch::socket_removed) {
-            let path = &context.settings.path;
-            match socket::bind(path) {
-                Ok((replacement, file)) => {
-                    listener = replacement;
-                    *context.shared.socket() = Some(file);
-                    context.settings.log.verbose(format_args!(
-                        "{} was removed; created it again",
-                        path.display()
-                    ));
-                }
-                Err(err) => log::always(format_args!(
-                    "{} was removed and cannot be created again: {err}",
-                    path.display()
-                )),
-            }
+        if watch.as_ref().is_some_and(SocketWatch::drain) {
+            keep_in_place(context, &mut listener, &mut watch);
         }
         match listener.accept() {
             Ok((stream, _)) => {

@@ -33,6 +33,16 @@ pub(crate) struct SocketFile {
 }
 
 impl SocketFile {
+    /// Whether the path still names the file this manhole bound.
+    pub(crate) fn in_place(&self) -> bool {
+        fstatat(
+            &self.dir,
+            self.name.as_os_str(),
+            nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
+        )
+        .is_ok_and(|stat| identity(&stat) == self.identity)
+    }
+
     /// Removes the socket if the path still holds the file this manhole
     /// bound. Safe to call from `atexit`: no allocation, no panic.
     pub(crate) fn remove(&self) {
