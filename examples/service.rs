@@ -202,6 +202,19 @@ fn main() {
                 .expect("spawn a worker")
         })
         .collect();
+    // `SERVICE_IDLE_THREADS=N` adds N threads parked for good, as a large
+    // thread pool would be: the tests and benchmarks of big dumps use it.
+    let idle: usize = std::env::var("SERVICE_IDLE_THREADS")
+        .ok()
+        .and_then(|count| count.parse().ok())
+        .unwrap_or(0);
+    for index in 0..idle {
+        let _ = std::thread::Builder::new()
+            .name(format!("idle-{index}"))
+            .spawn(|| loop {
+                std::thread::park();
+            });
+    }
     println!("service running as pid {pid}; connect with one of:");
     println!("  socat readline UNIX-CONNECT:/tmp/manhole-{pid}");
     println!("  nc -U /tmp/manhole-{pid}");

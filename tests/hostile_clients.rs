@@ -284,3 +284,78 @@ fn garbage_in_either_protocol_gets_errors_and_nothing_else() {
     }
     assert_unharmed(&mut service, memory);
 }
+
+#[test]
+fn a_json_client_past_the_limit_is_refused_in_json() {
+    let mut service = start();
+    let memory = resident_kib(&service);
+    let served: Vec<Text> = (0..4).map(|_| Text::connect(&service.socket)).collect();
+    let mut client = connect(&service.socket);
+    client
+        .write_all(b"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"list\"}\n")
+        .unwrap();
+    let answer = read_until_closed(&mut client, TIMEOUT);
+    let response: serde_json::Value = serde_json::from_slice(&answer)
+        .unwrap_or_else(|err| panic!("{:?} is not JSON: {err}", String::from_utf8_lossy(&answer)));
+    assert_eq!(response["jsonrpc"], "2.0", "{response}");
+    assert_eq!(response["id"], serde_json::Value::Null, "{response}");
+    assert_eq!(response["error"]["code"], -32002, "{response}");
+    assert_eq!(response["error"]["data"]["reason"], "busy", "{response}");
+    drop(served);
+    assert_unharmed(&mut service, memory);
+}
+
+/// How long one `stacks` takes on `service`, the quickest of three.
+fn one_dump(service: &Service) -> Duration {
+    let mut session = service.json();
+    (0..3)
+        .map(|_| {
+            let started = Instant::now();
+            session.result("stacks", serde_json::json!({}));
+            started.elapsed()
+        })
+        .min()
+        .unwrap()
+}
+
+#[test]
+fn clients_that_leave_free_their_sessions_with_their_requests_unrun() {
+    // Dumps of 300 threads, so that sixteen of them in a row take long.
+    let limits = "max_sessions=16,idle_timeout=10s,verbose=false";
+    let service = Service::spawn_with_env(
+        "service",
+        &[],
+        &[("MANHOLE", limits), ("SERVICE_IDLE_THREADS", "300")],
+        None,
+    );
+    service.wait_for_socket();
+    let dump = one_dump(&service);
+    wait_until("the timing session to end", || sessions(&service) == 0);
+    // Each asks for three dumps and leaves. Served in turn, the dumps would
+    // hold the last session for sixteen dumps; the sessions of clients
+    // that left must end instead, whatever they had queued.
+    let request = "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"stacks\"}\n".repeat(3);
+    let clients: Vec<UnixStream> = (0..16)
+        .map(|_| {
+            let mut client = connect(&service.socket);
+            client.write_all(request.as_bytes()).unwrap();
+            client
+        })
+        .collect();
+    wait_until("every session to start", || sessions(&service) == 16);
+    drop(clients);
+    let left = Instant::now();
+    wait_until("the sessions of the departed clients to end", || {
+        sessions(&service) == 0
+    });
+    let freed_after = left.elapsed();
+    assert!(
+        freed_after < dump * 4,
+        "the sessions outlived their clients by {freed_after:?}; one dump takes {dump:?}"
+    );
+    let mut json = service.json();
+    assert_eq!(
+        json.result("call", serde_json::json!({"name": "add", "args": [40, 2]})),
+        42
+    );
+}

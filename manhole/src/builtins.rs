@@ -27,19 +27,27 @@ impl Answer {
     }
 }
 
-/// Runs one request under the installed manhole's `waits`.
-/// `Request::Quit` is the session's business, not ours.
-pub(crate) fn run(request: Request, waits: Waits) -> Result<Answer, Failure> {
-    registry::with_lock_timeout(waits.lock, || answer(request, waits))
+/// What a request runs under: the installed manhole's waits, and a way to
+/// tell that its client has hung up, so that a long wait is given up.
+#[derive(Clone, Copy)]
+pub(crate) struct Asked<'a> {
+    pub(crate) waits: Waits,
+    pub(crate) client_gone: &'a dyn Fn() -> bool,
 }
 
-fn answer(request: Request, waits: Waits) -> Result<Answer, Failure> {
+/// Runs one request. `Request::Quit` is the session's business, not ours.
+pub(crate) fn run(request: Request, asked: Asked<'_>) -> Result<Answer, Failure> {
+    registry::with_lock_timeout(asked.waits.lock, || answer(request, asked))
+}
+
+fn answer(request: Request, asked: Asked<'_>) -> Result<Answer, Failure> {
     match request {
         Request::Help(None) => Ok(help_all()),
         Request::Help(Some(name)) => help_one(&name),
         Request::List => Ok(list()),
         Request::Stacks => {
-            let snapshot = stacks::snapshot(waits.stacks);
+            let snapshot = stacks::snapshot_unless(asked.waits.stacks, asked.client_gone)
+                .ok_or_else(abandoned)?;
             Ok(Answer {
                 json: serde_json::to_value(&snapshot).unwrap_or(Value::Null),
                 text: snapshot.to_string(),
@@ -51,8 +59,8 @@ fn answer(request: Request, waits: Waits) -> Result<Answer, Failure> {
         Request::Stats { sort } => Ok(stats(sort)),
         Request::Watch { .. } => Err(text_only(Builtin::Watch)),
         Request::Call { name, args, bare } => call(&name, &args, bare),
-        Request::Greeting => Ok(greeting(waits)),
-        Request::Text(line) => text_line(&line, waits),
+        Request::Greeting => greeting(asked),
+        Request::Text(line) => text_line(&line, asked),
         Request::Quit => Ok(Answer {
             json: Value::Null,
             text: String::new(),
@@ -61,27 +69,32 @@ fn answer(request: Request, waits: Waits) -> Result<Answer, Failure> {
 }
 
 /// The text session's greeting: banner, every thread's stack, and a hint.
-pub(crate) fn greeting(waits: Waits) -> Answer {
+pub(crate) fn greeting(asked: Asked<'_>) -> Result<Answer, Failure> {
     let executable =
         std::env::current_exe().map_or_else(|_| "?".to_owned(), |path| path.display().to_string());
     let version = env!("CARGO_PKG_VERSION");
     let pid = std::process::id();
     let text = format!(
         "manhole {version}, pid {pid}, {executable}\n{}type `help` for commands, `quit` to leave\n",
-        stacks::snapshot(waits.stacks),
+        stacks::snapshot_unless(asked.waits.stacks, asked.client_gone).ok_or_else(abandoned)?,
     );
-    Answer {
+    Ok(Answer {
         json: json!({"version": version, "pid": pid, "executable": executable, "text": text}),
         text,
-    }
+    })
+}
+
+/// A dump given up because its client hung up; no one reads this.
+fn abandoned() -> Failure {
+    Failure::new(Reason::Busy, "the dump was abandoned: the client hung up")
 }
 
 /// A text line sent over JSON: answered with the text session's rendering.
-fn text_line(line: &str, waits: Waits) -> Result<Answer, Failure> {
+fn text_line(line: &str, asked: Asked<'_>) -> Result<Answer, Failure> {
     let text = match parse_text(line)? {
         None => String::new(),
         Some(Request::Quit) => String::new(),
-        Some(request) => answer(request, waits)?.text,
+        Some(request) => answer(request, asked)?.text,
     };
     Ok(Answer {
         json: json!({ "text": text }),

@@ -103,6 +103,27 @@ pub(crate) fn turn() -> std::sync::MutexGuard<'static, ()> {
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
+/// The turn, unless `abandoned` says the dump is no longer wanted (its
+/// client hung up) while it waits: sessions queued behind a long dump
+/// leave the queue as soon as their clients do, instead of each computing
+/// a dump nobody will read.
+pub(crate) fn turn_unless(
+    abandoned: &dyn Fn() -> bool,
+) -> Option<std::sync::MutexGuard<'static, ()>> {
+    loop {
+        match DUMP.try_lock() {
+            Ok(guard) => return Some(guard),
+            Err(std::sync::TryLockError::Poisoned(poisoned)) => return Some(poisoned.into_inner()),
+            Err(std::sync::TryLockError::WouldBlock) => {
+                if abandoned() {
+                    return None;
+                }
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        }
+    }
+}
+
 thread_local! {
     static IN_HANDLER: Cell<bool> = const { Cell::new(false) };
 }

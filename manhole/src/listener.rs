@@ -26,6 +26,7 @@ use crate::session::{self, SessionConfig};
 use crate::socket::{self, SocketFile};
 use crate::watch::SocketWatch;
 use crate::{signals, stacks};
+use manhole_wire::Failure;
 use nix::errno::Errno;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use std::collections::HashMap;
@@ -34,9 +35,10 @@ use std::os::fd::{AsFd, BorrowedFd, RawFd};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// What the `manhole` thread and [`Running::stop`] share.
 struct Shared {
@@ -44,6 +46,7 @@ struct Shared {
     /// The socket file while one exists.
     socket: Mutex<Option<SocketFile>>,
     sessions: Sessions,
+    refusals: Refusals,
 }
 
 impl Shared {
@@ -102,6 +105,7 @@ impl Running {
             stop: AtomicBool::new(false),
             socket: Mutex::new(None),
             sessions: Sessions::default(),
+            refusals: Refusals::default(),
         });
         let listening = match start {
             Start::Listening => {
@@ -159,6 +163,7 @@ impl Running {
             let _ = self.thread.join();
         }
         self.shared.sessions.close_all();
+        self.shared.refusals.stop();
         if let Some(file) = self.shared.socket().take() {
             file.remove();
         }
@@ -229,6 +234,102 @@ impl Sessions {
         for (_, stream) in self.open().drain() {
             let _ = stream.shutdown(std::net::Shutdown::Both);
         }
+    }
+}
+
+/// A client to refuse, and until when to wait for its first byte.
+type Refusal = (Arc<UnixStream>, Failure, Instant);
+
+/// Clients past `max_sessions`. Each is given [`session::SNIFF_TIMEOUT`]
+/// to send its first byte, so that it is refused in the protocol it speaks,
+/// on a `manhole-refuse` thread of its own: the `manhole` thread never
+/// waits on a client, and a burst of clients is waited for all at once.
+#[derive(Default)]
+struct Refusals {
+    queue: Mutex<Option<SyncSender<Refusal>>>,
+}
+
+impl Refusals {
+    /// How many clients may wait for their refusal at once; past that, one
+    /// is refused at once, in JSON only if its `{` has already arrived.
+    const WAITING: usize = 256;
+
+    fn refuse(&self, stream: Arc<UnixStream>, failure: Failure) {
+        let mut queue = self
+            .queue
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if queue.is_none() {
+            let (sender, receiver) = std::sync::mpsc::sync_channel(Self::WAITING);
+            let started = std::thread::Builder::new()
+                .name("manhole-refuse".to_owned())
+                .spawn(move || refuse_in_turn(&receiver));
+            if started.is_ok() {
+                *queue = Some(sender);
+            }
+        }
+        let refusal = (stream, failure, Instant::now() + session::SNIFF_TIMEOUT);
+        let unsent = match queue.as_ref() {
+            Some(sender) => match sender.try_send(refusal) {
+                Ok(()) => None,
+                Err(TrySendError::Full(refusal) | TrySendError::Disconnected(refusal)) => {
+                    Some(refusal)
+                }
+            },
+            None => Some(refusal),
+        };
+        if let Some((stream, failure, _)) = unsent {
+            session::refuse(&stream, &failure);
+        }
+    }
+
+    /// Lets the thread finish the refusals it holds, and end.
+    fn stop(&self) {
+        self.queue
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+    }
+}
+
+/// The `manhole-refuse` thread: refuses each client once its first byte
+/// arrives or its wait is over, until the manhole stops.
+fn refuse_in_turn(receiver: &Receiver<Refusal>) {
+    let mut waiting: Vec<Refusal> = Vec::new();
+    loop {
+        if waiting.is_empty() {
+            match receiver.recv() {
+                Ok(refusal) => waiting.push(refusal),
+                Err(_) => return,
+            }
+        }
+        waiting.extend(receiver.try_iter());
+        let soonest = waiting.iter().map(|(_, _, until)| *until).min();
+        let wait = soonest.map_or(Duration::ZERO, |until| {
+            until.saturating_duration_since(Instant::now())
+        });
+        let mut fds: Vec<PollFd<'_>> = waiting
+            .iter()
+            .map(|(stream, ..)| PollFd::new(stream.as_fd(), PollFlags::POLLIN))
+            .collect();
+        // Short naps, so that clients queued meanwhile join the wait.
+        let nap = u16::try_from(wait.as_millis().clamp(1, 10)).unwrap_or(10);
+        let _ = poll(&mut fds, PollTimeout::from(nap));
+        let spoke: Vec<bool> = fds
+            .iter()
+            .map(|fd| fd.revents().is_some_and(|events| !events.is_empty()))
+            .collect();
+        drop(fds);
+        let now = Instant::now();
+        let mut position = 0;
+        waiting.retain(|(stream, failure, until)| {
+            let done = spoke[position] || now >= *until;
+            position += 1;
+            if done {
+                session::refuse(stream, failure);
+            }
+            !done
+        });
     }
 }
 
@@ -458,7 +559,7 @@ fn admit(stream: UnixStream, context: &Context, inline: bool) -> bool {
     {
         Ok(id) => id,
         Err(open) => {
-            session::refuse_busy(&stream, open);
+            shared.refusals.refuse(stream, session::busy(open));
             log.verbose(format_args!(
                 "refused a session: {open} open, at max_sessions"
             ));

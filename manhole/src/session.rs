@@ -6,7 +6,7 @@
 //! write uses `MSG_NOSIGNAL`, so a client that goes away mid-answer ends the
 //! session with `EPIPE` instead of raising `SIGPIPE` in the host.
 
-use crate::builtins;
+use crate::builtins::{self, Asked};
 use crate::options::{deadline_after, Options, Waits};
 use manhole_wire::{json_response, parse_json, parse_text, Failure, JsonLine, Reason, Request};
 use nix::errno::Errno;
@@ -51,16 +51,36 @@ impl Default for SessionConfig {
     }
 }
 
-/// Tells a client that every session is taken, without waiting for it to
-/// read, and lets the caller close it. The client has not said yet which
-/// protocol it speaks, so the line is the one a client of either can read
-/// back with [`Failure::from_refusal`].
-pub(crate) fn refuse_busy(stream: &UnixStream, open: usize) {
-    let line = Failure::new(
+/// Why a client past `max_sessions` is refused.
+pub(crate) fn busy(open: usize) -> Failure {
+    Failure::new(
         Reason::Busy,
         format!("busy: {open} sessions are open, the most this manhole allows (max_sessions); try again when one ends"),
     )
-    .to_refusal();
+}
+
+/// Tells a client it is not served, in the protocol its first byte chose
+/// (a JSON-RPC error with `id` null after `{`, else the refusal line that
+/// a client of either protocol can read back with
+/// [`Failure::from_refusal`]), without waiting for it to read, and lets
+/// the caller close it.
+pub(crate) fn refuse(stream: &UnixStream, failure: &Failure) {
+    let mut byte = [0u8; 1];
+    let speaks_json = matches!(
+        recv(
+            stream.as_raw_fd(),
+            &mut byte,
+            MsgFlags::MSG_PEEK | MsgFlags::MSG_DONTWAIT
+        ),
+        Ok(1)
+    ) && byte[0] == b'{';
+    let line = if speaks_json {
+        let mut line = json_response(&Value::Null, Err(failure.clone()));
+        line.push('\n');
+        line
+    } else {
+        failure.to_refusal()
+    };
     let _ = send(
         stream.as_raw_fd(),
         line.as_bytes(),
@@ -105,11 +125,16 @@ pub(crate) fn serve_bytes(input: &[u8], config: &SessionConfig) -> Vec<u8> {
 }
 
 /// Where a session's lines come from: a socket, or bytes in memory.
-trait Input: Read {
+trait Input: Read + Copy {
     /// Bounds the wait of the next read; `None` waits as long as it takes.
     fn limit_wait(&self, left: Option<Duration>) -> io::Result<()>;
     /// Whether a read would return at once within `timeout`.
     fn readable_within(&self, timeout: Duration) -> io::Result<bool>;
+    /// Whether the client has closed its end for good, so that nothing
+    /// more is worth computing for it. A client that only shut down its
+    /// writing half (`socat` at the end of its input) still reads, and is
+    /// not gone.
+    fn peer_gone(&self) -> bool;
 }
 
 impl Input for &UnixStream {
@@ -135,6 +160,15 @@ impl Input for &UnixStream {
             }
         }
     }
+
+    fn peer_gone(&self) -> bool {
+        // POLLHUP and POLLERR are reported whatever is asked for.
+        let mut fds = [PollFd::new(self.as_fd(), PollFlags::empty())];
+        matches!(poll(&mut fds, PollTimeout::ZERO), Ok(1..))
+            && fds[0]
+                .revents()
+                .is_some_and(|events| events.intersects(PollFlags::POLLHUP | PollFlags::POLLERR))
+    }
 }
 
 /// Bytes in memory never make a reader wait.
@@ -145,6 +179,10 @@ impl Input for &[u8] {
 
     fn readable_within(&self, _timeout: Duration) -> io::Result<bool> {
         Ok(true)
+    }
+
+    fn peer_gone(&self) -> bool {
+        false
     }
 }
 
@@ -211,6 +249,14 @@ impl<R: Input> Lines<R> {
             max: config.max_line_length,
             idle_timeout: config.idle_timeout,
             waits: config.waits,
+        }
+    }
+
+    /// What a request of this session runs under.
+    fn asked<'a>(&self, client_gone: &'a dyn Fn() -> bool) -> Asked<'a> {
+        Asked {
+            waits: self.waits,
+            client_gone,
         }
     }
 
@@ -307,8 +353,16 @@ fn serve_text<R: Input>(
     out: &mut impl Write,
     greet: Greet,
 ) -> io::Result<()> {
+    let input = *lines.reader.get_ref();
+    let client_gone = move || input.peer_gone();
     if greet == Greet::Yes {
-        out.write_all(builtins::greeting(lines.waits).text.as_bytes())?;
+        if client_gone() {
+            return Ok(());
+        }
+        match builtins::greeting(lines.asked(&client_gone)) {
+            Ok(greeting) => out.write_all(greeting.text.as_bytes())?,
+            Err(_) => return Ok(()),
+        }
     }
     loop {
         out.write_all(PROMPT)?;
@@ -330,7 +384,8 @@ fn serve_text<R: Input>(
                             Watched::ClientGone => return Ok(()),
                         }
                     }
-                    Ok(Some(request)) => match builtins::run(request, lines.waits) {
+                    Ok(Some(_)) if client_gone() => return Ok(()),
+                    Ok(Some(request)) => match builtins::run(request, lines.asked(&client_gone)) {
                         Ok(answer) => answer.text,
                         Err(failure) => error_line(&failure),
                     },
@@ -402,6 +457,8 @@ fn watch<R: Input>(
 }
 
 fn serve_json<R: Input>(lines: &mut Lines<R>, out: &mut impl Write) -> io::Result<()> {
+    let input = *lines.reader.get_ref();
+    let client_gone = move || input.peer_gone();
     loop {
         let line = lines.next()?;
         let idle = matches!(line, Line::Idle);
@@ -417,8 +474,10 @@ fn serve_json<R: Input>(lines: &mut Lines<R>, out: &mut impl Write) -> io::Resul
             )),
             Line::Complete(bytes) if bytes.iter().all(u8::is_ascii_whitespace) => None,
             Line::Complete(bytes) => match parse_json(&bytes) {
+                JsonLine::Request { .. } if client_gone() => return Ok(()),
                 JsonLine::Request { id, request } => {
-                    let result = builtins::run(request, lines.waits).map(|answer| answer.json);
+                    let result =
+                        builtins::run(request, lines.asked(&client_gone)).map(|answer| answer.json);
                     id.map(|id| json_response(&id, result))
                 }
                 JsonLine::Invalid { id, failure } => Some(json_response(&id, Err(failure))),

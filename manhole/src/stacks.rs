@@ -68,15 +68,23 @@ fn hex_address<S: Serializer>(address: &usize, serializer: S) -> Result<S::Ok, S
 /// `timeout` to answer. [`crate::stacks()`] documents what it gives.
 #[must_use]
 pub(crate) fn snapshot(timeout: Duration) -> Stacks {
-    let _turn = capture::turn();
+    snapshot_unless(timeout, &|| false).unwrap_or(Stacks {
+        threads: Vec::new(),
+    })
+}
+
+/// [`snapshot`], or `None` when `abandoned` says, while the dump waits for
+/// its turn, that nobody wants it any more.
+pub(crate) fn snapshot_unless(timeout: Duration, abandoned: &dyn Fn() -> bool) -> Option<Stacks> {
+    let _turn = capture::turn_unless(abandoned)?;
     let caller = nix::unistd::gettid().as_raw();
     // Walked here, directly under `stacks`, so that trimming the walk's own
     // frames leaves the caller as frame #0.
     let own = current_addresses();
     let Some(tasks) = Tasks::open() else {
-        return Stacks {
+        return Some(Stacks {
             threads: Vec::new(),
-        };
+        });
     };
     let tids = tasks.tids();
     let others: Vec<i32> = tids.iter().copied().filter(|&tid| tid != caller).collect();
@@ -132,7 +140,7 @@ pub(crate) fn snapshot(timeout: Duration) -> Stacks {
         })
         .collect();
     threads.sort_by_key(|thread| thread.tid);
-    Stacks { threads }
+    Some(Stacks { threads })
 }
 
 /// A thread with its name and state and no frames; `None` once it is gone.
@@ -169,6 +177,7 @@ pub(crate) fn prime() {
 /// The functions between the caller of [`crate::stacks()`] and the walk.
 const OWN_FRAMES: &[&str] = &[
     "manhole::stacks::current_addresses",
+    "manhole::stacks::snapshot_unless",
     "manhole::stacks::snapshot",
     "manhole::stacks",
 ];
