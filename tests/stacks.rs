@@ -53,13 +53,17 @@ fn parked_spinning(stop: &AtomicBool) {
 }
 
 #[inline(never)]
-fn parked_with_signals_blocked(stop: &AtomicBool) {
+fn block_every_signal() {
     // SAFETY: blocking every signal on this thread only.
     unsafe {
         let mut all: libc::sigset_t = std::mem::zeroed();
         libc::sigfillset(&mut all);
         libc::pthread_sigmask(libc::SIG_BLOCK, &all, std::ptr::null_mut());
     }
+}
+
+/// Sleeps with every signal blocked (by [`block_every_signal`], already).
+fn parked_with_signals_blocked(stop: &AtomicBool) {
     parked_in_sleep(stop);
 }
 
@@ -86,12 +90,18 @@ fn fifty_threads_in_every_state_are_all_reported() {
     let (read_end, write_end) = pipe();
     let started = Arc::new(Barrier::new(51));
     let tids = Arc::new(Mutex::new(Vec::<Parked>::new()));
+    let parking = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let mut handles = Vec::new();
     for index in 0..50 {
         let kind = ["sleep", "mutex", "pipe", "spin", "blocked"][index % 5];
         let name = format!("{kind}-{index}");
-        let (stop, lock, started, tids) =
-            (stop.clone(), lock.clone(), started.clone(), tids.clone());
+        let (stop, lock, started, tids, parking) = (
+            stop.clone(),
+            lock.clone(),
+            started.clone(),
+            tids.clone(),
+            parking.clone(),
+        );
         let thread_name = name.clone();
         handles.push(
             std::thread::Builder::new()
@@ -102,6 +112,12 @@ fn fifty_threads_in_every_state_are_all_reported() {
                         name: thread_name,
                     });
                     started.wait();
+                    if kind == "blocked" {
+                        block_every_signal();
+                    }
+                    // Counted as the last step before parking, so that a
+                    // loaded machine cannot dump a thread still on its way.
+                    parking.fetch_add(1, Ordering::SeqCst);
                     match kind {
                         "sleep" => parked_in_sleep(&stop),
                         "mutex" => parked_on_mutex(&lock),
@@ -116,6 +132,9 @@ fn fifty_threads_in_every_state_are_all_reported() {
         );
     }
     started.wait();
+    while parking.load(Ordering::SeqCst) < 50 {
+        std::thread::sleep(Duration::from_millis(5));
+    }
     std::thread::sleep(Duration::from_millis(200));
 
     let began = Instant::now();
