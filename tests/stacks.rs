@@ -62,9 +62,19 @@ fn block_every_signal() {
     }
 }
 
-/// Sleeps with every signal blocked (by [`block_every_signal`], already).
+/// Sleeps with every signal blocked (by [`block_every_signal`], already),
+/// long enough at a time to be caught asleep in the system call.
+#[inline(never)]
 fn parked_with_signals_blocked(stop: &AtomicBool) {
-    parked_in_sleep(stop);
+    while !stop.load(Ordering::Relaxed) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Spins with every signal blocked (by [`block_every_signal`], already).
+#[inline(never)]
+fn parked_spinning_deaf(stop: &AtomicBool) {
+    parked_spinning(stop);
 }
 
 fn pipe() -> (i32, i32) {
@@ -82,18 +92,18 @@ fn has_function(thread: &manhole::ThreadStack, name: &str) -> bool {
 }
 
 #[test]
-fn fifty_threads_in_every_state_are_all_reported() {
+fn sixty_threads_in_every_state_are_all_reported() {
     let _turn = serial();
     let stop = Arc::new(AtomicBool::new(false));
     let lock = Arc::new(Mutex::new(()));
     let held = lock.lock().unwrap();
     let (read_end, write_end) = pipe();
-    let started = Arc::new(Barrier::new(51));
+    let started = Arc::new(Barrier::new(61));
     let tids = Arc::new(Mutex::new(Vec::<Parked>::new()));
     let parking = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let mut handles = Vec::new();
-    for index in 0..50 {
-        let kind = ["sleep", "mutex", "pipe", "spin", "blocked"][index % 5];
+    for index in 0..60 {
+        let kind = ["sleep", "mutex", "pipe", "spin", "blocked", "deaf"][index % 6];
         let name = format!("{kind}-{index}");
         let (stop, lock, started, tids, parking) = (
             stop.clone(),
@@ -112,7 +122,7 @@ fn fifty_threads_in_every_state_are_all_reported() {
                         name: thread_name,
                     });
                     started.wait();
-                    if kind == "blocked" {
+                    if matches!(kind, "blocked" | "deaf") {
                         block_every_signal();
                     }
                     // Counted as the last step before parking, so that a
@@ -125,6 +135,7 @@ fn fifty_threads_in_every_state_are_all_reported() {
                             parked_reading_pipe(read_end);
                         }
                         "spin" => parked_spinning(&stop),
+                        "deaf" => parked_spinning_deaf(&stop),
                         _ => parked_with_signals_blocked(&stop),
                     }
                 })
@@ -132,7 +143,7 @@ fn fifty_threads_in_every_state_are_all_reported() {
         );
     }
     started.wait();
-    while parking.load(Ordering::SeqCst) < 50 {
+    while parking.load(Ordering::SeqCst) < 60 {
         std::thread::sleep(Duration::from_millis(5));
     }
     std::thread::sleep(Duration::from_millis(200));
@@ -167,6 +178,9 @@ fn fifty_threads_in_every_state_are_all_reported() {
             "mutex" => "parked_on_mutex",
             "pipe" => "parked_reading_pipe",
             "spin" => "parked_spinning",
+            // Asleep in a system call: taken from /proc, no signal needed.
+            "blocked" => "parked_with_signals_blocked",
+            // Running with the stack signal blocked: it cannot answer.
             _ => {
                 let reason = thread.frames_missing.as_deref().unwrap_or_default();
                 assert!(
@@ -180,6 +194,13 @@ fn fifty_threads_in_every_state_are_all_reported() {
             }
         };
         assert!(thread.frames_missing.is_none(), "{thread}");
+        if parked.name.starts_with("blocked") {
+            assert_eq!(
+                thread.captured_with,
+                Some(manhole::CapturedWith::Proc),
+                "{thread}"
+            );
+        }
         assert!(
             has_function(thread, expected),
             "{} lacks {expected}:\n{thread}",

@@ -8,7 +8,7 @@
 
 use crate::connect::Connection;
 use crate::error::Error;
-use manhole_wire::{Failure, Request};
+use manhole_wire::{Failure, Reason, Request};
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader, ErrorKind, Write};
 use std::os::unix::net::UnixStream;
@@ -172,6 +172,11 @@ impl Client {
             }
             if let Some(error) = response.get("error") {
                 return match ErrorReply::read(error) {
+                    // Refused before being served (every session is
+                    // taken): the server hangs up after saying so.
+                    Some(reply) if reply.failure.is(Reason::Busy) && response["id"].is_null() => {
+                        Err(self.ended(reply.failure))
+                    }
                     Some(reply) => Ok(Err(reply)),
                     None => Err(self.bad_reply(format!(
                         "an `error` without an integer `code` in {response}"

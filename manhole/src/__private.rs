@@ -364,6 +364,19 @@ pub fn install_for_main(options: Options) {
     }
 }
 
+/// How many quiet captures were taken again because their thread ran
+/// during the copy, for tests of the consistency check.
+#[must_use]
+pub fn quiet_capture_retakes() -> u64 {
+    crate::capture::retakes()
+}
+
+/// Runs `hook(tid)` between a quiet capture's copy and its check (`None`
+/// removes it), for tests that wake the thread right there.
+pub fn set_quiet_capture_hook(hook: Option<fn(i32)>) {
+    crate::capture::set_after_copy(hook);
+}
+
 /// Whether the calling thread is inside the manhole's stack signal handler,
 /// for tests that prove the handler never allocates.
 #[must_use]

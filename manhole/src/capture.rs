@@ -27,8 +27,9 @@ use crate::procfs::Tasks;
 use crate::unwind::{self, Registers};
 use crate::{signal_names, signals};
 use std::cell::Cell;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicI32, AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering};
-use std::sync::Mutex;
+use std::sync::{LazyLock, Mutex};
 use std::time::{Duration, Instant};
 
 /// How much of each thread's stack is copied, from its stack pointer up.
@@ -330,12 +331,23 @@ fn copy_stack(sp: u64, buffer: *mut u8) -> usize {
     usize::try_from(copied).unwrap_or(0)
 }
 
+/// How a thread's stack was taken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Capture {
+    /// Without a signal: the thread sat in a system call, so its registers
+    /// came from `/proc` and its stack was copied from outside it.
+    Proc,
+    /// By the stack signal's handler, on the thread itself.
+    Signal,
+}
+
 /// What a dump got for one thread.
 pub(crate) enum Outcome {
     /// Raw addresses, innermost first, with the interrupted frame first.
     Frames {
         addresses: Vec<usize>,
         truncated: bool,
+        how: Capture,
     },
     /// No stack; the reason, for people.
     Missing(String),
@@ -386,20 +398,155 @@ fn silence(
     })
 }
 
-/// Captures the raw stacks of `tids` (never the calling thread) with
-/// `signal`, waiting at most `timeout` for them. The caller holds the
-/// [`turn`].
+fn addresses_of(unwound: Vec<u64>) -> Vec<usize> {
+    unwound
+        .into_iter()
+        .map(|address| address as usize)
+        .collect()
+}
+
+/// Return addresses seen as the last frame of complete stacks: where
+/// threads start (`clone3` for threads, `_start` for the main one). Few,
+/// and the same for every thread of a kind.
+static OUTERMOST: Mutex<Vec<u64>> = Mutex::new(Vec::new());
+const MAX_OUTERMOST: usize = 32;
+
+fn outermost_frames() -> std::sync::MutexGuard<'static, Vec<u64>> {
+    OUTERMOST
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Records `address` as the last frame of a complete stack.
+pub(crate) fn learn_outermost_frame(address: u64) {
+    let mut known = outermost_frames();
+    if !known.contains(&address) && known.len() < MAX_OUTERMOST {
+        known.push(address);
+    }
+}
+
+/// Where each thread's frame pointer was found by its last quiet capture:
+/// the first place to look next time, since a blocked thread's frames stay
+/// put.
+static FRAME_POINTER_HINTS: LazyLock<Mutex<HashMap<libc::pid_t, u64>>> =
+    LazyLock::new(|| Mutex::new(HashMap::new()));
+
+fn frame_pointer_hints() -> std::sync::MutexGuard<'static, HashMap<libc::pid_t, u64>> {
+    FRAME_POINTER_HINTS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Consistent copies that a quiet capture took again because the thread
+/// ran while it was being copied.
+static RETAKES: AtomicU64 = AtomicU64::new(0);
+
+/// Called between a quiet copy and its check, by tests that wake the
+/// thread right there (a `fn(tid)` as an address, 0 for none).
+static AFTER_COPY: AtomicUsize = AtomicUsize::new(0);
+
+/// How many quiet captures have been taken again since the process
+/// started.
+pub(crate) fn retakes() -> u64 {
+    RETAKES.load(Ordering::Relaxed)
+}
+
+/// Sets (or clears) the hook that runs between a quiet copy and its check.
+pub(crate) fn set_after_copy(hook: Option<fn(libc::pid_t)>) {
+    AFTER_COPY.store(hook.map_or(0, |hook| hook as usize), Ordering::SeqCst);
+}
+
+fn after_copy(tid: libc::pid_t) {
+    let hook = AFTER_COPY.load(Ordering::SeqCst);
+    if hook != 0 {
+        // SAFETY: only `set_after_copy` stores here, from a `fn(pid_t)`.
+        let hook: fn(libc::pid_t) = unsafe { std::mem::transmute(hook) };
+        hook(tid);
+    }
+}
+
+/// Takes the stack of a thread that sits in a system call without
+/// signalling it, since a signal would make its `poll`, `epoll_wait`,
+/// `nanosleep` or `select` return `EINTR`. Its pc and sp come from
+/// `/proc/self/task/TID/syscall`, its stack is copied with
+/// `process_vm_readv` (which cannot fault), and the copy is kept only if
+/// the thread was not scheduled meanwhile (its schedstat count is the same
+/// before the registers were read and after the copy); otherwise it is
+/// taken again. `None` means "use the signal": the thread runs, moved every
+/// time, or has a frame that needs a register `/proc` does not give.
+#[cfg(target_arch = "x86_64")]
+fn capture_quietly(tasks: &Tasks, tid: libc::pid_t, copy: &mut [u8]) -> Option<Outcome> {
+    const ATTEMPTS: usize = 3;
+    for attempt in 0..ATTEMPTS {
+        let before = tasks.times_scheduled(tid)?;
+        let blocked = tasks.in_syscall(tid)?;
+        let copied = copy_stack(blocked.sp, copy.as_mut_ptr());
+        after_copy(tid);
+        let after = tasks.times_scheduled(tid)?;
+        if before != after || tasks.in_syscall(tid) != Some(blocked) {
+            if attempt + 1 < ATTEMPTS {
+                RETAKES.fetch_add(1, Ordering::Relaxed);
+            }
+            continue;
+        }
+        if copied == 0 {
+            return None;
+        }
+        let hint = frame_pointer_hints().get(&tid).copied();
+        let outermost = outermost_frames().clone();
+        let (unwound, frame_pointer) = unwind::unwind_without_frame_pointer(
+            blocked.pc,
+            blocked.sp,
+            &copy[..copied],
+            hint,
+            &|address| outermost.contains(&address),
+        )?;
+        if let Some(frame_pointer) = frame_pointer {
+            frame_pointer_hints().insert(tid, frame_pointer);
+        }
+        // Two frames at least: the system call's wrapper and its caller.
+        if unwound.addresses.len() < 2 {
+            return None;
+        }
+        return Some(Outcome::Frames {
+            addresses: addresses_of(unwound.addresses),
+            truncated: unwound.truncated,
+            how: Capture::Proc,
+        });
+    }
+    None
+}
+
+/// On other architectures the return address of the innermost frame may
+/// live in a register that `/proc` does not give (the link register), so
+/// every thread gets the signal.
+#[cfg(not(target_arch = "x86_64"))]
+fn capture_quietly(_tasks: &Tasks, _tid: libc::pid_t, _copy: &mut [u8]) -> Option<Outcome> {
+    None
+}
+
+/// Whether the thread is asleep, so that it may sit in a system call.
+pub(crate) enum Described {
+    Gone,
+    Running,
+    Asleep,
+}
+
+/// Captures the raw stacks of `tids` (never the calling thread), waiting at
+/// most `timeout` for them. The caller holds the [`turn`].
 ///
-/// `describe` runs for each thread just before it is sent the signal, and
-/// returns `false` when the thread is gone. Reading a thread's `/proc`
-/// state there, rather than for all threads first, lets the threads
-/// already signalled run their handlers on another core meanwhile.
+/// `describe` runs for each thread first, and says whether it is gone,
+/// running or asleep. An asleep thread in a system call is taken quietly
+/// (see [`capture_quietly`]); every other thread is sent `signal`. Reading
+/// a thread's `/proc` state in turn, rather than for all threads first,
+/// lets the threads already signalled run their handlers on another core
+/// meanwhile.
 pub(crate) fn capture(
     tasks: &Tasks,
     tids: &[libc::pid_t],
     signal: libc::c_int,
     timeout: Duration,
-    describe: &mut dyn FnMut(usize) -> bool,
+    describe: &mut dyn FnMut(usize) -> Described,
 ) -> Vec<Outcome> {
     let generation = loop {
         let generation = GENERATION.fetch_add(1, Ordering::Relaxed);
@@ -415,10 +562,20 @@ pub(crate) fn capture(
     let mut waiting: Vec<(usize, usize)> = Vec::with_capacity(tids.len());
     let mut next_slot = 0;
     REMAINING.store(state(generation, 0), Ordering::Release);
+    let mut copy = vec![0u8; STACK_COPY];
     for (position, &tid) in tids.iter().enumerate() {
-        if !describe(position) {
-            outcomes.push(Some(Outcome::Gone));
-            continue;
+        match describe(position) {
+            Described::Gone => {
+                outcomes.push(Some(Outcome::Gone));
+                continue;
+            }
+            Described::Asleep => {
+                if let Some(outcome) = capture_quietly(tasks, tid, &mut copy) {
+                    outcomes.push(Some(outcome));
+                    continue;
+                }
+            }
+            Described::Running => {}
         }
         if unresponsive.contains(&tid) {
             if let Some(reason) = cannot_answer(tasks, tid, signal) {
@@ -509,6 +666,7 @@ pub(crate) fn capture(
         }
     }
     unresponsive.clear();
+    frame_pointer_hints().retain(|tid, _| tids.contains(tid));
     for (position, index) in waiting {
         let slot = slot(index).expect("armed slots exist");
         let done = slot.state.load(Ordering::Acquire) == state(generation, DONE)
@@ -585,13 +743,16 @@ fn collect(slot: &Slot) -> Outcome {
                 .to_owned(),
         )
     } else {
-        let (addresses, truncated) = unwind::unwind(Registers { pc, sp, fp, lr }, stack);
+        let unwound = unwind::unwind(Registers { pc, sp, fp, lr }, stack);
+        if unwound.complete {
+            if let Some(&last) = unwound.addresses.last() {
+                learn_outermost_frame(last);
+            }
+        }
         Outcome::Frames {
-            addresses: addresses
-                .into_iter()
-                .map(|address| address as usize)
-                .collect(),
-            truncated,
+            addresses: addresses_of(unwound.addresses),
+            truncated: unwound.truncated,
+            how: Capture::Signal,
         }
     };
     slot.state.store(state(0, FREE), Ordering::Release);

@@ -109,7 +109,7 @@ pub use options::{
     DEFAULT_MAX_SESSIONS, DEFAULT_REINSTALL_DELAY, DEFAULT_STACK_TIMEOUT, DEFAULT_WRITE_TIMEOUT,
     ENVIRONMENT_VARIABLE,
 };
-pub use stacks::{Frame, Stacks, ThreadStack};
+pub use stacks::{CapturedWith, Frame, Stacks, ThreadStack};
 
 #[doc(inline)]
 pub use manhole_macros::{command, inspect, main};

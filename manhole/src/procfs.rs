@@ -17,6 +17,14 @@ pub(crate) struct TaskStat {
     pub(crate) state: &'static str,
 }
 
+/// A thread blocked in a system call, as `<tid>/syscall` shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct InSyscall {
+    pub(crate) number: i64,
+    pub(crate) sp: u64,
+    pub(crate) pc: u64,
+}
+
 /// A thread's blocked and pending signals, as bit masks (bit `n - 1` for
 /// signal `n`).
 pub(crate) struct SignalMasks {
@@ -75,6 +83,33 @@ impl Tasks {
             name: stat.get(open + 1..close)?.to_owned(),
             state: state_word(state),
         })
+    }
+
+    /// How many times the thread has been scheduled onto a CPU, from
+    /// `<tid>/schedstat`: unchanged across a span means it did not run.
+    pub(crate) fn times_scheduled(&self, tid: i32) -> Option<u64> {
+        let mut buffer = [0u8; 128];
+        let schedstat = self.read(tid, "schedstat", &mut buffer)?;
+        schedstat.split_whitespace().nth(2)?.parse().ok()
+    }
+
+    /// Where a thread sits in a system call, from `<tid>/syscall`: its
+    /// whole line (to compare) and its stack pointer and program counter.
+    /// `None` when it is running, or blocked outside a system call.
+    pub(crate) fn in_syscall(&self, tid: i32) -> Option<InSyscall> {
+        let mut buffer = [0u8; 256];
+        let line = self.read(tid, "syscall", &mut buffer)?;
+        // `NR arg1 ... arg6 sp pc`; `running`, or `-1 sp pc` outside one.
+        let mut fields = line.split_whitespace();
+        let number: i64 = fields.next()?.parse().ok()?;
+        if number < 0 {
+            return None;
+        }
+        let mut rest = fields.skip(6);
+        let hex = |field: &str| u64::from_str_radix(field.trim_start_matches("0x"), 16).ok();
+        let sp = hex(rest.next()?)?;
+        let pc = hex(rest.next()?)?;
+        Some(InSyscall { number, sp, pc })
     }
 
     /// Blocked and pending signals, from `<tid>/status`.

@@ -9,7 +9,7 @@
 //! info has it, and inlined frames expanded. Each address is resolved once
 //! per dump, however many threads share it.
 
-use crate::capture::{self, Outcome};
+use crate::capture::{self, Capture, Described, Outcome};
 use crate::procfs::Tasks;
 use crate::signals;
 use serde::{Serialize, Serializer};
@@ -43,6 +43,27 @@ pub struct ThreadStack {
     /// Why there are no frames, when there are none.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub frames_missing: Option<String>,
+    /// How the frames were taken, when there are any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub captured_with: Option<CapturedWith>,
+}
+
+/// How a thread's frames were taken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+#[non_exhaustive]
+pub enum CapturedWith {
+    /// Without a signal: the thread sat in a system call, so its registers
+    /// were read from `/proc/self/task/TID/syscall` and its stack copied
+    /// from outside it. The thread never noticed: its call was not
+    /// interrupted.
+    Proc,
+    /// By the stack signal, on the thread itself: the thread was running,
+    /// or its frames needed a register that `/proc` does not give. A
+    /// thread in a system call would see it return `EINTR`.
+    Signal,
+    /// The thread that asked for the dump walked its own stack.
+    Itself,
 }
 
 /// One stack frame. With inlining, several frames can share an address.
@@ -81,6 +102,9 @@ pub(crate) fn snapshot_unless(timeout: Duration, abandoned: &dyn Fn() -> bool) -
     // Walked here, directly under `stacks`, so that trimming the walk's own
     // frames leaves the caller as frame #0.
     let own = current_addresses();
+    if let Some(&outermost) = own.last() {
+        capture::learn_outermost_frame(outermost as u64);
+    }
     let Some(tasks) = Tasks::open() else {
         return Some(Stacks {
             threads: Vec::new(),
@@ -92,9 +116,15 @@ pub(crate) fn snapshot_unless(timeout: Duration, abandoned: &dyn Fn() -> bool) -
     let outcomes = {
         let mut describe_next = |position: usize| {
             let stack = describe(&tasks, others[position]);
-            let alive = stack.is_some();
+            let described_as = match &stack {
+                None => Described::Gone,
+                Some(stack) if matches!(stack.state.as_str(), "sleeping" | "disk sleep") => {
+                    Described::Asleep
+                }
+                Some(_) => Described::Running,
+            };
             described.push(stack);
-            alive
+            described_as
         };
         match signals::ensure_installed(capture::on_signal) {
             Ok(signal) => capture::capture(&tasks, &others, signal, timeout, &mut describe_next),
@@ -111,6 +141,7 @@ pub(crate) fn snapshot_unless(timeout: Duration, abandoned: &dyn Fn() -> bool) -
         let outcome = Outcome::Frames {
             addresses: own,
             truncated: false,
+            how: Capture::Signal,
         };
         (stack, outcome)
     });
@@ -124,8 +155,14 @@ pub(crate) fn snapshot_unless(timeout: Duration, abandoned: &dyn Fn() -> bool) -
                 Outcome::Frames {
                     addresses,
                     truncated,
+                    how,
                 } => {
                     stack.frames = symbols.frames(&addresses, stack.tid != caller);
+                    stack.captured_with = Some(match (how, stack.tid == caller) {
+                        (_, true) => CapturedWith::Itself,
+                        (Capture::Proc, false) => CapturedWith::Proc,
+                        (Capture::Signal, false) => CapturedWith::Signal,
+                    });
                     if truncated {
                         stack.frames_missing = Some(format!(
                             "outer frames missing: the stack is deeper than the {} KiB copied",
@@ -152,6 +189,7 @@ fn describe(tasks: &Tasks, tid: i32) -> Option<ThreadStack> {
         state: stat.state.to_owned(),
         frames: Vec::new(),
         frames_missing: None,
+        captured_with: None,
     })
 }
 
@@ -171,7 +209,11 @@ pub(crate) fn prime() {
     // Under the dump's turn, like every use of the symboliser, so that a
     // fork meanwhile never leaves its lock held in the child.
     let _turn = capture::turn();
-    Symbols::default().frames(&current_addresses(), false);
+    let own = current_addresses();
+    if let Some(&outermost) = own.last() {
+        capture::learn_outermost_frame(outermost as u64);
+    }
+    Symbols::default().frames(&own, false);
 }
 
 /// The functions between the caller of [`crate::stacks()`] and the walk.

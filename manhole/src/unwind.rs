@@ -13,15 +13,19 @@
 //! cannot pull them away), and rebuilt only when modules were loaded or
 //! unloaded since.
 
-use framehop::{Error as UnwindError, ExplicitModuleSectionInfo, Module, Unwinder as _};
+use framehop::{
+    Error as UnwindError, ExplicitModuleSectionInfo, FrameAddress, Module, Unwinder as _,
+};
 use std::sync::Mutex;
 
 #[cfg(target_arch = "x86_64")]
-use framehop::x86_64::{CacheX86_64 as Cache, UnwindRegsX86_64, UnwinderX86_64 as ArchUnwinder};
+use framehop::x86_64::{
+    CacheX86_64 as Cache, UnwindRegsX86_64 as UnwindRegs, UnwinderX86_64 as ArchUnwinder,
+};
 
 #[cfg(target_arch = "aarch64")]
 use framehop::aarch64::{
-    CacheAarch64 as Cache, UnwindRegsAarch64, UnwinderAarch64 as ArchUnwinder,
+    CacheAarch64 as Cache, UnwindRegsAarch64 as UnwindRegs, UnwinderAarch64 as ArchUnwinder,
 };
 
 /// The registers unwinding starts from, as the signal context had them.
@@ -46,10 +50,42 @@ struct State {
 
 static STATE: Mutex<Option<State>> = Mutex::new(None);
 
-/// A thread's return addresses from its registers and copied stack (which
-/// starts at `registers.sp`), innermost first, the first being the exact
-/// program counter. `true` when the copy ended before the stack did.
-pub(crate) fn unwind(registers: Registers, stack: &[u8]) -> (Vec<u64>, bool) {
+/// What unwinding a copied stack gave.
+pub(crate) struct Unwound {
+    /// Return addresses, innermost first, the first being the exact
+    /// program counter.
+    pub(crate) addresses: Vec<u64>,
+    /// The copy ended before the stack did.
+    pub(crate) truncated: bool,
+    /// The walk reached the end of the stack.
+    pub(crate) complete: bool,
+}
+
+/// How a walk ended.
+enum End {
+    /// At the end of the stack.
+    Complete,
+    /// At the end of the copy, or at the frame limit.
+    CopyEnded,
+    /// At a frame whose CFA is based on the frame pointer, which was not
+    /// known: `regs` and `address` are that frame's, to resume from.
+    NeedsFramePointer {
+        regs: UnwindRegs,
+        address: FrameAddress,
+    },
+    /// Anywhere else: an address without unwind info, a loop.
+    Broken,
+}
+
+#[cfg(target_arch = "x86_64")]
+/// What to give for a frame pointer that is not known: small and nonzero,
+/// so that a frame which needs it unwinds to below the copy (or backwards)
+/// and says so, where 0 would read as the end of the stack.
+const UNKNOWN_FRAME_POINTER: u64 = 8;
+
+/// Runs `body` with the unwinder, rebuilt when modules were loaded or
+/// unloaded since it was built.
+fn with_unwinder<R>(body: impl FnOnce(&ArchUnwinder<Vec<u8>>, &mut Cache) -> R) -> R {
     let mut state = STATE
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -68,47 +104,234 @@ pub(crate) fn unwind(registers: Registers, stack: &[u8]) -> (Vec<u64>, bool) {
     let State {
         unwinder, cache, ..
     } = state.as_mut().expect("just built");
-    let base = registers.sp;
+    body(unwinder, cache)
+}
+
+/// Reads 8 bytes of the copy at `address`, which stands for the stack from
+/// `base` up.
+fn read_copy(stack: &[u8], base: u64, address: u64) -> Result<u64, ()> {
+    let offset = usize::try_from(address.checked_sub(base).ok_or(())?).map_err(|_| ())?;
+    let bytes: [u8; 8] = stack
+        .get(offset..offset.checked_add(8).ok_or(())?)
+        .ok_or(())?
+        .try_into()
+        .map_err(|_| ())?;
+    Ok(u64::from_ne_bytes(bytes))
+}
+
+/// Walks from the frame at `address` with `regs`, pushing each caller's
+/// return address onto `addresses`.
+fn walk(
+    unwinder: &ArchUnwinder<Vec<u8>>,
+    cache: &mut Cache,
+    mut regs: UnwindRegs,
+    mut address: FrameAddress,
+    stack: &[u8],
+    base: u64,
+    addresses: &mut Vec<u64>,
+) -> End {
     let end = base.saturating_add(stack.len() as u64);
-    let mut read_stack = |address: u64| -> Result<u64, ()> {
-        if address < base || address.saturating_add(8) > end {
-            return Err(());
-        }
-        let offset = usize::try_from(address - base).map_err(|_| ())?;
-        let bytes: [u8; 8] = stack[offset..offset + 8].try_into().map_err(|_| ())?;
-        Ok(u64::from_ne_bytes(bytes))
-    };
-    let mut frames = unwinder.iter_frames(
-        registers.pc,
-        start_registers(registers),
-        cache,
-        &mut read_stack,
-    );
-    let mut addresses = Vec::new();
-    let mut truncated = false;
+    let mut read_stack = |at: u64| read_copy(stack, base, at);
     while addresses.len() < MAX_FRAMES {
-        match frames.next() {
-            Ok(Some(frame)) => addresses.push(frame.address()),
-            Ok(None) => break,
-            Err(UnwindError::CouldNotReadStack(address)) => {
-                truncated = address >= end;
-                break;
+        let frame_regs = regs;
+        match unwinder.unwind_frame(address, &mut regs, cache, &mut read_stack) {
+            Ok(Some(return_address)) => {
+                let Some(caller) = FrameAddress::from_return_address(return_address) else {
+                    return End::Complete;
+                };
+                addresses.push(return_address);
+                address = caller;
             }
-            Err(_) => break,
+            Ok(None) => return End::Complete,
+            Err(UnwindError::CouldNotReadStack(at)) if at >= end => return End::CopyEnded,
+            Err(UnwindError::CouldNotReadStack(at)) if at < base => {
+                return End::NeedsFramePointer {
+                    regs: frame_regs,
+                    address,
+                }
+            }
+            Err(UnwindError::FramepointerUnwindingMovedBackwards) => {
+                return End::NeedsFramePointer {
+                    regs: frame_regs,
+                    address,
+                }
+            }
+            Err(_) => return End::Broken,
         }
     }
-    let truncated = truncated || addresses.len() == MAX_FRAMES;
-    (addresses, truncated)
+    End::CopyEnded
+}
+
+/// A thread's return addresses from all its registers and its copied stack
+/// (which starts at `registers.sp`), as a signal handler saw them.
+pub(crate) fn unwind(registers: Registers, stack: &[u8]) -> Unwound {
+    with_unwinder(|unwinder, cache| {
+        let mut addresses = vec![registers.pc];
+        let end = walk(
+            unwinder,
+            cache,
+            start_registers(registers),
+            FrameAddress::from_instruction_pointer(registers.pc),
+            stack,
+            registers.sp,
+            &mut addresses,
+        );
+        Unwound {
+            truncated: matches!(end, End::CopyEnded),
+            complete: matches!(end, End::Complete),
+            addresses,
+        }
+    })
+}
+
+/// How far above the stack pointer of the frame that needs it the frame
+/// pointer is looked for: the largest frame it may belong to.
+#[cfg(target_arch = "x86_64")]
+const FRAME_POINTER_SEARCH: u64 = 4096;
+
+/// A thread's return addresses from only its pc and sp (all that
+/// `/proc/self/task/TID/syscall` gives) and its copied stack.
+///
+/// Code built with frame pointers (Rust's std is) needs the live frame
+/// pointer to unwind the innermost frame that keeps one. When no frame
+/// below it saved the register, its value is still that frame's base: the
+/// frame record `[caller's frame pointer, return address]` a little above
+/// the frame's stack pointer. It is searched for, lowest first, starting
+/// with `hint` (where it was last time), and taken only when the return
+/// address it holds follows a call instruction and the walk from it then
+/// reaches a frame that `is_outermost` knows (a thread's start) or the end
+/// of the stack. Returns the frames and the frame pointer it used, or
+/// `None` when no candidate makes the walk whole: the caller then uses
+/// the signal.
+#[cfg(target_arch = "x86_64")]
+pub(crate) fn unwind_without_frame_pointer(
+    pc: u64,
+    sp: u64,
+    stack: &[u8],
+    hint: Option<u64>,
+    is_outermost: &dyn Fn(u64) -> bool,
+) -> Option<(Unwound, Option<u64>)> {
+    with_unwinder(|unwinder, cache| {
+        let registers = Registers {
+            pc,
+            sp,
+            fp: UNKNOWN_FRAME_POINTER,
+            lr: 0,
+        };
+        let mut addresses = vec![pc];
+        let end = walk(
+            unwinder,
+            cache,
+            start_registers(registers),
+            FrameAddress::from_instruction_pointer(pc),
+            stack,
+            sp,
+            &mut addresses,
+        );
+        let whole = |end: &End, addresses: &[u64]| match end {
+            End::Complete => Some(false),
+            End::CopyEnded => Some(true),
+            End::NeedsFramePointer { .. } => addresses
+                .last()
+                .is_some_and(|last| is_outermost(*last))
+                .then_some(false),
+            End::Broken => None,
+        };
+        if let Some(truncated) = whole(&end, &addresses) {
+            let complete = !truncated;
+            return Some((
+                Unwound {
+                    addresses,
+                    truncated,
+                    complete,
+                },
+                None,
+            ));
+        }
+        let End::NeedsFramePointer { regs, address } = end else {
+            return None;
+        };
+        let frame_sp = regs.sp();
+        let search = (frame_sp..frame_sp.saturating_add(FRAME_POINTER_SEARCH)).step_by(8);
+        let candidates = hint
+            .filter(|hint| (frame_sp..frame_sp.saturating_add(FRAME_POINTER_SEARCH)).contains(hint))
+            .into_iter()
+            .chain(search);
+        for candidate in candidates {
+            let Ok(return_address) = read_copy(stack, sp, candidate.saturating_add(8)) else {
+                continue;
+            };
+            if !follows_a_call(return_address) {
+                continue;
+            }
+            let mut resumed = regs;
+            resumed.set_bp(candidate);
+            let mut outer = Vec::new();
+            let end = walk(unwinder, cache, resumed, address, stack, sp, &mut outer);
+            let last = outer.last().or(addresses.last()).copied();
+            let truncated = match end {
+                End::Complete => false,
+                End::CopyEnded => true,
+                End::NeedsFramePointer { .. } if last.is_some_and(is_outermost) => false,
+                _ => continue,
+            };
+            addresses.extend(outer);
+            return Some((
+                Unwound {
+                    addresses,
+                    truncated,
+                    complete: !truncated,
+                },
+                Some(candidate),
+            ));
+        }
+        None
+    })
+}
+
+/// Whether the instruction just before `return_address` is a call, read
+/// from this process's own code without any chance of a fault.
+#[cfg(target_arch = "x86_64")]
+fn follows_a_call(return_address: u64) -> bool {
+    let Some(start) = return_address.checked_sub(7) else {
+        return false;
+    };
+    let mut code = [0u8; 7];
+    let local = libc::iovec {
+        iov_base: code.as_mut_ptr().cast(),
+        iov_len: code.len(),
+    };
+    let remote = libc::iovec {
+        iov_base: start as *mut libc::c_void,
+        iov_len: code.len(),
+    };
+    // SAFETY: one valid local buffer; the kernel checks the remote range.
+    let read = unsafe { libc::process_vm_readv(libc::getpid(), &local, 1, &remote, 1, 0) };
+    if read != 7 {
+        return false;
+    }
+    // `code[7 - n]` is the byte n before the return address.
+    let before = |n: usize| code[7 - n];
+    let modrm_call = |modrm: u8, mode: u8| modrm & 0xf8 == (mode << 6) | (2 << 3);
+    before(5) == 0xe8 // call rel32
+        || (before(2) == 0xff && modrm_call(before(1), 3)) // call *%reg
+        || (before(3) == 0x41 && before(2) == 0xff && modrm_call(before(1), 3))
+        || (before(3) == 0xff && modrm_call(before(2), 1)) // call *disp8(%reg)
+        || (before(4) == 0x41 && before(3) == 0xff && modrm_call(before(2), 1))
+        || (before(4) == 0xff && before(3) == 0x54) // call *disp8(sib)
+        || (before(6) == 0xff && (before(5) == 0x15 || modrm_call(before(5), 2))) // call *disp32(%rip|%reg)
+        || (before(7) == 0x41 && before(6) == 0xff && modrm_call(before(5), 2))
+        || (before(3) == 0xff && before(2) == 0x14) // call *(sib)
 }
 
 #[cfg(target_arch = "x86_64")]
-fn start_registers(registers: Registers) -> UnwindRegsX86_64 {
-    UnwindRegsX86_64::new(registers.pc, registers.sp, registers.fp)
+fn start_registers(registers: Registers) -> UnwindRegs {
+    UnwindRegs::new(registers.pc, registers.sp, registers.fp)
 }
 
 #[cfg(target_arch = "aarch64")]
-fn start_registers(registers: Registers) -> UnwindRegsAarch64 {
-    UnwindRegsAarch64::new(registers.lr, registers.sp, registers.fp)
+fn start_registers(registers: Registers) -> UnwindRegs {
+    UnwindRegs::new(registers.lr, registers.sp, registers.fp)
 }
 
 /// The loader's counts of loads and unloads, which change whenever the
