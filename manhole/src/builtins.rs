@@ -46,7 +46,7 @@ fn answer(request: Request, asked: Asked<'_>) -> Result<Answer, Failure> {
         Request::Help(Some(name)) => help_one(&name),
         Request::List => Ok(list()),
         Request::Stacks => {
-            let snapshot = stacks::snapshot_unless(asked.waits.stacks, asked.client_gone)
+            let snapshot = stacks::snapshot_unless(asked.waits.stacks, asked.client_gone, None)
                 .ok_or_else(abandoned)?;
             Ok(Answer {
                 json: serde_json::to_value(&snapshot).unwrap_or(Value::Null),
@@ -76,7 +76,8 @@ pub(crate) fn greeting(asked: Asked<'_>) -> Result<Answer, Failure> {
     let pid = std::process::id();
     let text = format!(
         "manhole {version}, pid {pid}, {executable}\n{}type `help` for commands, `quit` to leave\n",
-        stacks::snapshot_unless(asked.waits.stacks, asked.client_gone).ok_or_else(abandoned)?,
+        stacks::snapshot_unless(asked.waits.stacks, asked.client_gone, None)
+            .ok_or_else(abandoned)?,
     );
     Ok(Answer {
         json: json!({"version": version, "pid": pid, "executable": executable, "text": text}),

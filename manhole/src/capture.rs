@@ -405,24 +405,34 @@ fn addresses_of(unwound: Vec<u64>) -> Vec<usize> {
         .collect()
 }
 
-/// Return addresses seen as the last frame of complete stacks: where
-/// threads start (`clone3` for threads, `_start` for the main one). Few,
-/// and the same for every thread of a kind.
-static OUTERMOST: Mutex<Vec<u64>> = Mutex::new(Vec::new());
-const MAX_OUTERMOST: usize = 32;
+/// The outermost frames of complete stacks seen so far: where threads
+/// start (std's `thread_start`, `start_thread`, `clone3`; `_start` for the
+/// main thread). Few, and the same for every thread of a kind.
+static TAILS: Mutex<Vec<Vec<u64>>> = Mutex::new(Vec::new());
+const MAX_TAILS: usize = 32;
+const TAIL_FRAMES: usize = 4;
 
-fn outermost_frames() -> std::sync::MutexGuard<'static, Vec<u64>> {
-    OUTERMOST
+fn tails() -> std::sync::MutexGuard<'static, Vec<Vec<u64>>> {
+    TAILS
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-/// Records `address` as the last frame of a complete stack.
-pub(crate) fn learn_outermost_frame(address: u64) {
-    let mut known = outermost_frames();
-    if !known.contains(&address) && known.len() < MAX_OUTERMOST {
-        known.push(address);
+/// Records the outermost frames of `complete`, a whole stack.
+pub(crate) fn learn_tail(complete: &[u64]) {
+    let tail = complete[complete.len().saturating_sub(TAIL_FRAMES)..].to_vec();
+    let mut known = tails();
+    if !tail.is_empty() && !known.contains(&tail) && known.len() < MAX_TAILS {
+        known.push(tail);
     }
+}
+
+/// The frames that followed `address` in a complete stack seen before.
+fn tail_after(known: &[Vec<u64>], address: u64) -> Option<Vec<u64>> {
+    known.iter().find_map(|tail| {
+        let at = tail.iter().position(|&frame| frame == address)?;
+        Some(tail[at + 1..].to_vec())
+    })
 }
 
 /// Where each thread's frame pointer was found by its last quiet capture:
@@ -482,8 +492,10 @@ fn capture_quietly(tasks: &Tasks, tid: libc::pid_t, copy: &mut [u8]) -> Option<O
         let blocked = tasks.in_syscall(tid)?;
         let copied = copy_stack(blocked.sp, copy.as_mut_ptr());
         after_copy(tid);
+        // Not scheduled since `before`: still in the same call, with the
+        // same registers, and its stack as copied.
         let after = tasks.times_scheduled(tid)?;
-        if before != after || tasks.in_syscall(tid) != Some(blocked) {
+        if before != after {
             if attempt + 1 < ATTEMPTS {
                 RETAKES.fetch_add(1, Ordering::Relaxed);
             }
@@ -493,13 +505,13 @@ fn capture_quietly(tasks: &Tasks, tid: libc::pid_t, copy: &mut [u8]) -> Option<O
             return None;
         }
         let hint = frame_pointer_hints().get(&tid).copied();
-        let outermost = outermost_frames().clone();
+        let known_tails = tails().clone();
         let (unwound, frame_pointer) = unwind::unwind_without_frame_pointer(
             blocked.pc,
             blocked.sp,
             &copy[..copied],
             hint,
-            &|address| outermost.contains(&address),
+            &|address| tail_after(&known_tails, address),
         )?;
         if let Some(frame_pointer) = frame_pointer {
             frame_pointer_hints().insert(tid, frame_pointer);
@@ -745,9 +757,7 @@ fn collect(slot: &Slot) -> Outcome {
     } else {
         let unwound = unwind::unwind(Registers { pc, sp, fp, lr }, stack);
         if unwound.complete {
-            if let Some(&last) = unwound.addresses.last() {
-                learn_outermost_frame(last);
-            }
+            learn_tail(&unwound.addresses);
         }
         Outcome::Frames {
             addresses: addresses_of(unwound.addresses),

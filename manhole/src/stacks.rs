@@ -87,24 +87,36 @@ fn hex_address<S: Serializer>(address: &usize, serializer: S) -> Result<S::Ok, S
 
 /// Every thread of this process, with its frames, each other thread given
 /// `timeout` to answer. [`crate::stacks()`] documents what it gives.
+#[cfg(test)]
 #[must_use]
 pub(crate) fn snapshot(timeout: Duration) -> Stacks {
-    snapshot_unless(timeout, &|| false).unwrap_or(Stacks {
+    let entry = snapshot as *const () as usize;
+    snapshot_unless(timeout, &|| false, Some(entry)).unwrap_or(Stacks {
         threads: Vec::new(),
     })
 }
 
 /// [`snapshot`], or `None` when `abandoned` says, while the dump waits for
-/// its turn, that nobody wants it any more.
-pub(crate) fn snapshot_unless(timeout: Duration, abandoned: &dyn Fn() -> bool) -> Option<Stacks> {
+/// its turn, that nobody wants it any more. `entry` is the public function
+/// that called it, if one did, whose frame is left out of the caller's
+/// stack like this one's.
+#[inline(never)]
+pub(crate) fn snapshot_unless(
+    timeout: Duration,
+    abandoned: &dyn Fn() -> bool,
+    entry: Option<usize>,
+) -> Option<Stacks> {
     let _turn = capture::turn_unless(abandoned)?;
     let caller = nix::unistd::gettid().as_raw();
     // Walked here, directly under `stacks`, so that trimming the walk's own
     // frames leaves the caller as frame #0.
-    let own = current_addresses();
-    if let Some(&outermost) = own.last() {
-        capture::learn_outermost_frame(outermost as u64);
-    }
+    let walk_own = [Some(snapshot_unless as *const () as usize), entry];
+    let own = current_addresses(&walk_own.into_iter().flatten().collect::<Vec<_>>());
+    capture::learn_tail(
+        &own.iter()
+            .map(|&address| address as u64)
+            .collect::<Vec<_>>(),
+    );
     let Some(tasks) = Tasks::open() else {
         return Some(Stacks {
             threads: Vec::new(),
@@ -209,43 +221,31 @@ pub(crate) fn prime() {
     // Under the dump's turn, like every use of the symboliser, so that a
     // fork meanwhile never leaves its lock held in the child.
     let _turn = capture::turn();
-    let own = current_addresses();
-    if let Some(&outermost) = own.last() {
-        capture::learn_outermost_frame(outermost as u64);
-    }
+    let own = current_addresses(&[]);
+    capture::learn_tail(
+        &own.iter()
+            .map(|&address| address as u64)
+            .collect::<Vec<_>>(),
+    );
     Symbols::default().frames(&own, false);
 }
 
-/// The functions between the caller of [`crate::stacks()`] and the walk.
-const OWN_FRAMES: &[&str] = &[
-    "manhole::stacks::current_addresses",
-    "manhole::stacks::snapshot_unless",
-    "manhole::stacks::snapshot",
-    "manhole::stacks",
-];
-
-/// The calling thread's return addresses, without the walk's own frames.
-fn current_addresses() -> Vec<usize> {
+/// The calling thread's return addresses, without the walk's own frames:
+/// those up to and including the last of the first few whose function
+/// starts at one of `own` (the functions between the caller and the walk).
+/// Matched by address, not by name, so that it holds in any build.
+fn current_addresses(own: &[usize]) -> Vec<usize> {
     let mut addresses = Vec::new();
+    let mut last_own = None;
     backtrace::trace(|frame| {
+        if addresses.len() < 16 && own.contains(&(frame.symbol_address() as usize)) {
+            last_own = Some(addresses.len());
+        }
         addresses.push(frame.ip() as usize);
         true
     });
-    // The walk's own frames come first: `backtrace::trace`, this function,
-    // `snapshot` and the public `stacks`. Only the leading few are resolved
-    // to find them.
-    let own = addresses.iter().take(8).rposition(|&address| {
-        let mut ours = false;
-        backtrace::resolve(address as *mut std::ffi::c_void, |symbol| {
-            ours |= symbol.name().is_some_and(|name| {
-                let name = format!("{name:#}");
-                OWN_FRAMES.contains(&name.as_str())
-            });
-        });
-        ours
-    });
-    if let Some(own) = own {
-        addresses.drain(..=own);
+    if let Some(last_own) = last_own {
+        addresses.drain(..=last_own);
     }
     addresses
 }

@@ -16,7 +16,8 @@
 use framehop::{
     Error as UnwindError, ExplicitModuleSectionInfo, FrameAddress, Module, Unwinder as _,
 };
-use std::sync::Mutex;
+use std::collections::HashMap;
+use std::sync::{LazyLock, Mutex};
 
 #[cfg(target_arch = "x86_64")]
 use framehop::x86_64::{
@@ -198,9 +199,15 @@ const FRAME_POINTER_SEARCH: u64 = 4096;
 /// frame record `[caller's frame pointer, return address]` a little above
 /// the frame's stack pointer. It is searched for, lowest first, starting
 /// with `hint` (where it was last time), and taken only when the return
-/// address it holds follows a call instruction and the walk from it then
-/// reaches a frame that `is_outermost` knows (a thread's start) or the end
-/// of the stack. Returns the frames and the frame pointer it used, or
+/// address it holds follows a direct call to the very function that needs
+/// it, and the walk from it then reaches the end of the stack.
+///
+/// A thread's outermost frames (std's `thread_start`, called through a
+/// pointer) are the same for every thread: where the walk stops at a frame
+/// that `known_tail` has seen near the end of a complete stack, the rest of
+/// that stack is taken from there. A stale record that an
+/// earlier, deeper call left above the stack pointer returns from a call
+/// to another function, and is passed over. Returns the frames and the frame pointer it used, or
 /// `None` when no candidate makes the walk whole: the caller then uses
 /// the signal.
 #[cfg(target_arch = "x86_64")]
@@ -209,7 +216,7 @@ pub(crate) fn unwind_without_frame_pointer(
     sp: u64,
     stack: &[u8],
     hint: Option<u64>,
-    is_outermost: &dyn Fn(u64) -> bool,
+    known_tail: &dyn Fn(u64) -> Option<Vec<u64>>,
 ) -> Option<(Unwound, Option<u64>)> {
     with_unwinder(|unwinder, cache| {
         let registers = Registers {
@@ -228,16 +235,19 @@ pub(crate) fn unwind_without_frame_pointer(
             sp,
             &mut addresses,
         );
-        let whole = |end: &End, addresses: &[u64]| match end {
+        // Whether the walk is whole (and then whether it is cut short),
+        // with a known tail added where it stopped at one.
+        let whole = |end: &End, addresses: &mut Vec<u64>| match end {
             End::Complete => Some(false),
             End::CopyEnded => Some(true),
-            End::NeedsFramePointer { .. } => addresses
-                .last()
-                .is_some_and(|last| is_outermost(*last))
-                .then_some(false),
+            End::NeedsFramePointer { .. } => {
+                let tail = known_tail(*addresses.last()?)?;
+                addresses.extend(tail);
+                Some(false)
+            }
             End::Broken => None,
         };
-        if let Some(truncated) = whole(&end, &addresses) {
+        if let Some(truncated) = whole(&end, &mut addresses) {
             let complete = !truncated;
             return Some((
                 Unwound {
@@ -257,25 +267,30 @@ pub(crate) fn unwind_without_frame_pointer(
             .filter(|hint| (frame_sp..frame_sp.saturating_add(FRAME_POINTER_SEARCH)).contains(hint))
             .into_iter()
             .chain(search);
+        // The frame record sought holds a return address right after a
+        // direct call to this very function. Stale records left by earlier,
+        // deeper calls hold returns from calls to other functions.
+        let function = enclosing_function(address.address_for_lookup())?;
+        let stack_end = sp.saturating_add(stack.len() as u64);
         for candidate in candidates {
             let Ok(return_address) = read_copy(stack, sp, candidate.saturating_add(8)) else {
                 continue;
             };
-            if !follows_a_call(return_address) {
+            // Small numbers and pointers into the stack are no return
+            // addresses: most words fail this before any code is read.
+            let plausible = (0x1000..USER_SPACE_END).contains(&return_address)
+                && !(sp..stack_end).contains(&return_address);
+            if !plausible || call_target(return_address) != Some(function) {
                 continue;
             }
             let mut resumed = regs;
             resumed.set_bp(candidate);
-            let mut outer = Vec::new();
-            let end = walk(unwinder, cache, resumed, address, stack, sp, &mut outer);
-            let last = outer.last().or(addresses.last()).copied();
-            let truncated = match end {
-                End::Complete => false,
-                End::CopyEnded => true,
-                End::NeedsFramePointer { .. } if last.is_some_and(is_outermost) => false,
-                _ => continue,
+            let mut walked = addresses.clone();
+            let end = walk(unwinder, cache, resumed, address, stack, sp, &mut walked);
+            let Some(truncated) = whole(&end, &mut walked) else {
+                continue;
             };
-            addresses.extend(outer);
+            addresses = walked;
             return Some((
                 Unwound {
                     addresses,
@@ -289,39 +304,80 @@ pub(crate) fn unwind_without_frame_pointer(
     })
 }
 
-/// Whether the instruction just before `return_address` is a call, read
-/// from this process's own code without any chance of a fault.
+/// The start of the function that holds `address`, from the unwind tables
+/// (as `_Unwind_FindEnclosingFunction` finds it).
 #[cfg(target_arch = "x86_64")]
-fn follows_a_call(return_address: u64) -> bool {
-    let Some(start) = return_address.checked_sub(7) else {
-        return false;
-    };
-    let mut code = [0u8; 7];
+fn enclosing_function(address: u64) -> Option<u64> {
+    extern "C" {
+        fn _Unwind_FindEnclosingFunction(pc: *mut libc::c_void) -> *mut libc::c_void;
+    }
+    // SAFETY: a lookup in the unwinder's tables; any address is allowed,
+    // and one outside every module gives null.
+    let start = unsafe { _Unwind_FindEnclosingFunction(address as *mut libc::c_void) };
+    (!start.is_null()).then_some(start as u64)
+}
+
+/// Reads `N` bytes of this process's memory at `address` with
+/// `process_vm_readv`, so that a bad address fails instead of faulting.
+#[cfg(target_arch = "x86_64")]
+fn read_own<const N: usize>(address: u64) -> Option<[u8; N]> {
+    let mut bytes = [0u8; N];
     let local = libc::iovec {
-        iov_base: code.as_mut_ptr().cast(),
-        iov_len: code.len(),
+        iov_base: bytes.as_mut_ptr().cast(),
+        iov_len: N,
     };
     let remote = libc::iovec {
-        iov_base: start as *mut libc::c_void,
-        iov_len: code.len(),
+        iov_base: address as *mut libc::c_void,
+        iov_len: N,
     };
     // SAFETY: one valid local buffer; the kernel checks the remote range.
     let read = unsafe { libc::process_vm_readv(libc::getpid(), &local, 1, &remote, 1, 0) };
-    if read != 7 {
-        return false;
+    (usize::try_from(read).ok() == Some(N)).then_some(bytes)
+}
+
+/// Where x86_64 user space ends: no code lies above.
+#[cfg(target_arch = "x86_64")]
+const USER_SPACE_END: u64 = 0x0000_8000_0000_0000;
+
+/// [`direct_call_target`], remembered: code does not change, and a dump
+/// asks about the same few return addresses for every thread.
+#[cfg(target_arch = "x86_64")]
+fn call_target(return_address: u64) -> Option<u64> {
+    static KNOWN: LazyLock<Mutex<HashMap<u64, Option<u64>>>> =
+        LazyLock::new(|| Mutex::new(HashMap::new()));
+    const MAX_KNOWN: usize = 4096;
+    let mut known = KNOWN
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some(target) = known.get(&return_address) {
+        return *target;
     }
-    // `code[7 - n]` is the byte n before the return address.
-    let before = |n: usize| code[7 - n];
-    let modrm_call = |modrm: u8, mode: u8| modrm & 0xf8 == (mode << 6) | (2 << 3);
-    before(5) == 0xe8 // call rel32
-        || (before(2) == 0xff && modrm_call(before(1), 3)) // call *%reg
-        || (before(3) == 0x41 && before(2) == 0xff && modrm_call(before(1), 3))
-        || (before(3) == 0xff && modrm_call(before(2), 1)) // call *disp8(%reg)
-        || (before(4) == 0x41 && before(3) == 0xff && modrm_call(before(2), 1))
-        || (before(4) == 0xff && before(3) == 0x54) // call *disp8(sib)
-        || (before(6) == 0xff && (before(5) == 0x15 || modrm_call(before(5), 2))) // call *disp32(%rip|%reg)
-        || (before(7) == 0x41 && before(6) == 0xff && modrm_call(before(5), 2))
-        || (before(3) == 0xff && before(2) == 0x14) // call *(sib)
+    let target = direct_call_target(return_address);
+    if known.len() >= MAX_KNOWN {
+        known.clear();
+    }
+    known.insert(return_address, target);
+    target
+}
+
+/// Where the call that ends just before `return_address` goes, when its
+/// target is fixed: `call rel32` (also as the `addr32 call` a linker
+/// relaxes a GOT call to), or `call *disp32(%rip)` through a GOT slot, as
+/// Rust emits for calls into other crates. `None` for any other
+/// instruction.
+#[cfg(target_arch = "x86_64")]
+fn direct_call_target(return_address: u64) -> Option<u64> {
+    let code: [u8; 6] = read_own(return_address.checked_sub(6)?)?;
+    let displacement =
+        |bytes: &[u8]| i64::from(i32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]));
+    if code[1] == 0xe8 {
+        return return_address.checked_add_signed(displacement(&code[2..]));
+    }
+    if code[0] == 0xff && code[1] == 0x15 {
+        let slot = return_address.checked_add_signed(displacement(&code[2..]))?;
+        return read_own::<8>(slot).map(u64::from_ne_bytes);
+    }
+    None
 }
 
 #[cfg(target_arch = "x86_64")]
