@@ -215,9 +215,15 @@ pub struct Shape {
 }
 
 /// Prints every item: with `json`, one array on stdout; otherwise, for
-/// each process that answered, a header and its answer on stdout, and for
-/// each one that could not be reached, one line on stderr.
+/// each process that answered, a header and its answer on stdout. Either
+/// way, each process (or host) that could not be reached has one line on
+/// stderr.
 pub fn print(items: &[Item], json: bool, shape: Shape) {
+    for item in items {
+        if let Outcome::Unreached(err) = &item.outcome {
+            eprintln!("{}", unreached_line(item, err));
+        }
+    }
     if json {
         let array: Vec<Value> = items.iter().map(|item| item_json(item, shape)).collect();
         let text = serde_json::to_string_pretty(&array).unwrap_or_else(|_| "[]".to_owned());
@@ -241,7 +247,7 @@ pub fn print(items: &[Item], json: bool, shape: Shape) {
                     }
                 }
             }
-            Outcome::Unreached(err) => eprintln!("{}", unreached_line(item, err)),
+            Outcome::Unreached(_) => {}
         }
     }
     let _ = std::io::stdout().lock().write_all(out.as_bytes());
