@@ -102,6 +102,27 @@ fn worst_status(items: &[Value]) -> i32 {
         .unwrap_or(0)
 }
 
+/// The exit status that the text output of `--all` calls for: 2 when a
+/// process had its failure on stderr, 1 when an answer under a header is
+/// an error, else 0.
+fn worst_status_in_text(run: &Finished) -> i32 {
+    let lines: Vec<&str> = run.stdout.lines().collect();
+    if run
+        .stderr
+        .lines()
+        .any(|line| line.starts_with("manhole-cli: "))
+    {
+        2
+    } else if lines
+        .windows(2)
+        .any(|pair| pair[0].starts_with("==> ") && pair[1].starts_with("error: "))
+    {
+        1
+    } else {
+        0
+    }
+}
+
 /// The items of `array` for `pid` (and `host`, when given).
 fn items_for<'a>(array: &'a [Value], pid: u32, host: Option<&str>) -> Vec<&'a Value> {
     array
@@ -303,11 +324,12 @@ mod all {
                 "{answer:?}"
             );
         }
-        // Every live manhole answers `threads`.
+        // Every live manhole answers `threads`; another user of this
+        // machine may have one that is going away, or busy.
+        assert_exit(&run, worst_status_in_text(&run));
         let json = cli(&["--all", "--json", "threads"]);
         let items = stdout_json(&json).as_array().unwrap().clone();
         assert_exit(&json, worst_status(&items));
-        assert_exit(&run, worst_status(&items));
     }
 
     #[test]
@@ -354,7 +376,8 @@ mod all {
             )),
             "{run:#?}"
         );
-        assert_exit(&run, worst_status(&items));
+        assert_exit(&run, worst_status_in_text(&run));
+        assert!(worst_status_in_text(&run) >= 1);
     }
 
     #[test]
@@ -420,6 +443,32 @@ fn usage_errors_exit_2() {
         assert!(run.stderr.starts_with("error: "), "{args:?}: {run:?}");
         assert!(run.stderr.contains("try '--help'"), "{args:?}: {run:?}");
     }
+}
+
+#[test]
+fn a_bad_ssh_command_is_said_plainly() {
+    let run = run_with_timeout(
+        cli_command(&["--ssh", "db1", "1", "stacks"])
+            .env("MANHOLE_SSH_COMMAND", "ssh -i 'unclosed"),
+        CLI_LIMIT,
+    );
+    assert_exit(&run, 2);
+    assert!(
+        run.stderr
+            .starts_with("manhole-cli: db1: MANHOLE_SSH_COMMAND cannot be split into words: "),
+        "{run:#?}"
+    );
+    let run = run_with_timeout(
+        cli_command(&["--ssh", "db1", "1", "stacks"])
+            .env("MANHOLE_SSH_COMMAND", "/nonexistent/ssh -p 22"),
+        CLI_LIMIT,
+    );
+    assert_exit(&run, 2);
+    assert!(
+        run.stderr
+            .starts_with("manhole-cli: db1: cannot run `/nonexistent/ssh`: "),
+        "{run:#?}"
+    );
 }
 
 /// An OpenSSH server on 127.0.0.1 with a private configuration, running as
@@ -668,6 +717,27 @@ mod over_ssh {
             run.stderr,
             "error: `divide` returned an error: cannot divide 1 by zero\n"
         );
+    }
+
+    #[test]
+    fn a_signal_wakes_a_remote_manhole() {
+        let sshd = Sshd::start();
+        let service =
+            Service::spawn_with_env("service", &[], &[("MANHOLE", "activate_on=USR1")], None);
+        service.wait_for_stderr("waiting for SIGUSR1");
+        let pid = service.pid.to_string();
+        // Asleep, the remote manhole-cli says what to do, and where.
+        let run = sshd.cli(&["--ssh", "127.0.0.1", &pid, "add", "2", "3"]);
+        assert_exit(&run, 2);
+        assert!(
+            run.stderr.starts_with(&format!(
+                "manhole-cli: 127.0.0.1: pid {pid} (service) has no manhole socket"
+            )),
+            "{run:#?}"
+        );
+        let run = sshd.cli(&["--ssh", "127.0.0.1", "-s", "USR1", &pid, "add", "2", "3"]);
+        assert_exit(&run, 0);
+        assert_eq!(run.stdout, "5\n");
     }
 
     #[test]
