@@ -127,9 +127,9 @@ pub fn remote(
 }
 
 fn on_every_remote_manhole(ssh: &Ssh, host: &str, line: &str, json: bool) -> Vec<Item> {
-    let listed = ssh.run(host, &["list", "--json"]).and_then(|printed| {
+    let listed = ssh.list_json(host).and_then(|printed| {
         list::live_in_json(&printed).map_err(|reason| Error::BadRemoteList {
-            command: "list --json".to_owned(),
+            command: format!("{} list --json", ssh.remote_cli()),
             reason,
         })
     });

@@ -100,6 +100,11 @@ impl Ssh {
         self.timeout
     }
 
+    /// The manhole-cli run on the remote hosts.
+    pub fn remote_cli(&self) -> &str {
+        &self.remote_cli
+    }
+
     /// Starts `REMOTE_CLI --stdio PID` on `dest` (with `--signal SIGNAL`
     /// when given), and returns its stdin and stdout. Nothing is read: a
     /// failure to connect shows when the session's first reply does not
@@ -121,10 +126,10 @@ impl Ssh {
         })
     }
 
-    /// Runs `REMOTE_CLI ARGS...` on `dest` with no input, and returns what
-    /// it printed on stdout once it succeeded.
-    pub fn run(&self, dest: &str, args: &[&str]) -> Result<String, Error> {
-        let words: Vec<String> = args.iter().map(|&arg| arg.to_owned()).collect();
+    /// Runs `REMOTE_CLI list --json` on `dest` with no input, and returns
+    /// what it printed once it succeeded.
+    pub fn list_json(&self, dest: &str) -> Result<String, Error> {
+        let words = ["list".to_owned(), "--json".to_owned()];
         let mut tunnel = self.spawn(dest, &words, Stdio::null())?;
         let stdout = tunnel.child.stdout.take().expect("stdout was piped");
         let mut stdout = TimedPipe::new(stdout, self.timeout)
