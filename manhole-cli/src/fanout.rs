@@ -17,8 +17,8 @@ use crate::args::Scope;
 use crate::connect;
 use crate::error::Error;
 use crate::list::{self, Live};
-use crate::oneshot::{self, Answer};
-use crate::rpc::Client;
+use crate::oneshot;
+use crate::rpc::{Client, ErrorReply, Reply};
 use crate::ssh::Ssh;
 use crate::status;
 use crate::style;
@@ -38,6 +38,35 @@ const PARALLEL_HOSTS: usize = 8;
 /// past which it drops some) and 10 sessions per shared connection
 /// (`MaxSessions`, with `ControlMaster`).
 const PARALLEL_PER_HOST: usize = 4;
+
+/// What one process answered.
+#[derive(Debug)]
+pub enum Answer {
+    /// What a text session prints, or its error.
+    Text(Reply<String>),
+    /// The JSON-RPC `result`, or the `error`.
+    Json(Reply<Value>),
+}
+
+impl Answer {
+    /// Asks `line` (words already quoted) once: through `text`, or with
+    /// `json` as its structured method.
+    fn ask(client: &mut Client, line: &str, json: bool) -> Result<Answer, Error> {
+        Ok(if json {
+            Answer::Json(oneshot::ask_json(client, line)?)
+        } else {
+            Answer::Text(client.text(line)?)
+        })
+    }
+
+    /// The server's error, if it answered with one.
+    fn error(&self) -> Option<&ErrorReply> {
+        match self {
+            Answer::Text(Err(reply)) | Answer::Json(Err(reply)) => Some(reply),
+            Answer::Text(Ok(_)) | Answer::Json(Ok(_)) => None,
+        }
+    }
+}
 
 /// One process's (or one host's) part of the result.
 #[derive(Debug)]
@@ -89,7 +118,7 @@ pub fn local_all(words: &[String], json: bool, timeout: Duration) -> Vec<Item> {
         let outcome =
             connect::to_listed(manhole.pid, &manhole.socket, timeout).and_then(|connection| {
                 let mut client = Client::new(Transport::socket(connection)?, timeout);
-                oneshot::answer(&mut client, &line, json)
+                Answer::ask(&mut client, &line, json)
             });
         Item {
             host: None,
@@ -165,7 +194,7 @@ fn on_remote_pid(
 ) -> Item {
     let outcome = ssh.bridge(host, pid, signal).and_then(|bridge| {
         let mut client = Client::new(Transport::bridge(bridge, pid), ssh.timeout());
-        oneshot::answer(&mut client, line, json)
+        Answer::ask(&mut client, line, json)
     });
     Item {
         host: Some(host.to_owned()),
@@ -315,7 +344,6 @@ fn item_json(item: &Item, shape: Shape) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rpc::ErrorReply;
     use manhole_wire::{Failure, Reason};
 
     fn item(pid: i32, outcome: Outcome) -> Item {

@@ -22,47 +22,20 @@ pub enum Outcome {
     ErrorReply,
 }
 
-/// The answer to one command, before it is printed.
-#[derive(Debug)]
-pub enum Answer {
-    /// What a text session prints, or its error.
-    Text(Reply<String>),
-    /// The JSON-RPC `result`, or the `error`.
-    Json(Reply<Value>),
-}
-
-impl Answer {
-    /// The server's error, if it answered with one.
-    pub fn error(&self) -> Option<&ErrorReply> {
-        match self {
-            Answer::Text(Err(reply)) | Answer::Json(Err(reply)) => Some(reply),
-            Answer::Text(Ok(_)) | Answer::Json(Ok(_)) => None,
-        }
+/// Asks `line` (words already quoted) as its structured method, with the
+/// usage errors that the text protocol gives found here.
+pub fn ask_json(client: &mut Client, line: &str) -> Result<Reply<Value>, Error> {
+    match request_of(line) {
+        Ok(request) => client.ask(&request),
+        Err(usage) => Ok(Err(usage.into())),
     }
-}
-
-/// Asks `line` (words already quoted) once: through `text`, or with
-/// `json` as its structured method. `watch` is not for this: it is never
-/// answered once.
-pub fn answer(client: &mut Client, line: &str, json: bool) -> Result<Answer, Error> {
-    Ok(if json {
-        Answer::Json(match request_of(line) {
-            Ok(request) => client.ask(&request)?,
-            Err(usage) => Err(usage.into()),
-        })
-    } else {
-        Answer::Text(client.text(line)?)
-    })
 }
 
 /// Runs `words` as one command and prints its answer.
 pub fn run(client: &mut Client, words: &[String], json: bool) -> Result<Outcome, Error> {
     let line = manhole_wire::quote_line(words);
     if json {
-        return Ok(match answer(client, &line, true)? {
-            Answer::Json(reply) => print_json(reply),
-            Answer::Text(reply) => print_text(reply),
-        });
+        return Ok(print_json(ask_json(client, &line)?));
     }
     if let Some(watch) = Watch::parse(&line) {
         // Runs until a line arrives on stdin, or until it is killed.
@@ -97,8 +70,7 @@ fn print_text(reply: Reply<String>) -> Outcome {
     }
 }
 
-/// `error: MESSAGE` on stderr, red on a terminal.
-pub fn print_error(reply: &ErrorReply) {
+fn print_error(reply: &ErrorReply) {
     let stderr = std::io::stderr();
     let line = style::error_line(&reply.failure.one_line(), style::colour_for(&stderr));
     let _ = stderr.lock().write_all(line.as_bytes());

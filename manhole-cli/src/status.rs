@@ -1,6 +1,7 @@
 //! The exit statuses, a contract with scripts: 0 for an answer, 1 for an
 //! error reply, 2 when no answer could be had. Over many processes or
-//! hosts the worst of them wins.
+//! hosts the worst of them wins; they are numbered so that the worst is
+//! the largest.
 
 /// Every process answered.
 pub const SUCCESS: u8 = 0;
