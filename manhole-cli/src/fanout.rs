@@ -11,7 +11,8 @@
 //! live pid gets its own bridge (`REMOTE_CLI --stdio PID`): the session is
 //! the same JSON-RPC as here, so nothing that the client does needs the
 //! remote side to know about it. That costs one ssh connection per
-//! process; `ControlMaster` makes them cheap (see the README).
+//! process; a `ControlMaster` spares each one after the first its login
+//! (see the README).
 
 use crate::args::Scope;
 use crate::connect;
