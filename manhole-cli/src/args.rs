@@ -16,6 +16,9 @@ use std::time::Duration;
 const USAGE: &str = "\
 manhole-cli [OPTIONS] <PID|PATH>                    an interactive session
        manhole-cli [OPTIONS] <PID|PATH> COMMAND [ARG]...   one command, for scripts
+       manhole-cli [OPTIONS] --all COMMAND [ARG]...        one command on every live manhole
+       manhole-cli [OPTIONS] --ssh DEST... <PID|--all> [COMMAND [ARG]...]   the same on other hosts
+       manhole-cli [OPTIONS] --stdio <PID|PATH>            join stdin and stdout to a manhole
        manhole-cli list [--clean] [--json]                 every manhole on the machine (alias: ps)";
 
 const AFTER_HELP: &str = "\
@@ -26,10 +29,22 @@ Examples:
   manhole-cli -s USR1 1234 stacks       wake an activate_on/oneshot_on manhole first
   manhole-cli /run/app/mh.sock          a socket path instead of a pid
   manhole-cli list --clean              list every manhole; remove your stale sockets
+  manhole-cli --all threads             one command on every live manhole here
+  manhole-cli --ssh db1 1234            a session with pid 1234 on host db1
+  manhole-cli --ssh db1 --ssh db2 --all --json get REQUESTS
+                                        every live manhole on two hosts, as one JSON array
 
 Errors from the server are printed as `error: MESSAGE`; failures to connect as
-`manhole-cli: REASON`. History is kept in $XDG_STATE_HOME/manhole/history
-(else ~/.local/state/manhole/history). NO_COLOR turns colour off.";
+`manhole-cli: REASON` (over ssh, `manhole-cli: HOST: REASON`). With --all or
+several hosts the exit status is the worst: 0 when every process answered, 1
+when any answer was an error, 2 when any process or host could not be reached.
+MANHOLE_SSH_COMMAND replaces `ssh` (split like a shell command line). History
+is kept in $XDG_STATE_HOME/manhole/history (else ~/.local/state/manhole/history).
+NO_COLOR turns colour off.";
+
+/// The remote manhole-cli when `--remote-cli` is not given: found on the
+/// remote user's PATH.
+pub const DEFAULT_REMOTE_CLI: &str = "manhole-cli";
 
 /// Connect to a running process's manhole.
 #[derive(Debug, Parser)]
@@ -41,9 +56,10 @@ Errors from the server are printed as `error: MESSAGE`; failures to connect as
     after_help = AFTER_HELP
 )]
 pub struct Cli {
-    /// A pid, the path of a manhole's socket, or `list` (alias `ps`).
-    #[arg(value_name = "PID|PATH|list", value_parser = Target::parse)]
-    pub target: Target,
+    /// A pid, the path of a manhole's socket, or `list` (alias `ps`). With
+    /// --all, the first word of the command.
+    #[arg(value_name = "PID|PATH|list")]
+    pub target: Option<String>,
 
     /// One command to run, with its arguments, instead of an interactive
     /// session: each word is sent exactly as given (it is quoted for the
@@ -56,7 +72,9 @@ pub struct Cli {
     pub command: Vec<String>,
 
     /// Print the JSON-RPC `result` (pretty-printed), or the `error` object,
-    /// instead of the text rendering; with `list`, a JSON array.
+    /// instead of the text rendering; with `list`, a JSON array; with
+    /// --all or several hosts, an array of {"pid","exe","result"} or
+    /// {"pid","exe","error"} (and "host" over ssh).
     #[arg(long)]
     pub json: bool,
 
@@ -67,13 +85,35 @@ pub struct Cli {
     pub signal: Option<SignalSpec>,
 
     /// The limit for connecting, for every read and write, and for the
-    /// socket to appear after --signal: `5`, `5s`, `500ms`.
+    /// socket to appear after --signal: `5`, `5s`, `500ms`. Over ssh, it
+    /// also bounds the wait for the host.
     #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
     pub timeout: Duration,
 
     /// With `list`: remove the stale sockets that you own.
     #[arg(long)]
     pub clean: bool,
+
+    /// Run COMMAND on every live manhole that `list` shows (on each --ssh
+    /// host, with --ssh), concurrently; the worst exit status wins.
+    #[arg(long)]
+    pub all: bool,
+
+    /// Run on this host, through the system's ssh (or
+    /// $MANHOLE_SSH_COMMAND): `host`, `user@host`, `ssh://user@host:port`.
+    /// Give it again for more hosts.
+    #[arg(long = "ssh", value_name = "DEST")]
+    pub ssh: Vec<String>,
+
+    /// The manhole-cli to run on the --ssh hosts [default: manhole-cli].
+    #[arg(long, value_name = "PATH")]
+    pub remote_cli: Option<String>,
+
+    /// Join stdin and stdout to the manhole of PID (or the socket PATH),
+    /// byte for byte, after the usual checks: the bridge that --ssh runs on
+    /// the remote host.
+    #[arg(long)]
+    pub stdio: bool,
 }
 
 /// What the first positional word names.
@@ -117,27 +157,109 @@ pub enum Mode {
     Interactive(Endpoint),
     /// One command: its words, as given.
     OneShot(Endpoint, Vec<String>),
+    /// `--stdio`: stdin and stdout joined to the socket.
+    Bridge(Local),
+    /// One command on many processes, here or on several hosts.
+    Fanout(Fanout),
 }
 
 /// Which manhole to connect to.
 #[derive(Debug, Clone)]
 pub enum Endpoint {
+    /// One on this machine.
+    Local(Local),
+    /// A process on another host, through ssh.
+    Remote(Remote),
+}
+
+impl Endpoint {
+    /// The host that a failure with this endpoint happened on, if another.
+    pub fn host(&self) -> Option<&str> {
+        match self {
+            Endpoint::Remote(remote) => Some(&remote.host),
+            Endpoint::Local(_) => None,
+        }
+    }
+}
+
+/// A manhole on this machine.
+#[derive(Debug, Clone)]
+pub enum Local {
     /// A process, woken first with a signal when one is given.
     Pid(i32, Option<SignalSpec>),
     /// A socket file.
     Path(PathBuf),
 }
 
+/// A process on another host.
+#[derive(Debug, Clone)]
+pub struct Remote {
+    /// The ssh destination.
+    pub host: String,
+    /// The process there.
+    pub pid: i32,
+    /// The signal to wake it with, as the remote manhole-cli takes it.
+    pub signal: Option<String>,
+    /// The manhole-cli to run there.
+    pub remote_cli: String,
+}
+
+/// One command on many processes.
+#[derive(Debug, Clone)]
+pub struct Fanout {
+    /// The ssh destinations; none for this machine.
+    pub hosts: Vec<String>,
+    /// Which processes on each.
+    pub scope: Scope,
+    /// The command's words, as given.
+    pub words: Vec<String>,
+    /// The manhole-cli to run on the hosts.
+    pub remote_cli: String,
+}
+
+/// Which processes a fan-out reaches on each host.
+#[derive(Debug, Clone)]
+pub enum Scope {
+    /// Every live manhole (`--all`).
+    All,
+    /// One pid, woken first with this signal (as the remote manhole-cli
+    /// takes it) when one is given.
+    Pid(i32, Option<String>),
+}
+
 impl Cli {
     /// Checks the combinations clap cannot express, exiting with a usage
     /// error (status 2) on a bad one.
     pub fn mode(&self) -> Mode {
-        let fail = |message: &str| -> ! {
-            Cli::command()
-                .error(ErrorKind::ArgumentConflict, message)
-                .exit()
+        for dest in &self.ssh {
+            if dest.is_empty() || dest.starts_with('-') {
+                fail(&format!("--ssh {dest:?} is not a destination; give a host, user@host or ssh://user@host:port"));
+            }
+        }
+        if self.remote_cli.is_some() && self.ssh.is_empty() {
+            fail("--remote-cli names the manhole-cli on the --ssh hosts; give --ssh DEST too");
+        }
+        if self.clean && (self.all || self.stdio || !self.ssh.is_empty()) {
+            fail("--clean goes with `list`: `manhole-cli list --clean`");
+        }
+        if self.all {
+            return self.fanout_of_all();
+        }
+        let Some(word) = &self.target else {
+            fail("give a pid, a socket path, or `list` (or --all with a command)");
         };
-        let endpoint = match &self.target {
+        let target = Target::parse(word).unwrap_or_else(|message| {
+            Cli::command()
+                .error(ErrorKind::InvalidValue, message)
+                .exit()
+        });
+        if self.stdio {
+            return self.bridge(&target);
+        }
+        if !self.ssh.is_empty() {
+            return self.over_ssh(&target);
+        }
+        let endpoint = match target {
             Target::List => {
                 if !self.command.is_empty() {
                     fail("`list` takes no command; to run `list` in a process, write `manhole-cli PID list`");
@@ -147,17 +269,22 @@ impl Cli {
                 }
                 return Mode::List { clean: self.clean };
             }
-            Target::Pid(pid) => Endpoint::Pid(*pid, self.signal),
+            Target::Pid(pid) => Local::Pid(pid, self.signal),
             Target::Path(path) => {
                 if self.signal.is_some() {
                     fail("--signal needs a pid to send the signal to, not a socket path");
                 }
-                Endpoint::Path(path.clone())
+                Local::Path(path)
             }
         };
         if self.clean {
             fail("--clean goes with `list`: `manhole-cli list --clean`");
         }
+        self.session(Endpoint::Local(endpoint))
+    }
+
+    /// An interactive session or one command, with one endpoint.
+    fn session(&self, endpoint: Endpoint) -> Mode {
         if self.command.is_empty() {
             if self.json {
                 fail("--json needs a COMMAND (or `list`); an interactive session prints text");
@@ -167,6 +294,106 @@ impl Cli {
             Mode::OneShot(endpoint, self.command.clone())
         }
     }
+
+    fn remote_cli(&self) -> String {
+        self.remote_cli
+            .clone()
+            .unwrap_or_else(|| DEFAULT_REMOTE_CLI.to_owned())
+    }
+
+    /// `--all`: every positional word is the command's.
+    fn fanout_of_all(&self) -> Mode {
+        if self.stdio {
+            fail("--stdio joins one process, not --all");
+        }
+        if self.signal.is_some() {
+            fail("--signal wakes one process; --all runs on the manholes that are live already");
+        }
+        let words: Vec<String> = self.target.iter().chain(&self.command).cloned().collect();
+        if words.is_empty() {
+            fail(
+                "--all needs a COMMAND to run on each process, such as `manhole-cli --all threads`",
+            );
+        }
+        if is_watch(&words) {
+            fail("`watch` runs in one session until it is stopped; run it with one pid, not --all");
+        }
+        Mode::Fanout(Fanout {
+            hosts: self.ssh.clone(),
+            scope: Scope::All,
+            words,
+            remote_cli: self.remote_cli(),
+        })
+    }
+
+    /// `--stdio PID|PATH`.
+    fn bridge(&self, target: &Target) -> Mode {
+        if !self.ssh.is_empty() {
+            fail("--stdio is what --ssh runs on the remote host; give one or the other");
+        }
+        if !self.command.is_empty() {
+            fail("--stdio takes no command: what arrives on stdin is sent as it is");
+        }
+        if self.json {
+            fail("--stdio passes bytes as they are; --json has nothing to print");
+        }
+        match target {
+            Target::List => fail("--stdio needs a pid or a socket path, not `list`"),
+            Target::Pid(pid) => Mode::Bridge(Local::Pid(*pid, self.signal)),
+            Target::Path(path) => {
+                if self.signal.is_some() {
+                    fail("--signal needs a pid to send the signal to, not a socket path");
+                }
+                Mode::Bridge(Local::Path(path.clone()))
+            }
+        }
+    }
+
+    /// `--ssh DEST... PID [COMMAND...]`.
+    fn over_ssh(&self, target: &Target) -> Mode {
+        let pid = match target {
+            Target::Pid(pid) => *pid,
+            Target::List => fail("`list` runs on this machine; over ssh, run `ssh DEST manhole-cli list`, or give a pid or --all"),
+            Target::Path(_) => fail("--ssh needs a pid (or --all): the remote manhole-cli finds its socket"),
+        };
+        let signal = self.signal.map(SignalSpec::as_arg);
+        if let [host] = self.ssh.as_slice() {
+            return self.session(Endpoint::Remote(Remote {
+                host: host.clone(),
+                pid,
+                signal,
+                remote_cli: self.remote_cli(),
+            }));
+        }
+        if self.command.is_empty() {
+            fail("an interactive session is with one host; give a COMMAND to run on several");
+        }
+        if is_watch(&self.command) {
+            fail("`watch` runs in one session until it is stopped; run it on one host");
+        }
+        Mode::Fanout(Fanout {
+            hosts: self.ssh.clone(),
+            scope: Scope::Pid(pid, signal),
+            words: self.command.clone(),
+            remote_cli: self.remote_cli(),
+        })
+    }
+}
+
+/// Exits with a usage error (status 2) that says `message`.
+fn fail(message: &str) -> ! {
+    Cli::command()
+        .error(ErrorKind::ArgumentConflict, message)
+        .exit()
+}
+
+/// Whether `words` ask for `watch`, which runs until it is stopped, so has
+/// no one answer to gather.
+fn is_watch(words: &[String]) -> bool {
+    matches!(
+        manhole_wire::parse_text(&manhole_wire::quote_line(words)),
+        Ok(Some(manhole_wire::Request::Watch { .. }))
+    )
 }
 
 /// A signal given by name or number.
@@ -194,6 +421,17 @@ impl SignalSpec {
             Ok(SignalSpec(number))
         } else {
             Err(invalid())
+        }
+    }
+
+    /// The signal as [`SignalSpec::parse`] reads it on any machine: a
+    /// realtime signal by its offset (`RTMIN+2`), since where `SIGRTMIN`
+    /// is differs between C libraries.
+    pub fn as_arg(self) -> String {
+        if Signal::try_from(self.0).is_ok() || self.0 >= libc::SIGRTMIN() {
+            self.name()
+        } else {
+            self.0.to_string()
         }
     }
 

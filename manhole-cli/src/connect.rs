@@ -59,7 +59,17 @@ pub fn to_pid(pid: i32, timeout: Duration) -> Result<Connection, Error> {
     let Some(path) = discover::socket_of(&process, &Listening::fetch()) else {
         return Err(no_socket(&process));
     };
-    check_file(&path, Some(&process))?;
+    to_socket_of(&process, path, timeout)
+}
+
+/// Connects to the socket that `list` found for `pid`, with the checks
+/// that [`to_pid`] makes.
+pub fn to_listed(pid: i32, path: &Path, timeout: Duration) -> Result<Connection, Error> {
+    to_socket_of(&owned_process(pid)?, path.to_owned(), timeout)
+}
+
+fn to_socket_of(process: &Process, path: PathBuf, timeout: Duration) -> Result<Connection, Error> {
+    check_file(&path, Some(process))?;
     let stream = dial(&path, Instant::now() + timeout, timeout)?;
     check_peer(&stream, &path, process.euid)?;
     Ok(Connection { stream, path })

@@ -4,9 +4,18 @@
 //! error *reply* from the server (a command that failed) is not one of
 //! these: it is the server's answer, shown as `error: MESSAGE`, with exit
 //! status 1.
+//!
+//! A failure on another host is wrapped in [`Error::OnHost`], so that its
+//! one line starts with the host's name whatever went wrong there.
 
+use crate::peer::Peer;
 use std::path::PathBuf;
 use std::time::Duration;
+
+/// How manhole-cli starts the line that says why it got no answer:
+/// `manhole-cli: REASON` on stderr. A remote manhole-cli's line is
+/// recognised by it too.
+pub const FAILURE_PREFIX: &str = "manhole-cli: ";
 
 /// A failure to find, check, reach or talk to a manhole.
 #[derive(Debug, thiserror::Error)]
@@ -54,10 +63,10 @@ pub enum Error {
 
     /// The server accepted, then closed without a byte: what a manhole does
     /// to a user other than its own.
-    #[error("the server at {path} refused us: it closed the connection without sending a byte, which a manhole does to any user but its own; this is probably another user's manhole, so connect as that user (or as root)")]
+    #[error("the server at {peer} refused us: it closed the connection without sending a byte, which a manhole does to any user but its own; this is probably another user's manhole, so connect as that user (or as root)")]
     Refused {
-        /// The socket file.
-        path: PathBuf,
+        /// The socket file, or the remote process.
+        peer: Peer,
     },
 
     /// Connecting, reading or writing took longer than `--timeout`.
@@ -156,21 +165,21 @@ pub enum Error {
 
     /// The server's reply was not JSON-RPC as PROTOCOL.md describes it.
     #[error(
-        "the reply from {path} is not a JSON-RPC response ({reason}); is this a manhole socket?"
+        "the reply from {peer} is not a JSON-RPC response ({reason}); is this a manhole socket?"
     )]
     BadReply {
-        /// The socket file.
-        path: PathBuf,
+        /// The socket file, or the remote process.
+        peer: Peer,
         /// What was wrong.
         reason: String,
     },
 
     /// The server said why it would not serve us, then hung up (`busy`,
     /// past its `max_sessions`).
-    #[error("the server at {path} ended the session: {message}")]
+    #[error("the server at {peer} ended the session: {message}")]
     Ended {
-        /// The socket file.
-        path: PathBuf,
+        /// The socket file, or the remote process.
+        peer: Peer,
         /// What it said: the refusal's message, without `error: ` and
         /// without its reason.
         message: String,
@@ -178,12 +187,118 @@ pub enum Error {
 
     /// The server closed the connection after it had answered before.
     #[error(
-        "the connection to {path} closed; the process may have exited or uninstalled its manhole"
+        "the connection to {peer} closed; the process may have exited or uninstalled its manhole"
     )]
     Closed {
-        /// The socket file.
-        path: PathBuf,
+        /// The socket file, or the remote process.
+        peer: Peer,
     },
+
+    /// Something went wrong on, or on the way to, another host.
+    #[error("{host}: {source}")]
+    OnHost {
+        /// The destination as given to `--ssh`.
+        host: String,
+        /// What went wrong there.
+        source: Box<Error>,
+    },
+
+    /// ssh could not open a connection to the host: its name did not
+    /// resolve, or nothing answered on its port.
+    #[error("cannot reach the host through ssh: {said}")]
+    Unreachable {
+        /// ssh's own last line.
+        said: String,
+    },
+
+    /// ssh reached the host but could not log in.
+    #[error("ssh could not log in (authentication failed; check the key, the agent, or ~/.ssh/config): {said}")]
+    AuthenticationFailed {
+        /// ssh's own last line.
+        said: String,
+    },
+
+    /// ssh failed for another reason of its own (exit status 255).
+    #[error("ssh failed: {said}")]
+    Ssh {
+        /// ssh's own last line.
+        said: String,
+    },
+
+    /// The remote shell found no such program (exit status 127).
+    #[error("there is no `{cli}` on the remote host ({said}); install manhole-cli there, or give its path with --remote-cli")]
+    NoRemoteCli {
+        /// The program that was run there.
+        cli: String,
+        /// The remote shell's last line.
+        said: String,
+    },
+
+    /// The remote shell found the program but could not run it (exit
+    /// status 126).
+    #[error("cannot run `{cli}` on the remote host ({said}); check that it is an executable manhole-cli, or give another with --remote-cli")]
+    RemoteCliNotExecutable {
+        /// The program that was run there.
+        cli: String,
+        /// The remote shell's last line.
+        said: String,
+    },
+
+    /// The remote manhole-cli could not do what it was asked: its own
+    /// reason, such as no process with that pid.
+    #[error("{said}")]
+    Remote {
+        /// The remote manhole-cli's message, without its `manhole-cli: `.
+        said: String,
+    },
+
+    /// The remote command ended in a way none of the above explains.
+    #[error(
+        "`{command}` exited with status {status} on the remote host{}",
+        detail(said)
+    )]
+    RemoteExit {
+        /// What was run there.
+        command: String,
+        /// Its exit status, as ssh passed it on.
+        status: i32,
+        /// Its last line on stderr, if any.
+        said: String,
+    },
+
+    /// The ssh command could not be started at all.
+    #[error("cannot run `{program}`: {source}; install OpenSSH's client (`ssh`), or set MANHOLE_SSH_COMMAND")]
+    SshCommand {
+        /// The program, `ssh` or the first word of `MANHOLE_SSH_COMMAND`.
+        program: String,
+        /// Why.
+        source: std::io::Error,
+    },
+
+    /// `MANHOLE_SSH_COMMAND` is set but is not a command line.
+    #[error("MANHOLE_SSH_COMMAND {reason}; write it as a shell command line, such as `ssh -p 2222 -i ~/.ssh/key`")]
+    BadSshCommand {
+        /// What is wrong with it.
+        reason: String,
+    },
+
+    /// The remote `list --json` did not print what this client prints.
+    #[error("the remote `{command}` did not print a list of manholes ({reason}); is the remote manhole-cli as new as this one?")]
+    BadRemoteList {
+        /// What was run there.
+        command: String,
+        /// What was wrong.
+        reason: String,
+    },
+}
+
+/// `: WHAT` when there is something to say.
+fn detail(said: &str) -> String {
+    if said.is_empty() {
+        String::new()
+    } else {
+        format!(": {said}")
+    }
 }
 
 impl Error {
@@ -192,6 +307,17 @@ impl Error {
         Error::Io {
             doing: doing.into(),
             source,
+        }
+    }
+
+    /// This failure, on `host`; one already named with a host is kept.
+    pub fn on_host(self, host: &str) -> Self {
+        match self {
+            Error::OnHost { .. } => self,
+            other => Error::OnHost {
+                host: host.to_owned(),
+                source: Box::new(other),
+            },
         }
     }
 }

@@ -25,11 +25,13 @@ use serde_json::Value;
 use std::io::Write;
 use std::path::PathBuf;
 
-/// Runs the session until Ctrl-D, `quit` or `exit`. `reconnect` opens a
-/// new session when the server has ended this one meanwhile (its
+/// Runs the session until Ctrl-D, `quit` or `exit`. `host` is the ssh
+/// destination of a remote process, named in the prompt. `reconnect` opens
+/// a new session when the server has ended this one meanwhile (its
 /// `idle_timeout`), so that the next line still gets its answer.
 pub fn run(
     client: &mut Client,
+    host: Option<&str>,
     reconnect: impl FnMut() -> Result<Client, Error>,
 ) -> Result<(), Error> {
     let greeting = match client.ask(&Request::Greeting)? {
@@ -69,7 +71,7 @@ pub fn run(
         }
     }
 
-    let prompt = pid.map_or_else(|| "manhole> ".to_owned(), |pid| format!("manhole {pid}> "));
+    let prompt = prompt(host, pid);
     let result = prompt_loop(client, reconnect, &mut editor, &prompt);
     if let Some(path) = &history {
         if let Err(err) = editor.save_history(path) {
@@ -135,6 +137,16 @@ fn prompt_loop(
             Err(err @ Error::Timeout { .. }) => eprintln!("manhole-cli: {err}"),
             Err(err) => return Err(err),
         }
+    }
+}
+
+/// `manhole PID> `, or `manhole HOST:PID> ` for a process on another host.
+fn prompt(host: Option<&str>, pid: Option<u64>) -> String {
+    match (host, pid) {
+        (Some(host), Some(pid)) => format!("manhole {host}:{pid}> "),
+        (Some(host), None) => format!("manhole {host}> "),
+        (None, Some(pid)) => format!("manhole {pid}> "),
+        (None, None) => "manhole> ".to_owned(),
     }
 }
 
@@ -311,6 +323,13 @@ mod tests {
             "commands": [{"name": "reload_config"}, {"name": "add"}, {"name": "get_ready"}],
             "inspected": [{"name": "REQUESTS"}, {"name": "queue_depth"}, {"name": "PAUSED", "writable": true}],
         }))
+    }
+
+    #[test]
+    fn the_prompt_names_the_host_and_the_pid() {
+        assert_eq!(prompt(None, Some(7)), "manhole 7> ");
+        assert_eq!(prompt(Some("db1"), Some(7)), "manhole db1:7> ");
+        assert_eq!(prompt(None, None), "manhole> ");
     }
 
     #[test]

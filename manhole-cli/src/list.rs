@@ -109,6 +109,71 @@ pub fn run(clean: bool, json: bool) -> Result<(), Error> {
     Ok(())
 }
 
+/// A live manhole, as `--all` runs a command on it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Live {
+    /// The process.
+    pub pid: i32,
+    /// Its executable, as `list` shows it.
+    pub executable: String,
+    /// Its socket, on the machine that listed it.
+    pub socket: PathBuf,
+}
+
+/// The live manholes among `entries`, one per process: a process has one
+/// manhole at a time, and any other socket of its is a leftover.
+pub fn live(entries: &[Entry]) -> Vec<Live> {
+    let mut seen = HashSet::new();
+    entries
+        .iter()
+        .filter(|entry| entry.state == State::Live)
+        .filter_map(|entry| {
+            let socket = entry.socket.clone()?;
+            seen.insert(entry.pid).then(|| Live {
+                pid: entry.pid,
+                executable: entry.executable.clone(),
+                socket,
+            })
+        })
+        .collect()
+}
+
+/// The live manholes in what `list --json` printed (on another host), one
+/// per process, in its order.
+pub fn live_in_json(printed: &str) -> Result<Vec<Live>, String> {
+    let rows: Vec<Value> = serde_json::from_str(printed).map_err(|err| err.to_string())?;
+    let field = |row: &Value, key: &str| -> Result<Value, String> {
+        row.get(key)
+            .cloned()
+            .ok_or_else(|| format!("a row without `{key}`: {row}"))
+    };
+    let mut entries = Vec::new();
+    for row in &rows {
+        if field(row, "state")? != State::Live.name() {
+            continue;
+        }
+        let pid = field(row, "pid")?
+            .as_i64()
+            .and_then(|pid| i32::try_from(pid).ok())
+            .ok_or_else(|| format!("a `pid` that is not a pid: {row}"))?;
+        let text = |key: &str| -> Result<String, String> {
+            match field(row, key)? {
+                Value::String(text) => Ok(text),
+                other => Err(format!("a `{key}` that is not a string: {other}")),
+            }
+        };
+        entries.push(Entry {
+            pid,
+            uid: 0,
+            executable: text("executable")?,
+            socket: Some(PathBuf::from(text("socket")?)),
+            state: State::Live,
+            removed: false,
+        });
+    }
+    Ok(live(&entries))
+}
+
 fn entry_json(entry: &Entry, clean: bool) -> Value {
     let mut row = json!({
         "pid": entry.pid,
@@ -298,6 +363,36 @@ fn remove_if_stale_and_ours(path: &Path) -> std::io::Result<bool> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_live_manholes_are_read_back_from_json() {
+        let entry = |pid, state| Entry {
+            pid,
+            uid: 0,
+            executable: format!("/bin/app{pid}"),
+            socket: Some(format!("/tmp/manhole-{pid}").into()),
+            state,
+            removed: false,
+        };
+        let entries = [
+            entry(3, State::Live),
+            entry(4, State::Stale),
+            entry(5, State::Live),
+            entry(5, State::Live),
+        ];
+        let printed = serde_json::to_string(
+            &entries
+                .iter()
+                .map(|entry| entry_json(entry, false))
+                .collect::<Vec<_>>(),
+        )
+        .unwrap();
+        let live = live_in_json(&printed).unwrap();
+        assert_eq!(live.iter().map(|live| live.pid).collect::<Vec<_>>(), [3, 5]);
+        assert_eq!(live[0].executable, "/bin/app3");
+        assert!(live_in_json("{}").is_err());
+        assert!(live_in_json(r#"[{"state": "live"}]"#).is_err());
+    }
 
     #[test]
     fn the_table_lines_up() {

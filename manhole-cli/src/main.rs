@@ -4,6 +4,11 @@
 //! - `manhole-cli PID COMMAND [ARG...]`: one command, for scripts; exit
 //!   status 0 on success, 1 on an error reply, 2 when no connection could
 //!   be made.
+//! - `manhole-cli --all COMMAND [ARG...]`: the command on every live
+//!   manhole, concurrently; the worst exit status wins.
+//! - `manhole-cli --ssh DEST ...`: any of these on other hosts, through
+//!   ssh and a remote `manhole-cli --stdio PID`.
+//! - `manhole-cli --stdio PID`: stdin and stdout joined to the socket.
 //! - `manhole-cli list` (or `ps`): every manhole on the machine.
 //!
 //! It speaks JSON-RPC only; what a person sees is the server's own text
@@ -12,37 +17,39 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 
 mod args;
+mod bridge;
 mod connect;
 mod discover;
 mod error;
+mod fanout;
 mod interactive;
 mod list;
 mod oneshot;
+mod peer;
+mod pipe;
 mod procfs;
 mod rpc;
 mod sockdiag;
+mod ssh;
+mod status;
 mod style;
+mod transport;
 mod watch;
 
-use args::{Cli, Endpoint, Mode};
+use args::{Cli, Endpoint, Fanout, Local, Mode, Scope};
 use clap::Parser;
-use error::Error;
+use error::{Error, FAILURE_PREFIX};
 use std::process::ExitCode;
 use std::time::Duration;
-
-/// Exit status when the server answered with an error.
-const EXIT_ERROR_REPLY: u8 = 1;
-/// Exit status when no answer could be had: no process, no socket, refused,
-/// timed out.
-const EXIT_NO_CONNECTION: u8 = 2;
+use transport::Transport;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(&cli) {
         Ok(code) => code,
         Err(err) => {
-            eprintln!("manhole-cli: {err}");
-            ExitCode::from(EXIT_NO_CONNECTION)
+            eprintln!("{FAILURE_PREFIX}{err}");
+            ExitCode::from(status::NO_CONNECTION)
         }
     }
 }
@@ -53,26 +60,78 @@ fn run(cli: &Cli) -> Result<ExitCode, Error> {
             list::run(clean, cli.json)?;
             Ok(ExitCode::SUCCESS)
         }
-        Mode::Interactive(endpoint) => {
+        Mode::Interactive(endpoint) => on_host_of(&endpoint, || {
             let mut client = open(&endpoint, cli.timeout)?;
-            interactive::run(&mut client, || open(&endpoint, cli.timeout))?;
+            interactive::run(&mut client, endpoint.host(), || {
+                open(&endpoint, cli.timeout)
+            })?;
             Ok(ExitCode::SUCCESS)
-        }
-        Mode::OneShot(endpoint, words) => {
+        }),
+        Mode::OneShot(endpoint, words) => on_host_of(&endpoint, || {
             let mut client = open(&endpoint, cli.timeout)?;
             Ok(match oneshot::run(&mut client, &words, cli.json)? {
                 oneshot::Outcome::Success => ExitCode::SUCCESS,
-                oneshot::Outcome::ErrorReply => ExitCode::from(EXIT_ERROR_REPLY),
+                oneshot::Outcome::ErrorReply => ExitCode::from(status::ERROR_REPLY),
             })
+        }),
+        Mode::Bridge(local) => {
+            bridge::run(|| connect_locally(&local, cli.timeout), cli.timeout)?;
+            Ok(ExitCode::SUCCESS)
         }
+        Mode::Fanout(fanout) => Ok(ExitCode::from(fan_out(&fanout, cli)?)),
     }
 }
 
-fn open(endpoint: &Endpoint, timeout: Duration) -> Result<rpc::Client, Error> {
-    let connection = match endpoint {
-        Endpoint::Pid(pid, Some(signal)) => connect::to_pid_after_signal(*pid, *signal, timeout)?,
-        Endpoint::Pid(pid, None) => connect::to_pid(*pid, timeout)?,
-        Endpoint::Path(path) => connect::to_path(path, timeout)?,
+/// Runs `work`; a failure on another host is named with that host.
+fn on_host_of(
+    endpoint: &Endpoint,
+    work: impl FnOnce() -> Result<ExitCode, Error>,
+) -> Result<ExitCode, Error> {
+    work().map_err(|err| match endpoint.host() {
+        Some(host) => err.on_host(host),
+        None => err,
+    })
+}
+
+/// Runs the command on every process of the fan-out and prints the lot;
+/// returns the exit status.
+fn fan_out(fanout: &Fanout, cli: &Cli) -> Result<u8, Error> {
+    let items = if fanout.hosts.is_empty() {
+        fanout::local_all(&fanout.words, cli.json, cli.timeout)
+    } else {
+        let ssh = ssh::Ssh::from_env(&fanout.remote_cli, cli.timeout)?;
+        fanout::remote(&ssh, &fanout.hosts, &fanout.scope, &fanout.words, cli.json)
     };
-    rpc::Client::new(connection, timeout)
+    let all = matches!(fanout.scope, Scope::All);
+    if items.is_empty() && !cli.json {
+        eprintln!("{FAILURE_PREFIX}no live manhole found (only your own processes are listed, unless you are root)");
+    }
+    let shape = fanout::Shape {
+        host: !fanout.hosts.is_empty() && (all || fanout.hosts.len() > 1),
+        exe: all,
+    };
+    fanout::print(&items, cli.json, shape);
+    Ok(fanout::exit_status(&items))
+}
+
+/// A JSON-RPC session with `endpoint`.
+fn open(endpoint: &Endpoint, timeout: Duration) -> Result<rpc::Client, Error> {
+    let transport = match endpoint {
+        Endpoint::Remote(remote) => {
+            let ssh = ssh::Ssh::from_env(&remote.remote_cli, timeout)?;
+            let bridge = ssh.bridge(&remote.host, remote.pid, remote.signal.as_deref())?;
+            Transport::bridge(bridge, remote.pid)
+        }
+        Endpoint::Local(local) => Transport::socket(connect_locally(local, timeout)?)?,
+    };
+    Ok(rpc::Client::new(transport, timeout))
+}
+
+/// A checked, connected socket on this machine.
+fn connect_locally(local: &Local, timeout: Duration) -> Result<connect::Connection, Error> {
+    match local {
+        Local::Pid(pid, Some(signal)) => connect::to_pid_after_signal(*pid, *signal, timeout),
+        Local::Pid(pid, None) => connect::to_pid(*pid, timeout),
+        Local::Path(path) => connect::to_path(path, timeout),
+    }
 }

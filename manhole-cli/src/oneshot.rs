@@ -22,15 +22,20 @@ pub enum Outcome {
     ErrorReply,
 }
 
+/// Asks `line` (words already quoted) as its structured method, with the
+/// usage errors that the text protocol gives found here.
+pub fn ask_json(client: &mut Client, line: &str) -> Result<Reply<Value>, Error> {
+    match request_of(line) {
+        Ok(request) => client.ask(&request),
+        Err(usage) => Ok(Err(usage.into())),
+    }
+}
+
 /// Runs `words` as one command and prints its answer.
 pub fn run(client: &mut Client, words: &[String], json: bool) -> Result<Outcome, Error> {
     let line = manhole_wire::quote_line(words);
     if json {
-        let reply = match request_of(&line) {
-            Ok(request) => client.ask(&request)?,
-            Err(usage) => Err(usage.into()),
-        };
-        return Ok(print_json(reply));
+        return Ok(print_json(ask_json(client, &line)?));
     }
     if let Some(watch) = Watch::parse(&line) {
         // Runs until a line arrives on stdin, or until it is killed.

@@ -6,13 +6,13 @@
 //! the `greeting` and `text` methods, which render exactly what a text
 //! session would, so nothing here ever parses text.
 
-use crate::connect::Connection;
 use crate::error::Error;
+use crate::pipe;
+use crate::transport::{Link, Source, Transport};
 use manhole_wire::{Failure, Reason, Request};
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader, ErrorKind, Write};
-use std::os::unix::net::UnixStream;
-use std::path::PathBuf;
+use std::os::fd::AsFd;
 use std::time::Duration;
 
 /// An error reply: the server's `error` object, or a failure found here
@@ -51,9 +51,11 @@ pub type Reply<T> = Result<T, ErrorReply>;
 
 /// A JSON-RPC session with one manhole.
 pub struct Client {
-    reader: BufReader<UnixStream>,
-    writer: UnixStream,
-    path: PathBuf,
+    // Dropped in this order: the streams close before the link, so that a
+    // tunnel's remote side sees its input end and can finish by itself.
+    reader: BufReader<Box<dyn Source>>,
+    writer: Box<dyn Write + Send>,
+    link: Link,
     timeout: Duration,
     next_id: u64,
     /// Whether the server ever sent a byte: a close before that is a
@@ -62,22 +64,16 @@ pub struct Client {
 }
 
 impl Client {
-    /// Starts a session on a connected socket.
-    pub fn new(connection: Connection, timeout: Duration) -> Result<Client, Error> {
-        let writer = connection.stream.try_clone().map_err(|err| {
-            Error::io(
-                format!("use the connection to {}", connection.path.display()),
-                err,
-            )
-        })?;
-        Ok(Client {
-            reader: BufReader::new(connection.stream),
-            writer,
-            path: connection.path,
+    /// Starts a session on a connected transport.
+    pub fn new(transport: Transport, timeout: Duration) -> Client {
+        Client {
+            reader: BufReader::new(transport.reader),
+            writer: transport.writer,
+            link: transport.link,
             timeout,
             next_id: 1,
             answered: false,
-        })
+        }
     }
 
     /// Asks `request` through its JSON-RPC method and waits for the reply.
@@ -99,15 +95,24 @@ impl Client {
         }
         let mut line = request.to_string();
         line.push('\n');
-        if let Err(err) = self.writer.write_all(line.as_bytes()) {
+        let sent = self
+            .writer
+            .write_all(line.as_bytes())
+            .and_then(|()| self.writer.flush());
+        if let Err(err) = sent {
             let hung_up = matches!(
                 err.kind(),
                 ErrorKind::BrokenPipe | ErrorKind::ConnectionReset
             );
+            if hung_up {
+                if let Some(failure) = self.link.failure(self.timeout) {
+                    return Err(failure);
+                }
+            }
             if hung_up && !self.answered {
                 // It may have said why before it hung up (`busy`).
                 return Err(self.last_word().unwrap_or(Error::Refused {
-                    path: self.path.clone(),
+                    peer: self.link.peer.clone(),
                 }));
             }
             return Err(self.failure(err, "sending a request to"));
@@ -138,15 +143,20 @@ impl Client {
         loop {
             let mut line = String::new();
             match self.reader.read_line(&mut line) {
-                Ok(0) if self.answered => {
-                    return Err(Error::Closed {
-                        path: self.path.clone(),
-                    })
-                }
                 Ok(0) => {
-                    return Err(Error::Refused {
-                        path: self.path.clone(),
-                    })
+                    // A tunnel that ended before its remote side ever
+                    // connected says why; otherwise the server hung up.
+                    return Err(self.link.failure(self.timeout).unwrap_or_else(|| {
+                        if self.answered {
+                            Error::Closed {
+                                peer: self.link.peer.clone(),
+                            }
+                        } else {
+                            Error::Refused {
+                                peer: self.link.peer.clone(),
+                            }
+                        }
+                    }));
                 }
                 Ok(_) => self.answered = true,
                 Err(err) => return Err(self.failure(err, "waiting for a reply from")),
@@ -199,7 +209,7 @@ impl Client {
 
     fn ended(&self, refusal: Failure) -> Error {
         Error::Ended {
-            path: self.path.clone(),
+            peer: self.link.peer.clone(),
             message: refusal.message,
         }
     }
@@ -208,11 +218,12 @@ impl Client {
     /// `idle_timeout`, or an `uninstall`): `Some` with its last word, if it
     /// said one. Nothing is sent, and a live session is left as it was.
     pub fn ended_by_server(&mut self) -> Option<String> {
-        self.reader.get_ref().set_nonblocking(true).ok()?;
-        let pending = self.reader.fill_buf().map(|buffer| !buffer.is_empty());
-        let _ = self.reader.get_ref().set_nonblocking(false);
-        match pending {
-            Err(err) if err.kind() == ErrorKind::WouldBlock => None,
+        let quiet = self.reader.buffer().is_empty()
+            && !pipe::readable_now(self.reader.get_ref().as_fd()).ok()?;
+        if quiet {
+            return None;
+        }
+        match self.reader.fill_buf().map(|buffer| !buffer.is_empty()) {
             Ok(true) => {
                 let mut line = String::new();
                 let _ = self.reader.read_line(&mut line);
@@ -222,29 +233,31 @@ impl Client {
         }
     }
 
-    fn failure(&self, err: std::io::Error, doing: &str) -> Error {
+    fn failure(&mut self, err: std::io::Error, doing: &str) -> Error {
+        // A tunnel whose ssh already failed says why, rather than that
+        // nothing came.
+        if let Some(failure) = self.link.failure(Duration::ZERO) {
+            return failure;
+        }
+        let peer = self.link.peer.clone();
         match err.kind() {
             ErrorKind::WouldBlock | ErrorKind::TimedOut => Error::Timeout {
-                doing: format!("{doing} {}", self.path.display()),
+                doing: format!("{doing} {peer}"),
                 timeout: self.timeout,
             },
             // The server hung up: before its first byte that is a refusal.
             ErrorKind::ConnectionReset | ErrorKind::BrokenPipe if !self.answered => {
-                Error::Refused {
-                    path: self.path.clone(),
-                }
+                Error::Refused { peer }
             }
-            ErrorKind::ConnectionReset | ErrorKind::BrokenPipe => Error::Closed {
-                path: self.path.clone(),
-            },
-            _ => Error::io(format!("{doing} {}", self.path.display()), err),
+            ErrorKind::ConnectionReset | ErrorKind::BrokenPipe => Error::Closed { peer },
+            _ => Error::io(format!("{doing} {peer}"), err),
         }
     }
 
     /// A reply that is not what PROTOCOL.md promises.
     pub fn bad_reply(&self, reason: String) -> Error {
         Error::BadReply {
-            path: self.path.clone(),
+            peer: self.link.peer.clone(),
             reason,
         }
     }
