@@ -62,13 +62,11 @@ fn block_every_signal() {
     }
 }
 
-/// Sleeps with every signal blocked (by [`block_every_signal`], already),
-/// long enough at a time to be caught asleep in the system call.
+/// Reads a pipe with every signal blocked (by [`block_every_signal`],
+/// already): asleep in the system call until the test writes to it.
 #[inline(never)]
-fn parked_with_signals_blocked(stop: &AtomicBool) {
-    while !stop.load(Ordering::Relaxed) {
-        std::thread::sleep(Duration::from_millis(100));
-    }
+fn parked_with_signals_blocked(fd: i32) -> isize {
+    parked_reading_pipe(fd)
 }
 
 /// Spins with every signal blocked (by [`block_every_signal`], already).
@@ -98,6 +96,7 @@ fn sixty_threads_in_every_state_are_all_reported() {
     let lock = Arc::new(Mutex::new(()));
     let held = lock.lock().unwrap();
     let (read_end, write_end) = pipe();
+    let (deaf_read_end, deaf_write_end) = pipe();
     let started = Arc::new(Barrier::new(61));
     let tids = Arc::new(Mutex::new(Vec::<Parked>::new()));
     let parking = Arc::new(std::sync::atomic::AtomicUsize::new(0));
@@ -136,7 +135,9 @@ fn sixty_threads_in_every_state_are_all_reported() {
                         }
                         "spin" => parked_spinning(&stop),
                         "deaf" => parked_spinning_deaf(&stop),
-                        _ => parked_with_signals_blocked(&stop),
+                        _ => {
+                            parked_with_signals_blocked(deaf_read_end);
+                        }
                     }
                 })
                 .unwrap(),
@@ -155,8 +156,11 @@ fn sixty_threads_in_every_state_are_all_reported() {
     stop.store(true, Ordering::Relaxed);
     drop(held);
     for _ in 0..10 {
-        // SAFETY: writing from a valid buffer.
-        unsafe { libc::write(write_end, b"x".as_ptr().cast(), 1) };
+        // SAFETY: writing from valid buffers.
+        unsafe {
+            libc::write(write_end, b"x".as_ptr().cast(), 1);
+            libc::write(deaf_write_end, b"x".as_ptr().cast(), 1);
+        }
     }
     for handle in handles {
         handle.join().unwrap();

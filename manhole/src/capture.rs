@@ -27,9 +27,8 @@ use crate::procfs::Tasks;
 use crate::unwind::{self, Registers};
 use crate::{signal_names, signals};
 use std::cell::Cell;
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicI32, AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{LazyLock, Mutex};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 /// How much of each thread's stack is copied, from its stack pointer up.
@@ -435,18 +434,6 @@ fn tail_after(known: &[Vec<u64>], address: u64) -> Option<Vec<u64>> {
     })
 }
 
-/// Where each thread's frame pointer was found by its last quiet capture:
-/// the first place to look next time, since a blocked thread's frames stay
-/// put.
-static FRAME_POINTER_HINTS: LazyLock<Mutex<HashMap<libc::pid_t, u64>>> =
-    LazyLock::new(|| Mutex::new(HashMap::new()));
-
-fn frame_pointer_hints() -> std::sync::MutexGuard<'static, HashMap<libc::pid_t, u64>> {
-    FRAME_POINTER_HINTS
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
 /// Consistent copies that a quiet capture took again because the thread
 /// ran while it was being copied.
 static RETAKES: AtomicU64 = AtomicU64::new(0);
@@ -504,18 +491,13 @@ fn capture_quietly(tasks: &Tasks, tid: libc::pid_t, copy: &mut [u8]) -> Option<O
         if copied == 0 {
             return None;
         }
-        let hint = frame_pointer_hints().get(&tid).copied();
         let known_tails = tails().clone();
-        let (unwound, frame_pointer) = unwind::unwind_without_frame_pointer(
+        let (unwound, _) = unwind::unwind_without_frame_pointer(
             blocked.pc,
             blocked.sp,
             &copy[..copied],
-            hint,
             &|address| tail_after(&known_tails, address),
         )?;
-        if let Some(frame_pointer) = frame_pointer {
-            frame_pointer_hints().insert(tid, frame_pointer);
-        }
         // Two frames at least: the system call's wrapper and its caller.
         if unwound.addresses.len() < 2 {
             return None;
@@ -678,7 +660,6 @@ pub(crate) fn capture(
         }
     }
     unresponsive.clear();
-    frame_pointer_hints().retain(|tid, _| tids.contains(tid));
     for (position, index) in waiting {
         let slot = slot(index).expect("armed slots exist");
         let done = slot.state.load(Ordering::Acquire) == state(generation, DONE)

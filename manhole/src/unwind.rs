@@ -185,37 +185,27 @@ pub(crate) fn unwind(registers: Registers, stack: &[u8]) -> Unwound {
     })
 }
 
-/// How far above the stack pointer of the frame that needs it the frame
-/// pointer is looked for: the largest frame it may belong to.
-#[cfg(target_arch = "x86_64")]
-const FRAME_POINTER_SEARCH: u64 = 4096;
-
 /// A thread's return addresses from only its pc and sp (all that
 /// `/proc/self/task/TID/syscall` gives) and its copied stack.
 ///
 /// Code built with frame pointers (Rust's std is) needs the live frame
 /// pointer to unwind the innermost frame that keeps one. When no frame
-/// below it saved the register, its value is still that frame's base: the
-/// frame record `[caller's frame pointer, return address]` a little above
-/// the frame's stack pointer. It is searched for, lowest first, starting
-/// with `hint` (where it was last time), and taken only when the return
-/// address it holds follows a direct call to the very function that needs
-/// it, and the walk from it then reaches the end of the stack.
+/// below it saved the register, its value is still that frame's base: its
+/// stack pointer plus what its prologue pushed and reserved after the
+/// frame record, which is read from the function's own code. It is taken
+/// only when the return address in that record follows a call instruction
+/// and the walk from it reaches the end of the stack.
 ///
-/// A thread's outermost frames (std's `thread_start`, called through a
-/// pointer) are the same for every thread: where the walk stops at a frame
-/// that `known_tail` has seen near the end of a complete stack, the rest of
-/// that stack is taken from there. A stale record that an
-/// earlier, deeper call left above the stack pointer returns from a call
-/// to another function, and is passed over. Returns the frames and the frame pointer it used, or
-/// `None` when no candidate makes the walk whole: the caller then uses
-/// the signal.
+/// A thread's outermost frames are the same for every thread of a kind:
+/// where the walk stops at a frame that `known_tail` has seen near the end
+/// of a complete stack, the rest of that stack is taken from there. Returns
+/// the frames and the frame pointer it used, if it needed one, or `None`
+/// when the walk cannot be made whole: the caller then uses the signal.
 #[cfg(target_arch = "x86_64")]
 pub(crate) fn unwind_without_frame_pointer(
     pc: u64,
     sp: u64,
     stack: &[u8],
-    hint: Option<u64>,
     known_tail: &dyn Fn(u64) -> Option<Vec<u64>>,
 ) -> Option<(Unwound, Option<u64>)> {
     with_unwinder(|unwinder, cache| {
@@ -261,47 +251,116 @@ pub(crate) fn unwind_without_frame_pointer(
         let End::NeedsFramePointer { regs, address } = end else {
             return None;
         };
-        let frame_sp = regs.sp();
-        let search = (frame_sp..frame_sp.saturating_add(FRAME_POINTER_SEARCH)).step_by(8);
-        let candidates = hint
-            .filter(|hint| (frame_sp..frame_sp.saturating_add(FRAME_POINTER_SEARCH)).contains(hint))
-            .into_iter()
-            .chain(search);
-        // The frame record sought holds a return address right after a
-        // direct call to this very function. Stale records left by earlier,
-        // deeper calls hold returns from calls to other functions.
+        // The frame pointer is this frame's base: its stack pointer plus
+        // what its prologue pushed and reserved below the frame record.
         let function = enclosing_function(address.address_for_lookup())?;
-        let stack_end = sp.saturating_add(stack.len() as u64);
-        for candidate in candidates {
-            let Ok(return_address) = read_copy(stack, sp, candidate.saturating_add(8)) else {
-                continue;
-            };
-            // Small numbers and pointers into the stack are no return
-            // addresses: most words fail this before any code is read.
-            let plausible = (0x1000..USER_SPACE_END).contains(&return_address)
-                && !(sp..stack_end).contains(&return_address);
-            if !plausible || call_target(return_address) != Some(function) {
-                continue;
-            }
-            let mut resumed = regs;
-            resumed.set_bp(candidate);
-            let mut walked = addresses.clone();
-            let end = walk(unwinder, cache, resumed, address, stack, sp, &mut walked);
-            let Some(truncated) = whole(&end, &mut walked) else {
-                continue;
-            };
-            addresses = walked;
-            return Some((
-                Unwound {
-                    addresses,
-                    truncated,
-                    complete: !truncated,
-                },
-                Some(candidate),
-            ));
+        let below_record = frame_size_below_record(function)?;
+        let frame_pointer = regs.sp().checked_add(below_record)?;
+        let return_address = read_copy(stack, sp, frame_pointer.checked_add(8)?).ok()?;
+        if !follows_a_call(return_address) {
+            return None;
         }
-        None
+        let mut resumed = regs;
+        resumed.set_bp(frame_pointer);
+        let end = walk(unwinder, cache, resumed, address, stack, sp, &mut addresses);
+        let truncated = whole(&end, &mut addresses)?;
+        Some((
+            Unwound {
+                addresses,
+                truncated,
+                complete: !truncated,
+            },
+            Some(frame_pointer),
+        ))
     })
+}
+
+/// How far a function's frame record (`push rbp; mov rbp, rsp`) lies above
+/// its stack pointer in its body: the registers it pushes after it and the
+/// space it reserves, read from its prologue. `None` for a prologue of
+/// another shape (a realigned or probed stack, say), whose body may move
+/// the stack pointer: the caller then uses the signal.
+#[cfg(target_arch = "x86_64")]
+fn frame_size_below_record(function: u64) -> Option<u64> {
+    static KNOWN: LazyLock<Mutex<HashMap<u64, Option<u64>>>> =
+        LazyLock::new(|| Mutex::new(HashMap::new()));
+    let mut known = KNOWN
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some(size) = known.get(&function) {
+        return *size;
+    }
+    let size = read_own::<32>(function).and_then(|code| prologue_frame_size(&code));
+    if known.len() >= 4096 {
+        known.clear();
+    }
+    known.insert(function, size);
+    size
+}
+
+/// [`frame_size_below_record`] from the prologue's bytes.
+#[cfg(target_arch = "x86_64")]
+fn prologue_frame_size(code: &[u8]) -> Option<u64> {
+    let mut at = 0;
+    if code.starts_with(&[0xf3, 0x0f, 0x1e, 0xfa]) {
+        at += 4; // endbr64
+    }
+    // push %rbp; mov %rsp, %rbp
+    if code.get(at..at + 4)? != [0x55, 0x48, 0x89, 0xe5] {
+        return None;
+    }
+    at += 4;
+    let mut size = 0u64;
+    loop {
+        match code.get(at..)? {
+            // push %r8..%r15
+            [0x41, 0x50..=0x57, ..] => {
+                size += 8;
+                at += 2;
+            }
+            // push %rax..%rdi but %rsp and %rbp (push %rax reserves 8)
+            [0x50..=0x53 | 0x56 | 0x57, ..] => {
+                size += 8;
+                at += 1;
+            }
+            // sub $imm8, %rsp
+            [0x48, 0x83, 0xec, imm, ..] => {
+                size += u64::from(*imm);
+                return Some(size);
+            }
+            // sub $imm32, %rsp
+            [0x48, 0x81, 0xec, a, b, c, d, ..] => {
+                size += u64::from(u32::from_le_bytes([*a, *b, *c, *d]));
+                return Some(size);
+            }
+            _ => return Some(size),
+        }
+    }
+}
+
+/// Whether the instruction that ends just before `return_address` is a
+/// call, direct or through a register or memory.
+#[cfg(target_arch = "x86_64")]
+fn follows_a_call(return_address: u64) -> bool {
+    if !(0x1000..USER_SPACE_END).contains(&return_address) {
+        return false;
+    }
+    let Some(code) = return_address.checked_sub(7).and_then(read_own::<7>) else {
+        return false;
+    };
+    // `before(n)` is the byte n before the return address.
+    let before = |n: usize| code[7 - n];
+    // ModRM of `call *r/m64`: reg field 2, with the given mod.
+    let calls = |modrm: u8, mode: u8| modrm & 0xf8 == (mode << 6) | (2 << 3);
+    before(5) == 0xe8
+        || (before(2) == 0xff && calls(before(1), 3))
+        || (before(3) == 0x41 && before(2) == 0xff && calls(before(1), 3))
+        || (before(3) == 0xff && calls(before(2), 1))
+        || (before(4) == 0x41 && before(3) == 0xff && calls(before(2), 1))
+        || (before(6) == 0xff && (before(5) == 0x15 || calls(before(5), 2)))
+        || (before(7) == 0x41 && before(6) == 0xff && calls(before(5), 2))
+        || (before(3) == 0xff && before(2) == 0x14)
+        || (before(4) == 0xff && before(3) == 0x54)
 }
 
 /// The start of the function that holds `address`, from the unwind tables
@@ -338,47 +397,6 @@ fn read_own<const N: usize>(address: u64) -> Option<[u8; N]> {
 /// Where x86_64 user space ends: no code lies above.
 #[cfg(target_arch = "x86_64")]
 const USER_SPACE_END: u64 = 0x0000_8000_0000_0000;
-
-/// [`direct_call_target`], remembered: code does not change, and a dump
-/// asks about the same few return addresses for every thread.
-#[cfg(target_arch = "x86_64")]
-fn call_target(return_address: u64) -> Option<u64> {
-    static KNOWN: LazyLock<Mutex<HashMap<u64, Option<u64>>>> =
-        LazyLock::new(|| Mutex::new(HashMap::new()));
-    const MAX_KNOWN: usize = 4096;
-    let mut known = KNOWN
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    if let Some(target) = known.get(&return_address) {
-        return *target;
-    }
-    let target = direct_call_target(return_address);
-    if known.len() >= MAX_KNOWN {
-        known.clear();
-    }
-    known.insert(return_address, target);
-    target
-}
-
-/// Where the call that ends just before `return_address` goes, when its
-/// target is fixed: `call rel32` (also as the `addr32 call` a linker
-/// relaxes a GOT call to), or `call *disp32(%rip)` through a GOT slot, as
-/// Rust emits for calls into other crates. `None` for any other
-/// instruction.
-#[cfg(target_arch = "x86_64")]
-fn direct_call_target(return_address: u64) -> Option<u64> {
-    let code: [u8; 6] = read_own(return_address.checked_sub(6)?)?;
-    let displacement =
-        |bytes: &[u8]| i64::from(i32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]));
-    if code[1] == 0xe8 {
-        return return_address.checked_add_signed(displacement(&code[2..]));
-    }
-    if code[0] == 0xff && code[1] == 0x15 {
-        let slot = return_address.checked_add_signed(displacement(&code[2..]))?;
-        return read_own::<8>(slot).map(u64::from_ne_bytes);
-    }
-    None
-}
 
 #[cfg(target_arch = "x86_64")]
 fn start_registers(registers: Registers) -> UnwindRegs {
