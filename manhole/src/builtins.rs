@@ -45,14 +45,11 @@ fn answer(request: Request, asked: Asked<'_>) -> Result<Answer, Failure> {
         Request::Help(None) => Ok(help_all()),
         Request::Help(Some(name)) => help_one(&name),
         Request::List => Ok(list()),
-        Request::Stacks => {
-            let snapshot = stacks::snapshot_unless(asked.waits.stacks, asked.client_gone, None)
-                .ok_or_else(abandoned)?;
-            Ok(Answer {
-                json: serde_json::to_value(&snapshot).unwrap_or(Value::Null),
-                text: snapshot.to_string(),
-            })
-        }
+        // Over JSON a dump goes through `stacks_json`; this is its text.
+        Request::Stacks => Ok(Answer {
+            json: Value::Null,
+            text: dump(asked)?.to_string(),
+        }),
         Request::Threads => Ok(threads()),
         Request::Get(name) => read(inspected_item(&name)?),
         Request::Set { name, value } => set(&name, value),
@@ -82,6 +79,23 @@ pub(crate) fn greeting(asked: Asked<'_>) -> Result<Answer, Failure> {
     Ok(Answer {
         json: json!({"version": version, "pid": pid, "executable": executable, "text": text}),
         text,
+    })
+}
+
+fn dump(asked: Asked<'_>) -> Result<stacks::Stacks, Failure> {
+    stacks::snapshot_unless(asked.waits.stacks, asked.client_gone, None).ok_or_else(abandoned)
+}
+
+/// The JSON result of `stacks`, written straight to a string: a dump of a
+/// thousand threads is megabytes of JSON, which would cost as much again
+/// built as a `Value` first.
+pub(crate) fn stacks_json(asked: Asked<'_>) -> Result<String, Failure> {
+    let snapshot = dump(asked)?;
+    serde_json::to_string(&snapshot).map_err(|err| {
+        Failure::new(
+            Reason::NotSerialisable,
+            format!("the dump could not be written as JSON: {err}"),
+        )
     })
 }
 

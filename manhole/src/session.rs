@@ -456,6 +456,15 @@ fn watch<R: Input>(
     }
 }
 
+/// A response whose result is already written as JSON, with the members
+/// in the order [`json_response`] writes them.
+fn serialized_response(id: &Value, result: Result<String, Failure>) -> String {
+    match result {
+        Ok(result) => format!(r#"{{"id":{id},"jsonrpc":"2.0","result":{result}}}"#),
+        Err(failure) => json_response(id, Err(failure)),
+    }
+}
+
 fn serve_json<R: Input>(lines: &mut Lines<R>, out: &mut impl Write) -> io::Result<()> {
     let input = *lines.reader.get_ref();
     let client_gone = move || input.peer_gone();
@@ -476,9 +485,17 @@ fn serve_json<R: Input>(lines: &mut Lines<R>, out: &mut impl Write) -> io::Resul
             Line::Complete(bytes) => match parse_json(&bytes) {
                 JsonLine::Request { .. } if client_gone() => return Ok(()),
                 JsonLine::Request { id, request } => {
-                    let result =
-                        builtins::run(request, lines.asked(&client_gone)).map(|answer| answer.json);
-                    id.map(|id| json_response(&id, result))
+                    let asked = lines.asked(&client_gone);
+                    match request {
+                        Request::Stacks => {
+                            let result = builtins::stacks_json(asked);
+                            id.map(|id| serialized_response(&id, result))
+                        }
+                        request => {
+                            let result = builtins::run(request, asked).map(|answer| answer.json);
+                            id.map(|id| json_response(&id, result))
+                        }
+                    }
                 }
                 JsonLine::Invalid { id, failure } => Some(json_response(&id, Err(failure))),
             },
