@@ -35,19 +35,19 @@ const NAMES: [&str; 6] = [
 /// How many calls of each kind returned `EINTR`.
 #[manhole::inspect]
 fn eintr() -> BTreeMap<&'static str, u64> {
-    NAMES
-        .iter()
-        .zip(&INTERRUPTED)
-        .map(|(name, count)| (*name, count.load(Ordering::Relaxed)))
-        .collect()
+    by_name(&INTERRUPTED)
 }
 
 /// How many calls of each kind were made.
 #[manhole::inspect]
 fn calls() -> BTreeMap<&'static str, u64> {
+    by_name(&CALLS)
+}
+
+fn by_name(counts: &[AtomicU64; 6]) -> BTreeMap<&'static str, u64> {
     NAMES
         .iter()
-        .zip(&CALLS)
+        .zip(counts)
         .map(|(name, count)| (*name, count.load(Ordering::Relaxed)))
         .collect()
 }
