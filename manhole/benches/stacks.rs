@@ -385,17 +385,19 @@ fn main() {
         ms(stats)
     );
 
-    let first: Vec<Duration> = (0..5)
-        .map(|_| {
-            let (child, nanos) = child("--first-dump", 100);
-            finish(child);
-            Duration::from_nanos(nanos.parse().unwrap())
-        })
-        .collect();
-    println!(
-        "first dump of a fresh process, 100 threads, debug info loaded: {} (median of 5)",
-        ms(median(first))
-    );
+    for count in [100, 1000] {
+        let first: Vec<Duration> = (0..5)
+            .map(|_| {
+                let (child, nanos) = child("--first-dump", count);
+                finish(child);
+                Duration::from_nanos(nanos.parse().unwrap())
+            })
+            .collect();
+        println!(
+            "first dump of a fresh process, {count} threads, debug info loaded: {} (median of 5)",
+            ms(median(first))
+        );
+    }
 
     let (manhole_100, _) = dumps(100, 21);
     println!();
