@@ -13,12 +13,18 @@ fn the_socket_is_private_to_its_user() {
     let meta = std::fs::symlink_metadata(&service.socket).unwrap();
     assert_eq!(meta.permissions().mode() & 0o777, 0o600);
     assert_eq!(meta.uid(), nix::unistd::geteuid().as_raw());
-    let leftovers: Vec<_> = std::fs::read_dir("/tmp")
-        .unwrap()
-        .filter_map(|entry| entry.ok()?.file_name().into_string().ok())
-        .filter(|name| name.starts_with(&format!(".manhole-{}-", service.pid)))
-        .collect();
-    assert!(leftovers.is_empty(), "staging left behind: {leftovers:?}");
+    // The staging directory goes just after the socket is renamed into
+    // place: it must not stay behind.
+    let staging = || -> Vec<String> {
+        std::fs::read_dir("/tmp")
+            .unwrap()
+            .filter_map(|entry| entry.ok()?.file_name().into_string().ok())
+            .filter(|name| name.starts_with(&format!(".manhole-{}-", service.pid)))
+            .collect()
+    };
+    support::wait_until("the staging directory to be removed", || {
+        staging().is_empty()
+    });
 }
 
 #[test]
