@@ -9,10 +9,10 @@
 //!   [`parse_json`], and [`Request::to_json`] for a client.
 //! - [`words`]: the text protocol's shell-like word splitting and quoting.
 //! - [`duration`]: durations as options and flags take them (`500ms`, `2s`).
-//! - [`probe`]: whether something listens on a socket path.
+//! - [`mod@probe`]: whether something listens on a socket path.
 //!
 //! This crate has no runtime: no threads, no globals, no I/O but
-//! [`probe`]'s one `connect`. PROTOCOL.md is the prose of the same contract.
+//! [`probe()`]'s one `connect`. PROTOCOL.md is the prose of the same contract.
 
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
