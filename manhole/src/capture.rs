@@ -472,7 +472,12 @@ fn after_copy(tid: libc::pid_t) {
 /// taken again. `None` means "use the signal": the thread runs, moved every
 /// time, or has a frame that needs a register `/proc` does not give.
 #[cfg(target_arch = "x86_64")]
-fn capture_quietly(tasks: &Tasks, tid: libc::pid_t, copy: &mut [u8]) -> Option<Outcome> {
+fn capture_quietly(
+    tasks: &Tasks,
+    tid: libc::pid_t,
+    copy: &mut [u8],
+    known_tails: &[Vec<u64>],
+) -> Option<Outcome> {
     const ATTEMPTS: usize = 3;
     for attempt in 0..ATTEMPTS {
         let before = tasks.times_scheduled(tid)?;
@@ -491,12 +496,11 @@ fn capture_quietly(tasks: &Tasks, tid: libc::pid_t, copy: &mut [u8]) -> Option<O
         if copied == 0 {
             return None;
         }
-        let known_tails = tails().clone();
         let (unwound, _) = unwind::unwind_without_frame_pointer(
             blocked.pc,
             blocked.sp,
             &copy[..copied],
-            &|address| tail_after(&known_tails, address),
+            &|address| tail_after(known_tails, address),
         )?;
         // Two frames at least: the system call's wrapper and its caller.
         if unwound.addresses.len() < 2 {
@@ -515,33 +519,90 @@ fn capture_quietly(tasks: &Tasks, tid: libc::pid_t, copy: &mut [u8]) -> Option<O
 /// live in a register that `/proc` does not give (the link register), so
 /// every thread gets the signal.
 #[cfg(not(target_arch = "x86_64"))]
-fn capture_quietly(_tasks: &Tasks, _tid: libc::pid_t, _copy: &mut [u8]) -> Option<Outcome> {
+fn capture_quietly(
+    _tasks: &Tasks,
+    _tid: libc::pid_t,
+    _copy: &mut [u8],
+    _known_tails: &[Vec<u64>],
+) -> Option<Outcome> {
     None
 }
 
-/// Whether the thread is asleep, so that it may sit in a system call.
+/// Whether a described thread is asleep, so that it may sit in a system
+/// call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Described {
-    Gone,
     Running,
     Asleep,
 }
 
+/// From this many threads on, the first pass runs on two threads: its
+/// `/proc` reads are most of a dump's time, and they go as fast on each
+/// core.
+const TWO_THREADS_FROM: usize = 64;
+
+/// The first pass over `tids`: each thread described, and, when asleep,
+/// taken quietly. `None` where the thread is gone; an outcome where it
+/// needs no signal.
+fn first_pass<D: Send>(
+    tasks: &Tasks,
+    tids: &[libc::pid_t],
+    describe: &(dyn Fn(libc::pid_t) -> Option<(D, Described)> + Sync),
+) -> Vec<Option<(D, Option<Outcome>)>> {
+    let known_tails = tails().clone();
+    let pass = |tids: &[libc::pid_t]| -> Vec<Option<(D, Option<Outcome>)>> {
+        let mut copy = vec![0u8; STACK_COPY];
+        tids.iter()
+            .map(|&tid| {
+                let (description, described_as) = describe(tid)?;
+                let quiet = match described_as {
+                    Described::Asleep => capture_quietly(tasks, tid, &mut copy, &known_tails),
+                    Described::Running => None,
+                };
+                Some((description, quiet))
+            })
+            .collect()
+    };
+    if tids.len() < TWO_THREADS_FROM {
+        return pass(tids);
+    }
+    let (first_half, second_half) = tids.split_at(tids.len() / 2);
+    std::thread::scope(|scope| {
+        let helper = std::thread::Builder::new()
+            .name("manhole-dump".to_owned())
+            .spawn_scoped(scope, || pass(second_half));
+        let mut passed = pass(first_half);
+        match helper {
+            Ok(helper) => match helper.join() {
+                Ok(second) => passed.extend(second),
+                Err(panic) => std::panic::resume_unwind(panic),
+            },
+            // No thread to spare: the same work on this one.
+            Err(_) => passed.extend(pass(second_half)),
+        }
+        passed
+    })
+}
+
 /// Captures the raw stacks of `tids` (never the calling thread), waiting at
-/// most `timeout` for them. The caller holds the [`turn`].
+/// most `timeout` for them, with each thread's description from
+/// `describe` (`None` for a thread that is gone). The caller holds the
+/// [`turn`].
 ///
-/// `describe` runs for each thread first, and says whether it is gone,
-/// running or asleep. An asleep thread in a system call is taken quietly
-/// (see [`capture_quietly`]); every other thread is sent `signal`. Reading
-/// a thread's `/proc` state in turn, rather than for all threads first,
-/// lets the threads already signalled run their handlers on another core
-/// meanwhile.
-pub(crate) fn capture(
+/// A first pass describes every thread and takes each asleep one that sits
+/// in a system call quietly (see [`capture_quietly`]), on two threads for a
+/// large dump. Every other thread is then sent `signal`, and the signalled
+/// ones are waited for.
+pub(crate) fn capture<D: Send>(
     tasks: &Tasks,
     tids: &[libc::pid_t],
     signal: libc::c_int,
     timeout: Duration,
-    describe: &mut dyn FnMut(usize) -> Described,
-) -> Vec<Outcome> {
+    describe: &(dyn Fn(libc::pid_t) -> Option<(D, Described)> + Sync),
+) -> Vec<Option<(D, Outcome)>> {
+    let first = first_pass(tasks, tids, describe);
+    let known_tails = tails().clone();
+    let mut copy = vec![0u8; STACK_COPY];
     let generation = loop {
         let generation = GENERATION.fetch_add(1, Ordering::Relaxed);
         if generation != 0 {
@@ -556,20 +617,20 @@ pub(crate) fn capture(
     let mut waiting: Vec<(usize, usize)> = Vec::with_capacity(tids.len());
     let mut next_slot = 0;
     REMAINING.store(state(generation, 0), Ordering::Release);
-    let mut copy = vec![0u8; STACK_COPY];
-    for (position, &tid) in tids.iter().enumerate() {
-        match describe(position) {
-            Described::Gone => {
-                outcomes.push(Some(Outcome::Gone));
-                continue;
-            }
-            Described::Asleep => {
-                if let Some(outcome) = capture_quietly(tasks, tid, &mut copy) {
-                    outcomes.push(Some(outcome));
-                    continue;
-                }
-            }
-            Described::Running => {}
+    let mut descriptions: Vec<Option<D>> = Vec::with_capacity(tids.len());
+    for (position, (&tid, first)) in tids.iter().zip(first).enumerate() {
+        let Some((description, quiet)) = first else {
+            descriptions.push(None);
+            outcomes.push(Some(Outcome::Gone));
+            continue;
+        };
+        descriptions.push(Some(description));
+        // A thread seen running may have gone to sleep in a system call
+        // since: looked at again just before it would be signalled.
+        let quiet = quiet.or_else(|| capture_quietly(tasks, tid, &mut copy, &known_tails));
+        if let Some(outcome) = quiet {
+            outcomes.push(Some(outcome));
+            continue;
         }
         if unresponsive.contains(&tid) {
             if let Some(reason) = cannot_answer(tasks, tid, signal) {
@@ -679,9 +740,10 @@ pub(crate) fn capture(
             }
         });
     }
-    outcomes
+    descriptions
         .into_iter()
-        .map(|outcome| outcome.unwrap_or(Outcome::Gone))
+        .zip(outcomes)
+        .map(|(description, outcome)| Some((description?, outcome.unwrap_or(Outcome::Gone))))
         .collect()
 }
 

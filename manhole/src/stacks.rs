@@ -124,30 +124,26 @@ pub(crate) fn snapshot_unless(
     };
     let tids = tasks.tids();
     let others: Vec<i32> = tids.iter().copied().filter(|&tid| tid != caller).collect();
-    let mut described: Vec<Option<ThreadStack>> = Vec::with_capacity(others.len());
-    let outcomes = {
-        let mut describe_next = |position: usize| {
-            let stack = describe(&tasks, others[position]);
-            let described_as = match &stack {
-                None => Described::Gone,
-                Some(stack) if matches!(stack.state.as_str(), "sleeping" | "disk sleep") => {
-                    Described::Asleep
-                }
-                Some(_) => Described::Running,
-            };
-            described.push(stack);
-            described_as
+    let describe_one = |tid: i32| {
+        let stack = describe(&tasks, tid)?;
+        let described_as = if matches!(stack.state.as_str(), "sleeping" | "disk sleep") {
+            Described::Asleep
+        } else {
+            Described::Running
         };
+        Some((stack, described_as))
+    };
+    let taken: Vec<Option<(ThreadStack, Outcome)>> =
         match signals::ensure_installed(capture::on_signal) {
-            Ok(signal) => capture::capture(&tasks, &others, signal, timeout, &mut describe_next),
-            Err(err) => (0..others.len())
-                .map(|position| {
-                    describe_next(position);
-                    Outcome::Missing(format!("not captured: {err}"))
+            Ok(signal) => capture::capture(&tasks, &others, signal, timeout, &describe_one),
+            Err(err) => others
+                .iter()
+                .map(|&tid| {
+                    let (stack, _) = describe_one(tid)?;
+                    Some((stack, Outcome::Missing(format!("not captured: {err}"))))
                 })
                 .collect(),
-        }
-    };
+        };
     let mut symbols = Symbols::default();
     let mine = describe(&tasks, caller).map(|stack| {
         let outcome = Outcome::Frames {
@@ -157,10 +153,9 @@ pub(crate) fn snapshot_unless(
         };
         (stack, outcome)
     });
-    let mut threads: Vec<ThreadStack> = described
+    let mut threads: Vec<ThreadStack> = taken
         .into_iter()
-        .zip(outcomes)
-        .filter_map(|(stack, outcome)| Some((stack?, outcome)))
+        .flatten()
         .chain(mine)
         .filter_map(|(mut stack, outcome)| {
             match outcome {
