@@ -19,6 +19,8 @@ pub enum Builtin {
     Stacks,
     /// `threads`.
     Threads,
+    /// `info`: the process at a glance.
+    Info,
     /// `get NAME`.
     Get,
     /// `set NAME VALUE`.
@@ -81,6 +83,7 @@ impl Builtin {
         Builtin::List,
         Builtin::Stacks,
         Builtin::Threads,
+        Builtin::Info,
         Builtin::Get,
         Builtin::Set,
         Builtin::Stats,
@@ -129,6 +132,15 @@ impl Builtin {
                 params: &[],
                 usage: "threads",
                 summary: "show one line per thread: tid, name and state",
+            },
+            Builtin::Info => &Spec {
+                name: "info",
+                aliases: &[],
+                protocols: Protocols::Both,
+                params: &[],
+                usage: "info",
+                summary:
+                    "the process at a glance: pid, uptime, threads, memory, files, CPU time, limits",
             },
             Builtin::Get => &Spec {
                 name: "get",

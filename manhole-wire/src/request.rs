@@ -33,6 +33,8 @@ pub enum Request {
     Stacks,
     /// One line per thread.
     Threads,
+    /// The process at a glance: ids, times, memory, files, limits.
+    Info,
     /// An inspected item's value.
     Get(String),
     /// Calls a command. `bare` is set when the text line named the command
@@ -304,6 +306,7 @@ pub fn parse_text(line: &str) -> Result<Option<Request>, Failure> {
         Builtin::List => no_args(Request::List)?,
         Builtin::Stacks => no_args(Request::Stacks)?,
         Builtin::Threads => no_args(Request::Threads)?,
+        Builtin::Info => no_args(Request::Info)?,
         Builtin::Stats => parse_stats(rest)?,
         Builtin::Watch => parse_watch(rest)?,
         Builtin::Quit => no_args(Request::Quit)?,
@@ -491,6 +494,7 @@ fn json_request(method: &str, params: Map<String, Value>) -> Result<Request, Fai
         Builtin::List => Request::List,
         Builtin::Stacks => Request::Stacks,
         Builtin::Threads => Request::Threads,
+        Builtin::Info => Request::Info,
         Builtin::Greeting => Request::Greeting,
         Builtin::Get => Request::Get(params.required_string("name")?),
         Builtin::Text => Request::Text(params.required_string("line")?),
@@ -572,6 +576,7 @@ impl Request {
             Request::List => (method(Builtin::List), Value::Null),
             Request::Stacks => (method(Builtin::Stacks), Value::Null),
             Request::Threads => (method(Builtin::Threads), Value::Null),
+            Request::Info => (method(Builtin::Info), Value::Null),
             Request::Greeting => (method(Builtin::Greeting), Value::Null),
             Request::Get(name) => (method(Builtin::Get), json!({ "name": name })),
             Request::Text(line) => (method(Builtin::Text), json!({ "line": line })),
@@ -727,6 +732,7 @@ mod tests {
             "list",
             "stacks",
             "threads",
+            "info",
             "get CONFIG",
             "set LEVEL \"debug\"",
             "set LIMITS {\"a\": [1, 2]}",

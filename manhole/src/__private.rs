@@ -353,8 +353,20 @@ pub fn serve_bytes(input: &[u8]) -> Vec<u8> {
 
 /// What `#[manhole::main]` runs first: installs, and reports a failure on
 /// stderr instead of stopping the program, which must not die for its
-/// debugging aid.
-pub fn install_for_main(options: Options) {
+/// debugging aid. `program` and `version` are the binary crate's
+/// `CARGO_PKG_NAME` and `CARGO_PKG_VERSION` (absent when it is built
+/// without Cargo), which `info` shows.
+pub fn install_for_main(
+    mut options: Options,
+    program: Option<&'static str>,
+    version: Option<&'static str>,
+) {
+    if let Some(name) = program {
+        options.program = Some(crate::options::Program {
+            name,
+            version: version.unwrap_or("?"),
+        });
+    }
     let verbose = options.verbose;
     match options.install() {
         Ok(_) => {}

@@ -2,9 +2,10 @@
 //! [`Answer`] that carries its JSON result and its text rendering.
 
 use crate::calls::{human, Summary};
-use crate::options::Waits;
+use crate::options::Served;
 use crate::registry::{self, Args, Command, Inspect, InspectKind, Lookup, Named, Source};
 use crate::stacks;
+use crate::{limits, process};
 use manhole_wire::{
     parse_text, text_only, value_text, ArgValue, Builtin, Failure, Reason, Request, SortBy,
 };
@@ -29,30 +30,31 @@ impl Answer {
 
 /// Runs one request under the installed manhole's `waits`.
 /// `Request::Quit` is the session's business, not ours.
-pub(crate) fn run(request: Request, waits: Waits) -> Result<Answer, Failure> {
-    registry::with_lock_timeout(waits.lock, || answer(request, waits))
+pub(crate) fn run(request: Request, served: Served) -> Result<Answer, Failure> {
+    registry::with_lock_timeout(served.waits.lock, || answer(request, served))
 }
 
-fn answer(request: Request, waits: Waits) -> Result<Answer, Failure> {
+fn answer(request: Request, served: Served) -> Result<Answer, Failure> {
     match request {
         Request::Help(None) => Ok(help_all()),
         Request::Help(Some(name)) => help_one(&name),
         Request::List => Ok(list()),
         Request::Stacks => {
-            let snapshot = stacks::snapshot(waits.stacks);
+            let snapshot = stacks::snapshot(served.waits.stacks);
             Ok(Answer {
                 json: serde_json::to_value(&snapshot).unwrap_or(Value::Null),
                 text: snapshot.to_string(),
             })
         }
         Request::Threads => Ok(threads()),
+        Request::Info => Ok(info(served)),
         Request::Get(name) => read(inspected_item(&name)?),
         Request::Set { name, value } => set(&name, value),
         Request::Stats { sort } => Ok(stats(sort)),
         Request::Watch { .. } => Err(text_only(Builtin::Watch)),
         Request::Call { name, args, bare } => call(&name, &args, bare),
-        Request::Greeting => Ok(greeting(waits)),
-        Request::Text(line) => text_line(&line, waits),
+        Request::Greeting => Ok(greeting(served)),
+        Request::Text(line) => text_line(&line, served),
         Request::Quit => Ok(Answer {
             json: Value::Null,
             text: String::new(),
@@ -61,14 +63,14 @@ fn answer(request: Request, waits: Waits) -> Result<Answer, Failure> {
 }
 
 /// The text session's greeting: banner, every thread's stack, and a hint.
-pub(crate) fn greeting(waits: Waits) -> Answer {
+pub(crate) fn greeting(served: Served) -> Answer {
     let executable =
         std::env::current_exe().map_or_else(|_| "?".to_owned(), |path| path.display().to_string());
     let version = env!("CARGO_PKG_VERSION");
     let pid = std::process::id();
     let text = format!(
         "manhole {version}, pid {pid}, {executable}\n{}type `help` for commands, `quit` to leave\n",
-        stacks::snapshot(waits.stacks),
+        stacks::snapshot(served.waits.stacks),
     );
     Answer {
         json: json!({"version": version, "pid": pid, "executable": executable, "text": text}),
@@ -77,11 +79,11 @@ pub(crate) fn greeting(waits: Waits) -> Answer {
 }
 
 /// A text line sent over JSON: answered with the text session's rendering.
-fn text_line(line: &str, waits: Waits) -> Result<Answer, Failure> {
+fn text_line(line: &str, served: Served) -> Result<Answer, Failure> {
     let text = match parse_text(line)? {
         None => String::new(),
         Some(Request::Quit) => String::new(),
-        Some(request) => answer(request, waits)?.text,
+        Some(request) => answer(request, served)?.text,
     };
     Ok(Answer {
         json: json!({ "text": text }),
@@ -289,6 +291,120 @@ fn threads() -> Answer {
     }
 }
 
+/// `info`: the process at a glance, and the limits it can see.
+fn info(served: Served) -> Answer {
+    let facts = process::facts();
+    let limits = limits::read();
+    let started_at = facts.started_at.map(process::rfc3339);
+    let mut json = json!({
+        "pid": facts.pid,
+        "exe": facts.exe,
+        "args": facts.args,
+        "started_at": started_at,
+        "uptime_s": facts.uptime_s,
+        "threads": facts.threads,
+        "rss_bytes": facts.rss_bytes,
+        "fds": facts.fds,
+        "cpu_s": facts.cpu_s,
+        "manhole_version": env!("CARGO_PKG_VERSION"),
+    });
+    let mut limit_json = serde_json::Map::new();
+    let mut limit_text = Vec::new();
+    if let Some(bytes) = limits.memory_bytes {
+        limit_json.insert("memory_bytes".to_owned(), json!(bytes));
+        limit_text.push(format!("memory {}", bytes_human(bytes)));
+    }
+    if let Some(cores) = limits.cpu_cores {
+        limit_json.insert("cpu_cores".to_owned(), json!(cores));
+        limit_text.push(format!("cpu {cores} cores"));
+    }
+    if let Some((version, path)) = &limits.cgroup {
+        limit_json.insert(
+            "cgroup".to_owned(),
+            json!({"version": version, "path": path}),
+        );
+        limit_text.push(format!("(cgroup v{version} {path})"));
+    }
+    if let Some((soft, hard)) = limits.open_files {
+        limit_json.insert("open_files".to_owned(), json!({"soft": soft, "hard": hard}));
+        let shown = |limit: Option<u64>| limit.map_or("unlimited".to_owned(), |n| n.to_string());
+        limit_text.push(format!(
+            "open files {} soft, {} hard",
+            shown(soft),
+            shown(hard)
+        ));
+    }
+    json["limits"] = Value::Object(limit_json);
+    let unknown = || "?".to_owned();
+    let mut text = String::new();
+    let mut row = |key: &str, value: String| {
+        let _ = writeln!(text, "{key:<9} {value}");
+    };
+    row("pid", facts.pid.to_string());
+    row("exe", facts.exe.clone());
+    row("args", manhole_wire::quote_line(&facts.args));
+    if let Some(program) = served.program {
+        json["program"] = json!({"name": program.name, "version": program.version});
+        row("program", format!("{} {}", program.name, program.version));
+    }
+    row(
+        "started",
+        match (&started_at, facts.uptime_s) {
+            (Some(at), Some(up)) => format!("{at} (up {})", seconds_human(up)),
+            _ => unknown(),
+        },
+    );
+    row(
+        "threads",
+        facts.threads.map_or_else(unknown, |n| n.to_string()),
+    );
+    row("rss", facts.rss_bytes.map_or_else(unknown, bytes_human));
+    row("fds", facts.fds.map_or_else(unknown, |n| n.to_string()));
+    row(
+        "cpu",
+        facts
+            .cpu_s
+            .map_or_else(unknown, |cpu| format!("{cpu:.2}s user+system")),
+    );
+    row("manhole", env!("CARGO_PKG_VERSION").to_owned());
+    row(
+        "limits",
+        if limit_text.is_empty() {
+            "none found".to_owned()
+        } else {
+            limit_text.join(", ")
+        },
+    );
+    Answer { json, text }
+}
+
+/// Bytes for people: `512 B`, `12.3 MiB`.
+fn bytes_human(bytes: u64) -> String {
+    let mut value = bytes as f64;
+    for unit in ["B", "KiB", "MiB", "GiB", "TiB"] {
+        if value < 1024.0 || unit == "TiB" {
+            return if unit == "B" {
+                format!("{bytes} B")
+            } else {
+                format!("{value:.1} {unit}")
+            };
+        }
+        value /= 1024.0;
+    }
+    format!("{bytes} B")
+}
+
+/// Seconds for people: `42.0s`, `3m12s`, `5h03m`, `2d04h`.
+fn seconds_human(seconds: f64) -> String {
+    let whole = seconds as u64;
+    match whole {
+        0..60 => format!("{seconds:.1}s"),
+        60..3600 => format!("{}m{:02}s", whole / 60, whole % 60),
+        3600..86_400 => format!("{}h{:02}m", whole / 3600, whole % 3600 / 60),
+        _ => format!("{}d{:02}h", whole / 86_400, whole % 86_400 / 3600),
+    }
+}
+
 /// The inspected item called `name`, or why there is none.
 fn inspected_item(name: &str) -> Result<&'static Inspect, Failure> {
     let inspected = registry::inspected();
@@ -310,8 +426,8 @@ fn inspected_item(name: &str) -> Result<&'static Inspect, Failure> {
 
 /// Reads an inspected item, as `get` does, under the installed manhole's
 /// lock timeout.
-pub(crate) fn get(name: &str, waits: Waits) -> Result<Answer, Failure> {
-    registry::with_lock_timeout(waits.lock, || read(inspected_item(name)?))
+pub(crate) fn get(name: &str, served: Served) -> Result<Answer, Failure> {
+    registry::with_lock_timeout(served.waits.lock, || read(inspected_item(name)?))
 }
 
 fn read(item: &Inspect) -> Result<Answer, Failure> {

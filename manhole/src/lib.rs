@@ -75,8 +75,10 @@
 
 // 1. Foundations: values and OS facilities, no manhole state.
 mod error;
+mod limits;
 mod log;
 mod options;
+mod process;
 mod procfs;
 mod signal_names;
 mod signals;

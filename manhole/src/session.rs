@@ -7,7 +7,7 @@
 //! session with `EPIPE` instead of raising `SIGPIPE` in the host.
 
 use crate::builtins;
-use crate::options::{deadline_after, Options, Waits};
+use crate::options::{deadline_after, Options, Served};
 use manhole_wire::{json_response, parse_json, parse_text, Failure, JsonLine, Reason, Request};
 use nix::errno::Errno;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
@@ -30,7 +30,7 @@ pub(crate) struct SessionConfig {
     pub(crate) max_sessions: usize,
     pub(crate) idle_timeout: Duration,
     pub(crate) write_timeout: Duration,
-    pub(crate) waits: Waits,
+    pub(crate) served: Served,
 }
 
 impl SessionConfig {
@@ -40,7 +40,7 @@ impl SessionConfig {
             max_sessions: options.max_sessions,
             idle_timeout: options.idle_timeout,
             write_timeout: options.write_timeout,
-            waits: options.waits(),
+            served: options.served(),
         }
     }
 }
@@ -201,7 +201,7 @@ struct Lines<R> {
     reader: BufReader<R>,
     max: usize,
     idle_timeout: Duration,
-    waits: Waits,
+    served: Served,
 }
 
 impl<R: Input> Lines<R> {
@@ -210,7 +210,7 @@ impl<R: Input> Lines<R> {
             reader: BufReader::new(input),
             max: config.max_line_length,
             idle_timeout: config.idle_timeout,
-            waits: config.waits,
+            served: config.served,
         }
     }
 
@@ -308,7 +308,7 @@ fn serve_text<R: Input>(
     greet: Greet,
 ) -> io::Result<()> {
     if greet == Greet::Yes {
-        out.write_all(builtins::greeting(lines.waits).text.as_bytes())?;
+        out.write_all(builtins::greeting(lines.served).text.as_bytes())?;
     }
     loop {
         out.write_all(PROMPT)?;
@@ -330,7 +330,7 @@ fn serve_text<R: Input>(
                             Watched::ClientGone => return Ok(()),
                         }
                     }
-                    Ok(Some(request)) => match builtins::run(request, lines.waits) {
+                    Ok(Some(request)) => match builtins::run(request, lines.served) {
                         Ok(answer) => answer.text,
                         Err(failure) => error_line(&failure),
                     },
@@ -366,7 +366,7 @@ fn watch<R: Input>(
         .as_bytes(),
     )?;
     loop {
-        match builtins::get(name, lines.waits) {
+        match builtins::get(name, lines.served) {
             Ok(answer) => {
                 let header = format!("[{:.1}s]", started.elapsed().as_secs_f64());
                 let body = answer.text;
@@ -418,7 +418,7 @@ fn serve_json<R: Input>(lines: &mut Lines<R>, out: &mut impl Write) -> io::Resul
             Line::Complete(bytes) if bytes.iter().all(u8::is_ascii_whitespace) => None,
             Line::Complete(bytes) => match parse_json(&bytes) {
                 JsonLine::Request { id, request } => {
-                    let result = builtins::run(request, lines.waits).map(|answer| answer.json);
+                    let result = builtins::run(request, lines.served).map(|answer| answer.json);
                     id.map(|id| json_response(&id, result))
                 }
                 JsonLine::Invalid { id, failure } => Some(json_response(&id, Err(failure))),

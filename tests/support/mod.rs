@@ -107,10 +107,19 @@ impl Service {
         env: &[(&str, &str)],
         socket: Option<&Path>,
     ) -> Service {
-        let mut child = Command::new(example(name))
+        let mut command = Command::new(example(name));
+        command
             .args(args)
             .env_remove("MANHOLE")
-            .envs(env.iter().copied())
+            .envs(env.iter().copied());
+        Self::spawn_command(command, socket)
+    }
+
+    /// Runs `command`, which must become an example (a shell that `exec`s
+    /// one, say), with its pipes taken as [`Service::spawn`] takes them.
+    /// The environment is the caller's to set.
+    pub fn spawn_command(mut command: Command, socket: Option<&Path>) -> Service {
+        let mut child = command
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
