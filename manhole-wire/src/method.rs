@@ -21,6 +21,8 @@ pub enum Builtin {
     Threads,
     /// `info`: the process at a glance.
     Info,
+    /// `top [SECONDS]`: CPU use per thread over an interval.
+    Top,
     /// `get NAME`.
     Get,
     /// `set NAME VALUE`.
@@ -84,6 +86,7 @@ impl Builtin {
         Builtin::Stacks,
         Builtin::Threads,
         Builtin::Info,
+        Builtin::Top,
         Builtin::Get,
         Builtin::Set,
         Builtin::Stats,
@@ -141,6 +144,17 @@ impl Builtin {
                 usage: "info",
                 summary:
                     "the process at a glance: pid, uptime, threads, memory, files, CPU time, limits",
+            },
+            Builtin::Top => &Spec {
+                name: "top",
+                aliases: &[],
+                protocols: Protocols::Both,
+                params: &[Param {
+                    name: "seconds",
+                    required: false,
+                }],
+                usage: "top [SECONDS]",
+                summary: "CPU use of every thread over SECONDS (default 1), hottest first; 100% is one core",
             },
             Builtin::Get => &Spec {
                 name: "get",

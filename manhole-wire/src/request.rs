@@ -35,6 +35,11 @@ pub enum Request {
     Threads,
     /// The process at a glance: ids, times, memory, files, limits.
     Info,
+    /// CPU use per thread, measured over `interval`.
+    Top {
+        /// How long to measure.
+        interval: Duration,
+    },
     /// An inspected item's value.
     Get(String),
     /// Calls a command. `bare` is set when the text line named the command
@@ -154,6 +159,26 @@ impl SortBy {
                     ),
                 )
             })
+    }
+}
+
+/// `top` measures over at least this many seconds, and at most
+/// [`MAX_TOP_SECONDS`].
+pub const MIN_TOP_SECONDS: f64 = 0.1;
+/// See [`MIN_TOP_SECONDS`].
+pub const MAX_TOP_SECONDS: f64 = 60.0;
+/// What `top` measures over when not told.
+pub const DEFAULT_TOP_SECONDS: f64 = 1.0;
+
+/// `seconds` as `top`'s interval, or why not.
+fn top_interval(seconds: Option<f64>, given: &str) -> Result<Duration, Failure> {
+    match seconds {
+        Some(seconds) if (MIN_TOP_SECONDS..=MAX_TOP_SECONDS).contains(&seconds) => {
+            Ok(Duration::from_secs_f64(seconds))
+        }
+        _ => Err(bad_params(format!(
+            "`top` measures over a number of seconds from {MIN_TOP_SECONDS} to {MAX_TOP_SECONDS}; got {given}"
+        ))),
     }
 }
 
@@ -307,6 +332,18 @@ pub fn parse_text(line: &str) -> Result<Option<Request>, Failure> {
         Builtin::Stacks => no_args(Request::Stacks)?,
         Builtin::Threads => no_args(Request::Threads)?,
         Builtin::Info => no_args(Request::Info)?,
+        Builtin::Top => match rest {
+            [] => Request::Top {
+                interval: Duration::from_secs_f64(DEFAULT_TOP_SECONDS),
+            },
+            [seconds] => Request::Top {
+                interval: top_interval(
+                    seconds.strip_suffix('s').unwrap_or(seconds).parse().ok(),
+                    &format!("{seconds:?}"),
+                )?,
+            },
+            _ => return Err(usage(builtin)),
+        },
         Builtin::Stats => parse_stats(rest)?,
         Builtin::Watch => parse_watch(rest)?,
         Builtin::Quit => no_args(Request::Quit)?,
@@ -495,6 +532,14 @@ fn json_request(method: &str, params: Map<String, Value>) -> Result<Request, Fai
         Builtin::Stacks => Request::Stacks,
         Builtin::Threads => Request::Threads,
         Builtin::Info => Request::Info,
+        Builtin::Top => match params.value("seconds") {
+            None | Some(Value::Null) => Request::Top {
+                interval: Duration::from_secs_f64(DEFAULT_TOP_SECONDS),
+            },
+            Some(seconds) => Request::Top {
+                interval: top_interval(seconds.as_f64(), &seconds.to_string())?,
+            },
+        },
         Builtin::Greeting => Request::Greeting,
         Builtin::Get => Request::Get(params.required_string("name")?),
         Builtin::Text => Request::Text(params.required_string("line")?),
@@ -577,6 +622,10 @@ impl Request {
             Request::Stacks => (method(Builtin::Stacks), Value::Null),
             Request::Threads => (method(Builtin::Threads), Value::Null),
             Request::Info => (method(Builtin::Info), Value::Null),
+            Request::Top { interval } => (
+                method(Builtin::Top),
+                json!({"seconds": interval.as_secs_f64()}),
+            ),
             Request::Greeting => (method(Builtin::Greeting), Value::Null),
             Request::Get(name) => (method(Builtin::Get), json!({ "name": name })),
             Request::Text(line) => (method(Builtin::Text), json!({ "line": line })),
@@ -641,6 +690,38 @@ mod tests {
         assert_eq!(
             parse_text("greeting").unwrap(),
             Some(bare_call("greeting", &[]))
+        );
+    }
+
+    #[test]
+    fn top_takes_seconds_in_its_range() {
+        assert_eq!(
+            parse_text("top").unwrap(),
+            Some(Request::Top {
+                interval: Duration::from_secs(1)
+            })
+        );
+        assert_eq!(
+            parse_text("top 2.5s").unwrap(),
+            Some(Request::Top {
+                interval: Duration::from_millis(2500)
+            })
+        );
+        for bad in ["top 0.01", "top 61", "top soon", "top -1", "top NaN"] {
+            let failure = parse_text(bad).unwrap_err();
+            assert!(failure.is(Reason::BadParams), "{bad}");
+            assert!(
+                failure.message.contains("from 0.1 to 60"),
+                "{bad}: {failure}"
+            );
+        }
+        assert_eq!(
+            failure(r#"{"jsonrpc":"2.0","id":1,"method":"top","params":{"seconds":"1"}}"#),
+            (json!(1), Some(Reason::BadParams))
+        );
+        assert_eq!(
+            failure(r#"{"jsonrpc":"2.0","id":1,"method":"top","params":{"seconds":0}}"#),
+            (json!(1), Some(Reason::BadParams))
         );
     }
 
@@ -733,6 +814,9 @@ mod tests {
             "stacks",
             "threads",
             "info",
+            "top",
+            "top 0.5",
+            "top 60",
             "get CONFIG",
             "set LEVEL \"debug\"",
             "set LIMITS {\"a\": [1, 2]}",

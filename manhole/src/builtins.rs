@@ -5,7 +5,7 @@ use crate::calls::{human, Summary};
 use crate::options::Served;
 use crate::registry::{self, Args, Command, Inspect, InspectKind, Lookup, Named, Source};
 use crate::stacks;
-use crate::{limits, process};
+use crate::{limits, process, top};
 use manhole_wire::{
     parse_text, text_only, value_text, ArgValue, Builtin, Failure, Reason, Request, SortBy,
 };
@@ -48,6 +48,21 @@ fn answer(request: Request, served: Served) -> Result<Answer, Failure> {
         }
         Request::Threads => Ok(threads()),
         Request::Info => Ok(info(served)),
+        Request::Top { interval } => {
+            let threads = top::sample(interval);
+            Ok(Answer {
+                json: json!({
+                    "seconds": interval.as_secs_f64(),
+                    "threads": threads.iter().map(|t| json!({
+                        "tid": t.tid,
+                        "name": t.name,
+                        "state": t.state,
+                        "cpu_percent": t.cpu_percent,
+                    })).collect::<Vec<_>>(),
+                }),
+                text: top::render(interval, &threads),
+            })
+        }
         Request::Get(name) => read(inspected_item(&name)?),
         Request::Set { name, value } => set(&name, value),
         Request::Stats { sort } => Ok(stats(sort)),

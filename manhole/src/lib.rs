@@ -91,6 +91,7 @@ mod calls;
 mod capture;
 mod registry;
 mod stacks;
+mod top;
 
 // 3. Answering: one request, then one connection.
 mod builtins;

@@ -70,6 +70,13 @@ pub(crate) fn clock_ticks_per_second() -> u64 {
         .unwrap_or(100)
 }
 
+/// A thread's name, state and CPU times, from its `stat`.
+pub(crate) struct TaskTimes {
+    pub(crate) name: String,
+    pub(crate) state: &'static str,
+    pub(crate) times: StatTimes,
+}
+
 /// A thread's blocked and pending signals, as bit masks (bit `n - 1` for
 /// signal `n`).
 pub(crate) struct SignalMasks {
@@ -130,6 +137,17 @@ impl Tasks {
         })
     }
 
+    /// Name, state and CPU times, from `<tid>/stat`.
+    pub(crate) fn times(&self, tid: i32) -> Option<TaskTimes> {
+        let mut buffer = [0u8; 1024];
+        let (name, times) = parse_stat(self.read(tid, "stat", &mut buffer)?)?;
+        Some(TaskTimes {
+            name: name.to_owned(),
+            state: state_word(times.state),
+            times,
+        })
+    }
+
     /// Blocked and pending signals, from `<tid>/status`.
     pub(crate) fn signal_masks(&self, tid: i32) -> Option<SignalMasks> {
         let mut buffer = [0u8; 4096];
@@ -148,7 +166,7 @@ impl Tasks {
 }
 
 /// The state letter of `stat`, as `status` spells it out.
-fn state_word(state: char) -> &'static str {
+pub(crate) fn state_word(state: char) -> &'static str {
     match state {
         'R' => "running",
         'S' => "sleeping",
@@ -178,6 +196,9 @@ mod tests {
         let masks = tasks.signal_masks(me).unwrap();
         assert_eq!(masks.pending, 0);
         assert!(tasks.stat(i32::MAX).is_none());
+        let times = tasks.times(me).unwrap();
+        assert_eq!(times.name, stat.name);
+        assert!(times.times.num_threads >= 1);
     }
 
     #[test]
