@@ -23,6 +23,8 @@ pub enum Builtin {
     Info,
     /// `top [SECONDS]`: CPU use per thread over an interval.
     Top,
+    /// `mem`: resident memory and the allocator's statistics.
+    Mem,
     /// `get NAME`.
     Get,
     /// `set NAME VALUE`.
@@ -87,6 +89,7 @@ impl Builtin {
         Builtin::Threads,
         Builtin::Info,
         Builtin::Top,
+        Builtin::Mem,
         Builtin::Get,
         Builtin::Set,
         Builtin::Stats,
@@ -155,6 +158,14 @@ impl Builtin {
                 }],
                 usage: "top [SECONDS]",
                 summary: "CPU use of every thread over SECONDS (default 1), hottest first; 100% is one core",
+            },
+            Builtin::Mem => &Spec {
+                name: "mem",
+                aliases: &[],
+                protocols: Protocols::Both,
+                params: &[],
+                usage: "mem",
+                summary: "resident memory (anonymous and file-backed) and the allocator's own statistics",
             },
             Builtin::Get => &Spec {
                 name: "get",

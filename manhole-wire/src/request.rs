@@ -35,6 +35,8 @@ pub enum Request {
     Threads,
     /// The process at a glance: ids, times, memory, files, limits.
     Info,
+    /// Resident memory and the allocator's statistics.
+    Mem,
     /// CPU use per thread, measured over `interval`.
     Top {
         /// How long to measure.
@@ -332,6 +334,7 @@ pub fn parse_text(line: &str) -> Result<Option<Request>, Failure> {
         Builtin::Stacks => no_args(Request::Stacks)?,
         Builtin::Threads => no_args(Request::Threads)?,
         Builtin::Info => no_args(Request::Info)?,
+        Builtin::Mem => no_args(Request::Mem)?,
         Builtin::Top => match rest {
             [] => Request::Top {
                 interval: Duration::from_secs_f64(DEFAULT_TOP_SECONDS),
@@ -532,6 +535,7 @@ fn json_request(method: &str, params: Map<String, Value>) -> Result<Request, Fai
         Builtin::Stacks => Request::Stacks,
         Builtin::Threads => Request::Threads,
         Builtin::Info => Request::Info,
+        Builtin::Mem => Request::Mem,
         Builtin::Top => match params.value("seconds") {
             None | Some(Value::Null) => Request::Top {
                 interval: Duration::from_secs_f64(DEFAULT_TOP_SECONDS),
@@ -622,6 +626,7 @@ impl Request {
             Request::Stacks => (method(Builtin::Stacks), Value::Null),
             Request::Threads => (method(Builtin::Threads), Value::Null),
             Request::Info => (method(Builtin::Info), Value::Null),
+            Request::Mem => (method(Builtin::Mem), Value::Null),
             Request::Top { interval } => (
                 method(Builtin::Top),
                 json!({"seconds": interval.as_secs_f64()}),
@@ -817,6 +822,7 @@ mod tests {
             "top",
             "top 0.5",
             "top 60",
+            "mem",
             "get CONFIG",
             "set LEVEL \"debug\"",
             "set LIMITS {\"a\": [1, 2]}",

@@ -5,7 +5,7 @@ use crate::calls::{human, Summary};
 use crate::options::Served;
 use crate::registry::{self, Args, Command, Inspect, InspectKind, Lookup, Named, Source};
 use crate::stacks;
-use crate::{limits, process, top};
+use crate::{limits, mem, process, top};
 use manhole_wire::{
     parse_text, text_only, value_text, ArgValue, Builtin, Failure, Reason, Request, SortBy,
 };
@@ -48,6 +48,7 @@ fn answer(request: Request, served: Served) -> Result<Answer, Failure> {
         }
         Request::Threads => Ok(threads()),
         Request::Info => Ok(info(served)),
+        Request::Mem => Ok(memory()),
         Request::Top { interval } => {
             let threads = top::sample(interval);
             Ok(Answer {
@@ -390,6 +391,44 @@ fn info(served: Served) -> Answer {
             limit_text.join(", ")
         },
     );
+    Answer { json, text }
+}
+
+/// `mem`: the kernel's view of resident memory, and the allocator's.
+fn memory() -> Answer {
+    let resident = mem::resident();
+    let allocator = mem::allocator();
+    let json = json!({
+        "rss_bytes": resident.map(|r| r.rss_bytes),
+        "anon_bytes": resident.map(|r| r.anon_bytes),
+        "file_bytes": resident.map(|r| r.file_bytes),
+        "source": resident.map(|r| r.source),
+        "allocator": allocator,
+    });
+    let mut text = match resident {
+        Some(r) => format!(
+            "resident   {} (anonymous {}, file-backed {}; from /proc/self/{})\n",
+            bytes_human(r.rss_bytes),
+            bytes_human(r.anon_bytes),
+            bytes_human(r.file_bytes),
+            r.source
+        ),
+        None => {
+            "resident   ? (neither /proc/self/smaps_rollup nor /proc/self/status could be read)\n"
+                .to_owned()
+        }
+    };
+    let name = allocator["name"].as_str().unwrap_or("unknown");
+    let _ = writeln!(text, "allocator  {name}");
+    if let Value::Object(fields) = &allocator {
+        for (key, value) in fields.iter().filter(|(key, _)| *key != "name") {
+            let shown = match (key.strip_suffix("_bytes"), value.as_u64()) {
+                (Some(label), Some(bytes)) => format!("{label:<12} {}", bytes_human(bytes)),
+                _ => format!("{key:<12} {}", value_text(value)),
+            };
+            let _ = writeln!(text, "  {shown}");
+        }
+    }
     Answer { json, text }
 }
 

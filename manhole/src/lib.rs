@@ -77,6 +77,7 @@
 mod error;
 mod limits;
 mod log;
+mod mem;
 mod options;
 mod process;
 mod procfs;
