@@ -30,7 +30,7 @@ pub use method::{Builtin, Param, Protocols, Spec};
 pub use probe::probe;
 pub use request::{
     json_response, parse_json, parse_text, text_only, value_text, ArgValue, JsonLine, Request,
-    SortBy, DEFAULT_TOP_SECONDS, MAX_TOP_SECONDS, MAX_WATCH_INTERVAL, MIN_TOP_SECONDS,
-    MIN_WATCH_INTERVAL,
+    SortBy, DEFAULT_TOP_SECONDS, MAX_STATS_WINDOW_S, MAX_TOP_SECONDS, MAX_WATCH_INTERVAL,
+    MIN_STATS_WINDOW_S, MIN_TOP_SECONDS, MIN_WATCH_INTERVAL,
 };
 pub use words::{quote_line, quote_word, split_words};

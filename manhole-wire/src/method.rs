@@ -29,7 +29,7 @@ pub enum Builtin {
     Get,
     /// `set NAME VALUE`.
     Set,
-    /// `stats [--sort COLUMN]`.
+    /// `stats [--sort COLUMN] [--window DURATION]`, `stats reset [NAME]`.
     Stats,
     /// `watch NAME [SECONDS]`, text only.
     Watch,
@@ -199,12 +199,26 @@ impl Builtin {
                 name: "stats",
                 aliases: &[],
                 protocols: Protocols::Both,
-                params: &[Param {
-                    name: "sort",
-                    required: false,
-                }],
-                usage: "stats [--sort COLUMN]",
-                summary: "call counts and latencies of every function under `inspect(calls)`",
+                params: &[
+                    Param {
+                        name: "sort",
+                        required: false,
+                    },
+                    Param {
+                        name: "window_s",
+                        required: false,
+                    },
+                    Param {
+                        name: "reset",
+                        required: false,
+                    },
+                    Param {
+                        name: "name",
+                        required: false,
+                    },
+                ],
+                usage: "stats [--sort COLUMN] [--window DURATION], stats reset [NAME]",
+                summary: "call counts and latencies of every function under `inspect(calls)`, since start or over the last DURATION; `reset` zeroes them",
             },
             Builtin::Watch => &Spec {
                 name: "watch",

@@ -66,7 +66,13 @@ pub enum Request {
     Stats {
         /// The column to sort by.
         sort: SortBy,
+        /// Only the calls of this recent window; `None` for every call
+        /// since the start (or the last reset).
+        window: Option<Duration>,
     },
+    /// Zeroes the call statistics of one function under `inspect(calls)`,
+    /// or of all of them; calls in flight stay counted.
+    StatsReset(Option<String>),
     /// Text only: reprints an item every `interval` until the client speaks.
     Watch {
         /// The item's name.
@@ -245,17 +251,61 @@ fn parse_set(rest: &str) -> Result<Request, Failure> {
     Ok(Request::Set { name, value })
 }
 
+/// `stats --window` looks back at least this many seconds (one sample)...
+pub const MIN_STATS_WINDOW_S: u64 = 1;
+/// ...and at most this many (ten minutes of history are kept).
+pub const MAX_STATS_WINDOW_S: u64 = 600;
+
+fn stats_window(seconds: Option<f64>, given: &str) -> Result<Duration, Failure> {
+    match seconds {
+        Some(seconds)
+            if (MIN_STATS_WINDOW_S as f64..=MAX_STATS_WINDOW_S as f64).contains(&seconds) =>
+        {
+            Ok(Duration::from_secs_f64(seconds))
+        }
+        _ => Err(bad_params(format!(
+            "the window must be from {MIN_STATS_WINDOW_S}s to {MAX_STATS_WINDOW_S}s (10m), such as 10s or 5m; got {given}"
+        ))),
+    }
+}
+
 fn parse_stats(rest: &[String]) -> Result<Request, Failure> {
-    let sort = match rest {
-        [] => SortBy::Name,
-        [flag, column] if flag == "--sort" => SortBy::parse(column)?,
-        [flag] => match flag.strip_prefix("--sort=") {
-            Some(column) => SortBy::parse(column)?,
-            None => return Err(usage(Builtin::Stats)),
-        },
-        _ => return Err(usage(Builtin::Stats)),
-    };
-    Ok(Request::Stats { sort })
+    if let Some((first, names)) = rest.split_first() {
+        if first == "reset" {
+            return match names {
+                [] => Ok(Request::StatsReset(None)),
+                [name] => Ok(Request::StatsReset(Some(name.clone()))),
+                _ => Err(usage(Builtin::Stats)),
+            };
+        }
+    }
+    let mut sort = None;
+    let mut window = None;
+    let mut words = rest.iter();
+    while let Some(word) = words.next() {
+        let (flag, value) = match word.split_once('=') {
+            Some((flag, value)) => (flag, Some(value.to_owned())),
+            None => (word.as_str(), None),
+        };
+        let mut value = || value.clone().or_else(|| words.next().cloned());
+        match flag {
+            "--sort" if sort.is_none() => {
+                sort = Some(SortBy::parse(
+                    &value().ok_or_else(|| usage(Builtin::Stats))?,
+                )?);
+            }
+            "--window" if window.is_none() => {
+                let text = value().ok_or_else(|| usage(Builtin::Stats))?;
+                let seconds = crate::parse_duration(&text).map(|d| d.as_secs_f64());
+                window = Some(stats_window(seconds, &format!("{text:?}"))?);
+            }
+            _ => return Err(usage(Builtin::Stats)),
+        }
+    }
+    Ok(Request::Stats {
+        sort: sort.unwrap_or_default(),
+        window,
+    })
 }
 
 fn parse_watch(rest: &[String]) -> Result<Request, Failure> {
@@ -570,20 +620,47 @@ fn json_request(method: &str, params: Map<String, Value>) -> Result<Request, Fai
             let value = params.value("value").unwrap_or(Value::Null);
             Request::Set { name, value }
         }
-        Builtin::Stats => match params.value("sort") {
-            None | Some(Value::Null) => Request::Stats { sort: SortBy::Name },
-            Some(Value::String(column)) => Request::Stats {
-                sort: SortBy::parse(&column)?,
-            },
-            Some(_) => {
-                return Err(bad_params(format!(
-                    "`sort` must be a string, one of: {}",
-                    SortBy::column_list()
-                )))
-            }
-        },
+        Builtin::Stats => json_stats(&mut params)?,
         Builtin::Watch | Builtin::Quit => return Err(text_only(builtin)),
     })
+}
+
+fn json_stats(params: &mut Params) -> Result<Request, Failure> {
+    let sort = params.value("sort");
+    let window = params.value("window_s");
+    let name = params.string("name")?;
+    match params.value("reset") {
+        None | Some(Value::Null | Value::Bool(false)) => {}
+        Some(Value::Bool(true)) => {
+            if sort.is_some() || window.is_some() {
+                return Err(bad_params(
+                    "`reset` takes only `name`, not `sort` or `window_s`",
+                ));
+            }
+            return Ok(Request::StatsReset(name));
+        }
+        Some(_) => return Err(bad_params("`reset` must be true or false")),
+    }
+    if name.is_some() {
+        return Err(bad_params(
+            "`name` goes with `\"reset\": true`; `get` reads one function's row",
+        ));
+    }
+    let sort = match sort {
+        None | Some(Value::Null) => SortBy::Name,
+        Some(Value::String(column)) => SortBy::parse(&column)?,
+        Some(_) => {
+            return Err(bad_params(format!(
+                "`sort` must be a string, one of: {}",
+                SortBy::column_list()
+            )))
+        }
+    };
+    let window = match window {
+        None | Some(Value::Null) => None,
+        Some(seconds) => Some(stats_window(seconds.as_f64(), &seconds.to_string())?),
+    };
+    Ok(Request::Stats { sort, window })
 }
 
 fn json_arg(index: usize, arg: Value) -> Result<ArgValue, Failure> {
@@ -637,7 +714,20 @@ impl Request {
             Request::Set { name, value } => {
                 (method(Builtin::Set), json!({"name": name, "value": value}))
             }
-            Request::Stats { sort } => (method(Builtin::Stats), json!({"sort": sort.name()})),
+            Request::Stats { sort, window } => {
+                let mut params = json!({"sort": sort.name()});
+                if let Some(window) = window {
+                    params["window_s"] = json!(window.as_secs_f64());
+                }
+                (method(Builtin::Stats), params)
+            }
+            Request::StatsReset(name) => {
+                let mut params = json!({"reset": true});
+                if let Some(name) = name {
+                    params["name"] = json!(name);
+                }
+                (method(Builtin::Stats), params)
+            }
             Request::Call { name, args, bare } => {
                 let args: Vec<Value> = args
                     .iter()
@@ -728,6 +818,60 @@ mod tests {
             failure(r#"{"jsonrpc":"2.0","id":1,"method":"top","params":{"seconds":0}}"#),
             (json!(1), Some(Reason::BadParams))
         );
+    }
+
+    #[test]
+    fn stats_takes_a_window_and_a_reset() {
+        assert_eq!(
+            parse_text("stats --window 10s --sort p99").unwrap(),
+            Some(Request::Stats {
+                sort: SortBy::P99,
+                window: Some(Duration::from_secs(10))
+            })
+        );
+        assert_eq!(
+            parse_text("stats reset f").unwrap(),
+            Some(Request::StatsReset(Some("f".into())))
+        );
+        for bad in [
+            "stats --window 0.5s",
+            "stats --window 11m",
+            "stats --window soon",
+        ] {
+            let failure = parse_text(bad).unwrap_err();
+            assert!(
+                failure.message.contains("from 1s to 600s"),
+                "{bad}: {failure}"
+            );
+        }
+        for bad in [
+            "stats --window",
+            "stats --sort p99 --sort p50",
+            "stats reset a b",
+            "stats now",
+        ] {
+            assert!(
+                parse_text(bad)
+                    .unwrap_err()
+                    .message
+                    .starts_with("usage: stats"),
+                "{bad}"
+            );
+        }
+        for params in [
+            r#"{"window_s":0}"#,
+            r#"{"window_s":"10s"}"#,
+            r#"{"reset":true,"sort":"calls"}"#,
+            r#"{"name":"f"}"#,
+            r#"{"reset":"yes"}"#,
+        ] {
+            let line = format!(r#"{{"jsonrpc":"2.0","id":1,"method":"stats","params":{params}}}"#);
+            assert_eq!(
+                failure(&line),
+                (json!(1), Some(Reason::BadParams)),
+                "{params}"
+            );
+        }
     }
 
     fn failure(line: &str) -> (Value, Option<Reason>) {
@@ -828,6 +972,10 @@ mod tests {
             "set LIMITS {\"a\": [1, 2]}",
             "stats",
             "stats --sort p99",
+            "stats --window 10s",
+            "stats --window=2m --sort calls",
+            "stats reset",
+            "stats reset handle_request",
             "call add 40 2",
             "add 40 2",
             "REQUESTS",

@@ -17,17 +17,23 @@
 //!   signal but the stack signal before it does anything, and session
 //!   threads inherit that mask.
 //!
+//! - While any function is under `inspect(calls)`, the thread also wakes
+//!   once a second to sample their counters for `stats --window`
+//!   ([`crate::calls`]); with none, it never wakes for that.
+//!
 //! [`Running::stop`] ends it all. Installing, uninstalling and `fork()` are
 //! [`crate::lifecycle`]'s business, one layer up.
 
+use crate::calls::{CallStats, SAMPLE_INTERVAL};
 use crate::error::Error;
 use crate::log::{self, Log};
 use crate::session::{self, SessionConfig};
 use crate::socket::{self, SocketFile};
 use crate::watch::SocketWatch;
-use crate::{signals, stacks};
+use crate::{registry, signals, stacks};
 use nix::errno::Errno;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::io::Write as _;
 use std::os::fd::{AsFd, BorrowedFd, RawFd};
@@ -37,6 +43,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::Duration;
+use std::time::Instant;
 
 /// What the `manhole` thread and [`Running::stop`] share.
 struct Shared {
@@ -81,6 +88,47 @@ struct Context {
     shared: Arc<Shared>,
     wake: UnixStream,
     settings: Settings,
+    sampler: RefCell<Sampler>,
+}
+
+/// Samples the counters of every function under `inspect(calls)` once per
+/// [`SAMPLE_INTERVAL`], between the `manhole` thread's waits.
+struct Sampler {
+    functions: Vec<&'static CallStats>,
+    next: Instant,
+}
+
+impl Sampler {
+    fn new() -> Self {
+        Sampler {
+            functions: registry::call_stats()
+                .into_iter()
+                .map(|(_, stats)| stats)
+                .collect(),
+            next: Instant::now(),
+        }
+    }
+
+    /// How long the thread may sleep before the next sample is due.
+    fn timeout(&self) -> PollTimeout {
+        if self.functions.is_empty() {
+            return PollTimeout::NONE;
+        }
+        let left = self.next.saturating_duration_since(Instant::now());
+        PollTimeout::from(u16::try_from(left.as_millis()).unwrap_or(u16::MAX))
+    }
+
+    /// Samples when a sample is due.
+    fn tick(&mut self) {
+        let now = Instant::now();
+        if self.functions.is_empty() || now < self.next {
+            return;
+        }
+        for stats in &self.functions {
+            stats.record_sample(now);
+        }
+        self.next = now + SAMPLE_INTERVAL;
+    }
 }
 
 /// The running `manhole` thread.
@@ -134,6 +182,7 @@ impl Running {
             shared: Arc::clone(&shared),
             wake: wake_rx,
             settings,
+            sampler: RefCell::new(Sampler::new()),
         };
         let thread = std::thread::Builder::new()
             .name("manhole".to_owned())
@@ -302,7 +351,7 @@ fn wait_for_trigger(context: &Context, trigger: RawFd) -> bool {
             PollFd::new(fd(&trigger), PollFlags::POLLIN),
             PollFd::new(context.wake.as_fd(), PollFlags::POLLIN),
         ];
-        wait_without_spinning(&mut fds);
+        wait_without_spinning(context, &mut fds);
         if context.shared.stopping() {
             return false;
         }
@@ -312,15 +361,18 @@ fn wait_for_trigger(context: &Context, trigger: RawFd) -> bool {
     }
 }
 
-/// Sleeps until one of `fds` is ready. A failing `poll` is retried after a
-/// pause, so that the thread never spins.
-fn wait_without_spinning(fds: &mut [PollFd<'_>]) {
-    if let Err(err) = poll(fds, PollTimeout::NONE) {
+/// Sleeps until one of `fds` is ready, or a sample of the call counters is
+/// due (and then takes it). A failing `poll` is retried after a pause, so
+/// that the thread never spins.
+fn wait_without_spinning(context: &Context, fds: &mut [PollFd<'_>]) {
+    let timeout = context.sampler.borrow().timeout();
+    if let Err(err) = poll(fds, timeout) {
         if err != Errno::EINTR {
             log::always(format_args!("poll failed: {err}; retrying"));
             std::thread::sleep(Duration::from_millis(100));
         }
     }
+    context.sampler.borrow_mut().tick();
 }
 
 /// Empties the trigger pipe; `true` when it held anything.
@@ -360,7 +412,7 @@ fn serve(
         if let Some(watch) = watch {
             fds.push(PollFd::new(watch.fd(), PollFlags::POLLIN));
         }
-        wait_without_spinning(&mut fds);
+        wait_without_spinning(context, &mut fds);
         drop(fds);
         if context.shared.stopping() {
             return;
