@@ -358,6 +358,13 @@ fn watch<R: Input>(
     interval: Duration,
 ) -> io::Result<Watched> {
     let started = Instant::now();
+    // An item that cannot be read gets its error alone, not a heading that
+    // promises a watch.
+    let mut reading = Some(builtins::get(name, lines.served));
+    if let Some(Err(failure)) = &reading {
+        out.write_all(error_line(failure).as_bytes())?;
+        return Ok(Watched::Stopped);
+    }
     out.write_all(
         format!(
             "watching `{name}` every {:.1}s; send a line to stop\n",
@@ -366,7 +373,10 @@ fn watch<R: Input>(
         .as_bytes(),
     )?;
     loop {
-        match builtins::get(name, lines.served) {
+        let read = reading
+            .take()
+            .unwrap_or_else(|| builtins::get(name, lines.served));
+        match read {
             Ok(answer) => {
                 let header = format!("[{:.1}s]", started.elapsed().as_secs_f64());
                 let body = answer.text;
