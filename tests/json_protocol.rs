@@ -98,7 +98,7 @@ fn help_and_list_describe_everything() {
         builtins,
         [
             "help", "list", "stacks", "threads", "info", "top", "mem", "get", "set", "stats",
-            "watch", "call", "quit"
+            "log", "watch", "call", "quit"
         ]
     );
     assert_eq!(session.result("help", json!({"name": "add"})), *add);

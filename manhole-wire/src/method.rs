@@ -31,6 +31,8 @@ pub enum Builtin {
     Set,
     /// `stats [--sort COLUMN] [--window DURATION]`, `stats reset [NAME]`.
     Stats,
+    /// `log`: the tracing filter, changed live, and the recent events.
+    Log,
     /// `watch NAME [SECONDS]`, text only.
     Watch,
     /// `call NAME [ARG...]`.
@@ -93,6 +95,7 @@ impl Builtin {
         Builtin::Get,
         Builtin::Set,
         Builtin::Stats,
+        Builtin::Log,
         Builtin::Watch,
         Builtin::Call,
         Builtin::Quit,
@@ -219,6 +222,31 @@ impl Builtin {
                 ],
                 usage: "stats [--sort COLUMN] [--window DURATION], stats reset [NAME]",
                 summary: "call counts and latencies of every function under `inspect(calls)`, since start or over the last DURATION; `reset` zeroes them",
+            },
+            Builtin::Log => &Spec {
+                name: "log",
+                aliases: &[],
+                protocols: Protocols::Both,
+                params: &[
+                    Param {
+                        name: "set",
+                        required: false,
+                    },
+                    Param {
+                        name: "for_s",
+                        required: false,
+                    },
+                    Param {
+                        name: "reset",
+                        required: false,
+                    },
+                    Param {
+                        name: "tail",
+                        required: false,
+                    },
+                ],
+                usage: "log, log set FILTER [--for DURATION], log reset, log tail [N], log follow",
+                summary: "the tracing filter (EnvFilter syntax): show it, change it live (for a while), reset it; the recent events, or new ones as they come",
             },
             Builtin::Watch => &Spec {
                 name: "watch",

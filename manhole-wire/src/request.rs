@@ -73,6 +73,8 @@ pub enum Request {
     /// Zeroes the call statistics of one function under `inspect(calls)`,
     /// or of all of them; calls in flight stay counted.
     StatsReset(Option<String>),
+    /// The tracing filter and the recent events.
+    Log(LogRequest),
     /// Text only: reprints an item every `interval` until the client speaks.
     Watch {
         /// The item's name.
@@ -86,6 +88,136 @@ pub enum Request {
     Text(String),
     /// Text only: ends the session.
     Quit,
+}
+
+/// What `log` is asked to do.
+#[derive(Debug, Clone, PartialEq)]
+pub enum LogRequest {
+    /// Show the filter in force, the default, and when a timed one reverts.
+    Show,
+    /// Put `filter` in force, for good or for `revert_after`.
+    Set {
+        /// The new filter, in `EnvFilter` syntax.
+        filter: String,
+        /// When to go back to the filter in force before.
+        revert_after: Option<Duration>,
+    },
+    /// Go back to the default filter.
+    Reset,
+    /// The last `n` events kept, oldest first.
+    Tail(usize),
+    /// Text only: new events as they come, until the client sends a line.
+    Follow,
+}
+
+/// `log set --for` lasts at least this many seconds...
+pub const MIN_LOG_FOR_S: u64 = 1;
+/// ...and at most this many (a day).
+pub const MAX_LOG_FOR_S: u64 = 86_400;
+/// The most events `log tail` returns.
+pub const MAX_LOG_TAIL: usize = 100_000;
+/// What `log tail` returns when not told how many.
+pub const DEFAULT_LOG_TAIL: usize = 20;
+
+fn log_for(seconds: Option<f64>, given: &str) -> Result<Duration, Failure> {
+    match seconds {
+        Some(seconds) if (MIN_LOG_FOR_S as f64..=MAX_LOG_FOR_S as f64).contains(&seconds) => {
+            Ok(Duration::from_secs_f64(seconds))
+        }
+        _ => Err(bad_params(format!(
+            "`--for` must be from {MIN_LOG_FOR_S}s to {MAX_LOG_FOR_S}s (a day), such as 90s or 10m; got {given}"
+        ))),
+    }
+}
+
+fn log_tail(count: Option<u64>, given: &str) -> Result<usize, Failure> {
+    match count.and_then(|count| usize::try_from(count).ok()) {
+        Some(count @ 1..=MAX_LOG_TAIL) => Ok(count),
+        _ => Err(bad_params(format!(
+            "`tail` takes a number of events from 1 to {MAX_LOG_TAIL}; got {given}"
+        ))),
+    }
+}
+
+fn parse_log(rest: &[String]) -> Result<Request, Failure> {
+    let request = match rest {
+        [] => LogRequest::Show,
+        [reset] if reset == "reset" => LogRequest::Reset,
+        [follow] if follow == "follow" => LogRequest::Follow,
+        [tail] if tail == "tail" => LogRequest::Tail(DEFAULT_LOG_TAIL),
+        [tail, count] if tail == "tail" => {
+            LogRequest::Tail(log_tail(count.parse().ok(), &format!("{count:?}"))?)
+        }
+        [set, filter] if set == "set" => LogRequest::Set {
+            filter: filter.clone(),
+            revert_after: None,
+        },
+        [set, filter, flag, duration] if set == "set" && flag == "--for" => LogRequest::Set {
+            filter: filter.clone(),
+            revert_after: Some(log_for(
+                crate::parse_duration(duration).map(|d| d.as_secs_f64()),
+                &format!("{duration:?}"),
+            )?),
+        },
+        [set, filter, flag] if set == "set" && flag.starts_with("--for=") => {
+            let duration = &flag["--for=".len()..];
+            LogRequest::Set {
+                filter: filter.clone(),
+                revert_after: Some(log_for(
+                    crate::parse_duration(duration).map(|d| d.as_secs_f64()),
+                    &format!("{duration:?}"),
+                )?),
+            }
+        }
+        _ => return Err(usage(Builtin::Log)),
+    };
+    Ok(Request::Log(request))
+}
+
+fn json_log(params: &mut Params) -> Result<Request, Failure> {
+    let set = params.string("set")?;
+    let for_s = params.value("for_s");
+    let reset = match params.value("reset") {
+        None | Some(Value::Null | Value::Bool(false)) => false,
+        Some(Value::Bool(true)) => true,
+        Some(_) => return Err(bad_params("`reset` must be true or false")),
+    };
+    let tail = params.value("tail");
+    let asked = usize::from(set.is_some()) + usize::from(reset) + usize::from(tail.is_some());
+    if asked > 1 {
+        return Err(bad_params(
+            "`log` takes one of `set`, `reset` and `tail` at a time",
+        ));
+    }
+    if for_s.is_some() && set.is_none() {
+        return Err(bad_params("`for_s` goes with `set`"));
+    }
+    let request = if let Some(filter) = set {
+        let revert_after = match for_s {
+            None | Some(Value::Null) => None,
+            Some(seconds) => Some(log_for(seconds.as_f64(), &seconds.to_string())?),
+        };
+        LogRequest::Set {
+            filter,
+            revert_after,
+        }
+    } else if reset {
+        LogRequest::Reset
+    } else if let Some(count) = tail {
+        LogRequest::Tail(log_tail(count.as_u64(), &count.to_string())?)
+    } else {
+        LogRequest::Show
+    };
+    Ok(Request::Log(request))
+}
+
+/// Why `log follow` cannot run over JSON.
+#[must_use]
+pub fn follow_text_only() -> Failure {
+    Failure::new(
+        Reason::TextOnly,
+        "`log follow` needs a text session of its own (`nc -U`, `manhole-cli`); over JSON, send `{\"tail\": N}` as often as you want",
+    )
 }
 
 /// The columns `stats` can sort by; numbers sort largest first.
@@ -398,6 +530,7 @@ pub fn parse_text(line: &str) -> Result<Option<Request>, Failure> {
             _ => return Err(usage(builtin)),
         },
         Builtin::Stats => parse_stats(rest)?,
+        Builtin::Log => parse_log(rest)?,
         Builtin::Watch => parse_watch(rest)?,
         Builtin::Quit => no_args(Request::Quit)?,
         Builtin::Get => match rest {
@@ -621,6 +754,7 @@ fn json_request(method: &str, params: Map<String, Value>) -> Result<Request, Fai
             Request::Set { name, value }
         }
         Builtin::Stats => json_stats(&mut params)?,
+        Builtin::Log => json_log(&mut params)?,
         Builtin::Watch | Builtin::Quit => return Err(text_only(builtin)),
     })
 }
@@ -742,6 +876,23 @@ impl Request {
                 }
                 (method(Builtin::Call), params)
             }
+            Request::Log(log) => (
+                method(Builtin::Log),
+                match log {
+                    LogRequest::Show => Value::Null,
+                    LogRequest::Set {
+                        filter,
+                        revert_after: None,
+                    } => json!({ "set": filter }),
+                    LogRequest::Set {
+                        filter,
+                        revert_after: Some(after),
+                    } => json!({"set": filter, "for_s": after.as_secs_f64()}),
+                    LogRequest::Reset => json!({"reset": true}),
+                    LogRequest::Tail(count) => json!({ "tail": count }),
+                    LogRequest::Follow => return Err(follow_text_only()),
+                },
+            ),
             Request::Watch { .. } => return Err(text_only(Builtin::Watch)),
             Request::Quit => return Err(text_only(Builtin::Quit)),
         })
@@ -874,6 +1025,60 @@ mod tests {
         }
     }
 
+    #[test]
+    fn log_takes_its_subcommands() {
+        assert_eq!(
+            parse_text("log set debug --for=90s").unwrap(),
+            Some(Request::Log(LogRequest::Set {
+                filter: "debug".into(),
+                revert_after: Some(Duration::from_secs(90))
+            }))
+        );
+        assert_eq!(
+            parse_text("log follow").unwrap(),
+            Some(Request::Log(LogRequest::Follow))
+        );
+        assert!(parse_text("log follow")
+            .unwrap()
+            .unwrap()
+            .to_json()
+            .unwrap_err()
+            .is(Reason::TextOnly));
+        for bad in ["log set", "log frob", "log tail 1 2", "log set a --for"] {
+            assert!(
+                parse_text(bad)
+                    .unwrap_err()
+                    .message
+                    .starts_with("usage: log"),
+                "{bad}"
+            );
+        }
+        assert!(parse_text("log tail 0")
+            .unwrap_err()
+            .message
+            .contains("from 1 to"));
+        assert!(parse_text("log set x --for 2d")
+            .unwrap_err()
+            .message
+            .contains("from 1s to 86400s"));
+        for params in [
+            r#"{"set":"debug","reset":true}"#,
+            r#"{"for_s":10}"#,
+            r#"{"tail":0}"#,
+            r#"{"tail":"5"}"#,
+            r#"{"set":1}"#,
+            r#"{"set":"x","for_s":0.5}"#,
+            r#"{"follow":true}"#,
+        ] {
+            let line = format!(r#"{{"jsonrpc":"2.0","id":1,"method":"log","params":{params}}}"#);
+            assert_eq!(
+                failure(&line),
+                (json!(1), Some(Reason::BadParams)),
+                "{params}"
+            );
+        }
+    }
+
     fn failure(line: &str) -> (Value, Option<Reason>) {
         match parse_json(line.as_bytes()) {
             JsonLine::Invalid { id, failure } => (id, failure.reason),
@@ -976,6 +1181,12 @@ mod tests {
             "stats --window=2m --sort calls",
             "stats reset",
             "stats reset handle_request",
+            "log",
+            "log set debug",
+            "log set 'info,app=trace' --for 10m",
+            "log reset",
+            "log tail",
+            "log tail 5",
             "call add 40 2",
             "add 40 2",
             "REQUESTS",

@@ -7,7 +7,8 @@ use crate::registry::{self, Args, Command, Inspect, InspectKind, Lookup, Named, 
 use crate::stacks;
 use crate::{limits, mem, process, top};
 use manhole_wire::{
-    parse_text, text_only, value_text, ArgValue, Builtin, Failure, Reason, Request, SortBy,
+    follow_text_only, parse_text, text_only, value_text, ArgValue, Builtin, Failure, LogRequest,
+    Reason, Request, SortBy,
 };
 use serde_json::{json, Value};
 use std::fmt::Write as _;
@@ -69,6 +70,8 @@ fn answer(request: Request, served: Served) -> Result<Answer, Failure> {
         Request::Set { name, value } => set(&name, value),
         Request::Stats { sort, window } => Ok(stats(sort, window)),
         Request::StatsReset(name) => stats_reset(name.as_deref()),
+        Request::Log(LogRequest::Follow) => Err(follow_text_only()),
+        Request::Log(request) => log(request),
         Request::Watch { .. } => Err(text_only(Builtin::Watch)),
         Request::Call { name, args, bare } => call(&name, &args, bare),
         Request::Greeting => Ok(greeting(served)),
@@ -432,6 +435,120 @@ fn memory() -> Answer {
         }
     }
     Answer { json, text }
+}
+
+/// `log` without the `tracing` feature: say how to get it, never pretend.
+#[cfg(not(feature = "tracing"))]
+fn log_control() -> Result<std::convert::Infallible, Failure> {
+    Err(Failure::new(
+        Reason::NotEnabled,
+        "`log` needs manhole's `tracing` feature: build with `manhole = { version = \"...\", features = [\"tracing\"] }` and put `manhole::tracing::layer()` first in the tracing subscriber",
+    ))
+}
+
+/// The tracing layer to steer, or why there is none.
+#[cfg(feature = "tracing")]
+fn log_control() -> Result<crate::tracing::Control, Failure> {
+    crate::tracing::control().ok_or_else(|| {
+        Failure::new(
+            Reason::NotEnabled,
+            "no `manhole::tracing::layer()` in this process: put it first in the tracing subscriber, as in `tracing_subscriber::registry().with(manhole::tracing::layer())`",
+        )
+    })
+}
+
+#[cfg(not(feature = "tracing"))]
+fn log(_request: LogRequest) -> Result<Answer, Failure> {
+    match log_control()? {}
+}
+
+/// New events as `log follow` shows them: each call returns the lines of
+/// the events since the last.
+pub(crate) type Follow = Box<dyn FnMut() -> String + Send>;
+
+/// Starts following the log: the heading, and the source of new lines.
+#[cfg(not(feature = "tracing"))]
+pub(crate) fn follow() -> Result<(String, Follow), Failure> {
+    match log_control()? {}
+}
+
+/// Starts following the log: the heading, and the source of new lines.
+#[cfg(feature = "tracing")]
+pub(crate) fn follow() -> Result<(String, Follow), Failure> {
+    let control = log_control()?;
+    let heading = format!(
+        "following events that pass the filter `{}`; send a line to stop\n",
+        control.status().filter
+    );
+    let mut seen = control.newest();
+    let next = move || {
+        let (events, newest) = control.after(seen);
+        seen = newest;
+        events.iter().map(|event| event.to_line()).collect()
+    };
+    Ok((heading, Box::new(next)))
+}
+
+#[cfg(feature = "tracing")]
+fn log(request: LogRequest) -> Result<Answer, Failure> {
+    let control = log_control()?;
+    let status = match request {
+        LogRequest::Tail(count) => {
+            let events = control.tail(count);
+            return Ok(Answer {
+                json: json!({"events": events.iter().map(|event| event.to_json()).collect::<Vec<_>>()}),
+                text: events.iter().map(|event| event.to_line()).collect(),
+            });
+        }
+        LogRequest::Follow => return Err(follow_text_only()),
+        LogRequest::Show => control.status(),
+        LogRequest::Reset => control.reset(),
+        LogRequest::Set {
+            filter,
+            revert_after,
+        } => control.set(&filter, revert_after).map_err(|err| {
+            Failure::new(
+                Reason::BadArgument,
+                format!("{err}; the filter in force stays"),
+            )
+            .with_details(json!({"argument": "set", "got": filter, "expected": "an EnvFilter directive list, such as `info` or `warn,my_app=debug`"}))
+        })?,
+    };
+    let reverts_in_s = status
+        .reverts
+        .as_ref()
+        .map(|(seconds, _, _)| (seconds * 10.0).round() / 10.0);
+    let mut json = json!({
+        "filter": status.filter,
+        "default": status.default,
+        "reverts_in_s": reverts_in_s,
+    });
+    let mut text = match &status.previous {
+        Some(previous) => format!("filter `{}` (was `{previous}`)", status.filter),
+        None => format!("filter `{}`", status.filter),
+    };
+    if let Some(previous) = &status.previous {
+        json["previous"] = json!(previous);
+    }
+    if let Some((seconds, at, back_to)) = &status.reverts {
+        let at = at
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0.0, |since| since.as_secs_f64());
+        let at = process::rfc3339_with(at, 0);
+        json["reverts_at"] = json!(at);
+        json["reverts_to"] = json!(back_to);
+        let _ = write!(
+            text,
+            "; reverts to `{back_to}` in {} (at {at})",
+            seconds_human(*seconds)
+        );
+    }
+    if status.filter == status.default {
+        text.push_str(", the default\n");
+    } else {
+        let _ = writeln!(text, "; the default is `{}`", status.default);
+    }
+    Ok(Answer { json, text })
 }
 
 /// Bytes for people: `512 B`, `12.3 MiB`.

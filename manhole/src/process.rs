@@ -99,12 +99,25 @@ fn open_descriptors() -> Option<u64> {
 /// Seconds since the epoch as RFC 3339 in UTC, to the hundredth:
 /// `2026-12-03T08:07:40.37Z`.
 pub(crate) fn rfc3339(epoch_seconds: f64) -> String {
-    let hundredths = (epoch_seconds * 100.0).round() as i64;
-    let (seconds, fraction) = (hundredths.div_euclid(100), hundredths.rem_euclid(100));
+    rfc3339_with(epoch_seconds, 2)
+}
+
+/// Seconds since the epoch as RFC 3339 in UTC, with `digits` (at most 6)
+/// decimals of the second.
+pub(crate) fn rfc3339_with(epoch_seconds: f64, digits: u32) -> String {
+    let digits = digits.min(6);
+    let scale = 10i64.pow(digits);
+    let units = (epoch_seconds * scale as f64).round() as i64;
+    let (seconds, fraction) = (units.div_euclid(scale), units.rem_euclid(scale));
     let (days, of_day) = (seconds.div_euclid(86_400), seconds.rem_euclid(86_400));
     let (year, month, day) = civil_from_days(days);
+    let fraction = if digits == 0 {
+        String::new()
+    } else {
+        format!(".{fraction:0width$}", width = digits as usize)
+    };
     format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{fraction:02}Z",
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}{fraction}Z",
         of_day / 3600,
         of_day % 3600 / 60,
         of_day % 60
@@ -137,6 +150,8 @@ mod tests {
         assert_eq!(rfc3339(1_796_285_260.371), "2026-12-03T08:07:40.37Z");
         assert_eq!(rfc3339(4_102_444_799.999), "2100-01-01T00:00:00.00Z");
         assert_eq!(rfc3339(-1.0), "1969-12-31T23:59:59.00Z");
+        assert_eq!(rfc3339_with(1.2345, 3), "1970-01-01T00:00:01.235Z");
+        assert_eq!(rfc3339_with(59.9, 0), "1970-01-01T00:01:00Z");
     }
 
     #[test]

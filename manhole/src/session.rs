@@ -8,7 +8,9 @@
 
 use crate::builtins;
 use crate::options::{deadline_after, Options, Served};
-use manhole_wire::{json_response, parse_json, parse_text, Failure, JsonLine, Reason, Request};
+use manhole_wire::{
+    json_response, parse_json, parse_text, Failure, JsonLine, LogRequest, Reason, Request,
+};
 use nix::errno::Errno;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::socket::{recv, send, MsgFlags};
@@ -330,6 +332,13 @@ fn serve_text<R: Input>(
                             Watched::ClientGone => return Ok(()),
                         }
                     }
+                    Ok(Some(Request::Log(LogRequest::Follow))) => match builtins::follow() {
+                        Err(failure) => error_line(&failure),
+                        Ok((heading, next)) => match follow(lines, out, &heading, next)? {
+                            Watched::Stopped => String::new(),
+                            Watched::ClientGone => return Ok(()),
+                        },
+                    },
                     Ok(Some(request)) => match builtins::run(request, lines.served) {
                         Ok(answer) => answer.text,
                         Err(failure) => error_line(&failure),
@@ -404,6 +413,41 @@ fn watch<R: Input>(
         }
         // A watch is output, not input: a client silent past the idle
         // timeout loses its session here too.
+        if started.elapsed() >= lines.idle_timeout {
+            out.write_all(error_line(&idle_failure(lines.idle_timeout)).as_bytes())?;
+            return Ok(Watched::ClientGone);
+        }
+    }
+}
+
+/// How often `log follow` looks for new events.
+const FOLLOW_INTERVAL: Duration = Duration::from_millis(100);
+
+/// `log follow`: writes new events as they come until the client sends a
+/// line (consumed, not run) or goes away.
+fn follow<R: Input>(
+    lines: &mut Lines<R>,
+    out: &mut impl Write,
+    heading: &str,
+    mut next: builtins::Follow,
+) -> io::Result<Watched> {
+    let started = Instant::now();
+    out.write_all(heading.as_bytes())?;
+    loop {
+        let new = next();
+        if !new.is_empty() {
+            out.write_all(new.as_bytes())?;
+        }
+        if lines.wait_readable(FOLLOW_INTERVAL)? {
+            return Ok(match lines.next()? {
+                Line::End => Watched::ClientGone,
+                Line::Idle => {
+                    out.write_all(error_line(&idle_failure(lines.idle_timeout)).as_bytes())?;
+                    Watched::ClientGone
+                }
+                Line::Complete(_) | Line::TooLong => Watched::Stopped,
+            });
+        }
         if started.elapsed() >= lines.idle_timeout {
             out.write_all(error_line(&idle_failure(lines.idle_timeout)).as_bytes())?;
             return Ok(Watched::ClientGone);
