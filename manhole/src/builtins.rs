@@ -344,7 +344,9 @@ fn info(served: Served) -> Answer {
             "cgroup".to_owned(),
             json!({"version": version, "path": path}),
         );
-        limit_text.push(format!("(cgroup v{version} {path})"));
+        if let Some(last) = limit_text.last_mut() {
+            let _ = write!(last, " (cgroup v{version} {path})");
+        }
     }
     if let Some((soft, hard)) = limits.open_files {
         limit_json.insert("open_files".to_owned(), json!({"soft": soft, "hard": hard}));
@@ -363,7 +365,22 @@ fn info(served: Served) -> Answer {
     };
     row("pid", facts.pid.to_string());
     row("exe", facts.exe.clone());
-    row("args", manhole_wire::quote_line(&facts.args));
+    let args: Vec<String> = facts
+        .args
+        .iter()
+        .map(|arg| {
+            let plain = !arg.is_empty()
+                && arg
+                    .chars()
+                    .all(|ch| ch.is_alphanumeric() || "-_./=:,+@%".contains(ch));
+            if plain {
+                arg.clone()
+            } else {
+                manhole_wire::quote_word(arg)
+            }
+        })
+        .collect();
+    row("args", args.join(" "));
     if let Some(program) = served.program {
         json["program"] = json!({"name": program.name, "version": program.version});
         row("program", format!("{} {}", program.name, program.version));
@@ -428,8 +445,8 @@ fn memory() -> Answer {
     if let Value::Object(fields) = &allocator {
         for (key, value) in fields.iter().filter(|(key, _)| *key != "name") {
             let shown = match (key.strip_suffix("_bytes"), value.as_u64()) {
-                (Some(label), Some(bytes)) => format!("{label:<12} {}", bytes_human(bytes)),
-                _ => format!("{key:<12} {}", value_text(value)),
+                (Some(label), Some(bytes)) => format!("{label:<16} {}", bytes_human(bytes)),
+                _ => format!("{key:<16} {}", value_text(value)),
             };
             let _ = writeln!(text, "  {shown}");
         }

@@ -17,9 +17,10 @@
 //!   signal but the stack signal before it does anything, and session
 //!   threads inherit that mask.
 //!
-//! - While any function is under `inspect(calls)`, the thread also wakes
-//!   once a second to sample their counters for `stats --window`
-//!   ([`crate::calls`]); with none, it never wakes for that.
+//! - While it listens and any function is under `inspect(calls)`, the
+//!   thread also wakes once a second to sample their counters for
+//!   `stats --window` ([`crate::calls`]); with none, or while dormant, it
+//!   never wakes for that.
 //!
 //! [`Running::stop`] ends it all. Installing, uninstalling and `fork()` are
 //! [`crate::lifecycle`]'s business, one layer up.
@@ -351,7 +352,8 @@ fn wait_for_trigger(context: &Context, trigger: RawFd) -> bool {
             PollFd::new(fd(&trigger), PollFlags::POLLIN),
             PollFd::new(context.wake.as_fd(), PollFlags::POLLIN),
         ];
-        wait_without_spinning(context, &mut fds);
+        // Dormant means asleep: no samples until the trigger arrives.
+        wait_without_spinning(context, &mut fds, Sampling::Off);
         if context.shared.stopping() {
             return false;
         }
@@ -361,18 +363,30 @@ fn wait_for_trigger(context: &Context, trigger: RawFd) -> bool {
     }
 }
 
-/// Sleeps until one of `fds` is ready, or a sample of the call counters is
-/// due (and then takes it). A failing `poll` is retried after a pause, so
-/// that the thread never spins.
-fn wait_without_spinning(context: &Context, fds: &mut [PollFd<'_>]) {
-    let timeout = context.sampler.borrow().timeout();
+/// Whether a wait also takes the call counters' samples.
+#[derive(Clone, Copy, PartialEq)]
+enum Sampling {
+    On,
+    Off,
+}
+
+/// Sleeps until one of `fds` is ready, or (with [`Sampling::On`]) a sample
+/// of the call counters is due, and then takes it. A failing `poll` is
+/// retried after a pause, so that the thread never spins.
+fn wait_without_spinning(context: &Context, fds: &mut [PollFd<'_>], sampling: Sampling) {
+    let timeout = match sampling {
+        Sampling::On => context.sampler.borrow().timeout(),
+        Sampling::Off => PollTimeout::NONE,
+    };
     if let Err(err) = poll(fds, timeout) {
         if err != Errno::EINTR {
             log::always(format_args!("poll failed: {err}; retrying"));
             std::thread::sleep(Duration::from_millis(100));
         }
     }
-    context.sampler.borrow_mut().tick();
+    if sampling == Sampling::On {
+        context.sampler.borrow_mut().tick();
+    }
 }
 
 /// Empties the trigger pipe; `true` when it held anything.
@@ -412,7 +426,7 @@ fn serve(
         if let Some(watch) = watch {
             fds.push(PollFd::new(watch.fd(), PollFlags::POLLIN));
         }
-        wait_without_spinning(context, &mut fds);
+        wait_without_spinning(context, &mut fds, Sampling::On);
         drop(fds);
         if context.shared.stopping() {
             return;
