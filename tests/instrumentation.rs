@@ -414,8 +414,8 @@ fn stats_over_a_window_counts_only_recent_calls() {
     let mut session = service.json();
     assert_eq!(drive(&mut session, "parse_port", 300, 1, "80"), 300);
     // The `manhole` thread samples once a second; these calls are then
-    // more than two seconds in the past.
-    std::thread::sleep(std::time::Duration::from_millis(3500));
+    // more than two seconds in the past, with room for a late sample.
+    std::thread::sleep(std::time::Duration::from_millis(4500));
     drive(&mut session, "parse_port", 50, 1, "x");
     drive(&mut session, "nap", 5, 1, "20");
 
@@ -434,7 +434,7 @@ fn stats_over_a_window_counts_only_recent_calls() {
     assert_eq!(port["calls"], 50, "{recent}");
     assert_eq!(port["errors"], 50, "{recent}");
     let covered = port["covered_s"].as_f64().unwrap();
-    assert!((2.0..3.5).contains(&covered), "{port}");
+    assert!((2.0..4.5).contains(&covered), "{port}");
     let rate = port["calls_per_s"].as_f64().unwrap();
     assert!((rate - 50.0 / covered).abs() < 1.0, "{port}");
     let nap = row(&recent, "nap");

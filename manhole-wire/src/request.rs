@@ -216,7 +216,7 @@ fn json_log(params: &mut Params) -> Result<Request, Failure> {
 pub fn follow_text_only() -> Failure {
     Failure::new(
         Reason::TextOnly,
-        "`log follow` needs a text session of its own (`nc -U`, `manhole-cli`); over JSON, send `{\"tail\": N}` as often as you want",
+        "`log follow` needs a text session of its own (`nc -U`, `socat`); over JSON, and in `manhole-cli`, ask `log tail N` as often as you want",
     )
 }
 
