@@ -23,7 +23,7 @@ use serde::Serialize;
 use std::cell::Cell;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
-use std::sync::{Mutex, MutexGuard, OnceLock};
+use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 /// The longest window `stats --window` looks back over.
@@ -76,11 +76,14 @@ impl Shard {
 pub struct CallStats {
     shards: [Shard; SHARDS],
     /// Samples of the counters for `stats --window`; locked by the sampler
-    /// and by readers, never by a call.
-    history: Mutex<History>,
+    /// and by readers, never by a call. Boxed and made on first use, so
+    /// that a `CallStats` is all zero bits and its static lives in `.bss`:
+    /// no bytes in the binary, no memory until touched.
+    history: Mutex<Option<Box<History>>>,
 }
 
 /// Past samples of one function's counters, oldest first.
+#[derive(Default)]
 struct History {
     samples: VecDeque<Sample>,
     /// When the counters were last reset: a sample of zeros, then.
@@ -109,43 +112,45 @@ impl CallStats {
     pub const fn new() -> Self {
         CallStats {
             shards: [const { Shard::new() }; SHARDS],
-            history: Mutex::new(History {
-                samples: VecDeque::new(),
-                zeroed_at: None,
-                taken: 0,
-            }),
+            history: Mutex::new(None),
         }
     }
 
-    fn history(&self) -> MutexGuard<'_, History> {
-        self.history
+    /// Runs `f` on the history, under its lock.
+    fn with_history<R>(&self, f: impl FnOnce(&mut History) -> R) -> R {
+        let mut slot = self
+            .history
             .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        f(slot.get_or_insert_with(Box::default))
     }
 
     /// Adds a sample of the counters, taken `now`, to the history, and
     /// forgets what no window can reach any more.
     pub(crate) fn record_sample(&self, now: Instant) {
-        let mut snapshot = self.snapshot();
-        let buckets = std::mem::take(&mut snapshot.histogram)
-            .into_iter()
-            .enumerate()
-            .filter(|(_, count)| *count > 0)
-            .map(|(bucket, count)| (bucket as u16, count))
-            .collect();
-        let mut history = self.history();
-        let number = history.taken;
-        history.taken += 1;
-        history.samples.push_back(Sample {
-            at: now,
-            number,
-            snapshot,
-            buckets,
-        });
-        history.samples.retain(|sample| {
-            let age = now.saturating_duration_since(sample.at);
-            age <= DENSE_HISTORY
-                || (age <= MAX_WINDOW + SAMPLE_INTERVAL * 10 && sample.number % 10 == 0)
+        // Read under the history's lock, so that a reset cannot fall
+        // between reading the counters and keeping the sample.
+        self.with_history(|history| {
+            let mut snapshot = self.snapshot();
+            let buckets = std::mem::take(&mut snapshot.histogram)
+                .into_iter()
+                .enumerate()
+                .filter(|(_, count)| *count > 0)
+                .map(|(bucket, count)| (bucket as u16, count))
+                .collect();
+            let number = history.taken;
+            history.taken += 1;
+            history.samples.push_back(Sample {
+                at: now,
+                number,
+                snapshot,
+                buckets,
+            });
+            history.samples.retain(|sample| {
+                let age = now.saturating_duration_since(sample.at);
+                age <= DENSE_HISTORY
+                    || (age <= MAX_WINDOW + SAMPLE_INTERVAL * 10 && sample.number % 10 == 0)
+            });
         });
     }
 
@@ -155,9 +160,12 @@ impl CallStats {
     /// duration is how long the figures really cover; `None` when they
     /// cover everything since the process started.
     pub(crate) fn window(&self, window: Duration) -> (Snapshot, Option<Duration>) {
+        self.with_history(|history| self.window_in(history, window))
+    }
+
+    fn window_in(&self, history: &History, window: Duration) -> (Snapshot, Option<Duration>) {
         let now = Instant::now();
         let current = self.snapshot();
-        let history = self.history();
         let zero = history.zeroed_at.map(|at| (at, None));
         let candidates = zero
             .into_iter()
@@ -211,7 +219,16 @@ impl CallStats {
     /// the reset is kept, and so are the calls in flight, whose start stays
     /// counted until they finish. Returns how many were in flight.
     pub(crate) fn reset(&self) -> u64 {
-        let mut history = self.history();
+        self.with_history(|history| {
+            self.zero();
+            history.samples.clear();
+            history.zeroed_at = Some(Instant::now());
+        });
+        self.snapshot().in_flight
+    }
+
+    /// Lowers every counter by what it holds; see [`CallStats::reset`].
+    fn zero(&self) {
         for shard in &self.shards {
             let finished: u64 = shard
                 .buckets
@@ -234,10 +251,6 @@ impl CallStats {
             }
             shard.max_ticks.store(0, Relaxed);
         }
-        history.samples.clear();
-        history.zeroed_at = Some(Instant::now());
-        drop(history);
-        self.snapshot().in_flight
     }
 
     #[inline]
