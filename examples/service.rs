@@ -40,6 +40,11 @@ static STOPPING: AtomicBool = AtomicBool::new(false);
 #[manhole::inspect(writable)]
 static PAUSED: AtomicBool = AtomicBool::new(false);
 
+/// While `true`, the `burner` thread spins on a core: `set BURN true`,
+/// then `top` shows it hot.
+#[manhole::inspect(writable)]
+static BURN: AtomicBool = AtomicBool::new(false);
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct Config {
     version: u32,
@@ -191,9 +196,27 @@ fn worker() {
     }
 }
 
+/// Spins while `BURN` is set, naps otherwise.
+fn burner() {
+    while !STOPPING.load(Ordering::Relaxed) {
+        if BURN.load(Ordering::Relaxed) {
+            let until = std::time::Instant::now() + Duration::from_millis(50);
+            while std::time::Instant::now() < until {
+                std::hint::spin_loop();
+            }
+        } else {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
 #[manhole::main]
 fn main() {
     let pid = std::process::id();
+    let burner = std::thread::Builder::new()
+        .name("burner".to_owned())
+        .spawn(burner)
+        .expect("spawn the burner");
     let workers: Vec<_> = (0..2)
         .map(|index| {
             std::thread::Builder::new()
@@ -227,7 +250,7 @@ fn main() {
         }
         std::thread::sleep(Duration::from_millis(25));
     }
-    for worker in workers {
+    for worker in workers.into_iter().chain([burner]) {
         let _ = worker.join();
     }
     println!("service stopped");

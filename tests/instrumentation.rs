@@ -266,8 +266,9 @@ fn set_writes_each_supported_type_and_keeps_the_old_value_on_error() {
         ("set LIMIT -1", "error: cannot set `LIMIT`: expected a u64, got \"-1\": invalid digit found in string\n"),
         ("set VERBOSE yes", "error: cannot set `VERBOSE`: expected `true` or `false`, got \"yes\": provided string was not `true` or `false`\n"),
         ("set LIMIT [1]", "error: cannot set `LIMIT`: expected a u64, got [1]\n"),
-        (r#"set SETTINGS {"mode": 1, "retries": 5}"#, "error: cannot set `SETTINGS`: the value does not fit instrumented::Settings: invalid type: integer `1`, expected a string\n"),
-        (r#"set SETTINGS {"mode": "x", "retries": 5, "extra": 1}"#, "error: cannot set `SETTINGS`: the value does not fit instrumented::Settings: unknown field `extra`, expected `mode` or `retries`\n"),
+        (r#"set SETTINGS {"mode": 1, "retries": 5}"#, "error: cannot set `SETTINGS`: the value does not fit Settings: invalid type: integer `1`, expected a string\n"),
+        (r#"set UPSTREAMS {"a": 1}"#, "error: cannot set `UPSTREAMS`: the value does not fit Vec<String>: invalid type: map, expected a sequence\n"),
+        (r#"set SETTINGS {"mode": "x", "retries": 5, "extra": 1}"#, "error: cannot set `SETTINGS`: the value does not fit Settings: unknown field `extra`, expected `mode` or `retries`\n"),
         ("set SEEN 5", "error: `SEEN` is not writable; mark its static `#[manhole::inspect(writable)]` to allow `set`\n"),
         ("set lookup 5", "error: `lookup` is a function's call statistics, which cannot be set\n"),
         ("set drive 5", "error: `drive` is a command, not an inspected item; use `call drive`\n"),
@@ -375,8 +376,11 @@ fn watch_reprints_until_a_line_and_ends_with_the_client() {
     ] {
         assert_eq!(text.ask(line), expected, "{line}");
     }
-    let unknown = text.ask("watch LIMT");
-    assert!(unknown.ends_with("error: unknown inspected item `LIMT`; did you mean `LIMIT`? `list` shows what is registered\n"), "{unknown}");
+    // Only the error: no heading that promises a watch.
+    assert_eq!(
+        text.ask("watch LIMT"),
+        "error: unknown inspected item `LIMT`; did you mean `LIMIT`? `list` shows what is registered\n"
+    );
 
     let mut session = service.json();
     assert_eq!(
@@ -402,4 +406,133 @@ fn a_client_that_vanishes_mid_watch_costs_nothing() {
         threads_named(service.pid, "manhole-session").len() == baseline
     });
     assert_eq!(Text::connect(&service.socket).ask("get LIMIT"), "100\n");
+}
+
+#[test]
+fn stats_over_a_window_counts_only_recent_calls() {
+    let service = start();
+    let mut session = service.json();
+    assert_eq!(drive(&mut session, "parse_port", 300, 1, "80"), 300);
+    // The `manhole` thread samples once a second; these calls are then
+    // more than two seconds in the past, with room for a late sample.
+    std::thread::sleep(std::time::Duration::from_millis(4500));
+    drive(&mut session, "parse_port", 50, 1, "x");
+    drive(&mut session, "nap", 5, 1, "20");
+
+    let recent = session.result("stats", json!({"window_s": 2}));
+    assert_eq!(recent["window_s"], 2.0);
+    let row = |stats: &Value, name: &str| {
+        stats["functions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|row| row["name"] == name)
+            .unwrap_or_else(|| panic!("no {name} in {stats}"))
+            .clone()
+    };
+    let port = row(&recent, "parse_port");
+    assert_eq!(port["calls"], 50, "{recent}");
+    assert_eq!(port["errors"], 50, "{recent}");
+    let covered = port["covered_s"].as_f64().unwrap();
+    assert!((2.0..4.5).contains(&covered), "{port}");
+    let rate = port["calls_per_s"].as_f64().unwrap();
+    assert!((rate - 50.0 / covered).abs() < 1.0, "{port}");
+    let nap = row(&recent, "nap");
+    assert_eq!(nap["calls"], 5);
+    let p50 = millis(&nap, "p50_ns");
+    assert!((18.0..40.0).contains(&p50), "{nap}");
+    assert!(millis(&nap, "max_ns") >= p50);
+
+    // Since start, the older calls are there too.
+    let all = session.result("stats", Value::Null);
+    assert_eq!(row(&all, "parse_port")["calls"], 350);
+    assert!(all.get("window_s").is_none());
+    // A window longer than the history covers it all, and says so.
+    let long = session.result("stats", json!({"window_s": 600, "sort": "calls"}));
+    let port = row(&long, "parse_port");
+    assert_eq!(port["calls"], 350, "{long}");
+    assert!(port["covered_s"].as_f64().unwrap() < 600.0);
+    assert_eq!(long["functions"][0]["name"], "parse_port", "sorted: {long}");
+
+    let text = service.text().ask("stats --window 2s --sort calls");
+    assert!(
+        text.starts_with("over the last 2.0s\ncalls per second: "),
+        "{text}"
+    );
+    let header = text.lines().nth(2).unwrap();
+    assert!(header.starts_with("NAME "), "{text}");
+    assert!(
+        text.lines().nth(3).unwrap().starts_with("parse_port "),
+        "{text}"
+    );
+    let text = service.text().ask("stats --window 10m");
+    assert!(text.contains("; `parse_port` only "), "{text}");
+
+    let error = session.error("stats", json!({"window_s": 601}));
+    assert_eq!(error["data"]["reason"], "bad_params");
+    assert_eq!(
+        service.text().ask("stats --window 0"),
+        "error: the window must be from 1s to 600s (10m), such as 10s or 5m; got \"0\"\n"
+    );
+}
+
+#[test]
+fn stats_reset_zeroes_the_counters_and_keeps_calls_in_flight() {
+    let service = start();
+    let mut session = service.json();
+    drive(&mut session, "parse_port", 20, 1, "x");
+    drive(&mut session, "lookup", 10, 1, "1");
+    let mut text = service.text();
+    assert_eq!(
+        text.ask("stats reset parse_port"),
+        "reset the call statistics of `parse_port` to zero\n"
+    );
+    let port = calls_of(&mut session, "parse_port");
+    assert_eq!(
+        (port["calls"].as_u64(), port["errors"].as_u64()),
+        (Some(0), Some(0)),
+        "{port}"
+    );
+    assert_eq!(port["p50_ns"], Value::Null);
+    assert_eq!(
+        calls_of(&mut session, "lookup")["calls"],
+        10,
+        "only the one named"
+    );
+    drive(&mut session, "parse_port", 3, 1, "80");
+    assert_eq!(calls_of(&mut session, "parse_port")["calls"], 3);
+
+    session.result("call", json!({"name": "block_at_gate", "args": [2]}));
+    wait_until("two calls in flight", || {
+        calls_of(&mut session, "wait_at_gate")["in_flight"] == 2
+    });
+    let reset = session.result("stats", json!({"reset": true}));
+    assert_eq!(reset["in_flight"], 2, "{reset}");
+    assert!(reset["reset"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|name| name == "lookup"));
+    assert_eq!(calls_of(&mut session, "lookup")["calls"], 0);
+    let gate = calls_of(&mut session, "wait_at_gate");
+    assert_eq!(
+        (gate["calls"].as_u64(), gate["in_flight"].as_u64()),
+        (Some(2), Some(2))
+    );
+    session.result("call", json!({"name": "open_gate"}));
+    wait_until("the calls to return", || {
+        calls_of(&mut session, "wait_at_gate")["in_flight"] == 0
+    });
+    assert_eq!(calls_of(&mut session, "wait_at_gate")["calls"], 2);
+
+    let answer = text.ask("stats reset");
+    assert!(
+        answer.starts_with("reset the call statistics of "),
+        "{answer}"
+    );
+    assert!(answer.contains(" functions to zero: "), "{answer}");
+    let error = session.error("stats", json!({"reset": true, "name": "VERBOSE"}));
+    assert_eq!(error["data"]["reason"], "wrong_kind", "{error}");
+    let error = session.error("stats", json!({"reset": true, "name": "nosuch"}));
+    assert_eq!(error["data"]["reason"], "unknown", "{error}");
 }

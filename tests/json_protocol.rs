@@ -96,7 +96,10 @@ fn help_and_list_describe_everything() {
         .collect();
     assert_eq!(
         builtins,
-        ["help", "list", "stacks", "threads", "get", "set", "stats", "watch", "call", "quit"]
+        [
+            "help", "list", "stacks", "threads", "info", "top", "mem", "get", "set", "stats",
+            "log", "watch", "call", "quit"
+        ]
     );
     assert_eq!(session.result("help", json!({"name": "add"})), *add);
 }
@@ -224,7 +227,23 @@ fn errors_use_json_rpc_codes() {
         -32601,
         "`add` is a command, not an inspected item; use `call add`",
     );
-    assert_error(&session.error("frobnicate", json!({})), -32601, "unknown method `frobnicate`; expected one of: `help`, `list`, `stacks`, `threads`, `get`, `set`, `stats`, `call`, `greeting`, `text`");
+    let methods: Vec<String> = manhole_wire::Builtin::json_methods()
+        .map(|method| format!("`{}`", method.name()))
+        .collect();
+    assert!(methods.starts_with(&[
+        "`help`".to_owned(),
+        "`list`".to_owned(),
+        "`stacks`".to_owned(),
+        "`threads`".to_owned()
+    ]));
+    assert_error(
+        &session.error("frobnicate", json!({})),
+        -32601,
+        &format!(
+            "unknown method `frobnicate`; expected one of: {}",
+            methods.join(", ")
+        ),
+    );
     assert_error(
         &session.error("get", json!({})),
         -32602,

@@ -311,18 +311,27 @@ fn voluntary_switches(pid: u32, tid: u32) -> u64 {
         .unwrap()
 }
 
+/// An idle manhole sleeps in `poll`. The one exception: while it listens in
+/// a program with functions under `inspect(calls)` (as `service` has), it
+/// wakes once a second to sample their counters for `stats --window`.
 #[test]
-fn an_idle_manhole_never_wakes_up() {
+fn an_idle_manhole_never_wakes_up_but_to_sample_call_counters() {
     // In a directory of its own, so that nothing but the test touches the
     // socket's neighbourhood.
     let dir = support::scratch("idle-dir");
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("socket");
-    for setting in ["", ",activate_on=USR1"] {
+    let path_arg = path.display().to_string();
+    // (example, arguments, MANHOLE, the most wake-ups allowed in 2 s)
+    let cases = [
+        ("service", vec![], ",activate_on=USR1", 0),
+        ("embedded", vec![path_arg.as_str()], "", 0),
+        ("service", vec![], "", 3),
+    ];
+    for (example, args, setting, most) in cases {
         let setting = format!("socket_path={}{setting}", path.display());
         let service =
-            Service::spawn_with_env("service", &[], &[("MANHOLE", &setting)], Some(&path));
-        installed(&service);
+            Service::spawn_with_env(example, &args, &[("MANHOLE", &setting)], Some(&path));
         if !setting.contains("activate_on") {
             // A first session shows the symbol tables are loaded.
             service.wait_for_socket();
@@ -330,6 +339,8 @@ fn an_idle_manhole_never_wakes_up() {
             support::wait_until("the session to end", || {
                 threads_named(service.pid, "manhole-session").is_empty()
             });
+        } else {
+            installed(&service);
         }
         // The thread takes its name once it runs; then let it settle into
         // its wait.
@@ -341,10 +352,14 @@ fn an_idle_manhole_never_wakes_up() {
         let before = voluntary_switches(service.pid, manhole[0]);
         std::thread::sleep(Duration::from_secs(2));
         let after = voluntary_switches(service.pid, manhole[0]);
-        assert_eq!(
-            after, before,
-            "the idle manhole thread woke up ({setting:?})"
+        assert!(
+            after - before <= most,
+            "the idle manhole thread woke up {} times in 2 s ({example} {setting:?})",
+            after - before
         );
+        if most > 0 {
+            assert!(after > before, "no samples taken ({example})");
+        }
     }
     std::fs::remove_dir_all(dir).unwrap();
 }

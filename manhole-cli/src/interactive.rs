@@ -204,6 +204,10 @@ pub struct Names {
     inspected: Vec<String>,
     /// The inspected items that `set` may replace.
     writable: Vec<String>,
+    /// The functions under `inspect(calls)`, which `stats reset` takes.
+    counted: Vec<String>,
+    /// The words that follow a built-in's name (`stats reset`, `log set`).
+    subwords: Vec<String>,
 }
 
 impl Names {
@@ -234,7 +238,23 @@ impl Names {
                 .filter(|item| item.get("writable") == Some(&Value::Bool(true)))
                 .filter_map(name)
                 .collect(),
+            counted: items("inspected")
+                .iter()
+                .filter(|item| item.get("kind") == Some(&Value::from("calls")))
+                .filter_map(name)
+                .collect(),
+            subwords: ["reset", "--sort", "--window", "set", "tail", "follow"]
+                .map(str::to_owned)
+                .to_vec(),
         }
+    }
+
+    /// `wanted`, as owned by these names, for the candidate pool.
+    fn words(&self, wanted: &[&str]) -> Vec<&String> {
+        self.subwords
+            .iter()
+            .filter(|word| wanted.contains(&word.as_str()))
+            .collect()
     }
 
     /// The candidates for the word that starts at `start` and is `prefix`
@@ -254,8 +274,13 @@ impl Names {
                 Some(Builtin::Help) => every_name(),
                 Some(Builtin::Get | Builtin::Watch) => self.inspected.iter().collect(),
                 Some(Builtin::Set) => self.writable.iter().collect(),
+                Some(Builtin::Stats) => self.words(&["reset", "--sort", "--window"]),
+                Some(Builtin::Log) => self.words(&["set", "reset", "tail", "follow"]),
                 _ => Vec::new(),
             },
+            [first, "reset"] if Builtin::from_word(first) == Some(Builtin::Stats) => {
+                self.counted.iter().collect()
+            }
             _ => Vec::new(),
         };
         let mut found: Vec<String> = pool
@@ -321,7 +346,7 @@ mod tests {
     fn names() -> Names {
         Names::from_help(&json!({
             "commands": [{"name": "reload_config"}, {"name": "add"}, {"name": "get_ready"}],
-            "inspected": [{"name": "REQUESTS"}, {"name": "queue_depth"}, {"name": "PAUSED", "writable": true}],
+            "inspected": [{"name": "REQUESTS"}, {"name": "queue_depth"}, {"name": "PAUSED", "writable": true}, {"name": "handle", "kind": "calls"}],
         }))
     }
 
@@ -350,12 +375,18 @@ mod tests {
         );
         assert_eq!(
             names.candidates(&["get"], ""),
-            ["PAUSED", "REQUESTS", "queue_depth"]
+            ["PAUSED", "REQUESTS", "handle", "queue_depth"]
         );
         assert_eq!(names.candidates(&["watch"], "R"), ["REQUESTS"]);
         assert_eq!(names.candidates(&["set"], ""), ["PAUSED"]);
         assert_eq!(names.candidates(&["help"], "q"), ["queue_depth", "quit"]);
         assert!(names.candidates(&["add"], "").is_empty());
+        assert_eq!(
+            names.candidates(&["log"], ""),
+            ["follow", "reset", "set", "tail"]
+        );
+        assert_eq!(names.candidates(&["stats"], "--"), ["--sort", "--window"]);
+        assert_eq!(names.candidates(&["stats", "reset"], ""), ["handle"]);
         assert!(names.candidates(&["call", "add"], "").is_empty());
     }
 

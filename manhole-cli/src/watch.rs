@@ -40,7 +40,8 @@ impl Watch {
 pub enum Watching {
     /// The server answered it itself (some future server), with this text.
     Answered(String),
-    /// The server refused it for another reason.
+    /// The server refused it for another reason, or its item cannot be
+    /// read.
     Refused(ErrorReply),
     /// The client watched until stopped, or until the item failed (then
     /// with that error, already printed).
@@ -73,14 +74,24 @@ pub fn run(
     }
     let Watch { name, interval } = watch;
     let started = Instant::now();
+    let get = format!("{} {}", Builtin::Get.name(), quote_word(name));
+    // The first reading comes before the heading, so that an item that
+    // cannot be read gets its error alone, as any refused line does.
+    let mut reading = match client.text(&get)? {
+        Ok(first) => Some(Ok(first)),
+        Err(reply) => return Ok(Watching::Refused(reply)),
+    };
     write_stdout(&format!(
         "watching `{name}` every {:.1}s; send a line to stop\n",
         interval.as_secs_f64()
     ));
-    let get = format!("{} {}", Builtin::Get.name(), quote_word(name));
     let mut stdin_open = true;
     loop {
-        match client.text(&get)? {
+        let read = match reading.take() {
+            Some(read) => read,
+            None => client.text(&get)?,
+        };
+        match read {
             Ok(body) => {
                 let header = format!("[{:.1}s]", started.elapsed().as_secs_f64());
                 if body.lines().count() > 1 {

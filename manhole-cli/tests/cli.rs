@@ -938,12 +938,14 @@ fn set_stats_and_watch_from_a_script() {
         run.stderr.starts_with("error: the interval must be"),
         "{run:?}"
     );
+    // An item that cannot be read: its error alone, on stderr, as for any
+    // refused command; no heading that promises a watch.
     let run = cli_with_input(&[&pid, "watch", "NOTHING"], "\n");
     assert_exit(&run, 1);
-    assert!(
-        run.stdout
-            .contains("error: unknown inspected item `NOTHING`"),
-        "{run:?}"
+    assert_eq!(run.stdout, "", "{run:?}");
+    assert_eq!(
+        run.stderr,
+        "error: unknown inspected item `NOTHING`; `list` shows what is registered\n"
     );
 }
 

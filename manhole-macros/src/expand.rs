@@ -413,7 +413,9 @@ fn expand_main(item: &ItemFn, args: &MainArgs) -> TokenStream {
         #vis #sig {
             #(#inner)*
             ::manhole::__private::install_for_main(
-                ::manhole::__private::Options::new() #(#options)*
+                ::manhole::__private::Options::new() #(#options)*,
+                ::core::option_env!("CARGO_PKG_NAME"),
+                ::core::option_env!("CARGO_PKG_VERSION"),
             );
             #(#stmts)*
         }

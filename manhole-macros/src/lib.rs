@@ -211,6 +211,9 @@ pub fn inspect(args: TokenStream, item: TokenStream) -> TokenStream {
 ///         ::manhole::__private::Options::new()
 ///             .socket_path("/run/myapp/manhole-{pid}")
 ///             .verbose(false),
+///         // The binary crate's name and version, which `info` shows.
+///         ::core::option_env!("CARGO_PKG_NAME"),
+///         ::core::option_env!("CARGO_PKG_VERSION"),
 ///     );
 ///     // the app
 /// }

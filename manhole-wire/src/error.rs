@@ -85,7 +85,7 @@ reasons! {
     Ambiguous = "ambiguous", NOT_FOUND;
     /// A command where an item was asked for, or the other way round.
     WrongKind = "wrong_kind", NOT_FOUND;
-    /// A text-session command asked over JSON (`watch`, `quit`).
+    /// A text-session command asked over JSON (`watch`, `quit`, `log follow`).
     TextOnly = "text_only", NOT_FOUND;
     /// The params or words of a request do not fit its usage.
     BadParams = "bad_params", INVALID_PARAMS;
@@ -105,6 +105,10 @@ reasons! {
     LockTimeout = "lock_timeout", UNAVAILABLE;
     /// Every session is taken (`max_sessions`); the client is closed.
     Busy = "busy", UNAVAILABLE;
+    /// The built-in needs a cargo feature the program was built without,
+    /// or a part the program did not set up (`log` without the `tracing`
+    /// feature, or without `manhole::tracing::layer()` in its subscriber).
+    NotEnabled = "not_enabled", NOT_FOUND;
 }
 
 impl fmt::Display for Reason {

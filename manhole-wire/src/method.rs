@@ -19,12 +19,20 @@ pub enum Builtin {
     Stacks,
     /// `threads`.
     Threads,
+    /// `info`: the process at a glance.
+    Info,
+    /// `top [SECONDS]`: CPU use per thread over an interval.
+    Top,
+    /// `mem`: resident memory and the allocator's statistics.
+    Mem,
     /// `get NAME`.
     Get,
     /// `set NAME VALUE`.
     Set,
-    /// `stats [--sort COLUMN]`.
+    /// `stats [--sort COLUMN] [--window DURATION]`, `stats reset [NAME]`.
     Stats,
+    /// `log`: the tracing filter, changed live, and the recent events.
+    Log,
     /// `watch NAME [SECONDS]`, text only.
     Watch,
     /// `call NAME [ARG...]`.
@@ -81,9 +89,13 @@ impl Builtin {
         Builtin::List,
         Builtin::Stacks,
         Builtin::Threads,
+        Builtin::Info,
+        Builtin::Top,
+        Builtin::Mem,
         Builtin::Get,
         Builtin::Set,
         Builtin::Stats,
+        Builtin::Log,
         Builtin::Watch,
         Builtin::Call,
         Builtin::Quit,
@@ -130,6 +142,34 @@ impl Builtin {
                 usage: "threads",
                 summary: "show one line per thread: tid, name and state",
             },
+            Builtin::Info => &Spec {
+                name: "info",
+                aliases: &[],
+                protocols: Protocols::Both,
+                params: &[],
+                usage: "info",
+                summary:
+                    "the process at a glance: pid, uptime, threads, memory, files, CPU time, limits",
+            },
+            Builtin::Top => &Spec {
+                name: "top",
+                aliases: &[],
+                protocols: Protocols::Both,
+                params: &[Param {
+                    name: "seconds",
+                    required: false,
+                }],
+                usage: "top [SECONDS]",
+                summary: "CPU use of every thread over SECONDS (default 1), hottest first; 100% is one core",
+            },
+            Builtin::Mem => &Spec {
+                name: "mem",
+                aliases: &[],
+                protocols: Protocols::Both,
+                params: &[],
+                usage: "mem",
+                summary: "resident memory (anonymous and file-backed) and the allocator's own statistics",
+            },
             Builtin::Get => &Spec {
                 name: "get",
                 aliases: &[],
@@ -162,12 +202,51 @@ impl Builtin {
                 name: "stats",
                 aliases: &[],
                 protocols: Protocols::Both,
-                params: &[Param {
-                    name: "sort",
-                    required: false,
-                }],
-                usage: "stats [--sort COLUMN]",
-                summary: "call counts and latencies of every function under `inspect(calls)`",
+                params: &[
+                    Param {
+                        name: "sort",
+                        required: false,
+                    },
+                    Param {
+                        name: "window_s",
+                        required: false,
+                    },
+                    Param {
+                        name: "reset",
+                        required: false,
+                    },
+                    Param {
+                        name: "name",
+                        required: false,
+                    },
+                ],
+                usage: "stats [--sort COLUMN] [--window DURATION], stats reset [NAME]",
+                summary: "call counts and latencies of every function under `inspect(calls)`, since start or over the last DURATION; `reset` zeroes them",
+            },
+            Builtin::Log => &Spec {
+                name: "log",
+                aliases: &[],
+                protocols: Protocols::Both,
+                params: &[
+                    Param {
+                        name: "set",
+                        required: false,
+                    },
+                    Param {
+                        name: "for_s",
+                        required: false,
+                    },
+                    Param {
+                        name: "reset",
+                        required: false,
+                    },
+                    Param {
+                        name: "tail",
+                        required: false,
+                    },
+                ],
+                usage: "log, log set FILTER [--for DURATION], log reset, log tail [N], log follow",
+                summary: "the tracing filter (EnvFilter syntax): show it, change it live (for a while), reset it; the recent events, or new ones as they come",
             },
             Builtin::Watch => &Spec {
                 name: "watch",

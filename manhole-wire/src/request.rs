@@ -33,6 +33,15 @@ pub enum Request {
     Stacks,
     /// One line per thread.
     Threads,
+    /// The process at a glance: ids, times, memory, files, limits.
+    Info,
+    /// Resident memory and the allocator's statistics.
+    Mem,
+    /// CPU use per thread, measured over `interval`.
+    Top {
+        /// How long to measure.
+        interval: Duration,
+    },
     /// An inspected item's value.
     Get(String),
     /// Calls a command. `bare` is set when the text line named the command
@@ -57,7 +66,15 @@ pub enum Request {
     Stats {
         /// The column to sort by.
         sort: SortBy,
+        /// Only the calls of this recent window; `None` for every call
+        /// since the start (or the last reset).
+        window: Option<Duration>,
     },
+    /// Zeroes the call statistics of one function under `inspect(calls)`,
+    /// or of all of them; calls in flight stay counted.
+    StatsReset(Option<String>),
+    /// The tracing filter and the recent events.
+    Log(LogRequest),
     /// Text only: reprints an item every `interval` until the client speaks.
     Watch {
         /// The item's name.
@@ -71,6 +88,136 @@ pub enum Request {
     Text(String),
     /// Text only: ends the session.
     Quit,
+}
+
+/// What `log` is asked to do.
+#[derive(Debug, Clone, PartialEq)]
+pub enum LogRequest {
+    /// Show the filter in force, the default, and when a timed one reverts.
+    Show,
+    /// Put `filter` in force, for good or for `revert_after`.
+    Set {
+        /// The new filter, in `EnvFilter` syntax.
+        filter: String,
+        /// When to go back to the filter in force before.
+        revert_after: Option<Duration>,
+    },
+    /// Go back to the default filter.
+    Reset,
+    /// The last `n` events kept, oldest first.
+    Tail(usize),
+    /// Text only: new events as they come, until the client sends a line.
+    Follow,
+}
+
+/// `log set --for` lasts at least this many seconds...
+pub const MIN_LOG_FOR_S: u64 = 1;
+/// ...and at most this many (a day).
+pub const MAX_LOG_FOR_S: u64 = 86_400;
+/// The most events `log tail` returns.
+pub const MAX_LOG_TAIL: usize = 100_000;
+/// What `log tail` returns when not told how many.
+pub const DEFAULT_LOG_TAIL: usize = 20;
+
+fn log_for(seconds: Option<f64>, given: &str) -> Result<Duration, Failure> {
+    match seconds {
+        Some(seconds) if (MIN_LOG_FOR_S as f64..=MAX_LOG_FOR_S as f64).contains(&seconds) => {
+            Ok(Duration::from_secs_f64(seconds))
+        }
+        _ => Err(bad_params(format!(
+            "`--for` must be from {MIN_LOG_FOR_S}s to {MAX_LOG_FOR_S}s (a day), such as 90s or 10m; got {given}"
+        ))),
+    }
+}
+
+fn log_tail(count: Option<u64>, given: &str) -> Result<usize, Failure> {
+    match count.and_then(|count| usize::try_from(count).ok()) {
+        Some(count @ 1..=MAX_LOG_TAIL) => Ok(count),
+        _ => Err(bad_params(format!(
+            "`tail` takes a number of events from 1 to {MAX_LOG_TAIL}; got {given}"
+        ))),
+    }
+}
+
+fn parse_log(rest: &[String]) -> Result<Request, Failure> {
+    let request = match rest {
+        [] => LogRequest::Show,
+        [reset] if reset == "reset" => LogRequest::Reset,
+        [follow] if follow == "follow" => LogRequest::Follow,
+        [tail] if tail == "tail" => LogRequest::Tail(DEFAULT_LOG_TAIL),
+        [tail, count] if tail == "tail" => {
+            LogRequest::Tail(log_tail(count.parse().ok(), &format!("{count:?}"))?)
+        }
+        [set, filter] if set == "set" => LogRequest::Set {
+            filter: filter.clone(),
+            revert_after: None,
+        },
+        [set, filter, flag, duration] if set == "set" && flag == "--for" => LogRequest::Set {
+            filter: filter.clone(),
+            revert_after: Some(log_for(
+                crate::parse_duration(duration).map(|d| d.as_secs_f64()),
+                &format!("{duration:?}"),
+            )?),
+        },
+        [set, filter, flag] if set == "set" && flag.starts_with("--for=") => {
+            let duration = &flag["--for=".len()..];
+            LogRequest::Set {
+                filter: filter.clone(),
+                revert_after: Some(log_for(
+                    crate::parse_duration(duration).map(|d| d.as_secs_f64()),
+                    &format!("{duration:?}"),
+                )?),
+            }
+        }
+        _ => return Err(usage(Builtin::Log)),
+    };
+    Ok(Request::Log(request))
+}
+
+fn json_log(params: &mut Params) -> Result<Request, Failure> {
+    let set = params.string("set")?;
+    let for_s = params.value("for_s");
+    let reset = match params.value("reset") {
+        None | Some(Value::Null | Value::Bool(false)) => false,
+        Some(Value::Bool(true)) => true,
+        Some(_) => return Err(bad_params("`reset` must be true or false")),
+    };
+    let tail = params.value("tail");
+    let asked = usize::from(set.is_some()) + usize::from(reset) + usize::from(tail.is_some());
+    if asked > 1 {
+        return Err(bad_params(
+            "`log` takes one of `set`, `reset` and `tail` at a time",
+        ));
+    }
+    if for_s.is_some() && set.is_none() {
+        return Err(bad_params("`for_s` goes with `set`"));
+    }
+    let request = if let Some(filter) = set {
+        let revert_after = match for_s {
+            None | Some(Value::Null) => None,
+            Some(seconds) => Some(log_for(seconds.as_f64(), &seconds.to_string())?),
+        };
+        LogRequest::Set {
+            filter,
+            revert_after,
+        }
+    } else if reset {
+        LogRequest::Reset
+    } else if let Some(count) = tail {
+        LogRequest::Tail(log_tail(count.as_u64(), &count.to_string())?)
+    } else {
+        LogRequest::Show
+    };
+    Ok(Request::Log(request))
+}
+
+/// Why `log follow` cannot run over JSON.
+#[must_use]
+pub fn follow_text_only() -> Failure {
+    Failure::new(
+        Reason::TextOnly,
+        "`log follow` needs a text session of its own (`nc -U`, `socat`); over JSON, and in `manhole-cli`, ask `log tail N` as often as you want",
+    )
 }
 
 /// The columns `stats` can sort by; numbers sort largest first.
@@ -155,6 +302,26 @@ impl SortBy {
     }
 }
 
+/// `top` measures over at least this many seconds, and at most
+/// [`MAX_TOP_SECONDS`].
+pub const MIN_TOP_SECONDS: f64 = 0.1;
+/// See [`MIN_TOP_SECONDS`].
+pub const MAX_TOP_SECONDS: f64 = 60.0;
+/// What `top` measures over when not told.
+pub const DEFAULT_TOP_SECONDS: f64 = 1.0;
+
+/// `seconds` as `top`'s interval, or why not.
+fn top_interval(seconds: Option<f64>, given: &str) -> Result<Duration, Failure> {
+    match seconds {
+        Some(seconds) if (MIN_TOP_SECONDS..=MAX_TOP_SECONDS).contains(&seconds) => {
+            Ok(Duration::from_secs_f64(seconds))
+        }
+        _ => Err(bad_params(format!(
+            "`top` measures over a number of seconds from {MIN_TOP_SECONDS} to {MAX_TOP_SECONDS}; got {given}"
+        ))),
+    }
+}
+
 /// `watch` reprints at least this far apart, so a typo cannot flood the
 /// client or busy the host, and at most this far apart.
 pub const MIN_WATCH_INTERVAL: f64 = 0.1;
@@ -216,17 +383,61 @@ fn parse_set(rest: &str) -> Result<Request, Failure> {
     Ok(Request::Set { name, value })
 }
 
+/// `stats --window` looks back at least this many seconds (one sample)...
+pub const MIN_STATS_WINDOW_S: u64 = 1;
+/// ...and at most this many (ten minutes of history are kept).
+pub const MAX_STATS_WINDOW_S: u64 = 600;
+
+fn stats_window(seconds: Option<f64>, given: &str) -> Result<Duration, Failure> {
+    match seconds {
+        Some(seconds)
+            if (MIN_STATS_WINDOW_S as f64..=MAX_STATS_WINDOW_S as f64).contains(&seconds) =>
+        {
+            Ok(Duration::from_secs_f64(seconds))
+        }
+        _ => Err(bad_params(format!(
+            "the window must be from {MIN_STATS_WINDOW_S}s to {MAX_STATS_WINDOW_S}s (10m), such as 10s or 5m; got {given}"
+        ))),
+    }
+}
+
 fn parse_stats(rest: &[String]) -> Result<Request, Failure> {
-    let sort = match rest {
-        [] => SortBy::Name,
-        [flag, column] if flag == "--sort" => SortBy::parse(column)?,
-        [flag] => match flag.strip_prefix("--sort=") {
-            Some(column) => SortBy::parse(column)?,
-            None => return Err(usage(Builtin::Stats)),
-        },
-        _ => return Err(usage(Builtin::Stats)),
-    };
-    Ok(Request::Stats { sort })
+    if let Some((first, names)) = rest.split_first() {
+        if first == "reset" {
+            return match names {
+                [] => Ok(Request::StatsReset(None)),
+                [name] => Ok(Request::StatsReset(Some(name.clone()))),
+                _ => Err(usage(Builtin::Stats)),
+            };
+        }
+    }
+    let mut sort = None;
+    let mut window = None;
+    let mut words = rest.iter();
+    while let Some(word) = words.next() {
+        let (flag, value) = match word.split_once('=') {
+            Some((flag, value)) => (flag, Some(value.to_owned())),
+            None => (word.as_str(), None),
+        };
+        let mut value = || value.clone().or_else(|| words.next().cloned());
+        match flag {
+            "--sort" if sort.is_none() => {
+                sort = Some(SortBy::parse(
+                    &value().ok_or_else(|| usage(Builtin::Stats))?,
+                )?);
+            }
+            "--window" if window.is_none() => {
+                let text = value().ok_or_else(|| usage(Builtin::Stats))?;
+                let seconds = crate::parse_duration(&text).map(|d| d.as_secs_f64());
+                window = Some(stats_window(seconds, &format!("{text:?}"))?);
+            }
+            _ => return Err(usage(Builtin::Stats)),
+        }
+    }
+    Ok(Request::Stats {
+        sort: sort.unwrap_or_default(),
+        window,
+    })
 }
 
 fn parse_watch(rest: &[String]) -> Result<Request, Failure> {
@@ -304,7 +515,22 @@ pub fn parse_text(line: &str) -> Result<Option<Request>, Failure> {
         Builtin::List => no_args(Request::List)?,
         Builtin::Stacks => no_args(Request::Stacks)?,
         Builtin::Threads => no_args(Request::Threads)?,
+        Builtin::Info => no_args(Request::Info)?,
+        Builtin::Mem => no_args(Request::Mem)?,
+        Builtin::Top => match rest {
+            [] => Request::Top {
+                interval: Duration::from_secs_f64(DEFAULT_TOP_SECONDS),
+            },
+            [seconds] => Request::Top {
+                interval: top_interval(
+                    seconds.strip_suffix('s').unwrap_or(seconds).parse().ok(),
+                    &format!("{seconds:?}"),
+                )?,
+            },
+            _ => return Err(usage(builtin)),
+        },
         Builtin::Stats => parse_stats(rest)?,
+        Builtin::Log => parse_log(rest)?,
         Builtin::Watch => parse_watch(rest)?,
         Builtin::Quit => no_args(Request::Quit)?,
         Builtin::Get => match rest {
@@ -491,6 +717,16 @@ fn json_request(method: &str, params: Map<String, Value>) -> Result<Request, Fai
         Builtin::List => Request::List,
         Builtin::Stacks => Request::Stacks,
         Builtin::Threads => Request::Threads,
+        Builtin::Info => Request::Info,
+        Builtin::Mem => Request::Mem,
+        Builtin::Top => match params.value("seconds") {
+            None | Some(Value::Null) => Request::Top {
+                interval: Duration::from_secs_f64(DEFAULT_TOP_SECONDS),
+            },
+            Some(seconds) => Request::Top {
+                interval: top_interval(seconds.as_f64(), &seconds.to_string())?,
+            },
+        },
         Builtin::Greeting => Request::Greeting,
         Builtin::Get => Request::Get(params.required_string("name")?),
         Builtin::Text => Request::Text(params.required_string("line")?),
@@ -517,20 +753,48 @@ fn json_request(method: &str, params: Map<String, Value>) -> Result<Request, Fai
             let value = params.value("value").unwrap_or(Value::Null);
             Request::Set { name, value }
         }
-        Builtin::Stats => match params.value("sort") {
-            None | Some(Value::Null) => Request::Stats { sort: SortBy::Name },
-            Some(Value::String(column)) => Request::Stats {
-                sort: SortBy::parse(&column)?,
-            },
-            Some(_) => {
-                return Err(bad_params(format!(
-                    "`sort` must be a string, one of: {}",
-                    SortBy::column_list()
-                )))
-            }
-        },
+        Builtin::Stats => json_stats(&mut params)?,
+        Builtin::Log => json_log(&mut params)?,
         Builtin::Watch | Builtin::Quit => return Err(text_only(builtin)),
     })
+}
+
+fn json_stats(params: &mut Params) -> Result<Request, Failure> {
+    let sort = params.value("sort");
+    let window = params.value("window_s");
+    let name = params.string("name")?;
+    match params.value("reset") {
+        None | Some(Value::Null | Value::Bool(false)) => {}
+        Some(Value::Bool(true)) => {
+            if sort.is_some() || window.is_some() {
+                return Err(bad_params(
+                    "`reset` takes only `name`, not `sort` or `window_s`",
+                ));
+            }
+            return Ok(Request::StatsReset(name));
+        }
+        Some(_) => return Err(bad_params("`reset` must be true or false")),
+    }
+    if name.is_some() {
+        return Err(bad_params(
+            "`name` goes with `\"reset\": true`; `get` reads one function's row",
+        ));
+    }
+    let sort = match sort {
+        None | Some(Value::Null) => SortBy::Name,
+        Some(Value::String(column)) => SortBy::parse(&column)?,
+        Some(_) => {
+            return Err(bad_params(format!(
+                "`sort` must be a string, one of: {}",
+                SortBy::column_list()
+            )))
+        }
+    };
+    let window = match window {
+        None | Some(Value::Null) => None,
+        Some(seconds) => Some(stats_window(seconds.as_f64(), &seconds.to_string())?),
+    };
+    Ok(Request::Stats { sort, window })
 }
 
 fn json_arg(index: usize, arg: Value) -> Result<ArgValue, Failure> {
@@ -572,13 +836,32 @@ impl Request {
             Request::List => (method(Builtin::List), Value::Null),
             Request::Stacks => (method(Builtin::Stacks), Value::Null),
             Request::Threads => (method(Builtin::Threads), Value::Null),
+            Request::Info => (method(Builtin::Info), Value::Null),
+            Request::Mem => (method(Builtin::Mem), Value::Null),
+            Request::Top { interval } => (
+                method(Builtin::Top),
+                json!({"seconds": interval.as_secs_f64()}),
+            ),
             Request::Greeting => (method(Builtin::Greeting), Value::Null),
             Request::Get(name) => (method(Builtin::Get), json!({ "name": name })),
             Request::Text(line) => (method(Builtin::Text), json!({ "line": line })),
             Request::Set { name, value } => {
                 (method(Builtin::Set), json!({"name": name, "value": value}))
             }
-            Request::Stats { sort } => (method(Builtin::Stats), json!({"sort": sort.name()})),
+            Request::Stats { sort, window } => {
+                let mut params = json!({"sort": sort.name()});
+                if let Some(window) = window {
+                    params["window_s"] = json!(window.as_secs_f64());
+                }
+                (method(Builtin::Stats), params)
+            }
+            Request::StatsReset(name) => {
+                let mut params = json!({"reset": true});
+                if let Some(name) = name {
+                    params["name"] = json!(name);
+                }
+                (method(Builtin::Stats), params)
+            }
             Request::Call { name, args, bare } => {
                 let args: Vec<Value> = args
                     .iter()
@@ -593,6 +876,23 @@ impl Request {
                 }
                 (method(Builtin::Call), params)
             }
+            Request::Log(log) => (
+                method(Builtin::Log),
+                match log {
+                    LogRequest::Show => Value::Null,
+                    LogRequest::Set {
+                        filter,
+                        revert_after: None,
+                    } => json!({ "set": filter }),
+                    LogRequest::Set {
+                        filter,
+                        revert_after: Some(after),
+                    } => json!({"set": filter, "for_s": after.as_secs_f64()}),
+                    LogRequest::Reset => json!({"reset": true}),
+                    LogRequest::Tail(count) => json!({ "tail": count }),
+                    LogRequest::Follow => return Err(follow_text_only()),
+                },
+            ),
             Request::Watch { .. } => return Err(text_only(Builtin::Watch)),
             Request::Quit => return Err(text_only(Builtin::Quit)),
         })
@@ -637,6 +937,146 @@ mod tests {
             parse_text("greeting").unwrap(),
             Some(bare_call("greeting", &[]))
         );
+    }
+
+    #[test]
+    fn top_takes_seconds_in_its_range() {
+        assert_eq!(
+            parse_text("top").unwrap(),
+            Some(Request::Top {
+                interval: Duration::from_secs(1)
+            })
+        );
+        assert_eq!(
+            parse_text("top 2.5s").unwrap(),
+            Some(Request::Top {
+                interval: Duration::from_millis(2500)
+            })
+        );
+        for bad in ["top 0.01", "top 61", "top soon", "top -1", "top NaN"] {
+            let failure = parse_text(bad).unwrap_err();
+            assert!(failure.is(Reason::BadParams), "{bad}");
+            assert!(
+                failure.message.contains("from 0.1 to 60"),
+                "{bad}: {failure}"
+            );
+        }
+        assert_eq!(
+            failure(r#"{"jsonrpc":"2.0","id":1,"method":"top","params":{"seconds":"1"}}"#),
+            (json!(1), Some(Reason::BadParams))
+        );
+        assert_eq!(
+            failure(r#"{"jsonrpc":"2.0","id":1,"method":"top","params":{"seconds":0}}"#),
+            (json!(1), Some(Reason::BadParams))
+        );
+    }
+
+    #[test]
+    fn stats_takes_a_window_and_a_reset() {
+        assert_eq!(
+            parse_text("stats --window 10s --sort p99").unwrap(),
+            Some(Request::Stats {
+                sort: SortBy::P99,
+                window: Some(Duration::from_secs(10))
+            })
+        );
+        assert_eq!(
+            parse_text("stats reset f").unwrap(),
+            Some(Request::StatsReset(Some("f".into())))
+        );
+        for bad in [
+            "stats --window 0.5s",
+            "stats --window 11m",
+            "stats --window soon",
+        ] {
+            let failure = parse_text(bad).unwrap_err();
+            assert!(
+                failure.message.contains("from 1s to 600s"),
+                "{bad}: {failure}"
+            );
+        }
+        for bad in [
+            "stats --window",
+            "stats --sort p99 --sort p50",
+            "stats reset a b",
+            "stats now",
+        ] {
+            assert!(
+                parse_text(bad)
+                    .unwrap_err()
+                    .message
+                    .starts_with("usage: stats"),
+                "{bad}"
+            );
+        }
+        for params in [
+            r#"{"window_s":0}"#,
+            r#"{"window_s":"10s"}"#,
+            r#"{"reset":true,"sort":"calls"}"#,
+            r#"{"name":"f"}"#,
+            r#"{"reset":"yes"}"#,
+        ] {
+            let line = format!(r#"{{"jsonrpc":"2.0","id":1,"method":"stats","params":{params}}}"#);
+            assert_eq!(
+                failure(&line),
+                (json!(1), Some(Reason::BadParams)),
+                "{params}"
+            );
+        }
+    }
+
+    #[test]
+    fn log_takes_its_subcommands() {
+        assert_eq!(
+            parse_text("log set debug --for=90s").unwrap(),
+            Some(Request::Log(LogRequest::Set {
+                filter: "debug".into(),
+                revert_after: Some(Duration::from_secs(90))
+            }))
+        );
+        assert_eq!(
+            parse_text("log follow").unwrap(),
+            Some(Request::Log(LogRequest::Follow))
+        );
+        assert!(parse_text("log follow")
+            .unwrap()
+            .unwrap()
+            .to_json()
+            .unwrap_err()
+            .is(Reason::TextOnly));
+        for bad in ["log set", "log frob", "log tail 1 2", "log set a --for"] {
+            assert!(
+                parse_text(bad)
+                    .unwrap_err()
+                    .message
+                    .starts_with("usage: log"),
+                "{bad}"
+            );
+        }
+        assert!(parse_text("log tail 0")
+            .unwrap_err()
+            .message
+            .contains("from 1 to"));
+        assert!(parse_text("log set x --for 2d")
+            .unwrap_err()
+            .message
+            .contains("from 1s to 86400s"));
+        for params in [
+            r#"{"set":"debug","reset":true}"#,
+            r#"{"for_s":10}"#,
+            r#"{"tail":0}"#,
+            r#"{"tail":"5"}"#,
+            r#"{"set":1}"#,
+            r#"{"set":"x","for_s":0.5}"#,
+            r#"{"follow":true}"#,
+        ] {
+            let line = format!(r#"{{"jsonrpc":"2.0","id":1,"method":"log","params":{params}}}"#);
+            assert_eq!(
+                failure(&line),
+                (json!(1), Some(Reason::BadParams)),
+                "{params}"
+            );
+        }
     }
 
     fn failure(line: &str) -> (Value, Option<Reason>) {
@@ -727,11 +1167,26 @@ mod tests {
             "list",
             "stacks",
             "threads",
+            "info",
+            "top",
+            "top 0.5",
+            "top 60",
+            "mem",
             "get CONFIG",
             "set LEVEL \"debug\"",
             "set LIMITS {\"a\": [1, 2]}",
             "stats",
             "stats --sort p99",
+            "stats --window 10s",
+            "stats --window=2m --sort calls",
+            "stats reset",
+            "stats reset handle_request",
+            "log",
+            "log set debug",
+            "log set 'info,app=trace' --for 10m",
+            "log reset",
+            "log tail",
+            "log tail 5",
             "call add 40 2",
             "add 40 2",
             "REQUESTS",

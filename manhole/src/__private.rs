@@ -310,10 +310,31 @@ fn deserialize<T: DeserializeOwned>(value: JsonValue) -> Result<T, Failure> {
             Reason::BadValue,
             format!(
                 "the value does not fit {}: {err}",
-                std::any::type_name::<T>()
+                written_type_name(std::any::type_name::<T>())
             ),
         )
     })
+}
+
+/// A type as a user writes it: `Vec<String>` for
+/// `alloc::vec::Vec<alloc::string::String>`. Every path keeps its last
+/// segment only; generics, references, tuples and arrays keep their shape.
+fn written_type_name(full: &str) -> String {
+    let is_path = |ch: char| ch.is_alphanumeric() || ch == '_' || ch == ':';
+    let mut written = String::with_capacity(full.len());
+    let mut rest = full;
+    while let Some(first) = rest.chars().next() {
+        let end = rest.find(|ch: char| !is_path(ch)).unwrap_or(rest.len());
+        if end == 0 {
+            written.push(first);
+            rest = &rest[first.len_utf8()..];
+        } else {
+            let path = &rest[..end];
+            written.push_str(path.rsplit("::").next().unwrap_or(path));
+            rest = &rest[end..];
+        }
+    }
+    written
 }
 
 /// Replaces the guarded value. Both values are serialised first, so that a
@@ -353,8 +374,20 @@ pub fn serve_bytes(input: &[u8]) -> Vec<u8> {
 
 /// What `#[manhole::main]` runs first: installs, and reports a failure on
 /// stderr instead of stopping the program, which must not die for its
-/// debugging aid.
-pub fn install_for_main(options: Options) {
+/// debugging aid. `program` and `version` are the binary crate's
+/// `CARGO_PKG_NAME` and `CARGO_PKG_VERSION` (absent when it is built
+/// without Cargo), which `info` shows.
+pub fn install_for_main(
+    mut options: Options,
+    program: Option<&'static str>,
+    version: Option<&'static str>,
+) {
+    if let Some(name) = program {
+        options.program = Some(crate::options::Program {
+            name,
+            version: version.unwrap_or("?"),
+        });
+    }
     let verbose = options.verbose;
     match options.install() {
         Ok(_) => {}
@@ -382,4 +415,25 @@ pub fn set_quiet_capture_hook(hook: Option<fn(i32)>) {
 #[must_use]
 pub fn in_stack_handler() -> bool {
     crate::capture::in_handler()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::written_type_name;
+
+    #[test]
+    fn type_names_read_as_written() {
+        for (full, written) in [
+            ("alloc::vec::Vec<alloc::string::String>", "Vec<String>"),
+            (
+                "std::collections::hash::map::HashMap<alloc::string::String, (u32, [f64; 2])>",
+                "HashMap<String, (u32, [f64; 2])>",
+            ),
+            ("core::option::Option<&'static str>", "Option<&'static str>"),
+            ("instrumented::Settings", "Settings"),
+            ("u64", "u64"),
+        ] {
+            assert_eq!(written_type_name(full), written);
+        }
+    }
 }

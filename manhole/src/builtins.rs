@@ -2,14 +2,17 @@
 //! [`Answer`] that carries its JSON result and its text rendering.
 
 use crate::calls::{human, Summary};
-use crate::options::Waits;
+use crate::options::Served;
 use crate::registry::{self, Args, Command, Inspect, InspectKind, Lookup, Named, Source};
 use crate::stacks;
+use crate::{limits, mem, process, top};
 use manhole_wire::{
-    parse_text, text_only, value_text, ArgValue, Builtin, Failure, Reason, Request, SortBy,
+    follow_text_only, parse_text, text_only, value_text, ArgValue, Builtin, Failure, LogRequest,
+    Reason, Request, SortBy,
 };
 use serde_json::{json, Value};
 use std::fmt::Write as _;
+use std::time::Duration;
 
 /// A successful reply in both forms. `text` ends with a newline, or is empty.
 pub(crate) struct Answer {
@@ -31,13 +34,13 @@ impl Answer {
 /// tell that its client has hung up, so that a long wait is given up.
 #[derive(Clone, Copy)]
 pub(crate) struct Asked<'a> {
-    pub(crate) waits: Waits,
+    pub(crate) served: Served,
     pub(crate) client_gone: &'a dyn Fn() -> bool,
 }
 
 /// Runs one request. `Request::Quit` is the session's business, not ours.
 pub(crate) fn run(request: Request, asked: Asked<'_>) -> Result<Answer, Failure> {
-    registry::with_lock_timeout(asked.waits.lock, || answer(request, asked))
+    registry::with_lock_timeout(asked.served.waits.lock, || answer(request, asked))
 }
 
 fn answer(request: Request, asked: Asked<'_>) -> Result<Answer, Failure> {
@@ -51,9 +54,29 @@ fn answer(request: Request, asked: Asked<'_>) -> Result<Answer, Failure> {
             text: dump(asked)?.to_string(),
         }),
         Request::Threads => Ok(threads()),
+        Request::Info => Ok(info(asked.served)),
+        Request::Mem => Ok(memory()),
+        Request::Top { interval } => {
+            let threads = top::sample(interval);
+            Ok(Answer {
+                json: json!({
+                    "seconds": interval.as_secs_f64(),
+                    "threads": threads.iter().map(|t| json!({
+                        "tid": t.tid,
+                        "name": t.name,
+                        "state": t.state,
+                        "cpu_percent": t.cpu_percent,
+                    })).collect::<Vec<_>>(),
+                }),
+                text: top::render(interval, &threads),
+            })
+        }
         Request::Get(name) => read(inspected_item(&name)?),
         Request::Set { name, value } => set(&name, value),
-        Request::Stats { sort } => Ok(stats(sort)),
+        Request::Stats { sort, window } => Ok(stats(sort, window)),
+        Request::StatsReset(name) => stats_reset(name.as_deref()),
+        Request::Log(LogRequest::Follow) => Err(follow_text_only()),
+        Request::Log(request) => log(request),
         Request::Watch { .. } => Err(text_only(Builtin::Watch)),
         Request::Call { name, args, bare } => call(&name, &args, bare),
         Request::Greeting => greeting(asked),
@@ -73,7 +96,7 @@ pub(crate) fn greeting(asked: Asked<'_>) -> Result<Answer, Failure> {
     let pid = std::process::id();
     let text = format!(
         "manhole {version}, pid {pid}, {executable}\n{}type `help` for commands, `quit` to leave\n",
-        stacks::snapshot_unless(asked.waits.stacks, asked.client_gone, None)
+        stacks::snapshot_unless(asked.served.waits.stacks, asked.client_gone, None)
             .ok_or_else(abandoned)?,
     );
     Ok(Answer {
@@ -83,7 +106,8 @@ pub(crate) fn greeting(asked: Asked<'_>) -> Result<Answer, Failure> {
 }
 
 fn dump(asked: Asked<'_>) -> Result<stacks::Stacks, Failure> {
-    stacks::snapshot_unless(asked.waits.stacks, asked.client_gone, None).ok_or_else(abandoned)
+    stacks::snapshot_unless(asked.served.waits.stacks, asked.client_gone, None)
+        .ok_or_else(abandoned)
 }
 
 /// The JSON result of `stacks`, written straight to a string: a dump of a
@@ -317,6 +341,289 @@ fn threads() -> Answer {
     }
 }
 
+/// `info`: the process at a glance, and the limits it can see.
+fn info(served: Served) -> Answer {
+    let facts = process::facts();
+    let limits = limits::read();
+    let started_at = facts.started_at.map(process::rfc3339);
+    let mut json = json!({
+        "pid": facts.pid,
+        "exe": facts.exe,
+        "args": facts.args,
+        "started_at": started_at,
+        "uptime_s": facts.uptime_s,
+        "threads": facts.threads,
+        "rss_bytes": facts.rss_bytes,
+        "fds": facts.fds,
+        "cpu_s": facts.cpu_s,
+        "manhole_version": env!("CARGO_PKG_VERSION"),
+    });
+    let mut limit_json = serde_json::Map::new();
+    let mut limit_text = Vec::new();
+    if let Some(bytes) = limits.memory_bytes {
+        limit_json.insert("memory_bytes".to_owned(), json!(bytes));
+        limit_text.push(format!("memory {}", bytes_human(bytes)));
+    }
+    if let Some(cores) = limits.cpu_cores {
+        limit_json.insert("cpu_cores".to_owned(), json!(cores));
+        limit_text.push(format!("cpu {cores} cores"));
+    }
+    if let Some((version, path)) = &limits.cgroup {
+        limit_json.insert(
+            "cgroup".to_owned(),
+            json!({"version": version, "path": path}),
+        );
+        if let Some(last) = limit_text.last_mut() {
+            let _ = write!(last, " (cgroup v{version} {path})");
+        }
+    }
+    if let Some((soft, hard)) = limits.open_files {
+        limit_json.insert("open_files".to_owned(), json!({"soft": soft, "hard": hard}));
+        let shown = |limit: Option<u64>| limit.map_or("unlimited".to_owned(), |n| n.to_string());
+        limit_text.push(format!(
+            "open files {} soft, {} hard",
+            shown(soft),
+            shown(hard)
+        ));
+    }
+    json["limits"] = Value::Object(limit_json);
+    let unknown = || "?".to_owned();
+    let mut text = String::new();
+    let mut row = |key: &str, value: String| {
+        let _ = writeln!(text, "{key:<9} {value}");
+    };
+    row("pid", facts.pid.to_string());
+    row("exe", facts.exe.clone());
+    let args: Vec<String> = facts
+        .args
+        .iter()
+        .map(|arg| {
+            let plain = !arg.is_empty()
+                && arg
+                    .chars()
+                    .all(|ch| ch.is_alphanumeric() || "-_./=:,+@%".contains(ch));
+            if plain {
+                arg.clone()
+            } else {
+                manhole_wire::quote_word(arg)
+            }
+        })
+        .collect();
+    row("args", args.join(" "));
+    if let Some(program) = served.program {
+        json["program"] = json!({"name": program.name, "version": program.version});
+        row("program", format!("{} {}", program.name, program.version));
+    }
+    row(
+        "started",
+        match (&started_at, facts.uptime_s) {
+            (Some(at), Some(up)) => format!("{at} (up {})", seconds_human(up)),
+            _ => unknown(),
+        },
+    );
+    row(
+        "threads",
+        facts.threads.map_or_else(unknown, |n| n.to_string()),
+    );
+    row("rss", facts.rss_bytes.map_or_else(unknown, bytes_human));
+    row("fds", facts.fds.map_or_else(unknown, |n| n.to_string()));
+    row(
+        "cpu",
+        facts
+            .cpu_s
+            .map_or_else(unknown, |cpu| format!("{cpu:.2}s user+system")),
+    );
+    row("manhole", env!("CARGO_PKG_VERSION").to_owned());
+    row(
+        "limits",
+        if limit_text.is_empty() {
+            "none found".to_owned()
+        } else {
+            limit_text.join(", ")
+        },
+    );
+    Answer { json, text }
+}
+
+/// `mem`: the kernel's view of resident memory, and the allocator's.
+fn memory() -> Answer {
+    let resident = mem::resident();
+    let allocator = mem::allocator();
+    let json = json!({
+        "rss_bytes": resident.map(|r| r.rss_bytes),
+        "anon_bytes": resident.map(|r| r.anon_bytes),
+        "file_bytes": resident.map(|r| r.file_bytes),
+        "source": resident.map(|r| r.source),
+        "allocator": allocator,
+    });
+    let mut text = match resident {
+        Some(r) => format!(
+            "resident   {} (anonymous {}, file-backed {}; from /proc/self/{})\n",
+            bytes_human(r.rss_bytes),
+            bytes_human(r.anon_bytes),
+            bytes_human(r.file_bytes),
+            r.source
+        ),
+        None => {
+            "resident   ? (neither /proc/self/smaps_rollup nor /proc/self/status could be read)\n"
+                .to_owned()
+        }
+    };
+    let name = allocator["name"].as_str().unwrap_or("unknown");
+    let _ = writeln!(text, "allocator  {name}");
+    if let Value::Object(fields) = &allocator {
+        for (key, value) in fields.iter().filter(|(key, _)| *key != "name") {
+            let shown = match (key.strip_suffix("_bytes"), value.as_u64()) {
+                (Some(label), Some(bytes)) => format!("{label:<16} {}", bytes_human(bytes)),
+                _ => format!("{key:<16} {}", value_text(value)),
+            };
+            let _ = writeln!(text, "  {shown}");
+        }
+    }
+    Answer { json, text }
+}
+
+/// `log` without the `tracing` feature: say how to get it, never pretend.
+#[cfg(not(feature = "tracing"))]
+fn log_control() -> Result<std::convert::Infallible, Failure> {
+    Err(Failure::new(
+        Reason::NotEnabled,
+        "`log` needs manhole's `tracing` feature: build with `manhole = { version = \"...\", features = [\"tracing\"] }` and put `manhole::tracing::layer()` first in the tracing subscriber",
+    ))
+}
+
+/// The tracing layer to steer, or why there is none.
+#[cfg(feature = "tracing")]
+fn log_control() -> Result<crate::tracing::Control, Failure> {
+    crate::tracing::control().ok_or_else(|| {
+        Failure::new(
+            Reason::NotEnabled,
+            "no `manhole::tracing::layer()` in this process: put it first in the tracing subscriber, as in `tracing_subscriber::registry().with(manhole::tracing::layer())`",
+        )
+    })
+}
+
+#[cfg(not(feature = "tracing"))]
+fn log(_request: LogRequest) -> Result<Answer, Failure> {
+    match log_control()? {}
+}
+
+/// New events as `log follow` shows them: each call returns the lines of
+/// the events since the last.
+pub(crate) type Follow = Box<dyn FnMut() -> String + Send>;
+
+/// Starts following the log: the heading, and the source of new lines.
+#[cfg(not(feature = "tracing"))]
+pub(crate) fn follow() -> Result<(String, Follow), Failure> {
+    match log_control()? {}
+}
+
+/// Starts following the log: the heading, and the source of new lines.
+#[cfg(feature = "tracing")]
+pub(crate) fn follow() -> Result<(String, Follow), Failure> {
+    let control = log_control()?;
+    let heading = format!(
+        "following events that pass the filter `{}`; send a line to stop\n",
+        control.status().filter
+    );
+    let mut seen = control.newest();
+    let next = move || {
+        let (events, newest) = control.after(seen);
+        seen = newest;
+        events.iter().map(|event| event.to_line()).collect()
+    };
+    Ok((heading, Box::new(next)))
+}
+
+#[cfg(feature = "tracing")]
+fn log(request: LogRequest) -> Result<Answer, Failure> {
+    let control = log_control()?;
+    let status = match request {
+        LogRequest::Tail(count) => {
+            let events = control.tail(count);
+            return Ok(Answer {
+                json: json!({"events": events.iter().map(|event| event.to_json()).collect::<Vec<_>>()}),
+                text: events.iter().map(|event| event.to_line()).collect(),
+            });
+        }
+        LogRequest::Follow => return Err(follow_text_only()),
+        LogRequest::Show => control.status(),
+        LogRequest::Reset => control.reset(),
+        LogRequest::Set {
+            filter,
+            revert_after,
+        } => control.set(&filter, revert_after).map_err(|err| {
+            Failure::new(
+                Reason::BadArgument,
+                format!("{err}; the filter in force stays"),
+            )
+            .with_details(json!({"argument": "set", "got": filter, "expected": "an EnvFilter directive list, such as `info` or `warn,my_app=debug`"}))
+        })?,
+    };
+    let reverts_in_s = status
+        .reverts
+        .as_ref()
+        .map(|(seconds, _, _)| (seconds * 10.0).round() / 10.0);
+    let mut json = json!({
+        "filter": status.filter,
+        "default": status.default,
+        "reverts_in_s": reverts_in_s,
+    });
+    let mut text = match &status.previous {
+        Some(previous) => format!("filter `{}` (was `{previous}`)", status.filter),
+        None => format!("filter `{}`", status.filter),
+    };
+    if let Some(previous) = &status.previous {
+        json["previous"] = json!(previous);
+    }
+    if let Some((seconds, at, back_to)) = &status.reverts {
+        let at = at
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0.0, |since| since.as_secs_f64());
+        let at = process::rfc3339_with(at, 0);
+        json["reverts_at"] = json!(at);
+        json["reverts_to"] = json!(back_to);
+        let _ = write!(
+            text,
+            "; reverts to `{back_to}` in {} (at {at})",
+            seconds_human(*seconds)
+        );
+    }
+    if status.filter == status.default {
+        text.push_str(", the default\n");
+    } else {
+        let _ = writeln!(text, "; the default is `{}`", status.default);
+    }
+    Ok(Answer { json, text })
+}
+
+/// Bytes for people: `512 B`, `12.3 MiB`.
+fn bytes_human(bytes: u64) -> String {
+    let mut value = bytes as f64;
+    for unit in ["B", "KiB", "MiB", "GiB", "TiB"] {
+        if value < 1024.0 || unit == "TiB" {
+            return if unit == "B" {
+                format!("{bytes} B")
+            } else {
+                format!("{value:.1} {unit}")
+            };
+        }
+        value /= 1024.0;
+    }
+    format!("{bytes} B")
+}
+
+/// Seconds for people: `42.0s`, `3m12s`, `5h03m`, `2d04h`.
+fn seconds_human(seconds: f64) -> String {
+    let whole = seconds as u64;
+    match whole {
+        0..60 => format!("{seconds:.1}s"),
+        60..3600 => format!("{}m{:02}s", whole / 60, whole % 60),
+        3600..86_400 => format!("{}h{:02}m", whole / 3600, whole % 3600 / 60),
+        _ => format!("{}d{:02}h", whole / 86_400, whole % 86_400 / 3600),
+    }
+}
+
 /// The inspected item called `name`, or why there is none.
 fn inspected_item(name: &str) -> Result<&'static Inspect, Failure> {
     let inspected = registry::inspected();
@@ -338,8 +645,8 @@ fn inspected_item(name: &str) -> Result<&'static Inspect, Failure> {
 
 /// Reads an inspected item, as `get` does, under the installed manhole's
 /// lock timeout.
-pub(crate) fn get(name: &str, waits: Waits) -> Result<Answer, Failure> {
-    registry::with_lock_timeout(waits.lock, || read(inspected_item(name)?))
+pub(crate) fn get(name: &str, served: Served) -> Result<Answer, Failure> {
+    registry::with_lock_timeout(served.waits.lock, || read(inspected_item(name)?))
 }
 
 fn read(item: &Inspect) -> Result<Answer, Failure> {
@@ -388,12 +695,15 @@ fn set(name: &str, value: Value) -> Result<Answer, Failure> {
     Ok(Answer { json, text })
 }
 
-fn stats(sort: SortBy) -> Answer {
-    let mut rows: Vec<(&str, Summary)> = registry::inspected()
+fn stats(sort: SortBy, window: Option<Duration>) -> Answer {
+    let mut rows: Vec<(&str, Summary, Option<Option<Duration>>)> = registry::call_stats()
         .into_iter()
-        .filter_map(|item| match item.source {
-            Source::Calls(stats) => Some((item.meta.name, stats.snapshot().summary())),
-            Source::Read(_) => None,
+        .map(|(name, stats)| match window {
+            None => (name, stats.snapshot().summary(), None),
+            Some(window) => {
+                let (snapshot, covered) = stats.window(window);
+                (name, snapshot.summary(), Some(covered))
+            }
         })
         .collect();
     let key = |summary: &Summary| match sort {
@@ -408,22 +718,118 @@ fn stats(sort: SortBy) -> Answer {
         SortBy::Max => summary.max_ns.unwrap_or(0),
     };
     // Largest first; names break ties, and order the default sort.
-    rows.sort_by(|(a_name, a), (b_name, b)| key(b).cmp(&key(a)).then(a_name.cmp(b_name)));
-    let text = if rows.is_empty() {
-        "no function is under #[manhole::inspect(calls)]\n".to_owned()
-    } else {
-        stats_table(&rows)
-    };
-    Answer {
-        json: json!({
-            "functions": rows.iter().map(|(name, summary)| {
+    rows.sort_by(|(a_name, a, _), (b_name, b, _)| key(b).cmp(&key(a)).then(a_name.cmp(b_name)));
+    let functions: Vec<Value> =
+        rows.iter()
+            .map(|(name, summary, covered)| {
                 let mut row = serde_json::to_value(summary).unwrap_or(Value::Null);
                 row["name"] = Value::from(*name);
+                if let Some(covered) = covered {
+                    let seconds = covered.map(|covered| covered.as_secs_f64());
+                    row["covered_s"] = json!(seconds.map(|s| (s * 10.0).round() / 10.0));
+                    row["calls_per_s"] = json!(seconds
+                        .filter(|s| *s > 0.0)
+                        .map(|s| (summary.calls as f64 / s * 10.0).round() / 10.0));
+                }
                 row
-            }).collect::<Vec<_>>(),
-        }),
-        text,
+            })
+            .collect();
+    let table_rows: Vec<(&str, Summary)> = rows
+        .iter()
+        .map(|(name, summary, _)| (*name, summary.clone()))
+        .collect();
+    let mut text = if rows.is_empty() {
+        "no function is under #[manhole::inspect(calls)]\n".to_owned()
+    } else {
+        stats_table(&table_rows)
+    };
+    let mut json = json!({ "functions": functions });
+    if let Some(window) = window {
+        json["window_s"] = json!(window.as_secs_f64());
+        let mut heading = format!("over the last {}", seconds_human(window.as_secs_f64()));
+        for (name, summary, covered) in &rows {
+            match covered {
+                Some(Some(covered)) if *covered + Duration::from_millis(500) < window => {
+                    let _ = write!(
+                        heading,
+                        "; `{name}` only {} (history since its reset or the manhole's start)",
+                        seconds_human(covered.as_secs_f64())
+                    );
+                }
+                Some(None) => {
+                    let _ = write!(heading, "; `{name}` since the process started");
+                }
+                _ => {}
+            }
+            let _ = summary;
+        }
+        let rates: Vec<String> = functions
+            .iter()
+            .filter_map(|row| {
+                Some(format!(
+                    "{} {}/s",
+                    row["name"].as_str()?,
+                    row["calls_per_s"].as_f64()?
+                ))
+            })
+            .collect();
+        if !rates.is_empty() {
+            let _ = write!(heading, "\ncalls per second: {}", rates.join(", "));
+        }
+        text = format!("{heading}\n{text}");
     }
+    Answer { json, text }
+}
+
+/// `stats reset [NAME]`: zeroes one function's counters, or every one's.
+fn stats_reset(name: Option<&str>) -> Result<Answer, Failure> {
+    let all = registry::call_stats();
+    let chosen: Vec<(&str, _)> = match name {
+        None => all,
+        Some(name) => {
+            let found: Vec<_> = all.into_iter().filter(|(n, _)| *n == name).collect();
+            if found.is_empty() {
+                let item = inspected_item(name)?;
+                return Err(Failure::new(
+                    Reason::WrongKind,
+                    format!(
+                        "`{}` is not under #[manhole::inspect(calls)], so it has no call statistics to reset",
+                        item.meta.name
+                    ),
+                ));
+            }
+            found
+        }
+    };
+    let mut kept = 0;
+    let names: Vec<&str> = chosen
+        .iter()
+        .map(|(name, stats)| {
+            kept += stats.reset();
+            *name
+        })
+        .collect();
+    let mut text = match names.as_slice() {
+        [] => "no function is under #[manhole::inspect(calls)]; nothing to reset".to_owned(),
+        [one] => format!("reset the call statistics of `{one}` to zero"),
+        many => format!(
+            "reset the call statistics of {} functions to zero: {}",
+            many.len(),
+            many.join(", ")
+        ),
+    };
+    if kept > 0 {
+        let _ = write!(
+            text,
+            "; {kept} call{} in flight stay counted",
+            if kept == 1 { "" } else { "s" }
+        );
+    }
+    text.push('\n');
+    Ok(Answer {
+        json: json!({"reset": names, "in_flight": kept}),
+        text,
+    })
 }
 
 fn stats_table(rows: &[(&str, Summary)]) -> String {

@@ -10,12 +10,29 @@
 //! never divides. Each call lands in a log-scale histogram with eight
 //! buckets per power of two, which bounds a percentile's error to 1/16 of
 //! its value.
+//!
+//! For `stats --window`, the `manhole` thread samples every function's
+//! counters about once a second ([`CallStats::record_sample`]) into a
+//! history that only it and readers lock; a window's figures are the
+//! counters now less the sample taken the window ago. The call path never
+//! sees the history. [`CallStats::reset`] zeroes the counters by
+//! subtracting what it read, so that calls in flight, and increments that
+//! race with it, are kept.
 
 use serde::Serialize;
 use std::cell::Cell;
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
+
+/// The longest window `stats --window` looks back over.
+const MAX_WINDOW: Duration = Duration::from_secs(manhole_wire::MAX_STATS_WINDOW_S);
+/// How often the `manhole` thread samples the counters.
+pub(crate) const SAMPLE_INTERVAL: Duration = Duration::from_secs(1);
+/// Samples younger than this are all kept; older ones one in ten, up to
+/// [`MAX_WINDOW`] and one interval beyond.
+const DENSE_HISTORY: Duration = Duration::from_secs(60);
 
 /// Shards per function: enough that a few busy threads rarely share one.
 const SHARDS: usize = 8;
@@ -58,6 +75,29 @@ impl Shard {
 #[doc(hidden)]
 pub struct CallStats {
     shards: [Shard; SHARDS],
+    /// Samples of the counters for `stats --window`; locked by the sampler
+    /// and by readers, never by a call. Boxed and made on first use, so
+    /// that a `CallStats` is all zero bits and its static lives in `.bss`:
+    /// no bytes in the binary, no memory until touched.
+    history: Mutex<Option<Box<History>>>,
+}
+
+/// Past samples of one function's counters, oldest first.
+#[derive(Default)]
+struct History {
+    samples: VecDeque<Sample>,
+    /// When the counters were last reset: a sample of zeros, then.
+    zeroed_at: Option<Instant>,
+    /// Samples taken so far; every tenth is kept past [`DENSE_HISTORY`].
+    taken: u64,
+}
+
+/// The counters at one moment, with the histogram's non-zero buckets only.
+struct Sample {
+    at: Instant,
+    number: u64,
+    snapshot: Snapshot,
+    buckets: Vec<(u16, u64)>,
 }
 
 impl Default for CallStats {
@@ -72,6 +112,144 @@ impl CallStats {
     pub const fn new() -> Self {
         CallStats {
             shards: [const { Shard::new() }; SHARDS],
+            history: Mutex::new(None),
+        }
+    }
+
+    /// Runs `f` on the history, under its lock.
+    fn with_history<R>(&self, f: impl FnOnce(&mut History) -> R) -> R {
+        let mut slot = self
+            .history
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        f(slot.get_or_insert_with(Box::default))
+    }
+
+    /// Adds a sample of the counters, taken `now`, to the history, and
+    /// forgets what no window can reach any more.
+    pub(crate) fn record_sample(&self, now: Instant) {
+        // Read under the history's lock, so that a reset cannot fall
+        // between reading the counters and keeping the sample.
+        self.with_history(|history| {
+            let mut snapshot = self.snapshot();
+            let buckets = std::mem::take(&mut snapshot.histogram)
+                .into_iter()
+                .enumerate()
+                .filter(|(_, count)| *count > 0)
+                .map(|(bucket, count)| (bucket as u16, count))
+                .collect();
+            let number = history.taken;
+            history.taken += 1;
+            history.samples.push_back(Sample {
+                at: now,
+                number,
+                snapshot,
+                buckets,
+            });
+            history.samples.retain(|sample| {
+                let age = now.saturating_duration_since(sample.at);
+                age <= DENSE_HISTORY
+                    || (age <= MAX_WINDOW + SAMPLE_INTERVAL * 10 && sample.number % 10 == 0)
+            });
+        });
+    }
+
+    /// The calls of the last `window`: the counters now, less the newest
+    /// sample at least `window` old (or the oldest there is, when the
+    /// history is shorter). Calls in flight are those in flight now. The
+    /// duration is how long the figures really cover; `None` when they
+    /// cover everything since the process started.
+    pub(crate) fn window(&self, window: Duration) -> (Snapshot, Option<Duration>) {
+        self.with_history(|history| self.window_in(history, window))
+    }
+
+    fn window_in(&self, history: &History, window: Duration) -> (Snapshot, Option<Duration>) {
+        let now = Instant::now();
+        let current = self.snapshot();
+        let zero = history.zeroed_at.map(|at| (at, None));
+        let candidates = zero
+            .into_iter()
+            .chain(history.samples.iter().map(|s| (s.at, Some(s))));
+        let mut base = None;
+        for (at, sample) in candidates {
+            if base.is_none() || now.saturating_duration_since(at) >= window {
+                base = Some((at, sample));
+            } else {
+                break;
+            }
+        }
+        let Some((at, sample)) = base else {
+            return (current, None);
+        };
+        let covered = Some(now.saturating_duration_since(at));
+        let Some(sample) = sample else {
+            // The counters were zeroed then: everything now is in the window.
+            return (current, covered);
+        };
+        let base = &sample.snapshot;
+        let mut histogram = current.histogram.clone();
+        for &(bucket, count) in &sample.buckets {
+            let slot = &mut histogram[usize::from(bucket)];
+            *slot = slot.saturating_sub(count);
+        }
+        let finished: u64 = histogram.iter().sum();
+        // The window's longest call is known to its histogram bucket only.
+        let max_ticks = histogram
+            .iter()
+            .rposition(|count| *count > 0)
+            .map_or(0, |bucket| {
+                (bucket_middle(bucket) as u64).min(current.max_ticks)
+            });
+        let windowed = Snapshot {
+            calls: current.calls.saturating_sub(base.calls),
+            finished,
+            in_flight: current.in_flight,
+            errors: current.errors.saturating_sub(base.errors),
+            panics: current.panics.saturating_sub(base.panics),
+            cancelled: current.cancelled.saturating_sub(base.cancelled),
+            total_ticks: current.total_ticks.saturating_sub(base.total_ticks),
+            max_ticks,
+            histogram,
+        };
+        (windowed, covered)
+    }
+
+    /// Zeroes the counters and forgets the history. Each counter is
+    /// lowered by what was read from it, so an increment that races with
+    /// the reset is kept, and so are the calls in flight, whose start stays
+    /// counted until they finish. Returns how many were in flight.
+    pub(crate) fn reset(&self) -> u64 {
+        self.with_history(|history| {
+            self.zero();
+            history.samples.clear();
+            history.zeroed_at = Some(Instant::now());
+        });
+        self.snapshot().in_flight
+    }
+
+    /// Lowers every counter by what it holds; see [`CallStats::reset`].
+    fn zero(&self) {
+        for shard in &self.shards {
+            let finished: u64 = shard
+                .buckets
+                .iter()
+                .map(|bucket| {
+                    let count = bucket.load(Relaxed);
+                    bucket.fetch_sub(count, Relaxed);
+                    count
+                })
+                .sum();
+            // Every finished call had started on this shard.
+            shard.started.fetch_sub(finished, Relaxed);
+            for counter in [
+                &shard.errors,
+                &shard.panics,
+                &shard.cancelled,
+                &shard.total_ticks,
+            ] {
+                counter.fetch_sub(counter.load(Relaxed), Relaxed);
+            }
+            shard.max_ticks.store(0, Relaxed);
         }
     }
 
@@ -120,6 +298,7 @@ impl CallStats {
             .sum();
         snapshot.calls = started.max(finished);
         snapshot.finished = finished;
+        snapshot.in_flight = snapshot.calls - finished;
         snapshot.histogram = histogram.to_vec();
         snapshot
     }
@@ -268,6 +447,7 @@ fn nanos_per_tick() -> f64 {
 pub(crate) struct Snapshot {
     pub(crate) calls: u64,
     finished: u64,
+    in_flight: u64,
     errors: u64,
     panics: u64,
     cancelled: u64,
@@ -316,7 +496,7 @@ impl Snapshot {
         let finished = (self.finished > 0).then_some(());
         Summary {
             calls: self.calls,
-            in_flight: self.calls - self.finished,
+            in_flight: self.in_flight,
             errors: self.errors,
             panics: self.panics,
             cancelled: self.cancelled,
@@ -397,6 +577,44 @@ mod tests {
             summary.max_ns.unwrap(),
         );
         assert!(p50 <= p99 && p99 <= max);
+    }
+
+    #[test]
+    fn a_window_counts_only_its_calls_and_a_reset_keeps_calls_in_flight() {
+        static STATS: CallStats = CallStats::new();
+        let finish = |count| {
+            for _ in 0..count {
+                STATS.start().returned(false);
+            }
+        };
+        finish(5);
+        let t0 = Instant::now();
+        STATS.record_sample(t0);
+        finish(3);
+        // A window longer than the history covers it all, from the first
+        // sample back to the start.
+        let (all, covered) = STATS.window(Duration::from_secs(600));
+        assert_eq!(all.summary().calls, 3, "counted from the oldest sample");
+        assert!(covered.is_some());
+        let (recent, _) = STATS.window(Duration::ZERO);
+        assert_eq!(recent.summary().calls, 3, "since the newest sample");
+        STATS.record_sample(Instant::now());
+        let (recent, _) = STATS.window(Duration::ZERO);
+        assert_eq!(recent.summary().calls, 0, "nothing since the newest sample");
+
+        let in_flight = STATS.start();
+        finish(2);
+        assert_eq!(STATS.reset(), 1);
+        let summary = STATS.snapshot().summary();
+        assert_eq!((summary.calls, summary.in_flight), (1, 1), "{summary:?}");
+        assert_eq!(summary.p50_ns, None, "no call finished since the reset");
+        drop(in_flight);
+        let summary = STATS.snapshot().summary();
+        assert_eq!((summary.calls, summary.in_flight), (1, 0), "{summary:?}");
+        assert_eq!(summary.cancelled, 1);
+        let (since_reset, covered) = STATS.window(Duration::from_secs(10));
+        assert_eq!(since_reset.summary().calls, 1);
+        assert!(covered.unwrap() < Duration::from_secs(10));
     }
 
     #[test]

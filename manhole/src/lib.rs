@@ -43,6 +43,9 @@
 //!   attribute, and [`uninstall`].
 //! - [`stacks()`]: the thread snapshot the `stacks` command prints, for use
 //!   anywhere (a watchdog, a panic hook).
+//! - `tracing` (feature `tracing`): `manhole::tracing::layer()`, a
+//!   `tracing_subscriber` layer whose filter the `log` command changes live
+//!   and whose recent events it shows.
 //!
 //! The wire protocol, text and JSON-RPC, is described in `PROTOCOL.md`.
 //!
@@ -75,8 +78,11 @@
 
 // 1. Foundations: values and OS facilities, no manhole state.
 mod error;
+mod limits;
 mod log;
+mod mem;
 mod options;
+mod process;
 mod procfs;
 mod signal_names;
 mod signals;
@@ -89,6 +95,9 @@ mod calls;
 mod capture;
 mod registry;
 mod stacks;
+mod top;
+#[cfg(feature = "tracing")]
+pub mod tracing;
 
 // 3. Answering: one request, then one connection.
 mod builtins;

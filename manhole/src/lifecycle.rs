@@ -311,6 +311,7 @@ extern "C" fn after_fork_in_parent() {
 }
 
 extern "C" fn after_fork_in_child() {
+    log::mark_forked();
     let Some((turn, mut slot)) = HELD.with(|cell| cell.borrow_mut().take()) else {
         return;
     };

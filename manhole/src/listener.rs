@@ -17,18 +17,25 @@
 //!   signal but the stack signal before it does anything, and session
 //!   threads inherit that mask.
 //!
+//! - While it listens and any function is under `inspect(calls)`, the
+//!   thread also wakes once a second to sample their counters for
+//!   `stats --window` ([`crate::calls`]); with none, or while dormant, it
+//!   never wakes for that.
+//!
 //! [`Running::stop`] ends it all. Installing, uninstalling and `fork()` are
 //! [`crate::lifecycle`]'s business, one layer up.
 
+use crate::calls::{CallStats, SAMPLE_INTERVAL};
 use crate::error::Error;
 use crate::log::{self, Log};
 use crate::session::{self, SessionConfig};
 use crate::socket::{self, SocketFile};
 use crate::watch::SocketWatch;
-use crate::{signals, stacks};
+use crate::{registry, signals, stacks};
 use manhole_wire::Failure;
 use nix::errno::Errno;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::io::Write as _;
 use std::os::fd::{AsFd, BorrowedFd, RawFd};
@@ -84,6 +91,47 @@ struct Context {
     shared: Arc<Shared>,
     wake: UnixStream,
     settings: Settings,
+    sampler: RefCell<Sampler>,
+}
+
+/// Samples the counters of every function under `inspect(calls)` once per
+/// [`SAMPLE_INTERVAL`], between the `manhole` thread's waits.
+struct Sampler {
+    functions: Vec<&'static CallStats>,
+    next: Instant,
+}
+
+impl Sampler {
+    fn new() -> Self {
+        Sampler {
+            functions: registry::call_stats()
+                .into_iter()
+                .map(|(_, stats)| stats)
+                .collect(),
+            next: Instant::now(),
+        }
+    }
+
+    /// How long the thread may sleep before the next sample is due.
+    fn timeout(&self) -> PollTimeout {
+        if self.functions.is_empty() {
+            return PollTimeout::NONE;
+        }
+        let left = self.next.saturating_duration_since(Instant::now());
+        PollTimeout::from(u16::try_from(left.as_millis()).unwrap_or(u16::MAX))
+    }
+
+    /// Samples when a sample is due.
+    fn tick(&mut self) {
+        let now = Instant::now();
+        if self.functions.is_empty() || now < self.next {
+            return;
+        }
+        for stats in &self.functions {
+            stats.record_sample(now);
+        }
+        self.next = now + SAMPLE_INTERVAL;
+    }
 }
 
 /// The running `manhole` thread.
@@ -135,6 +183,7 @@ impl Running {
             shared: Arc::clone(&shared),
             wake: wake_rx,
             settings,
+            sampler: RefCell::new(Sampler::new()),
         };
         let thread = std::thread::Builder::new()
             .name("manhole".to_owned())
@@ -399,7 +448,8 @@ fn wait_for_trigger(context: &Context, trigger: RawFd) -> bool {
             PollFd::new(fd(&trigger), PollFlags::POLLIN),
             PollFd::new(context.wake.as_fd(), PollFlags::POLLIN),
         ];
-        wait_without_spinning(&mut fds);
+        // Dormant means asleep: no samples until the trigger arrives.
+        wait_without_spinning(context, &mut fds, Sampling::Off);
         if context.shared.stopping() {
             return false;
         }
@@ -409,14 +459,29 @@ fn wait_for_trigger(context: &Context, trigger: RawFd) -> bool {
     }
 }
 
-/// Sleeps until one of `fds` is ready. A failing `poll` is retried after a
-/// pause, so that the thread never spins.
-fn wait_without_spinning(fds: &mut [PollFd<'_>]) {
-    if let Err(err) = poll(fds, PollTimeout::NONE) {
+/// Whether a wait also takes the call counters' samples.
+#[derive(Clone, Copy, PartialEq)]
+enum Sampling {
+    On,
+    Off,
+}
+
+/// Sleeps until one of `fds` is ready, or (with [`Sampling::On`]) a sample
+/// of the call counters is due, and then takes it. A failing `poll` is
+/// retried after a pause, so that the thread never spins.
+fn wait_without_spinning(context: &Context, fds: &mut [PollFd<'_>], sampling: Sampling) {
+    let timeout = match sampling {
+        Sampling::On => context.sampler.borrow().timeout(),
+        Sampling::Off => PollTimeout::NONE,
+    };
+    if let Err(err) = poll(fds, timeout) {
         if err != Errno::EINTR {
             log::always(format_args!("poll failed: {err}; retrying"));
             std::thread::sleep(Duration::from_millis(100));
         }
+    }
+    if sampling == Sampling::On {
+        context.sampler.borrow_mut().tick();
     }
 }
 
@@ -492,7 +557,7 @@ fn serve(context: &Context, mut listener: UnixListener, oneshot: bool) {
         if let Some(watch) = &watch {
             fds.push(PollFd::new(watch.fd(), PollFlags::POLLIN));
         }
-        wait_without_spinning(&mut fds);
+        wait_without_spinning(context, &mut fds, Sampling::On);
         drop(fds);
         if context.shared.stopping() {
             return;

@@ -1,6 +1,30 @@
 //! Messages to stderr, prefixed `manhole:`. Writing never panics (a closed
 //! stderr must not take the host down), and goes straight to descriptor 2
 //! without std's stderr lock, which a forked child may have inherited held.
+//!
+//! With the `tracing` feature, once the program has set a global tracing
+//! subscriber, the messages go out as tracing events under the target
+//! `manhole` instead (`info` for what `verbose` reports, `warn` for
+//! failures), so they land wherever the program's logs land. A forked
+//! child never takes that path: the subscriber's locks may have been held
+//! by a thread the child does not have.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// Set in a forked child, whose inherited locks cannot be trusted.
+static FORKED: AtomicBool = AtomicBool::new(false);
+
+/// Marks this process as a forked child: from now on, messages go to
+/// descriptor 2 only.
+pub(crate) fn mark_forked() {
+    FORKED.store(true, Ordering::Relaxed);
+}
+
+/// Whether messages go out as tracing events.
+#[cfg(feature = "tracing")]
+fn through_tracing() -> bool {
+    !FORKED.load(Ordering::Relaxed) && ::tracing::dispatcher::has_been_set()
+}
 
 /// The installed manhole's voice: whether its `verbose` option lets it
 /// report what it does, besides the failures it always reports.
@@ -16,14 +40,29 @@ impl Log {
 
     /// Logs when the manhole is verbose.
     pub(crate) fn verbose(self, message: std::fmt::Arguments<'_>) {
-        if self.verbose {
-            always(message);
+        if !self.verbose {
+            return;
         }
+        #[cfg(feature = "tracing")]
+        if through_tracing() {
+            ::tracing::info!(target: "manhole", "{message}");
+            return;
+        }
+        write_stderr(message);
     }
 }
 
 /// Logs whatever the verbosity: for failures the user must hear about.
 pub(crate) fn always(message: std::fmt::Arguments<'_>) {
+    #[cfg(feature = "tracing")]
+    if through_tracing() {
+        ::tracing::warn!(target: "manhole", "{message}");
+        return;
+    }
+    write_stderr(message);
+}
+
+fn write_stderr(message: std::fmt::Arguments<'_>) {
     let line = format!("manhole: {message}\n");
     let mut rest = line.as_bytes();
     while !rest.is_empty() {

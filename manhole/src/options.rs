@@ -97,6 +97,22 @@ impl Default for Waits {
     }
 }
 
+/// The program a manhole serves, as `#[manhole::main]` names it: the
+/// binary crate's `CARGO_PKG_NAME` and `CARGO_PKG_VERSION`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Program {
+    pub(crate) name: &'static str,
+    pub(crate) version: &'static str,
+}
+
+/// What every request of the installed manhole runs under: its waits, and
+/// the program it serves when `#[manhole::main]` said.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) struct Served {
+    pub(crate) waits: Waits,
+    pub(crate) program: Option<Program>,
+}
+
 /// How to install a manhole.
 ///
 /// # Examples
@@ -128,6 +144,8 @@ pub struct Options {
     /// Set when an option could not be parsed (from a name); reported by
     /// `install`, since builder methods cannot fail.
     pub(crate) invalid: Option<(&'static str, String)>,
+    /// The binary's crate, when `#[manhole::main]` installed it.
+    pub(crate) program: Option<Program>,
 }
 
 impl Default for Options {
@@ -147,6 +165,7 @@ impl Default for Options {
             reinstall_on_fork: true,
             reinstall_delay: DEFAULT_REINSTALL_DELAY,
             invalid: None,
+            program: None,
         }
     }
 }
@@ -372,6 +391,14 @@ impl Options {
         Waits {
             lock: self.lock_timeout,
             stacks: self.stack_timeout,
+        }
+    }
+
+    /// What every request of this manhole runs under.
+    pub(crate) fn served(&self) -> Served {
+        Served {
+            waits: self.waits(),
+            program: self.program,
         }
     }
 

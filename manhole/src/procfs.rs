@@ -1,4 +1,5 @@
-//! This process's threads as `/proc/self/task` describes them.
+//! This process and its threads as `/proc/self/stat` and
+//! `/proc/self/task` describe them.
 //!
 //! A dump reads one small file per thread, so every read goes through one
 //! open directory descriptor and a stack buffer: `openat`, `read`, `close`,
@@ -23,6 +24,65 @@ pub(crate) struct InSyscall {
     pub(crate) number: i64,
     pub(crate) sp: u64,
     pub(crate) pc: u64,
+}
+
+/// The numbers of a `stat` line (`/proc/self/stat` or a task's) that the
+/// built-ins use. Times are in clock ticks ([`clock_ticks_per_second`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct StatTimes {
+    /// The state letter, as `stat` writes it (`R`, `S`, ...).
+    pub(crate) state: char,
+    /// Time scheduled in user mode.
+    pub(crate) utime: u64,
+    /// Time scheduled in kernel mode.
+    pub(crate) stime: u64,
+    /// Threads in the process.
+    pub(crate) num_threads: u64,
+    /// When the process (or thread) started, in ticks after boot.
+    pub(crate) starttime: u64,
+    /// Resident set size, in pages.
+    pub(crate) rss_pages: u64,
+}
+
+/// The name and the numbers of a `stat` line: `pid (name) S ppid ...`.
+/// The name may hold spaces and parentheses, so it ends at the last `)`.
+pub(crate) fn parse_stat(line: &str) -> Option<(&str, StatTimes)> {
+    let open = line.find('(')?;
+    let close = line.rfind(')')?;
+    let name = line.get(open + 1..close)?;
+    // Field 3 (the state) is the first after the name; `proc(5)` numbers
+    // fields from 1.
+    let fields: Vec<&str> = line.get(close + 1..)?.split_whitespace().collect();
+    let field = |number: usize| fields.get(number - 3).copied();
+    let number = |index: usize| field(index)?.parse::<u64>().ok();
+    Some((
+        name,
+        StatTimes {
+            state: field(3)?.chars().next()?,
+            utime: number(14)?,
+            stime: number(15)?,
+            num_threads: number(20)?,
+            starttime: number(22)?,
+            rss_pages: number(24)?,
+        },
+    ))
+}
+
+/// `sysconf(_SC_CLK_TCK)`: the unit of the times in `stat`.
+pub(crate) fn clock_ticks_per_second() -> u64 {
+    nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
+        .ok()
+        .flatten()
+        .and_then(|ticks| u64::try_from(ticks).ok())
+        .filter(|ticks| *ticks > 0)
+        .unwrap_or(100)
+}
+
+/// A thread's name, state and CPU times, from its `stat`.
+pub(crate) struct TaskTimes {
+    pub(crate) name: String,
+    pub(crate) state: &'static str,
+    pub(crate) times: StatTimes,
 }
 
 /// A thread's blocked and pending signals, as bit masks (bit `n - 1` for
@@ -112,6 +172,17 @@ impl Tasks {
         Some(InSyscall { number, sp, pc })
     }
 
+    /// Name, state and CPU times, from `<tid>/stat`.
+    pub(crate) fn times(&self, tid: i32) -> Option<TaskTimes> {
+        let mut buffer = [0u8; 1024];
+        let (name, times) = parse_stat(self.read(tid, "stat", &mut buffer)?)?;
+        Some(TaskTimes {
+            name: name.to_owned(),
+            state: state_word(times.state),
+            times,
+        })
+    }
+
     /// Blocked and pending signals, from `<tid>/status`.
     pub(crate) fn signal_masks(&self, tid: i32) -> Option<SignalMasks> {
         let mut buffer = [0u8; 4096];
@@ -130,7 +201,7 @@ impl Tasks {
 }
 
 /// The state letter of `stat`, as `status` spells it out.
-fn state_word(state: char) -> &'static str {
+pub(crate) fn state_word(state: char) -> &'static str {
     match state {
         'R' => "running",
         'S' => "sleeping",
@@ -160,5 +231,27 @@ mod tests {
         let masks = tasks.signal_masks(me).unwrap();
         assert_eq!(masks.pending, 0);
         assert!(tasks.stat(i32::MAX).is_none());
+        let times = tasks.times(me).unwrap();
+        assert_eq!(times.name, stat.name);
+        assert!(times.times.num_threads >= 1);
+    }
+
+    #[test]
+    fn stat_lines_with_odd_names_parse() {
+        let line = "42 (a (b) c) S 1 42 42 0 -1 4194560 100 0 0 0 7 3 0 0 20 0 5 0 1234 1000000 250 18446744073709551615";
+        let (name, times) = parse_stat(line).unwrap();
+        assert_eq!(name, "a (b) c");
+        assert_eq!(
+            times,
+            StatTimes {
+                state: 'S',
+                utime: 7,
+                stime: 3,
+                num_threads: 5,
+                starttime: 1234,
+                rss_pages: 250
+            }
+        );
+        assert!(parse_stat("42 (x) S 1 2").is_none());
     }
 }

@@ -370,6 +370,18 @@ pub(crate) fn inspected() -> Vec<&'static Inspect> {
     sorted(inventory::iter::<Inspect>.into_iter())
 }
 
+/// The counters of every function under `#[manhole::inspect(calls)]`,
+/// by name.
+pub(crate) fn call_stats() -> Vec<(&'static str, &'static CallStats)> {
+    inspected()
+        .into_iter()
+        .filter_map(|item| match item.source {
+            Source::Calls(stats) => Some((item.meta.name, stats)),
+            Source::Read(_) => None,
+        })
+        .collect()
+}
+
 fn sorted<T: Named>(items: impl Iterator<Item = &'static T>) -> Vec<&'static T> {
     let mut items: Vec<_> = items.collect();
     items.sort_by(|a, b| (a.meta().name, a.meta().module).cmp(&(b.meta().name, b.meta().module)));

@@ -7,8 +7,10 @@
 //! session with `EPIPE` instead of raising `SIGPIPE` in the host.
 
 use crate::builtins::{self, Asked};
-use crate::options::{deadline_after, Options, Waits};
-use manhole_wire::{json_response, parse_json, parse_text, Failure, JsonLine, Reason, Request};
+use crate::options::{deadline_after, Options, Served};
+use manhole_wire::{
+    json_response, parse_json, parse_text, Failure, JsonLine, LogRequest, Reason, Request,
+};
 use nix::errno::Errno;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::socket::{recv, send, MsgFlags};
@@ -30,7 +32,7 @@ pub(crate) struct SessionConfig {
     pub(crate) max_sessions: usize,
     pub(crate) idle_timeout: Duration,
     pub(crate) write_timeout: Duration,
-    pub(crate) waits: Waits,
+    pub(crate) served: Served,
 }
 
 impl SessionConfig {
@@ -40,7 +42,7 @@ impl SessionConfig {
             max_sessions: options.max_sessions,
             idle_timeout: options.idle_timeout,
             write_timeout: options.write_timeout,
-            waits: options.waits(),
+            served: options.served(),
         }
     }
 }
@@ -239,7 +241,7 @@ struct Lines<R> {
     reader: BufReader<R>,
     max: usize,
     idle_timeout: Duration,
-    waits: Waits,
+    served: Served,
 }
 
 impl<R: Input> Lines<R> {
@@ -248,14 +250,14 @@ impl<R: Input> Lines<R> {
             reader: BufReader::new(input),
             max: config.max_line_length,
             idle_timeout: config.idle_timeout,
-            waits: config.waits,
+            served: config.served,
         }
     }
 
     /// What a request of this session runs under.
     fn asked<'a>(&self, client_gone: &'a dyn Fn() -> bool) -> Asked<'a> {
         Asked {
-            waits: self.waits,
+            served: self.served,
             client_gone,
         }
     }
@@ -385,6 +387,13 @@ fn serve_text<R: Input>(
                         }
                     }
                     Ok(Some(_)) if client_gone() => return Ok(()),
+                    Ok(Some(Request::Log(LogRequest::Follow))) => match builtins::follow() {
+                        Err(failure) => error_line(&failure),
+                        Ok((heading, next)) => match follow(lines, out, &heading, next)? {
+                            Watched::Stopped => String::new(),
+                            Watched::ClientGone => return Ok(()),
+                        },
+                    },
                     Ok(Some(request)) => match builtins::run(request, lines.asked(&client_gone)) {
                         Ok(answer) => answer.text,
                         Err(failure) => error_line(&failure),
@@ -413,6 +422,13 @@ fn watch<R: Input>(
     interval: Duration,
 ) -> io::Result<Watched> {
     let started = Instant::now();
+    // An item that cannot be read gets its error alone, not a heading that
+    // promises a watch.
+    let mut reading = Some(builtins::get(name, lines.served));
+    if let Some(Err(failure)) = &reading {
+        out.write_all(error_line(failure).as_bytes())?;
+        return Ok(Watched::Stopped);
+    }
     out.write_all(
         format!(
             "watching `{name}` every {:.1}s; send a line to stop\n",
@@ -421,7 +437,10 @@ fn watch<R: Input>(
         .as_bytes(),
     )?;
     loop {
-        match builtins::get(name, lines.waits) {
+        let read = reading
+            .take()
+            .unwrap_or_else(|| builtins::get(name, lines.served));
+        match read {
             Ok(answer) => {
                 let header = format!("[{:.1}s]", started.elapsed().as_secs_f64());
                 let body = answer.text;
@@ -462,6 +481,41 @@ fn serialized_response(id: &Value, result: Result<String, Failure>) -> String {
     match result {
         Ok(result) => format!(r#"{{"id":{id},"jsonrpc":"2.0","result":{result}}}"#),
         Err(failure) => json_response(id, Err(failure)),
+    }
+}
+
+/// How often `log follow` looks for new events.
+const FOLLOW_INTERVAL: Duration = Duration::from_millis(100);
+
+/// `log follow`: writes new events as they come until the client sends a
+/// line (consumed, not run) or goes away.
+fn follow<R: Input>(
+    lines: &mut Lines<R>,
+    out: &mut impl Write,
+    heading: &str,
+    mut next: builtins::Follow,
+) -> io::Result<Watched> {
+    let started = Instant::now();
+    out.write_all(heading.as_bytes())?;
+    loop {
+        let new = next();
+        if !new.is_empty() {
+            out.write_all(new.as_bytes())?;
+        }
+        if lines.wait_readable(FOLLOW_INTERVAL)? {
+            return Ok(match lines.next()? {
+                Line::End => Watched::ClientGone,
+                Line::Idle => {
+                    out.write_all(error_line(&idle_failure(lines.idle_timeout)).as_bytes())?;
+                    Watched::ClientGone
+                }
+                Line::Complete(_) | Line::TooLong => Watched::Stopped,
+            });
+        }
+        if started.elapsed() >= lines.idle_timeout {
+            out.write_all(error_line(&idle_failure(lines.idle_timeout)).as_bytes())?;
+            return Ok(Watched::ClientGone);
+        }
     }
 }
 

@@ -290,13 +290,22 @@ fn frame_size_below_record(function: u64) -> Option<u64> {
     if let Some(size) = known.get(&function) {
         return *size;
     }
-    let size = read_own::<32>(function).and_then(|code| prologue_frame_size(&code));
+    let size = read_own::<64>(function).and_then(|code| prologue_frame_size(&code));
     if known.len() >= 4096 {
         known.clear();
     }
     known.insert(function, size);
     size
 }
+
+/// The loop of LLVM's inline stack probe, after its `sub $N,%r11`.
+#[cfg(target_arch = "x86_64")]
+const PROBE_LOOP: [u8; 20] = [
+    0x48, 0x81, 0xec, 0x00, 0x10, 0x00, 0x00, // sub $0x1000,%rsp
+    0x48, 0xc7, 0x04, 0x24, 0x00, 0x00, 0x00, 0x00, // movq $0,(%rsp)
+    0x4c, 0x39, 0xdc, // cmp %r11,%rsp
+    0x75, 0xec, // jne back to the sub
+];
 
 /// [`frame_size_below_record`] from the prologue's bytes.
 #[cfg(target_arch = "x86_64")]
@@ -323,6 +332,17 @@ fn prologue_frame_size(code: &[u8]) -> Option<u64> {
                 size += 8;
                 at += 1;
             }
+            // A large frame touched a page at a time (LLVM's inline stack
+            // probe): `mov %rsp,%r11; sub $N,%r11`, then a loop of `sub
+            // $0x1000,%rsp; movq $0,(%rsp)` down to it.
+            [0x49, 0x89, 0xe3, 0x49, 0x81, 0xeb, a, b, c, d, rest @ ..]
+                if rest.starts_with(&PROBE_LOOP) =>
+            {
+                size += u64::from(u32::from_le_bytes([*a, *b, *c, *d]));
+                at += 10 + PROBE_LOOP.len();
+            }
+            // Any other way to move the stack pointer: not understood.
+            [0x49, 0x89, 0xe3, ..] | [0x48, 0x83, 0xe4, ..] => return None,
             // sub $imm8, %rsp
             [0x48, 0x83, 0xec, imm, ..] => {
                 size += u64::from(*imm);
@@ -567,6 +587,30 @@ fn eh_frame_address(hdr: &[u8], hdr_svma: u64) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn prologues_give_the_frame_below_the_record() {
+        let push_rbp = [0x55, 0x48, 0x89, 0xe5];
+        let with = |rest: &[u8]| [&push_rbp[..], rest].concat();
+        // push %r15; push %r14; push %rbx; sub $0x28,%rsp
+        let plain = with(&[0x41, 0x57, 0x41, 0x56, 0x53, 0x48, 0x83, 0xec, 0x28]);
+        assert_eq!(prologue_frame_size(&plain), Some(24 + 0x28));
+        // endbr64, push %rax (8 bytes reserved), then the body
+        let endbr = [&[0xf3, 0x0f, 0x1e, 0xfa][..], &with(&[0x50, 0x89, 0xf8])].concat();
+        assert_eq!(prologue_frame_size(&endbr), Some(8));
+        // an inline stack probe of 0x10000, then sub $0x188,%rsp
+        let probed = [
+            &with(&[0x49, 0x89, 0xe3, 0x49, 0x81, 0xeb, 0x00, 0x00, 0x01, 0x00])[..],
+            &PROBE_LOOP,
+            &[0x48, 0x81, 0xec, 0x88, 0x01, 0x00, 0x00],
+        ]
+        .concat();
+        assert_eq!(prologue_frame_size(&probed), Some(0x10000 + 0x188));
+        // a realigned stack (and $-32,%rsp), and no frame record at all
+        assert_eq!(prologue_frame_size(&with(&[0x48, 0x83, 0xe4, 0xe0])), None);
+        assert_eq!(prologue_frame_size(&[0x53, 0x48, 0x83, 0xec, 0x10]), None);
+    }
 
     #[test]
     fn eh_frame_pointers_decode() {

@@ -107,10 +107,19 @@ impl Service {
         env: &[(&str, &str)],
         socket: Option<&Path>,
     ) -> Service {
-        let mut child = Command::new(example(name))
+        let mut command = Command::new(example(name));
+        command
             .args(args)
             .env_remove("MANHOLE")
-            .envs(env.iter().copied())
+            .envs(env.iter().copied());
+        Self::spawn_command(command, socket)
+    }
+
+    /// Runs `command`, which must become an example (a shell that `exec`s
+    /// one, say), with its pipes taken as [`Service::spawn`] takes them.
+    /// The environment is the caller's to set.
+    pub fn spawn_command(mut command: Command, socket: Option<&Path>) -> Service {
+        let mut child = command
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -256,10 +265,14 @@ impl Text {
                 let answer: Vec<u8> = self.pending.drain(..end + PROMPT.len()).take(end).collect();
                 return String::from_utf8(answer).expect("the server writes UTF-8");
             }
-            let n = self
-                .stream
-                .read(&mut buf)
-                .expect("read a reply before the timeout");
+            // A dump in this test process may interrupt the read; a
+            // socket read with a timeout is not restarted, so read again.
+            let n = loop {
+                match self.stream.read(&mut buf) {
+                    Err(err) if err.kind() == std::io::ErrorKind::Interrupted => {}
+                    read => break read.expect("read a reply before the timeout"),
+                }
+            };
             assert!(
                 n > 0,
                 "the server closed the session; had {:?}",

@@ -1,0 +1,144 @@
+//! `top`: how much CPU each thread used over an interval.
+//!
+//! Two readings of every thread's user and system time
+//! (`/proc/self/task/*/stat`), the interval apart; the difference over the
+//! wall-clock time between them is the thread's share of one core. The
+//! session that asked sleeps in between, holding nothing: no lock, no
+//! dump turn, so every other session and every application thread runs on.
+
+use crate::procfs::{clock_ticks_per_second, Tasks};
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+/// One thread's CPU use over the interval.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct ThreadCpu {
+    pub(crate) tid: i32,
+    pub(crate) name: String,
+    /// Its state at the end of the interval.
+    pub(crate) state: &'static str,
+    /// 100 is one core, busy for the whole interval.
+    pub(crate) cpu_percent: f64,
+}
+
+/// Every thread's user plus system time, in clock ticks.
+fn cpu_ticks(tasks: &Tasks) -> HashMap<i32, u64> {
+    tasks
+        .tids()
+        .into_iter()
+        .filter_map(|tid| {
+            let times = tasks.times(tid)?.times;
+            Some((tid, times.utime + times.stime))
+        })
+        .collect()
+}
+
+/// Measures every thread over `interval`, hottest first (ties by tid). A
+/// thread that started during the interval counts from its start; one that
+/// ended is left out.
+pub(crate) fn sample(interval: Duration) -> Vec<ThreadCpu> {
+    let Some(tasks) = Tasks::open() else {
+        return Vec::new();
+    };
+    let before = cpu_ticks(&tasks);
+    let started = Instant::now();
+    std::thread::sleep(interval);
+    let elapsed = started.elapsed().as_secs_f64();
+    let hz = clock_ticks_per_second() as f64;
+    let mut threads: Vec<ThreadCpu> = tasks
+        .tids()
+        .into_iter()
+        .filter_map(|tid| {
+            let now = tasks.times(tid)?;
+            let used = (now.times.utime + now.times.stime)
+                .saturating_sub(before.get(&tid).copied().unwrap_or(0));
+            let percent = used as f64 / hz / elapsed * 100.0;
+            Some(ThreadCpu {
+                tid,
+                name: now.name,
+                state: now.state,
+                cpu_percent: (percent * 10.0).round() / 10.0,
+            })
+        })
+        .collect();
+    threads.sort_by(|a, b| {
+        b.cpu_percent
+            .total_cmp(&a.cpu_percent)
+            .then(a.tid.cmp(&b.tid))
+    });
+    threads
+}
+
+/// The threads as `top -H` lists them: a summary line, then a table.
+pub(crate) fn render(interval: Duration, threads: &[ThreadCpu]) -> String {
+    use std::fmt::Write as _;
+    let total: f64 = threads.iter().map(|thread| thread.cpu_percent).sum();
+    let running = threads
+        .iter()
+        .filter(|thread| thread.state == "running")
+        .count();
+    let mut text = format!(
+        "Threads: {} total, {running} running; {total:.1}% CPU over {:.1}s (100% is one core)\n",
+        threads.len(),
+        interval.as_secs_f64()
+    );
+    let name_width = threads
+        .iter()
+        .map(|thread| thread.name.chars().count())
+        .max()
+        .unwrap_or(0)
+        .max(7);
+    let _ = writeln!(
+        text,
+        "{:>7}  {:<12}  {:>5}  {:<name_width$}",
+        "TID", "S", "%CPU", "COMMAND"
+    );
+    for thread in threads {
+        let line = format!(
+            "{:>7}  {:<12}  {:>5.1}  {:<name_width$}",
+            thread.tid, thread.state, thread.cpu_percent, thread.name
+        );
+        text.push_str(line.trim_end());
+        text.push('\n');
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+
+    #[test]
+    fn a_spinning_thread_is_hot_and_a_sleeping_one_cold() {
+        let stop = Arc::new(AtomicBool::new(false));
+        let spin = {
+            let stop = Arc::clone(&stop);
+            std::thread::Builder::new()
+                .name("top-spin".to_owned())
+                .spawn(move || {
+                    while !stop.load(Ordering::Relaxed) {
+                        std::hint::spin_loop();
+                    }
+                })
+                .unwrap()
+        };
+        let nap = std::thread::Builder::new()
+            .name("top-nap".to_owned())
+            .spawn(|| std::thread::sleep(Duration::from_secs(2)))
+            .unwrap();
+        let threads = sample(Duration::from_millis(500));
+        stop.store(true, Ordering::Relaxed);
+        spin.join().unwrap();
+        nap.join().unwrap();
+        let find = |name: &str| threads.iter().find(|t| t.name == name).unwrap();
+        assert!(find("top-spin").cpu_percent > 30.0, "{threads:?}");
+        assert!(find("top-nap").cpu_percent < 5.0, "{threads:?}");
+        assert!(threads
+            .windows(2)
+            .all(|pair| pair[0].cpu_percent >= pair[1].cpu_percent));
+        let text = render(Duration::from_millis(500), &threads);
+        assert!(text.lines().nth(1).unwrap().contains("%CPU"), "{text}");
+    }
+}
