@@ -536,18 +536,13 @@ pub(crate) enum Described {
     Asleep,
 }
 
-/// From this many threads on, the first pass runs on two threads: its
-/// `/proc` reads are most of a dump's time, and they go as fast on each
-/// core.
-const TWO_THREADS_FROM: usize = 64;
-
 /// The first pass over `tids`: each thread described, and, when asleep,
 /// taken quietly. `None` where the thread is gone; an outcome where it
 /// needs no signal.
-fn first_pass<D: Send>(
+fn first_pass<D>(
     tasks: &Tasks,
     tids: &[libc::pid_t],
-    describe: &(dyn Fn(libc::pid_t) -> Option<(D, Described)> + Sync),
+    describe: &dyn Fn(libc::pid_t) -> Option<(D, Described)>,
 ) -> Vec<Option<(D, Option<Outcome>)>> {
     let known_tails = tails().clone();
     let pass = |tids: &[libc::pid_t]| -> Vec<Option<(D, Option<Outcome>)>> {
@@ -563,25 +558,9 @@ fn first_pass<D: Send>(
             })
             .collect()
     };
-    if tids.len() < TWO_THREADS_FROM {
-        return pass(tids);
-    }
-    let (first_half, second_half) = tids.split_at(tids.len() / 2);
-    std::thread::scope(|scope| {
-        let helper = std::thread::Builder::new()
-            .name("manhole-dump".to_owned())
-            .spawn_scoped(scope, || pass(second_half));
-        let mut passed = pass(first_half);
-        match helper {
-            Ok(helper) => match helper.join() {
-                Ok(second) => passed.extend(second),
-                Err(panic) => std::panic::resume_unwind(panic),
-            },
-            // No thread to spare: the same work on this one.
-            Err(_) => passed.extend(pass(second_half)),
-        }
-        passed
-    })
+    // Measured on two threads as well, a large dump went no faster: the
+    // kernel serialises these `/proc` reads and copies within a process.
+    pass(tids)
 }
 
 /// Captures the raw stacks of `tids` (never the calling thread), waiting at
@@ -590,15 +569,15 @@ fn first_pass<D: Send>(
 /// [`turn`].
 ///
 /// A first pass describes every thread and takes each asleep one that sits
-/// in a system call quietly (see [`capture_quietly`]), on two threads for a
-/// large dump. Every other thread is then sent `signal`, and the signalled
-/// ones are waited for.
-pub(crate) fn capture<D: Send>(
+/// in a system call quietly (see [`capture_quietly`]). Every other thread
+/// is looked at once more and then sent `signal`, and the signalled ones
+/// are waited for.
+pub(crate) fn capture<D>(
     tasks: &Tasks,
     tids: &[libc::pid_t],
     signal: libc::c_int,
     timeout: Duration,
-    describe: &(dyn Fn(libc::pid_t) -> Option<(D, Described)> + Sync),
+    describe: &dyn Fn(libc::pid_t) -> Option<(D, Described)>,
 ) -> Vec<Option<(D, Outcome)>> {
     let first = first_pass(tasks, tids, describe);
     let known_tails = tails().clone();
