@@ -386,7 +386,7 @@ fn serve_text<R: Input>(
                             Watched::ClientGone => return Ok(()),
                         }
                     }
-                    Ok(Some(_)) if client_gone() => return Ok(()),
+                    Ok(Some(request)) if takes_a_while(&request) && client_gone() => return Ok(()),
                     Ok(Some(Request::Log(LogRequest::Follow))) => match builtins::follow() {
                         Err(failure) => error_line(&failure),
                         Ok((heading, next)) => match follow(lines, out, &heading, next)? {
@@ -475,6 +475,17 @@ fn watch<R: Input>(
     }
 }
 
+/// Whether a request costs enough (a dump, a measurement over time) to be
+/// worth a look at whether its client is still there. A cheap one is just
+/// answered: a client that left makes the write fail, and the session
+/// ends there, without a system call spent on every request.
+fn takes_a_while(request: &Request) -> bool {
+    matches!(
+        request,
+        Request::Stacks | Request::Greeting | Request::Text(_) | Request::Top { .. }
+    )
+}
+
 /// A response whose result is already written as JSON, with the members
 /// in the order [`json_response`] writes them.
 fn serialized_response(id: &Value, result: Result<String, Failure>) -> String {
@@ -537,7 +548,9 @@ fn serve_json<R: Input>(lines: &mut Lines<R>, out: &mut impl Write) -> io::Resul
             )),
             Line::Complete(bytes) if bytes.iter().all(u8::is_ascii_whitespace) => None,
             Line::Complete(bytes) => match parse_json(&bytes) {
-                JsonLine::Request { .. } if client_gone() => return Ok(()),
+                JsonLine::Request { request, .. } if takes_a_while(&request) && client_gone() => {
+                    return Ok(())
+                }
                 JsonLine::Request { id, request } => {
                     let asked = lines.asked(&client_gone);
                     match request {
