@@ -687,6 +687,28 @@ mod tests {
     }
 
     #[test]
+    fn command_timeout_comes_from_the_builder_or_the_environment() {
+        assert_eq!(
+            Options::new().served().waits.command,
+            Duration::from_secs(60)
+        );
+        let options = Options::new().command_timeout(Duration::from_secs(5));
+        assert_eq!(options.served().waits.command, Duration::from_secs(5));
+        let options = apply_settings(options, "command_timeout=250ms")
+            .unwrap()
+            .unwrap();
+        assert_eq!(options.served().waits.command, Duration::from_millis(250));
+        assert!(apply_settings(Options::new(), "command_timeout=soon").is_err());
+        assert!(matches!(
+            Options::new().command_timeout(Duration::ZERO).validate(),
+            Err(Error::InvalidOption {
+                option: "command_timeout",
+                ..
+            })
+        ));
+    }
+
+    #[test]
     fn impossible_values_are_refused() {
         assert!(matches!(
             Options::new().max_line_length(0).validate(),
