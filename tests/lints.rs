@@ -33,6 +33,15 @@ fn computed() -> Result<u64, std::io::Error> {
     std::fs::metadata("/").map(|meta| meta.len())
 }
 
+/// An async command, with the `tokio` feature.
+#[cfg(feature = "tokio")]
+#[manhole::command]
+async fn async_command(a: u8, b: Option<u8>) -> Result<u8, String> {
+    tokio::task::yield_now().await;
+    a.checked_add(b.unwrap_or(0))
+        .ok_or_else(|| "overflow".to_owned())
+}
+
 /// A command.
 #[manhole::command]
 fn command(a: u8, b: Option<u8>) -> Result<u8, String> {

@@ -28,6 +28,7 @@ pub(crate) struct MainArgs {
     pub(crate) sigmask: Option<LitBool>,
     pub(crate) reinstall_on_fork: Option<LitBool>,
     pub(crate) reinstall_delay_ms: Option<syn::LitInt>,
+    pub(crate) command_timeout_ms: Option<syn::LitInt>,
     /// The keys in the order they were written, so that an error about two
     /// options that cannot go together points at the later one.
     pub(crate) keys: Vec<Ident>,
@@ -84,6 +85,15 @@ const MAIN_OPTIONS: &[(&str, SetMainOption)] = &[
             key,
             "a number of milliseconds",
             "500",
+        )
+    }),
+    ("command_timeout_ms", |args, meta, key| {
+        set_once(
+            &mut args.command_timeout_ms,
+            meta,
+            key,
+            "a number of milliseconds",
+            "30000",
         )
     }),
 ];

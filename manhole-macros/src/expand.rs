@@ -164,6 +164,24 @@ fn expand_command(function: &Function<'_>, args: &ItemArgs) -> TokenStream {
     });
     let returns = return_type_text(&item.sig.output);
     let reply = reply(&item.sig.output);
+    // An `async fn` is awaited on the program's tokio runtime; its value
+    // becomes the reply there. `Tokio` is spanned at `async`, so that
+    // without manhole's `tokio` feature the error points at it.
+    let call = match &item.sig.asyncness {
+        Some(token) => {
+            let tokio = quote_spanned!(token.span=> ::manhole::__private::Tokio);
+            quote! {
+                ::manhole::__private::run_async(#tokio, __manhole_args, async move {
+                    let __manhole_returned = #ident(#(#locals),*).await;
+                    #reply
+                })
+            }
+        }
+        None => quote! {
+            let __manhole_returned = #ident(#(#locals),*);
+            #reply
+        },
+    };
     quote! {
         #item
 
@@ -176,8 +194,7 @@ fn expand_command(function: &Function<'_>, args: &ItemArgs) -> TokenStream {
                 use ::manhole::__private::{ReplyKindResult as _, ReplyKindValue as _};
                 ::manhole::__private::guarded(move || {
                     #(#parses)*
-                    let __manhole_returned = #ident(#(#locals),*);
-                    #reply
+                    #call
                 })
             }
             ::manhole::__private::inventory::submit! {
@@ -399,6 +416,10 @@ fn expand_main(item: &ItemFn, args: &MainArgs) -> TokenStream {
         .reinstall_delay_ms
         .as_ref()
         .map(|millis| quote!(::core::time::Duration::from_millis(#millis)));
+    let command_timeout = args
+        .command_timeout_ms
+        .as_ref()
+        .map(|millis| quote!(::core::time::Duration::from_millis(#millis)));
     let options = [
         call_if_given("socket_path", args.socket_path.as_ref()),
         call_if_given("verbose", args.verbose.as_ref()),
@@ -407,6 +428,7 @@ fn expand_main(item: &ItemFn, args: &MainArgs) -> TokenStream {
         call_if_given("sigmask", args.sigmask.as_ref()),
         call_if_given("reinstall_on_fork", args.reinstall_on_fork.as_ref()),
         call_if_given("reinstall_delay", reinstall_delay.as_ref()),
+        call_if_given("command_timeout", command_timeout.as_ref()),
     ];
     quote! {
         #(#outer)*

@@ -59,7 +59,12 @@ use proc_macro::TokenStream;
 /// item that cannot live there), and rustc reports that in its own words;
 /// call such a function from a free one.
 ///
-/// Generic, `async`, `unsafe` and `self`-taking functions are refused, as
+/// An `async fn` needs the `tokio` feature of `manhole`; without it the
+/// error says so. Its future is spawned on the program's tokio runtime and
+/// must be `Send`; the session waits for it at most `command_timeout`, and
+/// drops it if the client hangs up.
+///
+/// Generic, `unsafe` and `self`-taking functions are refused, as
 /// are parameters that are references, patterns or not `FromStr`, an
 /// optional parameter before a required one, and return types that are not
 /// `Serialize`. Each error points at the offending token.
@@ -189,7 +194,7 @@ pub fn inspect(args: TokenStream, item: TokenStream) -> TokenStream {
 /// `/tmp/manhole-{pid}`; `{pid}` is filled in), `verbose = bool` (default
 /// `true`), `activate_on = "USR1"`, `oneshot_on = "USR2"`, `sigmask = bool`
 /// (default `true`), `reinstall_on_fork = bool` (default `true`) and
-/// `reinstall_delay_ms = 500`; they mean what the `manhole::Options` methods
+/// `reinstall_delay_ms = 500`, `command_timeout_ms = 60000`; they mean what the `manhole::Options` methods
 /// of the same names do, and the `MANHOLE` environment variable overrides
 /// them. A failure to install is reported on stderr and the
 /// program runs on without a manhole: a debugging aid must never stop the
@@ -220,7 +225,9 @@ pub fn inspect(args: TokenStream, item: TokenStream) -> TokenStream {
 /// ```
 ///
 /// `fn main` may return a `Result` and may be `async` under a runtime's
-/// attribute written below this one. The socket is removed when `main`
+/// attribute written below this one. With `#[tokio::main]` below it, the
+/// manhole is installed inside the runtime, which async commands then run
+/// on; `#[tokio::main]` above it is a compile error that says to swap them. The socket is removed when `main`
 /// returns or the process calls `std::process::exit`.
 ///
 /// # Errors at compile time

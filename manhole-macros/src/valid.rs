@@ -25,10 +25,10 @@ impl Errors {
 }
 
 /// Rules shared by every function the manhole calls: it must be a plain,
-/// synchronous, non-generic free function.
+/// synchronous, non-generic free function (a command may be `async`).
 fn check_plain_fn(item: &ItemFn, attribute: &str, errors: &mut Errors) {
     let sig = &item.sig;
-    if let Some(token) = &sig.asyncness {
+    if let Some(token) = sig.asyncness.as_ref().filter(|_| attribute != COMMAND) {
         errors.push(syn::Error::new_spanned(
             token,
             format!("{attribute} cannot be used on an `async fn`; write a plain `fn` that runs the future to completion, for example with your runtime's `block_on`"),
@@ -64,6 +64,8 @@ fn check_plain_fn(item: &ItemFn, attribute: &str, errors: &mut Errors) {
         ));
     }
 }
+
+const COMMAND: &str = "#[manhole::command]";
 
 fn check_name(name: Option<&LitStr>, errors: &mut Errors) {
     let Some(name) = name else { return };
@@ -113,7 +115,7 @@ fn strip_group(ty: &Type) -> &Type {
 pub(crate) fn command(function: &Function<'_>, args: &ItemArgs) -> syn::Result<()> {
     let mut errors = Errors::default();
     check_name(args.name.as_ref(), &mut errors);
-    check_plain_fn(function.item, "#[manhole::command]", &mut errors);
+    check_plain_fn(function.item, COMMAND, &mut errors);
     for param in &function.params {
         check_param(param, &mut errors);
     }
@@ -236,7 +238,41 @@ pub(crate) fn main(item: &ItemFn) -> syn::Result<()> {
             "`fn main` takes no arguments; read them with `std::env::args()` instead",
         ));
     }
+    if sig.asyncness.is_none() && expanded_by_tokio_main(item) {
+        errors.push(syn::Error::new_spanned(
+            &sig.ident,
+            "#[manhole::main] must go above #[tokio::main], so that the manhole is installed inside the runtime that async commands run on; write `#[manhole::main]` first, then `#[tokio::main]`, then `async fn main`",
+        ));
+    }
     errors.finish()
+}
+
+/// Whether `#[tokio::main]` was written above `#[manhole::main]` and has
+/// already turned `async fn main` into `fn main` whose body builds the
+/// runtime: `let body = async { ... };` first, then a `block_on(body)`.
+fn expanded_by_tokio_main(item: &ItemFn) -> bool {
+    let Some(syn::Stmt::Local(local)) = item.block.stmts.first() else {
+        return false;
+    };
+    let binds_body = matches!(&local.pat, syn::Pat::Ident(pat) if pat.ident == "body");
+    let is_async = local
+        .init
+        .as_ref()
+        .is_some_and(|init| matches!(*init.expr, syn::Expr::Async(_)));
+    binds_body && is_async && mentions(&item.block.stmts[1..], "block_on")
+}
+
+fn mentions(stmts: &[syn::Stmt], name: &str) -> bool {
+    fn walk(tokens: proc_macro2::TokenStream, name: &str) -> bool {
+        tokens.into_iter().any(|tree| match tree {
+            proc_macro2::TokenTree::Ident(ident) => ident == name,
+            proc_macro2::TokenTree::Group(group) => walk(group.stream(), name),
+            _ => false,
+        })
+    }
+    stmts
+        .iter()
+        .any(|stmt| walk(quote::ToTokens::to_token_stream(stmt), name))
 }
 
 pub(crate) fn main_args(args: &MainArgs) -> syn::Result<()> {

@@ -25,6 +25,8 @@ pub mod code {
     pub const COMMAND_PANICKED: i32 = -32001;
     /// Something stayed busy: a lock past the lock timeout, every session.
     pub const UNAVAILABLE: i32 = -32002;
+    /// An async command ran past `command_timeout`; its future was dropped.
+    pub const TIMED_OUT: i32 = -32003;
 }
 
 macro_rules! reasons {
@@ -109,6 +111,11 @@ reasons! {
     /// or a part the program did not set up (`log` without the `tracing`
     /// feature, or without `manhole::tracing::layer()` in its subscriber).
     NotEnabled = "not_enabled", NOT_FOUND;
+    /// An async command was called, and the manhole knows no tokio runtime
+    /// to run it on (installed outside one, without `Options::tokio_handle`).
+    NoRuntime = "no_runtime", UNAVAILABLE;
+    /// An async command ran past `command_timeout`; its future was dropped.
+    TimedOut = "timed_out", TIMED_OUT;
 }
 
 impl fmt::Display for Reason {

@@ -33,14 +33,8 @@ pub use serde_json::Value as JsonValue;
 ///
 /// A command-panicked failure carrying the panic message.
 pub fn catch_panic<R>(f: impl FnOnce() -> R) -> Result<R, Failure> {
-    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).map_err(|payload| {
-        let message = payload
-            .downcast_ref::<&str>()
-            .map(|text| (*text).to_owned())
-            .or_else(|| payload.downcast_ref::<String>().cloned())
-            .unwrap_or_else(|| "a panic with a non-string payload".to_owned());
-        Failure::new(Reason::Panicked, message)
-    })
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f))
+        .map_err(|payload| Failure::new(Reason::Panicked, crate::error::panic_message(&*payload)))
 }
 
 /// Runs a command's or a computed value's whole adapter (argument parsing,
@@ -221,6 +215,48 @@ impl ValueRead {
     /// An internal-error failure when the value's `Serialize` fails.
     pub fn read<T: ?Sized + Serialize>(self, value: &T) -> Outcome {
         to_value(value)
+    }
+}
+
+/// What an `async fn` command's adapter names, so that without the
+/// `tokio` feature the call fails to compile with a message that says
+/// which feature to turn on (a proc macro cannot see `manhole`'s features).
+pub struct Tokio;
+
+/// Implemented only with the `tokio` feature of `manhole`.
+#[diagnostic::on_unimplemented(
+    message = "an `async fn` command needs the `tokio` feature of `manhole`",
+    label = "async commands run on the program's tokio runtime",
+    note = "enable it in Cargo.toml: `manhole = {{ version = \"...\", features = [\"tokio\"] }}`"
+)]
+pub trait AsyncCommandsNeedTheTokioFeature {}
+
+#[cfg(feature = "tokio")]
+impl AsyncCommandsNeedTheTokioFeature for Tokio {}
+
+/// Runs an `async fn` command's future on the program's tokio runtime, and
+/// waits for it on the session's thread (see `tasks`).
+///
+/// # Errors
+///
+/// The command's own failure; `panicked` when the future panicked;
+/// `timed_out` past `command_timeout` or when the client hung up;
+/// `no_runtime` when the manhole knows no runtime.
+pub fn run_async<N, F>(_feature: N, args: &Args<'_>, future: F) -> Outcome
+where
+    N: AsyncCommandsNeedTheTokioFeature,
+    F: std::future::Future<Output = Outcome> + Send + 'static,
+{
+    #[cfg(feature = "tokio")]
+    return crate::tasks::run(args.waiting, future);
+    #[cfg(not(feature = "tokio"))]
+    {
+        // Unreachable: without the feature, `N` has no type to be.
+        let _ = (args, future);
+        Err(Failure::new(
+            Reason::NotEnabled,
+            "async commands need the `tokio` feature of `manhole`",
+        ))
     }
 }
 

@@ -5,6 +5,7 @@ use crate::calls::{human, Summary};
 use crate::options::Served;
 use crate::registry::{self, Args, Command, Inspect, InspectKind, Lookup, Named, Source};
 use crate::stacks;
+use crate::tasks::Waiting;
 use crate::{limits, mem, process, top};
 use manhole_wire::{
     follow_text_only, parse_text, text_only, value_text, ArgValue, Builtin, Failure, LogRequest,
@@ -34,7 +35,7 @@ impl Answer {
 /// tell that its client has hung up, so that a long wait is given up.
 #[derive(Clone, Copy)]
 pub(crate) struct Asked<'a> {
-    pub(crate) served: Served,
+    pub(crate) served: &'a Served,
     pub(crate) client_gone: &'a dyn Fn() -> bool,
 }
 
@@ -78,7 +79,7 @@ fn answer(request: Request, asked: Asked<'_>) -> Result<Answer, Failure> {
         Request::Log(LogRequest::Follow) => Err(follow_text_only()),
         Request::Log(request) => log(request),
         Request::Watch { .. } => Err(text_only(Builtin::Watch)),
-        Request::Call { name, args, bare } => call(&name, &args, bare),
+        Request::Call { name, args, bare } => call(&name, &args, bare, asked),
         Request::Greeting => greeting(asked),
         Request::Text(line) => text_line(&line, asked),
         Request::Quit => Ok(Answer {
@@ -342,7 +343,7 @@ fn threads() -> Answer {
 }
 
 /// `info`: the process at a glance, and the limits it can see.
-fn info(served: Served) -> Answer {
+fn info(served: &Served) -> Answer {
     let facts = process::facts();
     let limits = limits::read();
     let started_at = facts.started_at.map(process::rfc3339);
@@ -645,7 +646,7 @@ fn inspected_item(name: &str) -> Result<&'static Inspect, Failure> {
 
 /// Reads an inspected item, as `get` does, under the installed manhole's
 /// lock timeout.
-pub(crate) fn get(name: &str, served: Served) -> Result<Answer, Failure> {
+pub(crate) fn get(name: &str, served: &Served) -> Result<Answer, Failure> {
     registry::with_lock_timeout(served.waits.lock, || read(inspected_item(name)?))
 }
 
@@ -861,7 +862,7 @@ fn stats_table(rows: &[(&str, Summary)]) -> String {
     text
 }
 
-fn call(name: &str, args: &[ArgValue], bare: bool) -> Result<Answer, Failure> {
+fn call(name: &str, args: &[ArgValue], bare: bool, asked: Asked<'_>) -> Result<Answer, Failure> {
     let commands = registry::commands();
     let command = match registry::find(&commands, name) {
         Lookup::Found(command) => command,
@@ -901,6 +902,11 @@ fn call(name: &str, args: &[ArgValue], bare: bool) -> Result<Answer, Failure> {
     let mut args = Args {
         command,
         values: args,
+        waiting: Waiting {
+            runtime: &asked.served.runtime,
+            timeout: asked.served.waits.command,
+            client_gone: asked.client_gone,
+        },
     };
     (command.invoke)(&mut args)
         .map(Answer::value)

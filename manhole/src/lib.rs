@@ -87,6 +87,7 @@ mod procfs;
 mod signal_names;
 mod signals;
 mod socket;
+mod tasks;
 mod unwind;
 mod watch;
 
@@ -119,6 +120,7 @@ pub use options::{
     ENVIRONMENT_VARIABLE,
 };
 pub use stacks::{CapturedWith, Frame, Stacks, ThreadStack};
+pub use tasks::DEFAULT_COMMAND_TIMEOUT;
 
 #[doc(inline)]
 pub use manhole_macros::{command, inspect, main};

@@ -158,6 +158,7 @@ fn install(options: Options) -> Result<Handle, Error> {
         forget_inherited(&mut slot);
     }
     options.validate()?;
+    options.runtime = std::mem::take(&mut options.runtime).or_current();
     let stack_signal = signals::install(options.stack_signal, capture::on_signal)?;
     register_fork_handlers();
     let path = options.resolved_socket_path(pid);

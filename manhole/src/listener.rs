@@ -590,7 +590,7 @@ fn serve(context: &Context, mut listener: UnixListener, oneshot: bool) {
 fn admit(stream: UnixStream, context: &Context, inline: bool) -> bool {
     let (shared, config, log) = (
         &context.shared,
-        context.settings.config,
+        context.settings.config.clone(),
         context.settings.log,
     );
     match socket::peer_credentials(&stream) {

@@ -10,6 +10,7 @@
 
 use crate::error::Error;
 use crate::signal_names;
+use crate::tasks::{Runtime, DEFAULT_COMMAND_TIMEOUT};
 use manhole_wire::parse_duration;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -86,6 +87,8 @@ impl Activation {
 pub(crate) struct Waits {
     pub(crate) lock: Duration,
     pub(crate) stacks: Duration,
+    /// How long an async command may run.
+    pub(crate) command: Duration,
 }
 
 impl Default for Waits {
@@ -93,6 +96,7 @@ impl Default for Waits {
         Waits {
             lock: DEFAULT_LOCK_TIMEOUT,
             stacks: DEFAULT_STACK_TIMEOUT,
+            command: DEFAULT_COMMAND_TIMEOUT,
         }
     }
 }
@@ -106,11 +110,13 @@ pub(crate) struct Program {
 }
 
 /// What every request of the installed manhole runs under: its waits, and
-/// the program it serves when `#[manhole::main]` said.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+/// the program it serves when `#[manhole::main]` said, and the runtime
+/// its async commands run on.
+#[derive(Debug, Clone, Default)]
 pub(crate) struct Served {
     pub(crate) waits: Waits,
     pub(crate) program: Option<Program>,
+    pub(crate) runtime: Runtime,
 }
 
 /// How to install a manhole.
@@ -141,6 +147,8 @@ pub struct Options {
     pub(crate) sigmask: bool,
     pub(crate) reinstall_on_fork: bool,
     pub(crate) reinstall_delay: Duration,
+    pub(crate) command_timeout: Duration,
+    pub(crate) runtime: Runtime,
     /// Set when an option could not be parsed (from a name); reported by
     /// `install`, since builder methods cannot fail.
     pub(crate) invalid: Option<(&'static str, String)>,
@@ -164,6 +172,8 @@ impl Default for Options {
             sigmask: true,
             reinstall_on_fork: true,
             reinstall_delay: DEFAULT_REINSTALL_DELAY,
+            command_timeout: DEFAULT_COMMAND_TIMEOUT,
+            runtime: Runtime::default(),
             invalid: None,
             program: None,
         }
@@ -330,6 +340,34 @@ impl Options {
         self
     }
 
+    /// How long an `async fn` command may run before its future is dropped
+    /// and the client gets error -32003 (`timed_out`). The default is 60 s.
+    /// A sync command runs on the session's own thread and is not bounded.
+    pub fn command_timeout(mut self, timeout: Duration) -> Self {
+        self.command_timeout = timeout;
+        self
+    }
+
+    /// The tokio runtime that `async fn` commands run on. Without it,
+    /// `install` takes the runtime it is called inside
+    /// (`Handle::try_current`), if any; a call to an async command with no
+    /// runtime known is error `no_runtime`.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// let runtime = tokio::runtime::Builder::new_current_thread().build()?;
+    /// manhole::Options::new()
+    ///     .tokio_handle(runtime.handle().clone())
+    ///     .install()?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[cfg(feature = "tokio")]
+    pub fn tokio_handle(mut self, handle: tokio::runtime::Handle) -> Self {
+        self.runtime.handle = Some(handle);
+        self
+    }
+
     pub(crate) fn validate(&mut self) -> Result<(), Error> {
         if let Some((option, reason)) = self.invalid.take() {
             return Err(Error::InvalidOption { option, reason });
@@ -349,6 +387,7 @@ impl Options {
         for (option, timeout) in [
             ("idle_timeout", self.idle_timeout),
             ("write_timeout", self.write_timeout),
+            ("command_timeout", self.command_timeout),
         ] {
             if timeout.is_zero() {
                 return Err(Error::InvalidOption {
@@ -391,6 +430,7 @@ impl Options {
         Waits {
             lock: self.lock_timeout,
             stacks: self.stack_timeout,
+            command: self.command_timeout,
         }
     }
 
@@ -399,6 +439,7 @@ impl Options {
         Served {
             waits: self.waits(),
             program: self.program,
+            runtime: self.runtime.clone(),
         }
     }
 
@@ -450,6 +491,7 @@ const ENVIRONMENT_KEYS: &[&str] = &[
     "lock_timeout",
     "stack_signal",
     "stack_timeout",
+    "command_timeout",
 ];
 
 fn apply_settings(mut options: Options, value: &str) -> Result<Option<Options>, Error> {
@@ -515,6 +557,9 @@ fn apply_settings(mut options: Options, value: &str) -> Result<Option<Options>, 
             "stack_signal" => options.stack_signal(signal(text)?),
             "stack_timeout" => options.stack_timeout(
                 parse_duration(text).ok_or_else(|| bad("a duration such as 200ms"))?,
+            ),
+            "command_timeout" => options.command_timeout(
+                parse_duration(text).ok_or_else(|| bad("a duration such as 30s"))?,
             ),
             other => {
                 let expected = ENVIRONMENT_KEYS
@@ -639,6 +684,28 @@ mod tests {
             err.starts_with("invalid option `activate_on`: \"USR3\" is not a signal"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn command_timeout_comes_from_the_builder_or_the_environment() {
+        assert_eq!(
+            Options::new().served().waits.command,
+            Duration::from_secs(60)
+        );
+        let options = Options::new().command_timeout(Duration::from_secs(5));
+        assert_eq!(options.served().waits.command, Duration::from_secs(5));
+        let options = apply_settings(options, "command_timeout=250ms")
+            .unwrap()
+            .unwrap();
+        assert_eq!(options.served().waits.command, Duration::from_millis(250));
+        assert!(apply_settings(Options::new(), "command_timeout=soon").is_err());
+        assert!(matches!(
+            Options::new().command_timeout(Duration::ZERO).validate(),
+            Err(Error::InvalidOption {
+                option: "command_timeout",
+                ..
+            })
+        ));
     }
 
     #[test]

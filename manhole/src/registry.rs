@@ -7,6 +7,7 @@
 
 use crate::calls::CallStats;
 use crate::options::DEFAULT_LOCK_TIMEOUT;
+use crate::tasks::Waiting;
 use manhole_wire::{ArgValue, Failure, Reason};
 use serde::Serialize;
 use std::cell::Cell;
@@ -236,6 +237,9 @@ impl Inspect {
 pub struct Args<'a> {
     pub(crate) command: &'static Command,
     pub(crate) values: &'a [ArgValue],
+    /// What an async command's future runs under.
+    #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
+    pub(crate) waiting: Waiting<'a>,
 }
 
 impl Args<'_> {

@@ -26,7 +26,7 @@ pub(crate) const SNIFF_TIMEOUT: Duration = Duration::from_millis(50);
 const PROMPT: &[u8] = b"manhole> ";
 
 /// What a session takes from the installed manhole's options.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub(crate) struct SessionConfig {
     pub(crate) max_line_length: usize,
     pub(crate) max_sessions: usize,
@@ -116,7 +116,7 @@ pub(crate) fn serve(stream: &UnixStream, config: SessionConfig) {
 /// second).
 pub(crate) fn serve_bytes(input: &[u8], config: &SessionConfig) -> Vec<u8> {
     let mut out = Vec::new();
-    let mut lines = Lines::new(input, *config);
+    let mut lines = Lines::new(input, config.clone());
     // Writing to a `Vec` cannot fail.
     let _ = if input.first() == Some(&b'{') {
         serve_json(&mut lines, &mut out)
@@ -255,9 +255,9 @@ impl<R: Input> Lines<R> {
     }
 
     /// What a request of this session runs under.
-    fn asked<'a>(&self, client_gone: &'a dyn Fn() -> bool) -> Asked<'a> {
+    fn asked<'a>(&'a self, client_gone: &'a dyn Fn() -> bool) -> Asked<'a> {
         Asked {
-            served: self.served,
+            served: &self.served,
             client_gone,
         }
     }
@@ -424,7 +424,7 @@ fn watch<R: Input>(
     let started = Instant::now();
     // An item that cannot be read gets its error alone, not a heading that
     // promises a watch.
-    let mut reading = Some(builtins::get(name, lines.served));
+    let mut reading = Some(builtins::get(name, &lines.served));
     if let Some(Err(failure)) = &reading {
         out.write_all(error_line(failure).as_bytes())?;
         return Ok(Watched::Stopped);
@@ -439,7 +439,7 @@ fn watch<R: Input>(
     loop {
         let read = reading
             .take()
-            .unwrap_or_else(|| builtins::get(name, lines.served));
+            .unwrap_or_else(|| builtins::get(name, &lines.served));
         match read {
             Ok(answer) => {
                 let header = format!("[{:.1}s]", started.elapsed().as_secs_f64());

@@ -1,0 +1,77 @@
+//! A tokio service whose manhole commands are `async fn`s: they run on the
+//! service's own runtime, while the manhole's session waits for them.
+//!
+//! ```text
+//! cargo run --example tokio_service --features tokio
+//! echo 'call nap 2' | socat - UNIX-CONNECT:/tmp/manhole-<pid>
+//! ```
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+/// `nap` calls that have started sleeping.
+#[manhole::inspect]
+static NAPS_STARTED: AtomicU64 = AtomicU64::new(0);
+
+/// `nap` futures dropped before they woke: a client that hung up, or
+/// `command_timeout`.
+#[manhole::inspect]
+static NAPS_DROPPED: AtomicU64 = AtomicU64::new(0);
+
+/// Counts a `nap` as dropped unless it finished.
+struct Napping {
+    finished: bool,
+}
+
+impl Drop for Napping {
+    fn drop(&mut self) {
+        if !self.finished {
+            NAPS_DROPPED.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+}
+
+/// Sleeps SECONDS on the runtime's timer, then says how long it slept.
+#[manhole::command]
+async fn nap(seconds: f64) -> String {
+    let mut napping = Napping { finished: false };
+    NAPS_STARTED.fetch_add(1, Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_secs_f64(seconds)).await;
+    napping.finished = true;
+    format!("slept {seconds} s")
+}
+
+/// Adds two numbers after a short await.
+#[manhole::command]
+async fn add_later(a: i64, b: Option<i64>) -> i64 {
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    a + b.unwrap_or(0)
+}
+
+/// The name of the thread the command's future ran on.
+#[manhole::command]
+async fn ran_on() -> String {
+    tokio::task::yield_now().await;
+    std::thread::current().name().unwrap_or("?").to_owned()
+}
+
+/// Fails with MESSAGE after an await.
+#[manhole::command]
+async fn fail_later(message: String) -> Result<u32, String> {
+    tokio::task::yield_now().await;
+    Err(message)
+}
+
+/// Panics after an await.
+#[manhole::command]
+async fn panic_later() {
+    tokio::task::yield_now().await;
+    panic!("deliberate panic after an await");
+}
+
+#[manhole::main]
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    println!("ready");
+    std::future::pending::<()>().await;
+}

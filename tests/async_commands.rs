@@ -1,0 +1,215 @@
+//! `async fn` commands over real sockets, on the example's own tokio
+//! runtime: values, `Err`, panics, `command_timeout`, a client that hangs
+//! up mid-call, a program with no runtime, and sessions served while a
+//! call awaits. Needs the `tokio` feature (`scripts/test` runs it).
+
+mod support;
+
+use serde_json::{json, Value};
+use std::io::Write;
+use std::process::Command;
+use std::time::{Duration, Instant};
+use support::{run_with_timeout, Service};
+
+fn tokio_service(env: &[(&str, &str)]) -> Service {
+    let service = Service::spawn_with_env("tokio_service", &[], env, None);
+    service.wait_for_socket();
+    service
+}
+
+fn call(name: &str, args: Value) -> Value {
+    json!({"name": name, "args": args})
+}
+
+fn get(session: &mut support::Json, name: &str) -> u64 {
+    session
+        .result("get", json!({"name": name}))
+        .as_u64()
+        .unwrap()
+}
+
+#[test]
+fn async_commands_answer_from_the_runtime_with_values_errors_and_panics() {
+    let service = tokio_service(&[]);
+    let mut session = service.json();
+    assert_eq!(
+        session.result("call", call("add_later", json!([40, 2]))),
+        42
+    );
+    assert_eq!(session.result("call", call("add_later", json!([40]))), 40);
+    // The future ran on a runtime worker, not on the session's thread.
+    assert_eq!(
+        session.result("call", call("ran_on", json!([]))),
+        "tokio-rt-worker"
+    );
+
+    let error = session.error("call", call("fail_later", json!(["no disk"])));
+    assert_eq!(error["code"], -32000, "{error}");
+    assert_eq!(error["data"]["reason"], "returned_err", "{error}");
+    assert!(
+        error["message"].as_str().unwrap().contains("no disk"),
+        "{error}"
+    );
+
+    let error = session.error("call", call("panic_later", json!([])));
+    assert_eq!(error["code"], -32001, "{error}");
+    assert_eq!(error["data"]["reason"], "panicked", "{error}");
+    assert!(
+        error["message"]
+            .as_str()
+            .unwrap()
+            .contains("deliberate panic after an await"),
+        "{error}"
+    );
+
+    // Arguments are checked before anything is spawned.
+    let error = session.error("call", call("nap", json!(["long"])));
+    assert_eq!(error["data"]["reason"], "bad_argument", "{error}");
+    assert_eq!(get(&mut session, "NAPS_STARTED"), 0);
+
+    // Help and signatures as for a sync command.
+    let help = session.result("help", json!({"name": "nap"}));
+    assert!(help.to_string().contains("Sleeps SECONDS"), "{help}");
+
+    // The process lives on after the panic.
+    assert_eq!(session.result("call", call("add_later", json!([1, 1]))), 2);
+}
+
+#[test]
+fn a_text_session_calls_an_async_command() {
+    let service = tokio_service(&[]);
+    let mut text = service.text();
+    assert_eq!(text.ask("nap 0.05"), "slept 0.05 s\n");
+    assert_eq!(text.ask("call add_later 2 3"), "5\n");
+    let reply = text.ask("fail_later oops");
+    assert!(reply.starts_with("error: "), "{reply}");
+    assert!(reply.contains("oops"), "{reply}");
+}
+
+#[test]
+fn past_command_timeout_the_call_is_timed_out_and_the_future_dropped() {
+    let service = tokio_service(&[("MANHOLE", "command_timeout=300ms")]);
+    let mut session = service.json();
+    let started = Instant::now();
+    let error = session.error("call", call("nap", json!([30])));
+    let took = started.elapsed();
+    assert_eq!(error["code"], -32003, "{error}");
+    assert_eq!(error["data"]["reason"], "timed_out", "{error}");
+    assert!(
+        took >= Duration::from_millis(300) && took < Duration::from_secs(3),
+        "{took:?}"
+    );
+    support::wait_until("the timed-out nap to be dropped", || {
+        get(&mut session, "NAPS_DROPPED") == 1
+    });
+    // A call that fits in the timeout still answers.
+    assert_eq!(
+        session.result("call", call("nap", json!([0.01]))),
+        "slept 0.01 s"
+    );
+    assert_eq!(get(&mut session, "NAPS_DROPPED"), 1);
+}
+
+#[test]
+fn a_client_that_hangs_up_mid_call_has_its_future_dropped() {
+    let service = tokio_service(&[]);
+    let mut watcher = service.json();
+    let mut caller = support::connect(&service.socket);
+    let request =
+        json!({"jsonrpc": "2.0", "id": 1, "method": "call", "params": call("nap", json!([30]))});
+    writeln!(caller, "{request}").unwrap();
+    support::wait_until("the nap to start", || {
+        get(&mut watcher, "NAPS_STARTED") == 1
+    });
+    assert_eq!(get(&mut watcher, "NAPS_DROPPED"), 0);
+    drop(caller);
+    let hung_up = Instant::now();
+    while get(&mut watcher, "NAPS_DROPPED") == 0 {
+        assert!(
+            hung_up.elapsed() < Duration::from_secs(2),
+            "the future was not dropped"
+        );
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let took = hung_up.elapsed();
+    // The session looks at its client every 20 ms; the rest is the abort
+    // reaching the runtime and this test's own round trips.
+    assert!(took < Duration::from_millis(100), "dropped after {took:?}");
+}
+
+#[test]
+fn other_sessions_are_served_while_an_async_command_waits() {
+    let service = tokio_service(&[]);
+    let mut napper = service.json();
+    let request =
+        json!({"jsonrpc": "2.0", "id": 7, "method": "call", "params": call("nap", json!([1.5]))});
+    napper.send_raw(request.to_string().as_bytes());
+    let mut other = service.json();
+    support::wait_until("the nap to start", || get(&mut other, "NAPS_STARTED") == 1);
+    let started = Instant::now();
+    assert_eq!(other.result("call", call("add_later", json!([20, 22]))), 42);
+    let mut text = service.text();
+    assert_eq!(text.ask("ran_on"), "tokio-rt-worker\n");
+    assert!(
+        started.elapsed() < Duration::from_millis(1000),
+        "{:?}",
+        started.elapsed()
+    );
+    let reply = napper.read_response();
+    assert_eq!(reply["id"], 7, "{reply}");
+    assert_eq!(reply["result"], "slept 1.5 s", "{reply}");
+}
+
+#[test]
+fn without_a_runtime_an_async_command_says_how_to_give_one() {
+    let service = Service::spawn("tokio_plain", &[], None);
+    service.wait_for_socket();
+    let mut session = service.json();
+    let error = session.error("call", call("ping", json!([])));
+    assert_eq!(error["code"], -32002, "{error}");
+    assert_eq!(error["data"]["reason"], "no_runtime", "{error}");
+    let message = error["message"].as_str().unwrap();
+    assert!(message.contains("tokio_handle"), "{message}");
+    assert!(
+        message.contains("#[manhole::main] above #[tokio::main]"),
+        "{message}"
+    );
+    // The session goes on.
+    assert!(session.result("list", Value::Null).is_object());
+}
+
+#[test]
+fn options_tokio_handle_gives_the_runtime_to_a_plain_install() {
+    let service = Service::spawn("tokio_plain", &["--handle"], None);
+    service.wait_for_socket();
+    let mut session = service.json();
+    assert_eq!(session.result("call", call("ping", json!([]))), "pong");
+}
+
+#[test]
+fn manhole_cli_calls_an_async_command() {
+    let cli = support::example("tokio_service")
+        .parent()
+        .and_then(|examples| examples.parent())
+        .map(|debug| debug.join("manhole-cli"))
+        .unwrap();
+    assert!(
+        cli.exists(),
+        "{} is missing; build it with `cargo build -p manhole-cli` (scripts/test runs the workspace's tests first, which do)",
+        cli.display()
+    );
+    let service = tokio_service(&[]);
+    let pid = service.pid.to_string();
+    let done = run_with_timeout(
+        Command::new(&cli).args([pid.as_str(), "call", "add_later", "40", "2"]),
+        Duration::from_secs(10),
+    );
+    assert_eq!(done.code, Some(0), "{done:?}");
+    assert_eq!(done.stdout.trim(), "42", "{done:?}");
+    let done = run_with_timeout(
+        Command::new(&cli).args([pid.as_str(), "fail_later", "broken"]),
+        Duration::from_secs(10),
+    );
+    assert_ne!(done.code, Some(0), "{done:?}");
+    assert!(done.stderr.contains("broken"), "{done:?}");
+}
