@@ -9,6 +9,9 @@
 #[path = "../../tests/support/mod.rs"]
 mod support;
 
+mod cli_support;
+
+use cli_support::{assert_exit, cli, cli_command, stdout_json, ScratchDir, CLI_LIMIT};
 use manhole_wire::{Builtin, Reason};
 use serde_json::{json, Value};
 use std::io::{Read, Write};
@@ -22,8 +25,6 @@ use std::time::{Duration, Instant};
 use support::{dead_pid, run_with_timeout, scratch, wait_until, Finished, Service};
 
 /// How long one run of the CLI may take before the test fails.
-const CLI_LIMIT: Duration = Duration::from_secs(20);
-
 /// Another user, for the ownership checks (which need root to set up).
 const NOBODY: u32 = 65534;
 
@@ -37,27 +38,14 @@ fn stale_sockets_lock() -> std::sync::MutexGuard<'static, ()> {
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-fn cli_command(args: &[&str]) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_manhole-cli"));
-    command
-        .args(args)
-        .env_remove("NO_COLOR")
-        .env_remove("XDG_STATE_HOME");
-    command
-}
-
 /// Runs the CLI to its end.
-fn cli(args: &[&str]) -> Finished {
-    run_with_timeout(&mut cli_command(args), CLI_LIMIT)
-}
-
 /// Runs the CLI as another user (root only). The binary is copied where
 /// any user may run it, since the build directory may be private.
 fn cli_as(uid: u32, args: &[&str]) -> Finished {
     let dir = ScratchDir::new(&format!("bin-{uid}"));
     std::fs::set_permissions(&dir.0, std::fs::Permissions::from_mode(0o755)).unwrap();
     let binary = dir.0.join("manhole-cli");
-    std::fs::copy(env!("CARGO_BIN_EXE_manhole-cli"), &binary).unwrap();
+    std::fs::copy(cli_support::CLI, &binary).unwrap();
     std::fs::set_permissions(&binary, std::fs::Permissions::from_mode(0o755)).unwrap();
     let mut command = Command::new(&binary);
     command
@@ -73,11 +61,6 @@ fn cli_as(uid: u32, args: &[&str]) -> Finished {
 
 fn root() -> bool {
     nix::unistd::geteuid().is_root()
-}
-
-#[track_caller]
-fn assert_exit(run: &Finished, code: i32) {
-    assert_eq!(run.code, Some(code), "{run:#?}");
 }
 
 /// A socket file that is removed when dropped.
@@ -98,26 +81,6 @@ fn stale_socket(path: &Path) -> SocketFile {
 }
 
 /// A directory that is removed with its contents when dropped.
-struct ScratchDir(PathBuf);
-
-impl ScratchDir {
-    /// A fresh directory; `name` and a counter keep concurrent tests apart.
-    fn new(name: &str) -> ScratchDir {
-        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let dir = std::env::temp_dir().join(format!("cli-t{}-{n}-{name}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir(&dir).unwrap();
-        ScratchDir(dir)
-    }
-}
-
-impl Drop for ScratchDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 /// The example service, running with `MANHOLE=off`: a process of ours with
 /// no manhole socket.
 fn service_without_manhole() -> Service {
@@ -246,10 +209,6 @@ fn json_prints_the_result_or_the_error_object() {
     let run = cli(&["--json", &pid, "get"]);
     assert_exit(&run, 1);
     assert_eq!(json(&run)["message"], "usage: get NAME");
-}
-
-fn stdout_json(run: &Finished) -> Value {
-    serde_json::from_str(&run.stdout).unwrap_or_else(|err| panic!("{err}: {run:?}"))
 }
 
 /// With `--json`, a bare name is asked as the text protocol asks it: a

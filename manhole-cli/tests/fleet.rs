@@ -12,6 +12,9 @@
 #[path = "../../tests/support/mod.rs"]
 mod support;
 
+mod cli_support;
+
+use cli_support::{assert_exit, cli, cli_command, stdout_json, ScratchDir, CLI, CLI_LIMIT};
 use serde_json::Value;
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
@@ -23,12 +26,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use support::{dead_pid, run_with_timeout, wait_until, ChildGuard, Finished, Service};
 
-/// How long one run of the CLI may take before the test fails.
-const CLI_LIMIT: Duration = Duration::from_secs(30);
-
-/// The built CLI, which the ssh tests also run as the remote one.
-const CLI: &str = env!("CARGO_BIN_EXE_manhole-cli");
-
 /// Held by every test that runs `--all` (which reaches every live manhole
 /// on the machine) and by every test that makes a manhole misbehave on
 /// purpose, so that one never sees the other's.
@@ -38,53 +35,6 @@ fn every_manhole() -> std::sync::MutexGuard<'static, ()> {
     EVERY_MANHOLE
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
-fn cli_command(args: &[&str]) -> Command {
-    let mut command = Command::new(CLI);
-    command
-        .args(args)
-        .env_remove("NO_COLOR")
-        .env_remove("XDG_STATE_HOME")
-        .env_remove("MANHOLE_SSH_COMMAND");
-    command
-}
-
-fn cli(args: &[&str]) -> Finished {
-    run_with_timeout(&mut cli_command(args), CLI_LIMIT)
-}
-
-#[track_caller]
-fn assert_exit(run: &Finished, code: i32) {
-    assert_eq!(run.code, Some(code), "{run:#?}");
-}
-
-fn stdout_json(run: &Finished) -> Value {
-    serde_json::from_str(&run.stdout).unwrap_or_else(|err| panic!("{err}: {run:#?}"))
-}
-
-/// A directory that is removed with its contents when dropped.
-struct ScratchDir(PathBuf);
-
-impl ScratchDir {
-    fn new(name: &str) -> ScratchDir {
-        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let dir = std::env::temp_dir().join(format!("fleet-t{}-{n}-{name}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir(&dir).unwrap();
-        ScratchDir(dir)
-    }
-
-    fn join(&self, name: &str) -> PathBuf {
-        self.0.join(name)
-    }
-}
-
-impl Drop for ScratchDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }
 
 /// The exit status that `items` (a `--json` array of `--all`) call for:

@@ -456,23 +456,37 @@ fn watch<R: Input>(
                 return Ok(Watched::Stopped);
             }
         }
-        if lines.wait_readable(interval)? {
-            return Ok(match lines.next()? {
-                Line::End => Watched::ClientGone,
-                Line::Idle => {
-                    out.write_all(error_line(&idle_failure(lines.idle_timeout)).as_bytes())?;
-                    Watched::ClientGone
-                }
-                Line::Complete(_) | Line::TooLong => Watched::Stopped,
-            });
-        }
-        // A watch is output, not input: a client silent past the idle
-        // timeout loses its session here too.
-        if started.elapsed() >= lines.idle_timeout {
-            out.write_all(error_line(&idle_failure(lines.idle_timeout)).as_bytes())?;
-            return Ok(Watched::ClientGone);
+        if let Some(watched) = line_or_idle(lines, out, interval, started)? {
+            return Ok(watched);
         }
     }
+}
+
+/// Between two outputs of `watch` or `log follow`: waits up to `wait` for
+/// a line from the client, which ends the stream (consumed, not run). A
+/// stream is output, not input, so a client silent past the idle timeout
+/// (counted from `started`) loses its session here too. `None` goes on.
+fn line_or_idle<R: Input>(
+    lines: &mut Lines<R>,
+    out: &mut impl Write,
+    wait: Duration,
+    started: Instant,
+) -> io::Result<Option<Watched>> {
+    if lines.wait_readable(wait)? {
+        return Ok(Some(match lines.next()? {
+            Line::End => Watched::ClientGone,
+            Line::Idle => {
+                out.write_all(error_line(&idle_failure(lines.idle_timeout)).as_bytes())?;
+                Watched::ClientGone
+            }
+            Line::Complete(_) | Line::TooLong => Watched::Stopped,
+        }));
+    }
+    if started.elapsed() >= lines.idle_timeout {
+        out.write_all(error_line(&idle_failure(lines.idle_timeout)).as_bytes())?;
+        return Ok(Some(Watched::ClientGone));
+    }
+    Ok(None)
 }
 
 /// Whether a request costs enough (a dump, a measurement over time) to be
@@ -513,19 +527,8 @@ fn follow<R: Input>(
         if !new.is_empty() {
             out.write_all(new.as_bytes())?;
         }
-        if lines.wait_readable(FOLLOW_INTERVAL)? {
-            return Ok(match lines.next()? {
-                Line::End => Watched::ClientGone,
-                Line::Idle => {
-                    out.write_all(error_line(&idle_failure(lines.idle_timeout)).as_bytes())?;
-                    Watched::ClientGone
-                }
-                Line::Complete(_) | Line::TooLong => Watched::Stopped,
-            });
-        }
-        if started.elapsed() >= lines.idle_timeout {
-            out.write_all(error_line(&idle_failure(lines.idle_timeout)).as_bytes())?;
-            return Ok(Watched::ClientGone);
+        if let Some(watched) = line_or_idle(lines, out, FOLLOW_INTERVAL, started)? {
+            return Ok(watched);
         }
     }
 }
