@@ -543,24 +543,21 @@ fn first_pass<D>(
     tasks: &Tasks,
     tids: &[libc::pid_t],
     describe: &dyn Fn(libc::pid_t) -> Option<(D, Described)>,
-) -> Vec<Option<(D, Option<Outcome>)>> {
-    let known_tails = tails().clone();
-    let pass = |tids: &[libc::pid_t]| -> Vec<Option<(D, Option<Outcome>)>> {
-        let mut copy = vec![0u8; STACK_COPY];
-        tids.iter()
-            .map(|&tid| {
-                let (description, described_as) = describe(tid)?;
-                let quiet = match described_as {
-                    Described::Asleep => capture_quietly(tasks, tid, &mut copy, &known_tails),
-                    Described::Running => None,
-                };
-                Some((description, quiet))
-            })
-            .collect()
-    };
+    known_tails: &[Vec<u64>],
+    copy: &mut [u8],
+) -> Vec<Option<(D, Described, Option<Outcome>)>> {
     // Measured on two threads as well, a large dump went no faster: the
     // kernel serialises these `/proc` reads and copies within a process.
-    pass(tids)
+    tids.iter()
+        .map(|&tid| {
+            let (description, described_as) = describe(tid)?;
+            let quiet = match described_as {
+                Described::Asleep => capture_quietly(tasks, tid, copy, known_tails),
+                Described::Running => None,
+            };
+            Some((description, described_as, quiet))
+        })
+        .collect()
 }
 
 /// Captures the raw stacks of `tids` (never the calling thread), waiting at
@@ -579,9 +576,9 @@ pub(crate) fn capture<D>(
     timeout: Duration,
     describe: &dyn Fn(libc::pid_t) -> Option<(D, Described)>,
 ) -> Vec<Option<(D, Outcome)>> {
-    let first = first_pass(tasks, tids, describe);
     let known_tails = tails().clone();
     let mut copy = vec![0u8; STACK_COPY];
+    let first = first_pass(tasks, tids, describe, &known_tails, &mut copy);
     let generation = loop {
         let generation = GENERATION.fetch_add(1, Ordering::Relaxed);
         if generation != 0 {
@@ -598,7 +595,7 @@ pub(crate) fn capture<D>(
     REMAINING.store(state(generation, 0), Ordering::Release);
     let mut descriptions: Vec<Option<D>> = Vec::with_capacity(tids.len());
     for (position, (&tid, first)) in tids.iter().zip(first).enumerate() {
-        let Some((description, quiet)) = first else {
+        let Some((description, described_as, quiet)) = first else {
             descriptions.push(None);
             outcomes.push(Some(Outcome::Gone));
             continue;
@@ -606,7 +603,10 @@ pub(crate) fn capture<D>(
         descriptions.push(Some(description));
         // A thread seen running may have gone to sleep in a system call
         // since: looked at again just before it would be signalled.
-        let quiet = quiet.or_else(|| capture_quietly(tasks, tid, &mut copy, &known_tails));
+        let quiet = match (quiet, described_as) {
+            (None, Described::Running) => capture_quietly(tasks, tid, &mut copy, &known_tails),
+            (quiet, _) => quiet,
+        };
         if let Some(outcome) = quiet {
             outcomes.push(Some(outcome));
             continue;

@@ -198,7 +198,8 @@ pub(crate) fn unwind(registers: Registers, stack: &[u8]) -> Unwound {
 ///
 /// A thread's outermost frames are the same for every thread of a kind:
 /// where the walk stops at a frame that `known_tail` has seen near the end
-/// of a complete stack, the rest of that stack is taken from there. Returns
+/// of a complete stack, the rest of that stack is taken from there; a walk
+/// that ends anywhere else is not believed. Returns
 /// the frames and the frame pointer it used, if it needed one, or `None`
 /// when the walk cannot be made whole: the caller then uses the signal.
 #[cfg(target_arch = "x86_64")]
@@ -228,7 +229,10 @@ pub(crate) fn unwind_without_frame_pointer(
         // Whether the walk is whole (and then whether it is cut short),
         // with a known tail added where it stopped at one.
         let whole = |end: &End, addresses: &mut Vec<u64>| match end {
-            End::Complete => Some(false),
+            // An end is believed only at a frame seen ending complete
+            // stacks: a frame pointer restored as 0 from a register that
+            // held data ends a walk early, and looks just like the end.
+            End::Complete => known_tail(*addresses.last()?).map(|_| false),
             End::CopyEnded => Some(true),
             End::NeedsFramePointer { .. } => {
                 let tail = known_tail(*addresses.last()?)?;
