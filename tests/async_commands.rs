@@ -132,9 +132,11 @@ fn a_client_that_hangs_up_mid_call_has_its_future_dropped() {
         std::thread::sleep(Duration::from_millis(2));
     }
     let took = hung_up.elapsed();
-    // The session looks at its client every 20 ms; the rest is the abort
-    // reaching the runtime and this test's own round trips.
-    assert!(took < Duration::from_millis(100), "dropped after {took:?}");
+    // The session looks at its client every 20 ms, so the drop comes well
+    // inside the 100 ms target on a quiet machine; the bound here is loose
+    // because a loaded CI machine delays this test's own round trips, and a
+    // 30 s nap that was not cancelled would fail it by far.
+    assert!(took < Duration::from_millis(500), "dropped after {took:?}");
 }
 
 #[test]
