@@ -62,6 +62,18 @@ async fn fail_later(message: String) -> Result<u32, String> {
     Err(message)
 }
 
+/// Keeps its worker busy for MS milliseconds without yielding: the kind of
+/// future that blocks a runtime worker, which `runtime` shows as busy time.
+#[manhole::command]
+async fn spin(ms: u64) -> String {
+    tokio::task::yield_now().await;
+    let until = std::time::Instant::now() + Duration::from_millis(ms);
+    while std::time::Instant::now() < until {
+        std::hint::spin_loop();
+    }
+    format!("spun {ms} ms")
+}
+
 /// Panics after an await.
 #[manhole::command]
 async fn panic_later() {

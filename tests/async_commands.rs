@@ -215,3 +215,81 @@ fn manhole_cli_calls_an_async_command() {
     assert_ne!(done.code, Some(0), "{done:?}");
     assert!(done.stderr.contains("broken"), "{done:?}");
 }
+
+#[test]
+fn runtime_shows_the_workers_and_how_busy_each_was() {
+    let service = tokio_service(&[]);
+    let mut session = service.json();
+    let first = session.result("runtime", json!({}));
+    assert_eq!(first["flavor"], "multi_thread", "{first}");
+    assert_eq!(first["workers"], 2, "{first}");
+    assert!(first["alive_tasks"].is_u64(), "{first}");
+    assert!(first["global_queue_depth"].is_u64(), "{first}");
+    assert_eq!(first["since_previous_s"], Value::Null, "{first}");
+    let workers = first["per_worker"].as_array().unwrap();
+    assert_eq!(workers.len(), 2, "{first}");
+    assert!(workers.iter().all(|worker| worker["busy_ratio"].is_null()));
+    assert!(workers.iter().all(|worker| worker["park_count"].is_u64()));
+
+    let busy_ms = |reading: &Value| -> f64 {
+        reading["per_worker"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|worker| worker["busy_ms"].as_f64().unwrap())
+            .sum()
+    };
+    assert_eq!(
+        session.result("call", call("spin", json!([300]))),
+        "spun 300 ms"
+    );
+    // Busy time is wall time between unpark and park, so the 300 ms spin
+    // is all there however loaded the machine is; tokio publishes it when
+    // the worker parks, a moment after the reply.
+    let mut second = Value::Null;
+    support::wait_until("the spin's busy time", || {
+        second = session.result("runtime", json!({}));
+        busy_ms(&second) - busy_ms(&first) >= 290.0
+    });
+    assert!(
+        second["since_previous_s"].as_f64().unwrap() > 0.0,
+        "{second}"
+    );
+    let ratios: Vec<f64> = second["per_worker"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|worker| worker["busy_ratio"].as_f64().unwrap())
+        .collect();
+    assert!(
+        ratios.iter().all(|ratio| (0.0..=1.0).contains(ratio)),
+        "{second}"
+    );
+    assert!(ratios.iter().any(|ratio| *ratio > 0.0), "{second}");
+
+    let mut text = service.text();
+    let shown = text.ask("runtime");
+    assert!(
+        shown.starts_with("tokio runtime: multi_thread, 2 workers, "),
+        "{shown}"
+    );
+    assert!(shown.contains("WORKER"), "{shown}");
+    assert!(shown.contains("BUSY%"), "{shown}");
+}
+
+#[test]
+fn runtime_without_a_runtime_says_how_to_give_one() {
+    let service = Service::spawn("tokio_plain", &[], None);
+    service.wait_for_socket();
+    let error = service.json().error("runtime", json!({}));
+    assert_eq!(error["data"]["reason"], "no_runtime", "{error}");
+    assert!(
+        error["message"].as_str().unwrap().contains("tokio_handle"),
+        "{error}"
+    );
+
+    let service = Service::spawn("tokio_plain", &["--handle"], None);
+    service.wait_for_socket();
+    let reading = service.json().result("runtime", json!({}));
+    assert_eq!(reading["workers"], 1, "{reading}");
+}

@@ -97,8 +97,8 @@ fn help_and_list_describe_everything() {
     assert_eq!(
         builtins,
         [
-            "help", "list", "stacks", "threads", "info", "top", "mem", "get", "set", "stats",
-            "log", "watch", "call", "quit"
+            "help", "list", "stacks", "threads", "info", "top", "mem", "runtime", "get", "set",
+            "stats", "log", "watch", "call", "quit"
         ]
     );
     assert_eq!(session.result("help", json!({"name": "add"})), *add);
@@ -362,4 +362,27 @@ fn text_lines_over_json_answer_as_a_text_session_does() {
         .as_str()
         .unwrap()
         .ends_with("type `help` for commands, `quit` to leave\n"));
+}
+
+#[test]
+fn runtime_in_a_service_without_tokio_says_what_is_missing() {
+    let service = Service::start();
+    let mut session = service.json();
+    let error = session.error("runtime", json!({}));
+    // The plain service runs no tokio runtime: without manhole's `tokio`
+    // feature that is the missing feature; with it, the missing runtime.
+    if cfg!(feature = "tokio") {
+        assert_eq!(error["data"]["reason"], "no_runtime", "{error}");
+    } else {
+        assert_eq!(error["data"]["reason"], "not_enabled", "{error}");
+        assert!(
+            error["message"]
+                .as_str()
+                .unwrap()
+                .contains("`tokio` feature"),
+            "{error}"
+        );
+    }
+    let mut text = service.text();
+    assert!(text.ask("runtime").starts_with("error: "));
 }

@@ -2,6 +2,7 @@
 
 mod support;
 
+use serde_json::{json, Value};
 use support::{Service, Text};
 
 #[test]
@@ -25,6 +26,8 @@ fn greeting_shows_banner_every_thread_and_a_prompt() {
             .ends_with("examples/service"),
         "{greeting}"
     );
+    // Alike threads are collapsed into one entry, which names each of
+    // them: the two workers, when both sleep at the same spot.
     for name in [
         "service",
         "manhole",
@@ -33,7 +36,7 @@ fn greeting_shows_banner_every_thread_and_a_prompt() {
         "manhole-session",
     ] {
         assert!(
-            greeting.contains(&format!("\"{name}\" (")),
+            greeting.contains(&format!("\"{name}\"")),
             "{name} missing from\n{greeting}"
         );
     }
@@ -48,9 +51,10 @@ fn greeting_shows_banner_every_thread_and_a_prompt() {
         greeting.contains("manhole::listener::serve\n"),
         "{greeting}"
     );
-    assert_eq!(
-        greeting.matches("service::worker\n").count(),
-        2,
+    let workers = greeting.matches("service::worker\n").count();
+    let collapsed = greeting.contains("2 threads (sleeping): ");
+    assert!(
+        (collapsed && workers == 1) || (!collapsed && workers == 2),
         "{greeting}"
     );
     assert!(
@@ -109,7 +113,7 @@ fn help_shows_builtins_signatures_and_docs() {
     ));
     assert!(session
         .ask("help stacks")
-        .starts_with("stacks (built-in)\n"));
+        .starts_with("stacks [--collapse] (built-in)\n"));
     assert_eq!(
         session.ask("help nothing_here"),
         "error: unknown name `nothing_here`; `list` shows what is registered\n"
@@ -382,4 +386,76 @@ fn socat_works_as_documented() {
     let text = String::from_utf8(output.stdout).unwrap();
     assert!(text.starts_with("manhole 0.1.0"), "{text}");
     assert!(text.ends_with("manhole> 42\nmanhole> "), "{text}");
+}
+
+#[test]
+fn collapse_shows_a_pool_of_alike_threads_once() {
+    let service = Service::spawn_with_env("service", &[], &[("SERVICE_IDLE_THREADS", "20")], None);
+    service.wait_for_socket();
+    let mut json = service.json();
+    let mut pool = Value::Null;
+    support::wait_until("the 20 idle threads to park alike", || {
+        let collapsed = json.result("stacks", json!({"collapse": true}));
+        let groups = collapsed["threads"].as_array().unwrap();
+        match groups.iter().find(|group| group["count"] == 20) {
+            Some(group) => {
+                pool = group.clone();
+                true
+            }
+            None => false,
+        }
+    });
+    let names = pool["names"].as_array().unwrap();
+    assert_eq!(names.len(), 20, "{pool}");
+    assert!(
+        names
+            .iter()
+            .all(|name| name.as_str().unwrap().starts_with("idle-")),
+        "{pool}"
+    );
+    assert_eq!(pool["tids"].as_array().unwrap().len(), 20);
+    assert_eq!(pool["tid"], pool["tids"][0]);
+    assert!(pool["frames"].to_string().contains("park"), "{pool}");
+
+    // Without `collapse`, every thread is there, each on its own.
+    let full = json.result("stacks", json!({}));
+    let threads = full["threads"].as_array().unwrap();
+    assert!(threads.len() >= 20 + 4, "{full}");
+    assert!(threads.iter().all(|thread| thread.get("count").is_none()));
+
+    let mut text = Text::connect(&service.socket);
+    let shown = text.ask("stacks --collapse");
+    assert!(shown.contains("20 threads (sleeping): "), "{shown}");
+    assert!(shown.contains(" \"idle-19\""), "{shown}");
+    let every = text.ask("stacks");
+    assert!(every.contains("\"idle-19\" (sleeping)"), "{every}");
+    // The pool's frames are printed once instead of twenty times.
+    let idle_frames = pool["frames"].as_array().unwrap().len();
+    assert!(
+        shown.lines().count() + 19 * idle_frames <= every.lines().count(),
+        "{shown}\n----\n{every}"
+    );
+    assert!(text
+        .ask("stacks --all")
+        .starts_with("error: usage: stacks [--collapse]"),);
+
+    // The text greeting collapses too; JSON's is complete unless asked.
+    let greeting = Text::connect_silent(&service.socket).greeting();
+    assert!(greeting.contains("20 threads (sleeping): "), "{greeting}");
+    let complete = json.result("greeting", json!({}));
+    assert!(
+        complete["text"]
+            .as_str()
+            .unwrap()
+            .contains("\"idle-19\" (sleeping)"),
+        "{complete}"
+    );
+    let collapsed = json.result("greeting", json!({"collapse": true}));
+    assert!(
+        collapsed["text"]
+            .as_str()
+            .unwrap()
+            .contains("20 threads (sleeping): "),
+        "{collapsed}"
+    );
 }

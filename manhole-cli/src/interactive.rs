@@ -13,7 +13,7 @@ use crate::error::Error;
 use crate::rpc::Client;
 use crate::style;
 use crate::watch::{self, Watch};
-use manhole_wire::{Builtin, Request};
+use manhole_wire::{Builtin, Request, COLLAPSE_FLAG};
 use rustyline::completion::{Completer, Pair};
 use rustyline::error::ReadlineError;
 use rustyline::highlight::Highlighter;
@@ -34,7 +34,8 @@ pub fn run(
     host: Option<&str>,
     reconnect: impl FnMut() -> Result<Client, Error>,
 ) -> Result<(), Error> {
-    let greeting = match client.ask(&Request::Greeting)? {
+    // Collapsed, as a text session's greeting is.
+    let greeting = match client.ask(&Request::Greeting { collapse: true })? {
         Ok(result) => result,
         Err(reply) => {
             return Err(client.bad_reply(format!(
@@ -243,9 +244,17 @@ impl Names {
                 .filter(|item| item.get("kind") == Some(&Value::from("calls")))
                 .filter_map(name)
                 .collect(),
-            subwords: ["reset", "--sort", "--window", "set", "tail", "follow"]
-                .map(str::to_owned)
-                .to_vec(),
+            subwords: [
+                "reset",
+                "--sort",
+                "--window",
+                "set",
+                "tail",
+                "follow",
+                COLLAPSE_FLAG,
+            ]
+            .map(str::to_owned)
+            .to_vec(),
         }
     }
 
@@ -276,6 +285,7 @@ impl Names {
                 Some(Builtin::Set) => self.writable.iter().collect(),
                 Some(Builtin::Stats) => self.words(&["reset", "--sort", "--window"]),
                 Some(Builtin::Log) => self.words(&["set", "reset", "tail", "follow"]),
+                Some(Builtin::Stacks) => self.words(&[COLLAPSE_FLAG]),
                 _ => Vec::new(),
             },
             [first, "reset"] if Builtin::from_word(first) == Some(Builtin::Stats) => {
@@ -386,6 +396,7 @@ mod tests {
             ["follow", "reset", "set", "tail"]
         );
         assert_eq!(names.candidates(&["stats"], "--"), ["--sort", "--window"]);
+        assert_eq!(names.candidates(&["stacks"], ""), [COLLAPSE_FLAG]);
         assert_eq!(names.candidates(&["stats", "reset"], ""), ["handle"]);
         assert!(names.candidates(&["call", "add"], "").is_empty());
     }

@@ -15,7 +15,7 @@ pub enum Builtin {
     Help,
     /// `list`.
     List,
-    /// `stacks`.
+    /// `stacks [--collapse]`.
     Stacks,
     /// `threads`.
     Threads,
@@ -25,6 +25,8 @@ pub enum Builtin {
     Top,
     /// `mem`: resident memory and the allocator's statistics.
     Mem,
+    /// `runtime`: the tokio runtime's metrics.
+    Runtime,
     /// `get NAME`.
     Get,
     /// `set NAME VALUE`.
@@ -92,6 +94,7 @@ impl Builtin {
         Builtin::Info,
         Builtin::Top,
         Builtin::Mem,
+        Builtin::Runtime,
         Builtin::Get,
         Builtin::Set,
         Builtin::Stats,
@@ -130,9 +133,12 @@ impl Builtin {
                 name: "stacks",
                 aliases: &[],
                 protocols: Protocols::Both,
-                params: &[],
-                usage: "stacks",
-                summary: "show every thread's stack",
+                params: &[Param {
+                    name: "collapse",
+                    required: false,
+                }],
+                usage: "stacks [--collapse]",
+                summary: "show every thread's stack; --collapse shows threads with the same stack once",
             },
             Builtin::Threads => &Spec {
                 name: "threads",
@@ -169,6 +175,14 @@ impl Builtin {
                 params: &[],
                 usage: "mem",
                 summary: "resident memory (anonymous and file-backed) and the allocator's own statistics",
+            },
+            Builtin::Runtime => &Spec {
+                name: "runtime",
+                aliases: &[],
+                protocols: Protocols::Both,
+                params: &[],
+                usage: "runtime",
+                summary: "the tokio runtime's metrics: workers, alive tasks, global queue, each worker's busy time and parks",
             },
             Builtin::Get => &Spec {
                 name: "get",
@@ -289,7 +303,10 @@ impl Builtin {
                 name: "greeting",
                 aliases: &[],
                 protocols: Protocols::JsonOnly,
-                params: &[],
+                params: &[Param {
+                    name: "collapse",
+                    required: false,
+                }],
                 usage: "greeting",
                 summary: "the text session's greeting: banner, stacks and hint",
             },

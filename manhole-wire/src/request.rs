@@ -30,13 +30,19 @@ pub enum Request {
     /// Every command and item.
     List,
     /// Every thread's stack.
-    Stacks,
+    Stacks {
+        /// Whether threads with the same state and frames are shown once,
+        /// with their count and tids.
+        collapse: bool,
+    },
     /// One line per thread.
     Threads,
     /// The process at a glance: ids, times, memory, files, limits.
     Info,
     /// Resident memory and the allocator's statistics.
     Mem,
+    /// The tokio runtime's metrics.
+    Runtime,
     /// CPU use per thread, measured over `interval`.
     Top {
         /// How long to measure.
@@ -83,7 +89,11 @@ pub enum Request {
         interval: Duration,
     },
     /// JSON only: the text session's greeting (banner, stacks, hint).
-    Greeting,
+    Greeting {
+        /// Whether its stacks are collapsed, as a text session's greeting
+        /// is; complete otherwise.
+        collapse: bool,
+    },
     /// JSON only: one text-protocol line, answered with its text rendering.
     Text(String),
     /// Text only: ends the session.
@@ -177,11 +187,7 @@ fn parse_log(rest: &[String]) -> Result<Request, Failure> {
 fn json_log(params: &mut Params) -> Result<Request, Failure> {
     let set = params.string("set")?;
     let for_s = params.value("for_s");
-    let reset = match params.value("reset") {
-        None | Some(Value::Null | Value::Bool(false)) => false,
-        Some(Value::Bool(true)) => true,
-        Some(_) => return Err(bad_params("`reset` must be true or false")),
-    };
+    let reset = params.flag("reset")?;
     let tail = params.value("tail");
     let asked = usize::from(set.is_some()) + usize::from(reset) + usize::from(tail.is_some());
     if asked > 1 {
@@ -301,6 +307,9 @@ impl SortBy {
             })
     }
 }
+
+/// The flag of `stacks` that shows threads with the same stack once.
+pub const COLLAPSE_FLAG: &str = "--collapse";
 
 /// `top` measures over at least this many seconds, and at most
 /// [`MAX_TOP_SECONDS`].
@@ -513,10 +522,15 @@ pub fn parse_text(line: &str) -> Result<Option<Request>, Failure> {
             _ => return Err(usage(builtin)),
         },
         Builtin::List => no_args(Request::List)?,
-        Builtin::Stacks => no_args(Request::Stacks)?,
+        Builtin::Stacks => match rest {
+            [] => Request::Stacks { collapse: false },
+            [flag] if flag == COLLAPSE_FLAG => Request::Stacks { collapse: true },
+            _ => return Err(usage(builtin)),
+        },
         Builtin::Threads => no_args(Request::Threads)?,
         Builtin::Info => no_args(Request::Info)?,
         Builtin::Mem => no_args(Request::Mem)?,
+        Builtin::Runtime => no_args(Request::Runtime)?,
         Builtin::Top => match rest {
             [] => Request::Top {
                 interval: Duration::from_secs_f64(DEFAULT_TOP_SECONDS),
@@ -693,6 +707,15 @@ impl Params {
         self.params.remove(key)
     }
 
+    /// A param that is `true` or `false`; absent or null is `false`.
+    fn flag(&mut self, key: &str) -> Result<bool, Failure> {
+        match self.params.remove(key) {
+            None | Some(Value::Null) => Ok(false),
+            Some(Value::Bool(flag)) => Ok(flag),
+            Some(_) => Err(bad_params(format!("`{key}` must be true or false"))),
+        }
+    }
+
     fn method(&self) -> Builtin {
         self.method
     }
@@ -715,10 +738,13 @@ fn json_request(method: &str, params: Map<String, Value>) -> Result<Request, Fai
     Ok(match params.method() {
         Builtin::Help => Request::Help(params.string("name")?),
         Builtin::List => Request::List,
-        Builtin::Stacks => Request::Stacks,
+        Builtin::Stacks => Request::Stacks {
+            collapse: params.flag("collapse")?,
+        },
         Builtin::Threads => Request::Threads,
         Builtin::Info => Request::Info,
         Builtin::Mem => Request::Mem,
+        Builtin::Runtime => Request::Runtime,
         Builtin::Top => match params.value("seconds") {
             None | Some(Value::Null) => Request::Top {
                 interval: Duration::from_secs_f64(DEFAULT_TOP_SECONDS),
@@ -727,7 +753,9 @@ fn json_request(method: &str, params: Map<String, Value>) -> Result<Request, Fai
                 interval: top_interval(seconds.as_f64(), &seconds.to_string())?,
             },
         },
-        Builtin::Greeting => Request::Greeting,
+        Builtin::Greeting => Request::Greeting {
+            collapse: params.flag("collapse")?,
+        },
         Builtin::Get => Request::Get(params.required_string("name")?),
         Builtin::Text => Request::Text(params.required_string("line")?),
         Builtin::Call => {
@@ -834,15 +862,22 @@ impl Request {
             Request::Help(None) => (method(Builtin::Help), Value::Null),
             Request::Help(Some(name)) => (method(Builtin::Help), json!({ "name": name })),
             Request::List => (method(Builtin::List), Value::Null),
-            Request::Stacks => (method(Builtin::Stacks), Value::Null),
+            Request::Stacks { collapse: false } => (method(Builtin::Stacks), Value::Null),
+            Request::Stacks { collapse: true } => {
+                (method(Builtin::Stacks), json!({"collapse": true}))
+            }
             Request::Threads => (method(Builtin::Threads), Value::Null),
             Request::Info => (method(Builtin::Info), Value::Null),
             Request::Mem => (method(Builtin::Mem), Value::Null),
+            Request::Runtime => (method(Builtin::Runtime), Value::Null),
             Request::Top { interval } => (
                 method(Builtin::Top),
                 json!({"seconds": interval.as_secs_f64()}),
             ),
-            Request::Greeting => (method(Builtin::Greeting), Value::Null),
+            Request::Greeting { collapse: false } => (method(Builtin::Greeting), Value::Null),
+            Request::Greeting { collapse: true } => {
+                (method(Builtin::Greeting), json!({"collapse": true}))
+            }
             Request::Get(name) => (method(Builtin::Get), json!({ "name": name })),
             Request::Text(line) => (method(Builtin::Text), json!({ "line": line })),
             Request::Set { name, value } => {
@@ -936,6 +971,34 @@ mod tests {
         assert_eq!(
             parse_text("greeting").unwrap(),
             Some(bare_call("greeting", &[]))
+        );
+    }
+
+    #[test]
+    fn stacks_collapse_is_a_flag_in_text_and_a_boolean_in_json() {
+        assert_eq!(
+            parse_text("stacks").unwrap(),
+            Some(Request::Stacks { collapse: false })
+        );
+        let collapsed = parse_text("stacks --collapse").unwrap().unwrap();
+        assert_eq!(collapsed, Request::Stacks { collapse: true });
+        assert_eq!(
+            collapsed.to_json().unwrap(),
+            ("stacks", json!({"collapse": true}))
+        );
+        assert_eq!(
+            parse_text("stacks --colapse").unwrap_err().message,
+            "usage: stacks [--collapse]"
+        );
+        let JsonLine::Request { request, .. } = parse_json(
+            br#"{"jsonrpc":"2.0","id":1,"method":"greeting","params":{"collapse":true}}"#,
+        ) else {
+            panic!("not a request")
+        };
+        assert_eq!(request, Request::Greeting { collapse: true });
+        assert_eq!(
+            failure(r#"{"jsonrpc":"2.0","id":1,"method":"stacks","params":{"collapse":"yes"}}"#),
+            (json!(1), Some(Reason::BadParams))
         );
     }
 

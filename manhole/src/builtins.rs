@@ -6,7 +6,7 @@ use crate::options::Served;
 use crate::registry::{self, Args, Command, Inspect, InspectKind, Lookup, Named, Source};
 use crate::stacks;
 use crate::tasks::Waiting;
-use crate::{limits, mem, process, top};
+use crate::{limits, mem, process, runtime, top};
 use manhole_wire::{
     follow_text_only, parse_text, text_only, value_text, ArgValue, Builtin, Failure, LogRequest,
     Reason, Request, SortBy,
@@ -50,13 +50,27 @@ fn answer(request: Request, asked: Asked<'_>) -> Result<Answer, Failure> {
         Request::Help(Some(name)) => help_one(&name),
         Request::List => Ok(list()),
         // Over JSON a dump goes through `stacks_json`; this is its text.
-        Request::Stacks => Ok(Answer {
-            json: Value::Null,
-            text: dump(asked)?.to_string(),
-        }),
+        Request::Stacks { collapse } => {
+            let snapshot = dump(asked)?;
+            Ok(Answer {
+                json: Value::Null,
+                text: if collapse {
+                    snapshot.collapsed().to_string()
+                } else {
+                    snapshot.to_string()
+                },
+            })
+        }
         Request::Threads => Ok(threads()),
         Request::Info => Ok(info(asked.served)),
         Request::Mem => Ok(memory()),
+        Request::Runtime => {
+            let reading = runtime::read(&asked.served.runtime)?;
+            Ok(Answer {
+                text: reading.render(),
+                json: serde_json::to_value(&reading).unwrap_or(Value::Null),
+            })
+        }
         Request::Top { interval } => {
             let threads = top::sample(interval);
             Ok(Answer {
@@ -80,7 +94,7 @@ fn answer(request: Request, asked: Asked<'_>) -> Result<Answer, Failure> {
         Request::Log(request) => log(request),
         Request::Watch { .. } => Err(text_only(Builtin::Watch)),
         Request::Call { name, args, bare } => call(&name, &args, bare, asked),
-        Request::Greeting => greeting(asked),
+        Request::Greeting { collapse } => greeting(asked, collapse),
         Request::Text(line) => text_line(&line, asked),
         Request::Quit => Ok(Answer {
             json: Value::Null,
@@ -90,15 +104,21 @@ fn answer(request: Request, asked: Asked<'_>) -> Result<Answer, Failure> {
 }
 
 /// The text session's greeting: banner, every thread's stack, and a hint.
-pub(crate) fn greeting(asked: Asked<'_>) -> Result<Answer, Failure> {
+/// A text session collapses alike threads (a pool of idle workers would
+/// otherwise fill screens with the same frames); JSON asks either way.
+pub(crate) fn greeting(asked: Asked<'_>, collapse: bool) -> Result<Answer, Failure> {
     let executable =
         std::env::current_exe().map_or_else(|_| "?".to_owned(), |path| path.display().to_string());
     let version = env!("CARGO_PKG_VERSION");
     let pid = std::process::id();
+    let snapshot = dump(asked)?;
+    let stacks = if collapse {
+        snapshot.collapsed().to_string()
+    } else {
+        snapshot.to_string()
+    };
     let text = format!(
-        "manhole {version}, pid {pid}, {executable}\n{}type `help` for commands, `quit` to leave\n",
-        stacks::snapshot_unless(asked.served.waits.stacks, asked.client_gone, None)
-            .ok_or_else(abandoned)?,
+        "manhole {version}, pid {pid}, {executable}\n{stacks}type `help` for commands, `quit` to leave\n",
     );
     Ok(Answer {
         json: json!({"version": version, "pid": pid, "executable": executable, "text": text}),
@@ -114,9 +134,14 @@ fn dump(asked: Asked<'_>) -> Result<stacks::Stacks, Failure> {
 /// The JSON result of `stacks`, written straight to a string: a dump of a
 /// thousand threads is megabytes of JSON, which would cost as much again
 /// built as a `Value` first.
-pub(crate) fn stacks_json(asked: Asked<'_>) -> Result<String, Failure> {
+pub(crate) fn stacks_json(asked: Asked<'_>, collapse: bool) -> Result<String, Failure> {
     let snapshot = dump(asked)?;
-    serde_json::to_string(&snapshot).map_err(|err| {
+    let written = if collapse {
+        serde_json::to_string(&snapshot.collapsed())
+    } else {
+        serde_json::to_string(&snapshot)
+    };
+    written.map_err(|err| {
         Failure::new(
             Reason::NotSerialisable,
             format!("the dump could not be written as JSON: {err}"),

@@ -594,6 +594,8 @@ pub(crate) fn capture<D>(
     let mut next_slot = 0;
     REMAINING.store(state(generation, 0), Ordering::Release);
     let mut descriptions: Vec<Option<D>> = Vec::with_capacity(tids.len());
+    // (position in tids, tid) of threads seen running at the second look.
+    let mut settling: Vec<(usize, libc::pid_t)> = Vec::new();
     for (position, (&tid, first)) in tids.iter().zip(first).enumerate() {
         let Some((description, described_as, quiet)) = first else {
             descriptions.push(None);
@@ -617,34 +619,32 @@ pub(crate) fn capture<D>(
                 continue;
             }
         }
-        let Some((index, slot)) = free_slot(&mut next_slot) else {
-            outcomes.push(Some(Outcome::Missing(format!(
-                "not captured: a dump covers at most {MAX_THREADS} threads"
-            ))));
+        // A thread that runs now may be on its way out of a system call
+        // that a pending signal would still turn into `EINTR` (`select`
+        // that timed out, for one): it is given a moment to settle first.
+        if tasks.in_syscall(tid).is_none() {
+            settling.push((position, tid));
+            outcomes.push(None);
             continue;
-        };
-        slot.tid.store(tid, Ordering::Relaxed);
-        slot.copied.store(0, Ordering::Relaxed);
-        slot.state
-            .store(state(generation, ARMED), Ordering::Release);
-        REMAINING.fetch_add(1, Ordering::AcqRel);
-        let value = (usize::try_from(generation).unwrap_or(0) << 32) | index;
-        match signals::send_to_thread(signal, tid, value) {
-            Ok(()) => {
+        }
+        match signal_thread(tid, signal, generation, &mut next_slot) {
+            Ok(index) => {
                 outcomes.push(None);
                 waiting.push((position, index));
             }
-            Err(err) => {
-                slot.state.store(state(0, FREE), Ordering::Release);
-                count_down(generation);
-                outcomes.push(Some(if err.raw_os_error() == Some(libc::ESRCH) {
-                    Outcome::Gone
-                } else {
-                    Outcome::Missing(format!(
-                        "not captured: cannot send {}: {err}",
-                        signal_names::name(signal)
-                    ))
-                }));
+            Err(outcome) => outcomes.push(Some(outcome)),
+        }
+    }
+    if !settling.is_empty() {
+        std::thread::sleep(SETTLE);
+        for (position, tid) in settling {
+            if let Some(outcome) = capture_quietly(tasks, tid, &mut copy, &known_tails) {
+                outcomes[position] = Some(outcome);
+                continue;
+            }
+            match signal_thread(tid, signal, generation, &mut next_slot) {
+                Ok(index) => waiting.push((position, index)),
+                Err(outcome) => outcomes[position] = Some(outcome),
             }
         }
     }
@@ -724,6 +724,48 @@ pub(crate) fn capture<D>(
         .zip(outcomes)
         .map(|(description, outcome)| Some((description?, outcome.unwrap_or(Outcome::Gone))))
         .collect()
+}
+
+/// How long threads seen running are left to settle before they are
+/// looked at a third time and, if still running, signalled. A thread that
+/// computes pays this once per dump, however many of them there are.
+const SETTLE: Duration = Duration::from_millis(1);
+
+/// Arms a free slot for `tid` and sends it `signal` carrying the slot and
+/// `generation`: the slot's index once sent, or the outcome of a thread
+/// that cannot be asked.
+fn signal_thread(
+    tid: libc::pid_t,
+    signal: libc::c_int,
+    generation: u32,
+    next_slot: &mut usize,
+) -> Result<usize, Outcome> {
+    let Some((index, slot)) = free_slot(next_slot) else {
+        return Err(Outcome::Missing(format!(
+            "not captured: a dump covers at most {MAX_THREADS} threads"
+        )));
+    };
+    slot.tid.store(tid, Ordering::Relaxed);
+    slot.copied.store(0, Ordering::Relaxed);
+    slot.state
+        .store(state(generation, ARMED), Ordering::Release);
+    REMAINING.fetch_add(1, Ordering::AcqRel);
+    let value = (usize::try_from(generation).unwrap_or(0) << 32) | index;
+    match signals::send_to_thread(signal, tid, value) {
+        Ok(()) => Ok(index),
+        Err(err) => {
+            slot.state.store(state(0, FREE), Ordering::Release);
+            count_down(generation);
+            Err(if err.raw_os_error() == Some(libc::ESRCH) {
+                Outcome::Gone
+            } else {
+                Outcome::Missing(format!(
+                    "not captured: cannot send {}: {err}",
+                    signal_names::name(signal)
+                ))
+            })
+        }
+    }
 }
 
 fn free_slot(next: &mut usize) -> Option<(usize, &'static Slot)> {

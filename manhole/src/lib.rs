@@ -95,6 +95,7 @@ mod watch;
 mod calls;
 mod capture;
 mod registry;
+mod runtime;
 mod stacks;
 mod top;
 #[cfg(feature = "tracing")]

@@ -361,7 +361,7 @@ fn serve_text<R: Input>(
         if client_gone() {
             return Ok(());
         }
-        match builtins::greeting(lines.asked(&client_gone)) {
+        match builtins::greeting(lines.asked(&client_gone), true) {
             Ok(greeting) => out.write_all(greeting.text.as_bytes())?,
             Err(_) => return Ok(()),
         }
@@ -496,7 +496,7 @@ fn line_or_idle<R: Input>(
 fn takes_a_while(request: &Request) -> bool {
     matches!(
         request,
-        Request::Stacks | Request::Greeting | Request::Text(_) | Request::Top { .. }
+        Request::Stacks { .. } | Request::Greeting { .. } | Request::Text(_) | Request::Top { .. }
     )
 }
 
@@ -557,8 +557,8 @@ fn serve_json<R: Input>(lines: &mut Lines<R>, out: &mut impl Write) -> io::Resul
                 JsonLine::Request { id, request } => {
                     let asked = lines.asked(&client_gone);
                     match request {
-                        Request::Stacks => {
-                            let result = builtins::stacks_json(asked);
+                        Request::Stacks { collapse } => {
+                            let result = builtins::stacks_json(asked, collapse);
                             id.map(|id| serialized_response(&id, result))
                         }
                         request => {

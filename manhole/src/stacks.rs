@@ -320,6 +320,12 @@ impl fmt::Display for Stacks {
 impl fmt::Display for ThreadStack {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(f, "thread {} {:?} ({})", self.tid, self.name, self.state)?;
+        self.write_frames(f)
+    }
+}
+
+impl ThreadStack {
+    fn write_frames(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if let Some(reason) = &self.frames_missing {
             writeln!(f, "    {reason}")?;
         }
@@ -331,6 +337,93 @@ impl fmt::Display for ThreadStack {
             if let (Some(file), Some(line)) = (&frame.file, frame.line) {
                 writeln!(f, "           at {file}:{line}")?;
             }
+        }
+        Ok(())
+    }
+}
+
+impl Stacks {
+    /// The snapshot with threads that share a state and the very same
+    /// frames shown once, in the order of their first thread: a pool of
+    /// idle workers becomes one entry. What `stacks --collapse` answers.
+    pub(crate) fn collapsed(&self) -> Collapsed<'_> {
+        // Equal return addresses mean equal frames: symbolising is a
+        // function of the address alone.
+        type Place<'a> = (&'a str, Option<&'a str>, Vec<usize>);
+        let mut groups: Vec<ThreadGroup<'_>> = Vec::new();
+        let mut by_place: HashMap<Place<'_>, usize> = HashMap::new();
+        for thread in &self.threads {
+            let place = (
+                thread.state.as_str(),
+                thread.frames_missing.as_deref(),
+                thread.frames.iter().map(|frame| frame.address).collect(),
+            );
+            match by_place.get(&place) {
+                Some(&index) => {
+                    let group = &mut groups[index];
+                    group.count += 1;
+                    group.tids.push(thread.tid);
+                    group.names.push(&thread.name);
+                }
+                None => {
+                    by_place.insert(place, groups.len());
+                    groups.push(ThreadGroup {
+                        first: thread,
+                        count: 1,
+                        tids: vec![thread.tid],
+                        names: vec![&thread.name],
+                    });
+                }
+            }
+        }
+        Collapsed { threads: groups }
+    }
+}
+
+/// A snapshot with alike threads grouped, from [`Stacks::collapsed`].
+/// Its JSON has the shape of [`Stacks`]' with `count`, `tids` and `names`
+/// added to each entry; its `Display` form is the text of
+/// `stacks --collapse`.
+#[derive(Debug, Serialize)]
+pub(crate) struct Collapsed<'a> {
+    threads: Vec<ThreadGroup<'a>>,
+}
+
+/// Threads with the same state and frames; `first` speaks for them all.
+#[derive(Debug, Serialize)]
+struct ThreadGroup<'a> {
+    #[serde(flatten)]
+    first: &'a ThreadStack,
+    count: usize,
+    /// In tid order, as the snapshot lists threads.
+    tids: Vec<i32>,
+    /// The name of each thread of `tids`, in the same order.
+    names: Vec<&'a str>,
+}
+
+impl fmt::Display for Collapsed<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for group in &self.threads {
+            let first = group.first;
+            if group.count == 1 {
+                write!(f, "{first}")?;
+                continue;
+            }
+            write!(f, "{} threads ", group.count)?;
+            if group.names.iter().all(|name| *name == first.name) {
+                write!(f, "{:?} ({}):", first.name, first.state)?;
+                for tid in &group.tids {
+                    write!(f, " {tid}")?;
+                }
+            } else {
+                write!(f, "({}):", first.state)?;
+                for (index, (tid, name)) in group.tids.iter().zip(&group.names).enumerate() {
+                    let comma = if index == 0 { "" } else { "," };
+                    write!(f, "{comma} {tid} {name:?}")?;
+                }
+            }
+            writeln!(f)?;
+            first.write_frames(f)?;
         }
         Ok(())
     }
@@ -409,5 +502,69 @@ mod tests {
         assert!(snapshot
             .to_string()
             .contains(&format!("thread {tid} \"stack-test\" (sleeping)")));
+    }
+
+    fn parked(tid: i32, name: &str, addresses: &[usize]) -> ThreadStack {
+        ThreadStack {
+            tid,
+            name: name.to_owned(),
+            state: "sleeping".to_owned(),
+            frames: addresses
+                .iter()
+                .map(|&address| Frame {
+                    function: Some(format!("f{address:x}")),
+                    file: None,
+                    line: None,
+                    address,
+                })
+                .collect(),
+            frames_missing: None,
+            captured_with: Some(CapturedWith::Proc),
+        }
+    }
+
+    #[test]
+    fn collapsing_groups_alike_threads_in_the_order_of_their_first() {
+        let stacks = Stacks {
+            threads: vec![
+                parked(10, "main", &[0x1, 0x2]),
+                parked(11, "pool", &[0x5, 0x6]),
+                parked(12, "pool", &[0x5, 0x6]),
+                parked(13, "other", &[0x5, 0x6]),
+                parked(14, "pool", &[0x5, 0x7]),
+            ],
+        };
+        let collapsed = stacks.collapsed();
+        let json = serde_json::to_value(&collapsed).unwrap();
+        let threads = json["threads"].as_array().unwrap();
+        assert_eq!(threads.len(), 3, "{json}");
+        assert_eq!(threads[0]["count"], 1);
+        assert_eq!(threads[1]["count"], 3);
+        assert_eq!(threads[1]["tid"], 11);
+        assert_eq!(threads[1]["tids"], serde_json::json!([11, 12, 13]));
+        assert_eq!(
+            threads[1]["names"],
+            serde_json::json!(["pool", "pool", "other"])
+        );
+        assert_eq!(threads[1]["frames"][0]["address"], "0x5");
+        assert_eq!(threads[2]["tids"], serde_json::json!([14]));
+        let text = collapsed.to_string();
+        assert!(
+            text.starts_with("thread 10 \"main\" (sleeping)\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "3 threads (sleeping): 11 \"pool\", 12 \"pool\", 13 \"other\"\n    0: f5\n"
+            ),
+            "{text}"
+        );
+        let pool = Stacks {
+            threads: vec![parked(21, "pool", &[0x5]), parked(22, "pool", &[0x5])],
+        };
+        assert_eq!(
+            pool.collapsed().to_string(),
+            "2 threads \"pool\" (sleeping): 21 22\n    0: f5\n"
+        );
     }
 }

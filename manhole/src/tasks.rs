@@ -15,12 +15,25 @@ use std::time::Duration;
 /// dropped and the client gets `timed_out`.
 pub const DEFAULT_COMMAND_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// What to do when the manhole knows no runtime, for the errors that need
+/// one.
+#[cfg(feature = "tokio")]
+pub(crate) const HOW_TO_GIVE_A_RUNTIME: &str = "install it inside the runtime (put #[manhole::main] above #[tokio::main], or call install() from async code) or give one with Options::tokio_handle(Handle::current())";
+
 /// The tokio runtime async commands run on, when the manhole knows one.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Runtime {
     #[cfg(feature = "tokio")]
     pub(crate) handle: Option<tokio::runtime::Handle>,
+    /// When `runtime` last read the workers' busy time, and what it read,
+    /// so that the next read can say how busy each was in between.
+    #[cfg(feature = "tokio")]
+    pub(crate) previous_busy: std::sync::Arc<std::sync::Mutex<Option<BusyReading>>>,
 }
+
+/// The instant of a read, and each worker's total busy time then.
+#[cfg(feature = "tokio")]
+pub(crate) type BusyReading = (std::time::Instant, Vec<Duration>);
 
 impl Runtime {
     /// The runtime that `install` runs inside, if any, unless one was
@@ -30,6 +43,7 @@ impl Runtime {
         if self.handle.is_none() {
             return Runtime {
                 handle: tokio::runtime::Handle::try_current().ok(),
+                previous_busy: self.previous_busy,
             };
         }
         self
@@ -92,7 +106,10 @@ mod with_tokio {
         let Some(handle) = &waiting.runtime.handle else {
             return Err(Failure::new(
                 Reason::NoRuntime,
-                "this command is async, and the manhole knows no tokio runtime to run it on; install it inside the runtime (put #[manhole::main] above #[tokio::main], or call install() from async code) or give one with Options::tokio_handle(Handle::current())",
+                format!(
+                    "this command is async, and the manhole knows no tokio runtime to run it on; {}",
+                    super::HOW_TO_GIVE_A_RUNTIME
+                ),
             ));
         };
         let (done, outcome) = mpsc::sync_channel(1);
