@@ -31,7 +31,7 @@ fn check_plain_fn(item: &ItemFn, attribute: &str, errors: &mut Errors) {
     if let Some(token) = sig.asyncness.as_ref().filter(|_| attribute != COMMAND) {
         errors.push(syn::Error::new_spanned(
             token,
-            format!("{attribute} cannot be used on an `async fn`; write a plain `fn` that runs the future to completion, for example with your runtime's `block_on`"),
+            format!("{attribute} cannot be used on an `async fn`: it is called on a manhole thread, outside any runtime, where nothing can be awaited (a `block_on` there panics with \"there is no reactor running\"); read state that your async code keeps up to date (an atomic, a lock) from a plain `fn`, or write a `#[manhole::command] async fn` with the `tokio` feature of `manhole`, which runs on your runtime"),
         ));
     }
     if let Some(token) = &sig.unsafety {
