@@ -18,6 +18,24 @@ static NAPS_STARTED: AtomicU64 = AtomicU64::new(0);
 #[manhole::inspect]
 static NAPS_DROPPED: AtomicU64 = AtomicU64::new(0);
 
+/// Open sessions, behind tokio's mutex as the async code that keeps it
+/// locks it: read and written by `get`/`set` like a std lock.
+#[manhole::inspect(writable)]
+static SESSIONS: tokio::sync::Mutex<u64> = tokio::sync::Mutex::const_new(0);
+
+/// Per-route limits, behind tokio's read-write lock.
+#[manhole::inspect(writable)]
+static LIMITS: tokio::sync::RwLock<Vec<u32>> = tokio::sync::RwLock::const_new(Vec::new());
+
+/// Holds `SESSIONS` locked across an await for SECONDS, as a slow request
+/// would.
+#[manhole::command]
+async fn hold_sessions(seconds: f64) -> String {
+    let _held = SESSIONS.lock().await;
+    tokio::time::sleep(Duration::from_secs_f64(seconds)).await;
+    format!("held SESSIONS for {seconds} s")
+}
+
 /// Counts a `nap` as dropped unless it finished.
 struct Napping {
     finished: bool,

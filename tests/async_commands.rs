@@ -293,3 +293,41 @@ fn runtime_without_a_runtime_says_how_to_give_one() {
     let reading = service.json().result("runtime", json!({}));
     assert_eq!(reading["workers"], 1, "{reading}");
 }
+
+#[test]
+fn tokio_locks_are_read_and_written_with_the_lock_timeout() {
+    let service = tokio_service(&[("MANHOLE", "lock_timeout=300ms")]);
+    let mut session = service.json();
+    assert_eq!(session.result("get", json!({"name": "SESSIONS"})), 0);
+    assert_eq!(
+        session.result("set", json!({"name": "SESSIONS", "value": 7})),
+        json!({"previous": 0, "value": 7})
+    );
+    assert_eq!(
+        session.result("set", json!({"name": "LIMITS", "value": [10, 20]})),
+        json!({"previous": [], "value": [10, 20]})
+    );
+    assert_eq!(
+        session.result("get", json!({"name": "LIMITS"})),
+        json!([10, 20])
+    );
+    let error = session.error("set", json!({"name": "LIMITS", "value": "many"}));
+    assert_eq!(error["data"]["reason"], "bad_value", "{error}");
+
+    // Held across an await by the program: the read gives up after
+    // lock_timeout, and answers again once the lock is free.
+    let mut holder = service.json();
+    let request = json!({"jsonrpc": "2.0", "id": 9, "method": "call",
+        "params": call("hold_sessions", json!([1.5]))});
+    holder.send_raw(request.to_string().as_bytes());
+    support::wait_until("SESSIONS to be held", || {
+        let response = session.request("get", json!({"name": "SESSIONS"}));
+        response["error"]["data"]["reason"] == "lock_timeout"
+    });
+    let error = session.error("set", json!({"name": "SESSIONS", "value": 1}));
+    assert_eq!(error["data"]["reason"], "lock_timeout", "{error}");
+    assert_eq!(holder.read_response()["result"], "held SESSIONS for 1.5 s");
+    assert_eq!(session.result("get", json!({"name": "SESSIONS"})), 7);
+    let mut text = service.text();
+    assert_eq!(text.ask("get LIMITS"), "[10,20]\n");
+}

@@ -145,6 +145,28 @@ impl<T: ?Sized> ReadKindLock for RwLock<T> {
     }
 }
 
+/// Marks a `tokio::sync::Mutex` static.
+#[cfg(feature = "tokio")]
+pub struct TokioMutexRead;
+/// Marks a `tokio::sync::RwLock` static.
+#[cfg(feature = "tokio")]
+pub struct TokioRwLockRead;
+
+#[cfg(feature = "tokio")]
+impl<T: ?Sized> ReadKindLock for tokio::sync::Mutex<T> {
+    type Kind = TokioMutexRead;
+    fn __manhole_read_kind(&self) -> TokioMutexRead {
+        TokioMutexRead
+    }
+}
+#[cfg(feature = "tokio")]
+impl<T: ?Sized> ReadKindLock for tokio::sync::RwLock<T> {
+    type Kind = TokioRwLockRead;
+    fn __manhole_read_kind(&self) -> TokioRwLockRead {
+        TokioRwLockRead
+    }
+}
+
 /// Selects [`ValueRead`] for every other static.
 pub trait ReadKindValue {
     /// The reader.
@@ -204,6 +226,39 @@ impl RwLockRead {
     /// An unavailable failure when a writer holds the lock past the timeout.
     pub fn read<T: ?Sized + Serialize>(self, lock: &RwLock<T>) -> Outcome {
         wait_for(|| lock.try_read(), |guard| to_value(&*guard))
+    }
+}
+
+// A tokio lock is taken with `try_lock` as a std one is: the session
+// thread is no runtime worker, and a lock held across an `.await` for long
+// ends in `lock_timeout`, never in a wait on the runtime.
+#[cfg(feature = "tokio")]
+impl TokioMutexRead {
+    /// Serializes the value behind the lock, waiting a bounded time for it.
+    ///
+    /// # Errors
+    ///
+    /// An unavailable failure when the lock stays held past the timeout.
+    pub fn read<T: ?Sized + Serialize>(self, lock: &tokio::sync::Mutex<T>) -> Outcome {
+        wait_for(
+            || lock.try_lock().map_err(|_| TryLockError::WouldBlock),
+            |guard| to_value(&*guard),
+        )
+    }
+}
+
+#[cfg(feature = "tokio")]
+impl TokioRwLockRead {
+    /// Serializes the value behind the lock, waiting a bounded time for it.
+    ///
+    /// # Errors
+    ///
+    /// An unavailable failure when a writer holds the lock past the timeout.
+    pub fn read<T: ?Sized + Serialize>(self, lock: &tokio::sync::RwLock<T>) -> Outcome {
+        wait_for(
+            || lock.try_read().map_err(|_| TryLockError::WouldBlock),
+            |guard| to_value(&*guard),
+        )
     }
 }
 
@@ -279,7 +334,7 @@ pub fn typed_future<R, F: std::future::Future<Output = R>>(future: F) -> F {
 #[diagnostic::on_unimplemented(
     message = "`{Self}` cannot be written by `set`",
     label = "not writable",
-    note = "`#[manhole::inspect(writable)]` works on the std atomics (`AtomicBool`, `AtomicU64`, ...) and on `Mutex<T>` or `RwLock<T>` where `T: serde::Deserialize + serde::Serialize`"
+    note = "`#[manhole::inspect(writable)]` works on the std atomics (`AtomicBool`, `AtomicU64`, ...) and on `Mutex<T>` or `RwLock<T>` (std's, or tokio's with the `tokio` feature) where `T: serde::Deserialize + serde::Serialize`"
 )]
 pub trait Writable {
     /// Replaces the value with `value`, and returns
@@ -394,6 +449,28 @@ impl<T: Serialize + DeserializeOwned> Writable for RwLock<T> {
         let new = deserialize::<T>(value)?;
         wait_for(
             || self.try_write(),
+            |mut guard| replace_in(&mut *guard, new),
+        )
+    }
+}
+
+#[cfg(feature = "tokio")]
+impl<T: Serialize + DeserializeOwned> Writable for tokio::sync::Mutex<T> {
+    fn write_value(&self, value: JsonValue) -> Outcome {
+        let new = deserialize::<T>(value)?;
+        wait_for(
+            || self.try_lock().map_err(|_| TryLockError::WouldBlock),
+            |mut guard| replace_in(&mut *guard, new),
+        )
+    }
+}
+
+#[cfg(feature = "tokio")]
+impl<T: Serialize + DeserializeOwned> Writable for tokio::sync::RwLock<T> {
+    fn write_value(&self, value: JsonValue) -> Outcome {
+        let new = deserialize::<T>(value)?;
+        wait_for(
+            || self.try_write().map_err(|_| TryLockError::WouldBlock),
             |mut guard| replace_in(&mut *guard, new),
         )
     }
