@@ -53,6 +53,14 @@ mod traced {
         session.result("call", json!({"name": "emit", "args": [level, message, n]}));
     }
 
+    /// A `log` status without `newest`, the number of the newest event,
+    /// which the manhole's own messages move.
+    fn without_newest(mut status: Value) -> Value {
+        let newest = status.as_object_mut().unwrap().remove("newest");
+        assert!(newest.is_some_and(|newest| newest.is_u64()));
+        status
+    }
+
     fn messages(session: &mut Json) -> Vec<String> {
         let tail = session.result("log", json!({"tail": 1000}));
         tail["events"]
@@ -67,7 +75,7 @@ mod traced {
     fn the_filter_starts_from_rust_log_and_events_are_kept() {
         let service = start(Some("warn,traced::command=debug,manhole=info"));
         let mut session = service.json();
-        let status = session.result("log", Value::Null);
+        let status = without_newest(session.result("log", Value::Null));
         let filter = "warn,traced::command=debug,manhole=info";
         assert_eq!(
             status,
@@ -116,7 +124,7 @@ mod traced {
         let service = start(None);
         let mut session = service.json();
         assert_eq!(
-            session.result("log", Value::Null),
+            without_newest(session.result("log", Value::Null)),
             json!({"filter": "info", "default": "info", "reverts_in_s": null})
         );
         emit(&mut session, "debug", "hidden at info", 1);
@@ -242,5 +250,79 @@ mod traced {
         assert!(text
             .ask("log set 'info,x=loud'")
             .starts_with("error: invalid filter `info,x=loud`: "));
+    }
+
+    #[test]
+    fn manhole_cli_follows_the_log_until_a_line() {
+        let cli = example("traced")
+            .parent()
+            .and_then(|examples| examples.parent())
+            .map(|debug| debug.join("manhole-cli"))
+            .unwrap();
+        assert!(cli.exists(), "{} is missing", cli.display());
+        let service = start(Some("info"));
+        let mut session = service.json();
+        emit(&mut session, "info", "before", 1);
+        let mut follower = support::ChildGuard(
+            Command::new(&cli)
+                .args([service.pid.to_string().as_str(), "log", "follow"])
+                .stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap(),
+        );
+        let stdout = support::collect(follower.0.stdout.take().unwrap());
+        let shown = || stdout.lock().unwrap().clone();
+        wait_until("the heading", || {
+            shown()
+                .starts_with("following events that pass the filter `info`; send a line to stop\n")
+        });
+        emit(&mut session, "info", "followed", 2);
+        emit(&mut session, "debug", "filtered out", 3);
+        emit(&mut session, "warn", "then this", 4);
+        wait_until("the events", || {
+            shown().contains("traced::command: then this n=4\n")
+        });
+        let lines = shown();
+        assert!(
+            lines.contains("  INFO traced::command: followed n=2\n"),
+            "{lines}"
+        );
+        assert!(!lines.contains("filtered out"), "{lines}");
+        // Only events after the start are followed, each once, in order.
+        assert!(!lines.contains("before"), "{lines}");
+        assert_eq!(lines.matches("followed n=2").count(), 1, "{lines}");
+        assert!(
+            lines.find("followed n=2") < lines.find("then this n=4"),
+            "{lines}"
+        );
+
+        // A line on stdin stops it.
+        use std::io::Write as _;
+        follower.0.stdin.as_mut().unwrap().write_all(b"\n").unwrap();
+        let deadline = Instant::now() + TIMEOUT;
+        let status = loop {
+            if let Some(status) = follower.0.try_wait().unwrap() {
+                break status;
+            }
+            assert!(Instant::now() < deadline, "still following: {}", shown());
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        assert!(status.success(), "{status:?}");
+
+        // JSON clients follow from `newest` with `after`.
+        let newest = session.result("log", json!({}))["newest"].as_u64().unwrap();
+        emit(&mut session, "info", "after newest", 5);
+        let after = session.result("log", json!({"after": newest}));
+        let events = after["events"].as_array().unwrap();
+        assert_eq!(events.len(), 1, "{after}");
+        assert_eq!(events[0]["message"], "after newest");
+        assert_eq!(events[0]["seq"].as_u64(), Some(newest + 1));
+        assert_eq!(after["newest"].as_u64(), Some(newest + 1));
+        let error = session.error("log", json!({"after": "soon"}));
+        assert_eq!(error["data"]["reason"], "bad_params", "{error}");
+        let error = session.error("log", json!({"after": 1, "tail": 2}));
+        assert_eq!(error["data"]["reason"], "bad_params", "{error}");
     }
 }

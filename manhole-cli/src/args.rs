@@ -316,7 +316,7 @@ impl Cli {
             );
         }
         if is_watch(&words) {
-            fail("`watch` runs in one session until it is stopped; run it with one pid, not --all");
+            fail("`watch` and `log follow` run in one session until they are stopped; run them with one pid, not --all");
         }
         Mode::Fanout(Fanout {
             hosts: self.ssh.clone(),
@@ -369,7 +369,7 @@ impl Cli {
             fail("an interactive session is with one host; give a COMMAND to run on several");
         }
         if is_watch(&self.command) {
-            fail("`watch` runs in one session until it is stopped; run it on one host");
+            fail("`watch` and `log follow` run in one session until they are stopped; run them on one host");
         }
         Mode::Fanout(Fanout {
             hosts: self.ssh.clone(),
@@ -387,13 +387,10 @@ fn fail(message: &str) -> ! {
         .exit()
 }
 
-/// Whether `words` ask for `watch`, which runs until it is stopped, so has
-/// no one answer to gather.
+/// Whether `words` ask for `watch` or `log follow`, which run until they
+/// are stopped, so have no one answer to gather.
 fn is_watch(words: &[String]) -> bool {
-    matches!(
-        manhole_wire::parse_text(&manhole_wire::quote_line(words)),
-        Ok(Some(manhole_wire::Request::Watch { .. }))
-    )
+    crate::watch::Watch::parse(&manhole_wire::quote_line(words)).is_some()
 }
 
 /// A signal given by name or number.

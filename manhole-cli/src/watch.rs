@@ -1,36 +1,44 @@
-//! `watch NAME [SECONDS]`, run by the client.
+//! `watch NAME [SECONDS]` and `log follow`, run by the client.
 //!
-//! The server's `watch` holds a text session for itself, so over JSON it is
-//! refused. The client asks the server first (through `text`); when the
-//! only objection is that this is not a text session, the client reprints
-//! `get NAME` at the interval itself, in the server's own format, until a
-//! line arrives on stdin.
+//! The server's `watch` and `log follow` hold a text session for
+//! themselves, so over JSON they are refused. The client asks the server
+//! first (through `text`); when the only objection is that this is not a
+//! text session, the client runs them itself, in the server's own format,
+//! until a line arrives on stdin: it reprints `get NAME` at the interval,
+//! or asks `log` for the events after the newest it has printed.
 
 use crate::error::Error;
 use crate::rpc::{Client, ErrorReply};
 use crate::style;
-use manhole_wire::{quote_word, Builtin, Failure, Reason, Request};
+use manhole_wire::{quote_word, Builtin, Failure, LogRequest, Reason, Request};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use serde_json::Value;
 use std::io::{BufRead, Write};
 use std::os::fd::AsFd;
 use std::time::{Duration, Instant};
 
-/// A `watch` line, parsed.
+/// A line that runs until it is stopped, parsed.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Watch {
-    /// The inspected item.
-    pub name: String,
-    /// How often it is reprinted.
-    pub interval: Duration,
+pub enum Watch {
+    /// `watch NAME [SECONDS]`.
+    Item {
+        /// The inspected item.
+        name: String,
+        /// How often it is reprinted.
+        interval: Duration,
+    },
+    /// `log follow`.
+    Log,
 }
 
 impl Watch {
-    /// The `watch` that `line` asks for; `None` for any other line, and for
-    /// a `watch` whose words do not fit its usage: sent as it is, that line
+    /// What `line` asks to follow; `None` for any other line, and for a
+    /// `watch` whose words do not fit its usage: sent as it is, that line
     /// gets the server's usage error like any other bad line.
     pub fn parse(line: &str) -> Option<Watch> {
         match manhole_wire::parse_text(line) {
-            Ok(Some(Request::Watch { name, interval })) => Some(Watch { name, interval }),
+            Ok(Some(Request::Watch { name, interval })) => Some(Watch::Item { name, interval }),
+            Ok(Some(Request::Log(LogRequest::Follow))) => Some(Watch::Log),
             _ => None,
         }
     }
@@ -58,9 +66,10 @@ fn wants_a_text_session(failure: &Failure) -> bool {
         || (failure.reason.is_none() && failure.code == Reason::TextOnly.code())
 }
 
-/// Runs `line`, which asks for `watch`. `stop_at_end_of_input`: whether
-/// the end of stdin stops it too (a person at a prompt), or only a line
-/// does (a script that runs it with no input, until it is killed).
+/// Runs `line`, which asks for `watch` or `log follow`.
+/// `stop_at_end_of_input`: whether the end of stdin stops it too (a person
+/// at a prompt), or only a line does (a script that runs it with no input,
+/// until it is killed).
 pub fn run(
     client: &mut Client,
     line: &str,
@@ -72,7 +81,67 @@ pub fn run(
         Err(reply) if wants_a_text_session(&reply.failure) => {}
         Err(reply) => return Ok(Watching::Refused(reply)),
     }
-    let Watch { name, interval } = watch;
+    match watch {
+        Watch::Item { name, interval } => watch_item(client, name, *interval, stop_at_end_of_input),
+        Watch::Log => follow_log(client, stop_at_end_of_input),
+    }
+}
+
+/// `log follow`: the events after the newest seen, asked for at the
+/// server's own interval.
+fn follow_log(client: &mut Client, stop_at_end_of_input: bool) -> Result<Watching, Error> {
+    let status = match client.ask(&Request::Log(LogRequest::Show))? {
+        Ok(status) => status,
+        Err(reply) => return Ok(Watching::Refused(reply)),
+    };
+    let filter = status.get("filter").and_then(Value::as_str).unwrap_or("?");
+    let mut newest = status.get("newest").and_then(Value::as_u64).unwrap_or(0);
+    write_stdout(&manhole_wire::log_follow_heading(filter));
+    let mut stdin_open = true;
+    loop {
+        if stdin_open {
+            match line_within(manhole_wire::LOG_FOLLOW_INTERVAL) {
+                Input::Line => return Ok(Watching::Ran(None)),
+                Input::End if stop_at_end_of_input => return Ok(Watching::Ran(None)),
+                Input::End => stdin_open = false,
+                Input::Nothing => {}
+            }
+        } else {
+            std::thread::sleep(manhole_wire::LOG_FOLLOW_INTERVAL);
+        }
+        match client.ask(&Request::Log(LogRequest::After(newest)))? {
+            Ok(found) => {
+                let events = found.get("events").and_then(Value::as_array);
+                let lines: String = events
+                    .into_iter()
+                    .flatten()
+                    .map(manhole_wire::log_event_line)
+                    .collect();
+                write_stdout(&lines);
+                newest = found
+                    .get("newest")
+                    .and_then(Value::as_u64)
+                    .unwrap_or(newest);
+            }
+            Err(reply) => {
+                let stdout = std::io::stdout();
+                write_stdout(&style::error_line(
+                    &reply.failure.one_line(),
+                    style::colour_for(&stdout),
+                ));
+                return Ok(Watching::Ran(Some(reply)));
+            }
+        }
+    }
+}
+
+/// `watch NAME`: `get NAME` reprinted at the interval.
+fn watch_item(
+    client: &mut Client,
+    name: &str,
+    interval: Duration,
+    stop_at_end_of_input: bool,
+) -> Result<Watching, Error> {
     let started = Instant::now();
     let get = format!("{} {}", Builtin::Get.name(), quote_word(name));
     // The first reading comes before the heading, so that an item that
@@ -109,9 +178,9 @@ pub fn run(
                 return Ok(Watching::Ran(Some(reply)));
             }
         }
-        let next = Instant::now() + *interval;
+        let next = Instant::now() + interval;
         if stdin_open {
-            match line_within(*interval) {
+            match line_within(interval) {
                 Input::Line => return Ok(Watching::Ran(None)),
                 Input::End if stop_at_end_of_input => return Ok(Watching::Ran(None)),
                 Input::End => stdin_open = false,
@@ -170,18 +239,20 @@ mod tests {
     fn a_watch_line_is_read_with_the_servers_grammar() {
         assert_eq!(
             Watch::parse("watch 'QUEUE DEPTH' 0.5"),
-            Some(Watch {
+            Some(Watch::Item {
                 name: "QUEUE DEPTH".to_owned(),
                 interval: Duration::from_millis(500),
             })
         );
         assert_eq!(
             Watch::parse("  watch REQUESTS"),
-            Some(Watch {
+            Some(Watch::Item {
                 name: "REQUESTS".to_owned(),
                 interval: Duration::from_secs(1),
             })
         );
+        assert_eq!(Watch::parse("log follow"), Some(Watch::Log));
+        assert_eq!(Watch::parse("log tail"), None);
         // Left to the server, which says what is wrong with them.
         assert_eq!(Watch::parse("watch"), None);
         assert_eq!(Watch::parse("watch REQUESTS 0.01"), None);

@@ -258,6 +258,10 @@ impl Builtin {
                         name: "tail",
                         required: false,
                     },
+                    Param {
+                        name: "after",
+                        required: false,
+                    },
                 ],
                 usage: "log, log set FILTER [--for DURATION], log reset, log tail [N], log follow",
                 summary: "the tracing filter (EnvFilter syntax): show it, change it live (for a while), reset it; the recent events, or new ones as they come",

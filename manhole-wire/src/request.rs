@@ -118,6 +118,47 @@ pub enum LogRequest {
     Tail(usize),
     /// Text only: new events as they come, until the client sends a line.
     Follow,
+    /// JSON only: the events kept that came after the one numbered `seq`
+    /// (every event has a `seq`, and `log` says the newest), oldest first:
+    /// how a JSON client such as `manhole-cli` follows the log.
+    After(u64),
+}
+
+/// How often `log follow` looks for new events, in a text session and in
+/// `manhole-cli` alike.
+pub const LOG_FOLLOW_INTERVAL: Duration = Duration::from_millis(100);
+
+/// The line `log follow` starts with.
+#[must_use]
+pub fn log_follow_heading(filter: &str) -> String {
+    format!("following events that pass the filter `{filter}`; send a line to stop\n")
+}
+
+/// One event of `log tail` or `log follow` as the text protocol prints it,
+/// from its JSON (`{"time","level","target","message","fields"}`):
+/// `TIME LEVEL target: message key=value ...`, on one line whatever its
+/// message holds.
+#[must_use]
+pub fn log_event_line(event: &Value) -> String {
+    let text = |key: &str| event.get(key).and_then(Value::as_str).unwrap_or("");
+    let mut line = format!(
+        "{} {:>5} {}: {}",
+        text("time"),
+        text("level"),
+        text("target"),
+        text("message")
+    );
+    if let Some(Value::Object(fields)) = event.get("fields") {
+        for (key, value) in fields {
+            line.push(' ');
+            line.push_str(key);
+            line.push('=');
+            line.push_str(&value_text(value));
+        }
+    }
+    let mut line = line.replace('\n', "\\n");
+    line.push('\n');
+    line
 }
 
 /// `log set --for` lasts at least this many seconds...
@@ -189,10 +230,14 @@ fn json_log(params: &mut Params) -> Result<Request, Failure> {
     let for_s = params.value("for_s");
     let reset = params.flag("reset")?;
     let tail = params.value("tail");
-    let asked = usize::from(set.is_some()) + usize::from(reset) + usize::from(tail.is_some());
+    let after = params.value("after");
+    let asked = usize::from(set.is_some())
+        + usize::from(reset)
+        + usize::from(tail.is_some())
+        + usize::from(after.is_some());
     if asked > 1 {
         return Err(bad_params(
-            "`log` takes one of `set`, `reset` and `tail` at a time",
+            "`log` takes one of `set`, `reset`, `tail` and `after` at a time",
         ));
     }
     if for_s.is_some() && set.is_none() {
@@ -211,6 +256,12 @@ fn json_log(params: &mut Params) -> Result<Request, Failure> {
         LogRequest::Reset
     } else if let Some(count) = tail {
         LogRequest::Tail(log_tail(count.as_u64(), &count.to_string())?)
+    } else if let Some(seq) = after {
+        LogRequest::After(seq.as_u64().ok_or_else(|| {
+            bad_params(format!(
+                "`after` takes the `seq` of an event, or 0 for every event kept; got {seq}"
+            ))
+        })?)
     } else {
         LogRequest::Show
     };
@@ -222,7 +273,7 @@ fn json_log(params: &mut Params) -> Result<Request, Failure> {
 pub fn follow_text_only() -> Failure {
     Failure::new(
         Reason::TextOnly,
-        "`log follow` needs a text session of its own (`nc -U`, `socat`); over JSON, and in `manhole-cli`, ask `log tail N` as often as you want",
+        "`log follow` needs a text session of its own (`nc -U`, `socat`, `manhole-cli`); over JSON, ask `log` with `{\"after\": SEQ}` as often as you want, from the `newest` that `log` gives",
     )
 }
 
@@ -925,6 +976,7 @@ impl Request {
                     } => json!({"set": filter, "for_s": after.as_secs_f64()}),
                     LogRequest::Reset => json!({"reset": true}),
                     LogRequest::Tail(count) => json!({ "tail": count }),
+                    LogRequest::After(seq) => json!({ "after": seq }),
                     LogRequest::Follow => return Err(follow_text_only()),
                 },
             ),

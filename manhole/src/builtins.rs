@@ -548,10 +548,7 @@ pub(crate) fn follow() -> Result<(String, Follow), Failure> {
 #[cfg(feature = "tracing")]
 pub(crate) fn follow() -> Result<(String, Follow), Failure> {
     let control = log_control()?;
-    let heading = format!(
-        "following events that pass the filter `{}`; send a line to stop\n",
-        control.status().filter
-    );
+    let heading = manhole_wire::log_follow_heading(&control.status().filter);
     let mut seen = control.newest();
     let next = move || {
         let (events, newest) = control.after(seen);
@@ -565,12 +562,10 @@ pub(crate) fn follow() -> Result<(String, Follow), Failure> {
 fn log(request: LogRequest) -> Result<Answer, Failure> {
     let control = log_control()?;
     let status = match request {
-        LogRequest::Tail(count) => {
-            let events = control.tail(count);
-            return Ok(Answer {
-                json: json!({"events": events.iter().map(|event| event.to_json()).collect::<Vec<_>>()}),
-                text: events.iter().map(|event| event.to_line()).collect(),
-            });
+        LogRequest::Tail(count) => return Ok(events_answer(&control.tail(count), control.newest())),
+        LogRequest::After(seq) => {
+            let (events, newest) = control.after(seq);
+            return Ok(events_answer(&events, newest));
         }
         LogRequest::Follow => return Err(follow_text_only()),
         LogRequest::Show => control.status(),
@@ -594,6 +589,7 @@ fn log(request: LogRequest) -> Result<Answer, Failure> {
         "filter": status.filter,
         "default": status.default,
         "reverts_in_s": reverts_in_s,
+        "newest": control.newest(),
     });
     let mut text = match &status.previous {
         Some(previous) => format!("filter `{}` (was `{previous}`)", status.filter),
@@ -621,6 +617,19 @@ fn log(request: LogRequest) -> Result<Answer, Failure> {
         let _ = writeln!(text, "; the default is `{}`", status.default);
     }
     Ok(Answer { json, text })
+}
+
+/// Events of `log tail` or `log {"after"}`, with the number of the newest
+/// event so far, from which a JSON client follows the log.
+#[cfg(feature = "tracing")]
+fn events_answer(events: &[std::sync::Arc<crate::tracing::Record>], newest: u64) -> Answer {
+    Answer {
+        json: json!({
+            "events": events.iter().map(|event| event.to_json()).collect::<Vec<_>>(),
+            "newest": newest,
+        }),
+        text: events.iter().map(|event| event.to_line()).collect(),
+    }
 }
 
 /// Bytes for people: `512 B`, `12.3 MiB`.

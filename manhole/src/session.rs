@@ -510,7 +510,7 @@ fn serialized_response(id: &Value, result: Result<String, Failure>) -> String {
 }
 
 /// How often `log follow` looks for new events.
-const FOLLOW_INTERVAL: Duration = Duration::from_millis(100);
+const FOLLOW_INTERVAL: Duration = manhole_wire::LOG_FOLLOW_INTERVAL;
 
 /// `log follow`: writes new events as they come until the client sends a
 /// line (consumed, not run) or goes away.

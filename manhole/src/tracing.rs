@@ -563,9 +563,10 @@ pub(crate) struct Record {
 }
 
 impl Record {
-    /// `{"time","level","target","message","fields"}`.
+    /// `{"seq","time","level","target","message","fields"}`.
     pub(crate) fn to_json(&self) -> Value {
         json!({
+            "seq": self.seq,
             "time": rfc3339_with(self.time, 6),
             "level": self.level,
             "target": self.target,
@@ -574,26 +575,10 @@ impl Record {
         })
     }
 
-    /// `TIME LEVEL target: message key=value ...`, one line.
+    /// `TIME LEVEL target: message key=value ...`, one line, as
+    /// `manhole-cli` prints it from the JSON too.
     pub(crate) fn to_line(&self) -> String {
-        let mut line = format!(
-            "{} {:>5} {}: {}",
-            rfc3339_with(self.time, 6),
-            self.level,
-            self.target,
-            self.message
-        );
-        for (key, value) in &self.fields {
-            let value = match value {
-                Value::String(text) => text.clone(),
-                other => other.to_string(),
-            };
-            let _ = write!(line, " {key}={value}");
-        }
-        // One event, one line, whatever its message holds.
-        let mut line = line.replace('\n', "\\n");
-        line.push('\n');
-        line
+        manhole_wire::log_event_line(&self.to_json())
     }
 }
 
