@@ -635,18 +635,34 @@ pub(crate) fn capture<D>(
             Err(outcome) => outcomes.push(Some(outcome)),
         }
     }
-    if !settling.is_empty() {
-        std::thread::sleep(SETTLE);
-        for (position, tid) in settling {
+    // Each settling thread, with its time on a CPU when first seen running.
+    let mut settling: Vec<(usize, libc::pid_t, Option<u64>)> = settling
+        .into_iter()
+        .map(|(position, tid)| (position, tid, tasks.on_cpu_ns(tid)))
+        .collect();
+    let settled_by = Instant::now() + MAX_SETTLE;
+    while !settling.is_empty() {
+        std::thread::sleep(SETTLE_STEP);
+        let out_of_time = Instant::now() >= settled_by;
+        settling.retain(|&(position, tid, on_cpu)| {
             if let Some(outcome) = capture_quietly(tasks, tid, &mut copy, &known_tails) {
                 outcomes[position] = Some(outcome);
-                continue;
+                return false;
+            }
+            // Runnable without having run since: still on its way out of
+            // the kernel, perhaps, where a pending signal ends its call
+            // with `EINTR`. One that ran computes, and the signal
+            // interrupts no call.
+            let waiting_for_a_cpu = on_cpu.is_some() && tasks.on_cpu_ns(tid) == on_cpu;
+            if waiting_for_a_cpu && !out_of_time {
+                return true;
             }
             match signal_thread(tid, signal, generation, &mut next_slot) {
                 Ok(index) => waiting.push((position, index)),
                 Err(outcome) => outcomes[position] = Some(outcome),
             }
-        }
+            false
+        });
     }
 
     let deadline = Instant::now() + timeout;
@@ -726,10 +742,14 @@ pub(crate) fn capture<D>(
         .collect()
 }
 
-/// How long threads seen running are left to settle before they are
-/// looked at a third time and, if still running, signalled. A thread that
-/// computes pays this once per dump, however many of them there are.
-const SETTLE: Duration = Duration::from_millis(1);
+/// How often threads seen running are looked at again before they are
+/// signalled: one that sits in a system call by then is taken quietly, and
+/// one that ran on a CPU meanwhile is signalled.
+const SETTLE_STEP: Duration = Duration::from_millis(1);
+/// How long a thread that stays runnable without running (on a loaded
+/// machine, on its way out of a system call) is waited for at most. The
+/// dump pays it once, however many such threads there are.
+const MAX_SETTLE: Duration = Duration::from_millis(20);
 
 /// Arms a free slot for `tid` and sends it `signal` carrying the slot and
 /// `generation`: the slot's index once sent, or the outcome of a thread

@@ -153,6 +153,14 @@ impl Tasks {
         schedstat.split_whitespace().nth(2)?.parse().ok()
     }
 
+    /// How long the thread has run on a CPU, in nanoseconds, from
+    /// `<tid>/schedstat`: a thread that waits for a CPU does not add to it.
+    pub(crate) fn on_cpu_ns(&self, tid: i32) -> Option<u64> {
+        let mut buffer = [0u8; 128];
+        let schedstat = self.read(tid, "schedstat", &mut buffer)?;
+        schedstat.split_whitespace().next()?.parse().ok()
+    }
+
     /// Where a thread sits in a system call, from `<tid>/syscall`: its
     /// whole line (to compare) and its stack pointer and program counter.
     /// `None` when it is running, or blocked outside a system call.
