@@ -81,3 +81,97 @@ fn mem_reads_jemalloc_when_it_is_the_global_allocator() {
     assert!(after["retained_bytes"].is_u64(), "{after}");
     assert!(field(&after, "arenas") >= 1);
 }
+
+/// `manhole-cli`, built beside the examples.
+#[cfg(feature = "jemalloc")]
+fn cli() -> std::path::PathBuf {
+    let cli = support::example("jemalloc")
+        .parent()
+        .and_then(|examples| examples.parent())
+        .map(|debug| debug.join("manhole-cli"))
+        .unwrap();
+    assert!(cli.exists(), "{} is missing", cli.display());
+    cli
+}
+
+#[cfg(feature = "jemalloc-profiling")]
+#[test]
+fn mem_heap_profile_writes_jemallocs_profile_as_pprof() {
+    use std::process::Command;
+    use std::time::Duration;
+    let service = Service::spawn_with_env(
+        "jemalloc",
+        &[],
+        &[(
+            "_RJEM_MALLOC_CONF",
+            "prof:true,prof_active:true,lg_prof_sample:10",
+        )],
+        None,
+    );
+    service.wait_for_socket();
+    let mut session = service.json();
+    session.result("call", json!({"name": "hold", "args": [4096]}));
+    let profile = session.result("mem", json!({"heap_profile": true}));
+    assert_eq!(profile["format"], "pprof", "{profile}");
+    assert_eq!(profile["encoding"], "base64", "{profile}");
+    assert!(profile["bytes"].as_u64().unwrap() > 100, "{profile}");
+
+    let path = support::scratch("heap.pb.gz");
+    let pid = service.pid.to_string();
+    let done = support::run_with_timeout(
+        Command::new(cli()).args([
+            pid.as_str(),
+            "mem",
+            "--heap-profile",
+            "-o",
+            path.to_str().unwrap(),
+        ]),
+        Duration::from_secs(30),
+    );
+    assert_eq!(done.code, Some(0), "{done:?}");
+    assert!(done.stderr.contains("wrote "), "{done:?}");
+    let bytes = std::fs::read(&path).unwrap();
+    // gzip, and a valid stream: `gzip -t` checks it to the end.
+    assert_eq!(&bytes[..2], &[0x1f, 0x8b], "not gzip");
+    let tested = support::run_with_timeout(
+        Command::new("gzip").arg("-t").arg(&path),
+        Duration::from_secs(10),
+    );
+    assert_eq!(tested.code, Some(0), "{tested:?}");
+    let _ = std::fs::remove_file(&path);
+
+    // A text session gets the same profile as base64.
+    let text = service.text().ask("mem --heap-profile");
+    assert!(text.starts_with("jemalloc heap profile, "), "{text}");
+}
+
+#[cfg(feature = "jemalloc")]
+#[test]
+fn mem_heap_profile_without_profiling_says_how_to_turn_it_on() {
+    let service = Service::spawn("jemalloc", &[], None);
+    service.wait_for_socket();
+    let error = service.json().error("mem", json!({"heap_profile": true}));
+    assert_eq!(error["data"]["reason"], "not_enabled", "{error}");
+    let message = error["message"].as_str().unwrap();
+    if cfg!(feature = "jemalloc-profiling") {
+        assert!(message.contains("_RJEM_MALLOC_CONF=prof:true"), "{message}");
+    } else {
+        assert!(
+            message.contains("`jemalloc-profiling` feature"),
+            "{message}"
+        );
+    }
+    // manhole-cli says the same, and exits 1.
+    let done = support::run_with_timeout(
+        std::process::Command::new(cli()).args([
+            service.pid.to_string().as_str(),
+            "mem",
+            "--heap-profile",
+            "-o",
+            "/nonexistent/never-written",
+        ]),
+        std::time::Duration::from_secs(30),
+    );
+    assert_eq!(done.code, Some(1), "{done:?}");
+    assert!(done.stderr.contains("error: "), "{done:?}");
+}

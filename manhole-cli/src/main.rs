@@ -25,6 +25,7 @@ mod fanout;
 mod interactive;
 mod list;
 mod oneshot;
+mod output;
 mod peer;
 mod pipe;
 mod procfs;

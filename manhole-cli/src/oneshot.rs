@@ -7,6 +7,7 @@
 //! raw `result` printed.
 
 use crate::error::Error;
+use crate::output;
 use crate::rpc::{Client, ErrorReply, Reply};
 use crate::style;
 use crate::watch::{self, Watch};
@@ -31,9 +32,31 @@ pub fn ask_json(client: &mut Client, line: &str) -> Result<Reply<Value>, Error> 
     }
 }
 
-/// Runs `words` as one command and prints its answer.
+/// Runs `words` as one command and prints its answer, or writes it to the
+/// file that `-o FILE` names.
 pub fn run(client: &mut Client, words: &[String], json: bool) -> Result<Outcome, Error> {
-    let line = manhole_wire::quote_line(words);
+    let (words, path) = match output::split(words) {
+        Ok(split) => split,
+        Err(usage) => return Ok(print_text(Err(usage.into()))),
+    };
+    let line = manhole_wire::quote_line(&words);
+    if let Some(path) = path {
+        let request = match request_of(&line) {
+            Ok(request) => request,
+            Err(usage) => return Ok(print_text(Err(usage.into()))),
+        };
+        return Ok(match output::write(client, &request, &path)? {
+            Ok(bytes) => {
+                eprintln!(
+                    "manhole-cli: wrote {bytes} bytes to {} (gzipped pprof: `go tool pprof -http=: {}`)",
+                    path.display(),
+                    path.display()
+                );
+                Outcome::Success
+            }
+            Err(reply) => print_text(Err(reply)),
+        });
+    }
     if json {
         return Ok(print_json(ask_json(client, &line)?));
     }

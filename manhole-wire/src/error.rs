@@ -116,6 +116,8 @@ reasons! {
     NoRuntime = "no_runtime", UNAVAILABLE;
     /// An async command ran past `command_timeout`; its future was dropped.
     TimedOut = "timed_out", TIMED_OUT;
+    /// The allocator could not write the heap profile asked for.
+    DumpFailed = "dump_failed", INTERNAL_ERROR;
 }
 
 impl fmt::Display for Reason {

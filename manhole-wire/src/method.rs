@@ -23,7 +23,8 @@ pub enum Builtin {
     Info,
     /// `top [SECONDS]`: CPU use per thread over an interval.
     Top,
-    /// `mem`: resident memory and the allocator's statistics.
+    /// `mem [--heap-profile]`: resident memory and the allocator's
+    /// statistics, or jemalloc's heap profile.
     Mem,
     /// `runtime`: the tokio runtime's metrics.
     Runtime,
@@ -172,9 +173,12 @@ impl Builtin {
                 name: "mem",
                 aliases: &[],
                 protocols: Protocols::Both,
-                params: &[],
-                usage: "mem",
-                summary: "resident memory (anonymous and file-backed) and the allocator's own statistics",
+                params: &[Param {
+                    name: "heap_profile",
+                    required: false,
+                }],
+                usage: "mem [--heap-profile]",
+                summary: "resident memory (anonymous and file-backed) and the allocator's own statistics; --heap-profile: jemalloc's heap profile as pprof (manhole-cli PID mem --heap-profile -o FILE)",
             },
             Builtin::Runtime => &Spec {
                 name: "runtime",

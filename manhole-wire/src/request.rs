@@ -39,8 +39,12 @@ pub enum Request {
     Threads,
     /// The process at a glance: ids, times, memory, files, limits.
     Info,
-    /// Resident memory and the allocator's statistics.
-    Mem,
+    /// Resident memory and the allocator's statistics; with
+    /// `heap_profile`, jemalloc's heap profile instead, as gzipped pprof.
+    Mem {
+        /// Whether the heap profile is asked for.
+        heap_profile: bool,
+    },
     /// The tokio runtime's metrics.
     Runtime,
     /// CPU use per thread, measured over `interval`.
@@ -362,6 +366,9 @@ impl SortBy {
 /// The flag of `stacks` that shows threads with the same stack once.
 pub const COLLAPSE_FLAG: &str = "--collapse";
 
+/// The flag of `mem` that asks for jemalloc's heap profile.
+pub const HEAP_PROFILE_FLAG: &str = "--heap-profile";
+
 /// `top` measures over at least this many seconds, and at most
 /// [`MAX_TOP_SECONDS`].
 pub const MIN_TOP_SECONDS: f64 = 0.1;
@@ -580,7 +587,13 @@ pub fn parse_text(line: &str) -> Result<Option<Request>, Failure> {
         },
         Builtin::Threads => no_args(Request::Threads)?,
         Builtin::Info => no_args(Request::Info)?,
-        Builtin::Mem => no_args(Request::Mem)?,
+        Builtin::Mem => match rest {
+            [] => Request::Mem {
+                heap_profile: false,
+            },
+            [flag] if flag == HEAP_PROFILE_FLAG => Request::Mem { heap_profile: true },
+            _ => return Err(usage(builtin)),
+        },
         Builtin::Runtime => no_args(Request::Runtime)?,
         Builtin::Top => match rest {
             [] => Request::Top {
@@ -794,7 +807,9 @@ fn json_request(method: &str, params: Map<String, Value>) -> Result<Request, Fai
         },
         Builtin::Threads => Request::Threads,
         Builtin::Info => Request::Info,
-        Builtin::Mem => Request::Mem,
+        Builtin::Mem => Request::Mem {
+            heap_profile: params.flag("heap_profile")?,
+        },
         Builtin::Runtime => Request::Runtime,
         Builtin::Top => match params.value("seconds") {
             None | Some(Value::Null) => Request::Top {
@@ -919,7 +934,12 @@ impl Request {
             }
             Request::Threads => (method(Builtin::Threads), Value::Null),
             Request::Info => (method(Builtin::Info), Value::Null),
-            Request::Mem => (method(Builtin::Mem), Value::Null),
+            Request::Mem {
+                heap_profile: false,
+            } => (method(Builtin::Mem), Value::Null),
+            Request::Mem { heap_profile: true } => {
+                (method(Builtin::Mem), json!({"heap_profile": true}))
+            }
             Request::Runtime => (method(Builtin::Runtime), Value::Null),
             Request::Top { interval } => (
                 method(Builtin::Top),

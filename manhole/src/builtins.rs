@@ -63,7 +63,24 @@ fn answer(request: Request, asked: Asked<'_>) -> Result<Answer, Failure> {
         }
         Request::Threads => Ok(threads()),
         Request::Info => Ok(info(asked.served)),
-        Request::Mem => Ok(memory()),
+        Request::Mem {
+            heap_profile: false,
+        } => Ok(memory()),
+        Request::Mem { heap_profile: true } => {
+            let profile = mem::heap_profile()?;
+            // Binary pprof goes to a file through manhole-cli's `-o`; a
+            // text session gets it as base64, which a shell can decode.
+            let text = format!(
+                "jemalloc heap profile, {} bytes of gzipped pprof as base64 (`base64 -d > heap.pb.gz`; `manhole-cli {} mem --heap-profile -o heap.pb.gz` writes the file):\n{}\n",
+                profile["bytes"],
+                std::process::id(),
+                value_text(&profile["data"])
+            );
+            Ok(Answer {
+                json: profile,
+                text,
+            })
+        }
         Request::Runtime => {
             let reading = runtime::read(&asked.served.runtime)?;
             Ok(Answer {

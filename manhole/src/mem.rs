@@ -18,6 +18,7 @@
 //!
 //! Any other allocator is named `unknown`, with a note that says so.
 
+use manhole_wire::{Failure, Reason};
 use serde_json::{json, Value};
 
 /// The kernel's view: resident memory, and how much of it is anonymous
@@ -211,6 +212,77 @@ mod jemalloc {
             "arenas": arenas::narenas::read().ok()?,
         }))
     }
+}
+
+/// jemalloc's heap profile, as `mem --heap-profile` answers it:
+/// `{"format":"pprof","encoding":"base64","bytes","data"}`.
+///
+/// # Errors
+///
+/// [`Reason::NotEnabled`] without the `jemalloc-profiling` feature, when
+/// jemalloc does not serve the program, or when it runs without profiling;
+/// [`Reason::Busy`] while another heap profile is being written;
+/// [`Reason::DumpFailed`] when jemalloc's dump or its conversion fails.
+#[cfg(feature = "jemalloc-profiling")]
+pub(crate) fn heap_profile() -> Result<Value, Failure> {
+    use base64::Engine as _;
+    if jemalloc::stats().is_none() {
+        return Err(Failure::new(
+            Reason::NotEnabled,
+            "jemalloc does not serve this program's allocations, so it has no heap profile: make `tikv_jemallocator::Jemalloc` the `#[global_allocator]`",
+        ));
+    }
+    // SAFETY: `opt.prof` is a `bool` that jemalloc documents as readable;
+    // jemalloc is built with profiling by this feature, so it exists.
+    let profiling: bool = unsafe { tikv_jemalloc_ctl::raw::read(b"opt.prof\0") }.unwrap_or(false);
+    // SAFETY: as above, `opt.prof_active` is a readable `bool`.
+    let active: bool =
+        profiling && unsafe { tikv_jemalloc_ctl::raw::read(b"opt.prof_active\0") }.unwrap_or(false);
+    if !active {
+        return Err(Failure::new(
+            Reason::NotEnabled,
+            "jemalloc profiling is off in this process: start it with `_RJEM_MALLOC_CONF=prof:true,prof_active:true` in its environment (`MALLOC_CONF` where jemalloc is built without the `_rjem_` prefix); `lg_prof_sample:19` samples every 512 KiB on average",
+        ));
+    }
+    let Some(control) = jemalloc_pprof::PROF_CTL.as_ref() else {
+        return Err(Failure::new(
+            Reason::NotEnabled,
+            "jemalloc profiling is off in this process",
+        ));
+    };
+    // A session thread is no runtime worker, and another session's dump is
+    // the only other holder: refused, never waited for.
+    let Ok(mut control) = control.try_lock() else {
+        return Err(Failure::new(
+            Reason::Busy,
+            "another session is writing a heap profile; ask again in a moment",
+        ));
+    };
+    let pprof = control.dump_pprof().map_err(|err| {
+        Failure::new(
+            Reason::DumpFailed,
+            format!("jemalloc could not write its heap profile: {err:#}"),
+        )
+    })?;
+    Ok(json!({
+        "format": "pprof",
+        "encoding": "base64",
+        "bytes": pprof.len(),
+        "data": base64::engine::general_purpose::STANDARD.encode(&pprof),
+    }))
+}
+
+/// Without the `jemalloc-profiling` feature: say how to get it.
+///
+/// # Errors
+///
+/// Always [`Reason::NotEnabled`].
+#[cfg(not(feature = "jemalloc-profiling"))]
+pub(crate) fn heap_profile() -> Result<Value, Failure> {
+    Err(Failure::new(
+        Reason::NotEnabled,
+        "`mem --heap-profile` needs manhole's `jemalloc-profiling` feature, jemalloc as the global allocator, and the program started with `_RJEM_MALLOC_CONF=prof:true,prof_active:true`",
+    ))
 }
 
 #[cfg(test)]
