@@ -390,7 +390,11 @@ fn fail(message: &str) -> ! {
 /// Whether `words` ask for `watch` or `log follow`, which run until they
 /// are stopped, so have no one answer to gather.
 fn is_watch(words: &[String]) -> bool {
-    crate::watch::Watch::parse(&manhole_wire::quote_line(words)).is_some()
+    use manhole_wire::{LogRequest, Request};
+    matches!(
+        manhole_wire::parse_text(&manhole_wire::quote_line(words)),
+        Ok(Some(Request::Watch { .. } | Request::Log(LogRequest::Follow)))
+    )
 }
 
 /// A signal given by name or number.
