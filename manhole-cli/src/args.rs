@@ -393,7 +393,9 @@ fn is_watch(words: &[String]) -> bool {
     use manhole_wire::{LogRequest, Request};
     matches!(
         manhole_wire::parse_text(&manhole_wire::quote_line(words)),
-        Ok(Some(Request::Watch { .. } | Request::Log(LogRequest::Follow)))
+        Ok(Some(
+            Request::Watch { .. } | Request::Log(LogRequest::Follow)
+        ))
     )
 }
 

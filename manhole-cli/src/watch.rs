@@ -123,14 +123,7 @@ fn follow_log(client: &mut Client, stop_at_end_of_input: bool) -> Result<Watchin
                     .and_then(Value::as_u64)
                     .unwrap_or(newest);
             }
-            Err(reply) => {
-                let stdout = std::io::stdout();
-                write_stdout(&style::error_line(
-                    &reply.failure.one_line(),
-                    style::colour_for(&stdout),
-                ));
-                return Ok(Watching::Ran(Some(reply)));
-            }
+            Err(reply) => return Ok(stopped_by(reply)),
         }
     }
 }
@@ -169,14 +162,7 @@ fn watch_item(
                     write_stdout(&format!("{header} {body}"));
                 }
             }
-            Err(reply) => {
-                let stdout = std::io::stdout();
-                write_stdout(&style::error_line(
-                    &reply.failure.one_line(),
-                    style::colour_for(&stdout),
-                ));
-                return Ok(Watching::Ran(Some(reply)));
-            }
+            Err(reply) => return Ok(stopped_by(reply)),
         }
         let next = Instant::now() + interval;
         if stdin_open {
@@ -189,6 +175,16 @@ fn watch_item(
         }
         std::thread::sleep(next.saturating_duration_since(Instant::now()));
     }
+}
+
+/// Prints the error that stopped a watch, which then ends with it.
+fn stopped_by(reply: ErrorReply) -> Watching {
+    let stdout = std::io::stdout();
+    write_stdout(&style::error_line(
+        &reply.failure.one_line(),
+        style::colour_for(&stdout),
+    ));
+    Watching::Ran(Some(reply))
 }
 
 enum Input {
