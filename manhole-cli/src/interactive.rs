@@ -13,7 +13,7 @@ use crate::error::Error;
 use crate::rpc::Client;
 use crate::style;
 use crate::watch::{self, Watch};
-use manhole_wire::{Builtin, Request, COLLAPSE_FLAG};
+use manhole_wire::{Builtin, Reason, Request, COLLAPSE_FLAG};
 use rustyline::completion::{Completer, Pair};
 use rustyline::error::ReadlineError;
 use rustyline::highlight::Highlighter;
@@ -34,8 +34,13 @@ pub fn run(
     host: Option<&str>,
     reconnect: impl FnMut() -> Result<Client, Error>,
 ) -> Result<(), Error> {
-    // Collapsed, as a text session's greeting is.
-    let greeting = match client.ask(&Request::Greeting { collapse: true })? {
+    // Collapsed, as a text session's greeting is; a server from before
+    // `collapse` refuses the param, and is asked again without it.
+    let mut greeting = client.ask(&Request::Greeting { collapse: true })?;
+    if matches!(&greeting, Err(reply) if reply.failure.is(Reason::BadParams)) {
+        greeting = client.ask(&Request::Greeting { collapse: false })?;
+    }
+    let greeting = match greeting {
         Ok(result) => result,
         Err(reply) => {
             return Err(client.bad_reply(format!(
