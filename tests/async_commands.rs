@@ -318,7 +318,7 @@ fn tokio_locks_are_read_and_written_with_the_lock_timeout() {
     // lock_timeout, and answers again once the lock is free.
     let mut holder = service.json();
     let request = json!({"jsonrpc": "2.0", "id": 9, "method": "call",
-        "params": call("hold_sessions", json!([1.5]))});
+        "params": call("hold_sessions", json!([3]))});
     holder.send_raw(request.to_string().as_bytes());
     support::wait_until("SESSIONS to be held", || {
         let response = session.request("get", json!({"name": "SESSIONS"}));
@@ -326,7 +326,7 @@ fn tokio_locks_are_read_and_written_with_the_lock_timeout() {
     });
     let error = session.error("set", json!({"name": "SESSIONS", "value": 1}));
     assert_eq!(error["data"]["reason"], "lock_timeout", "{error}");
-    assert_eq!(holder.read_response()["result"], "held SESSIONS for 1.5 s");
+    assert_eq!(holder.read_response()["result"], "held SESSIONS for 3 s");
     assert_eq!(session.result("get", json!({"name": "SESSIONS"})), 7);
     let mut text = service.text();
     assert_eq!(text.ask("get LIMITS"), "[10,20]\n");
