@@ -36,6 +36,37 @@ async fn hold_sessions(seconds: f64) -> String {
     format!("held SESSIONS for {seconds} s")
 }
 
+/// Serves one request: asks the backend, then answers. Counted by `stats`,
+/// and shown by `tasks` while in flight.
+#[manhole::inspect(calls)]
+async fn handle_request(id: u64) -> u64 {
+    fetch_backend(id).await + 1
+}
+
+/// The backend, which never answers request 0: that request stays in
+/// flight, waiting, as one stuck on a slow backend does.
+#[manhole::inspect(calls)]
+async fn fetch_backend(id: u64) -> u64 {
+    let wait = if id == 0 { 3_600_000 } else { 10 };
+    tokio::time::sleep(Duration::from_millis(wait)).await;
+    id
+}
+
+/// Holds its worker for MS milliseconds inside one poll, as a sync lock or
+/// heavy work in `poll` does: `tasks` shows it blocking its worker.
+#[manhole::inspect(calls)]
+async fn compact(ms: u64) {
+    tokio::task::yield_now().await;
+    std::thread::sleep(Duration::from_millis(ms));
+}
+
+/// Starts `compact MS` on the runtime, and answers at once.
+#[manhole::command]
+async fn start_compact(ms: u64) -> &'static str {
+    tokio::spawn(compact(ms));
+    "started"
+}
+
 /// Counts a `nap` as dropped unless it finished.
 struct Napping {
     finished: bool,
@@ -102,6 +133,14 @@ async fn panic_later() {
 #[manhole::main]
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
+    // One request stuck on the backend, and a steady trickle of others.
+    tokio::spawn(handle_request(0));
+    tokio::spawn(async {
+        for id in 1.. {
+            handle_request(id).await;
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    });
     println!("ready");
     std::future::pending::<()>().await;
 }

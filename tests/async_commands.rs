@@ -331,3 +331,87 @@ fn tokio_locks_are_read_and_written_with_the_lock_timeout() {
     let mut text = service.text();
     assert_eq!(text.ask("get LIMITS"), "[10,20]\n");
 }
+
+/// The oldest root named `name` in a `tasks` result.
+fn oldest_root<'a>(tasks: &'a Value, name: &str) -> Option<&'a Value> {
+    tasks["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|node| node["name"] == name)
+}
+
+#[test]
+fn tasks_shows_the_in_flight_tree_and_the_poll_that_blocks_a_worker() {
+    let service = tokio_service(&[]);
+    let mut session = service.json();
+    let mut stuck = Value::Null;
+    support::wait_until("the stuck request in tasks", || {
+        let tasks = session.result("tasks", json!({}));
+        match oldest_root(&tasks, "handle_request") {
+            Some(root) if root["children"][0]["name"] == "fetch_backend" => {
+                stuck = root.clone();
+                true
+            }
+            _ => false,
+        }
+    });
+    assert_eq!(stuck["state"], "waiting", "{stuck}");
+    assert_eq!(stuck["thread"], Value::Null, "{stuck}");
+    assert_eq!(stuck["poll_ms"], Value::Null, "{stuck}");
+    assert_eq!(stuck["blocking"], false, "{stuck}");
+    let backend = &stuck["children"][0];
+    assert_eq!(backend["state"], "waiting", "{stuck}");
+    assert!(backend["age_ms"].as_f64().unwrap() <= stuck["age_ms"].as_f64().unwrap());
+    assert_eq!(backend["children"], json!([]), "{stuck}");
+    // Ages grow.
+    std::thread::sleep(Duration::from_millis(300));
+    let later = session.result("tasks", json!({}));
+    let again = oldest_root(&later, "handle_request").unwrap();
+    assert!(
+        again["age_ms"].as_f64().unwrap() >= stuck["age_ms"].as_f64().unwrap() + 250.0,
+        "{stuck}\n{again}"
+    );
+    // Only trees at least this old.
+    let none = session.result("tasks", json!({"older_than_s": 3600}));
+    assert_eq!(none["tasks"], json!([]), "{none}");
+
+    // A future that holds its worker in one poll.
+    assert_eq!(
+        session.result("call", call("start_compact", json!([3000]))),
+        "started"
+    );
+    let mut compact = Value::Null;
+    support::wait_until("compact to block its worker", || {
+        let tasks = session.result("tasks", json!({}));
+        match oldest_root(&tasks, "compact") {
+            Some(node) if node["blocking"] == true => {
+                compact = node.clone();
+                true
+            }
+            _ => false,
+        }
+    });
+    assert_eq!(compact["state"], "polling", "{compact}");
+    assert!(compact["thread"].as_i64().unwrap() > 0, "{compact}");
+    assert!(compact["poll_ms"].as_f64().unwrap() > 100.0, "{compact}");
+    let mut text = service.text();
+    let shown = text.ask("tasks");
+    assert!(shown.contains("\nhandle_request  "), "{shown}");
+    assert!(shown.contains("\n  fetch_backend  "), "{shown}");
+    assert!(shown.contains("waiting\n"), "{shown}");
+    assert!(
+        shown.contains(": blocking its worker\n") || !shown.contains("\ncompact "),
+        "{shown}"
+    );
+    // A call that ends leaves the tree.
+    support::wait_until("compact to end", || {
+        oldest_root(&session.result("tasks", json!({})), "compact").is_none()
+    });
+
+    assert!(text
+        .ask("tasks --older-than soon")
+        .starts_with("error: `--older-than` takes a duration"));
+    let error = session.error("tasks", json!({"older_than_s": -1}));
+    assert_eq!(error["data"]["reason"], "bad_params", "{error}");
+}

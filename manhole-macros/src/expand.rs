@@ -333,11 +333,15 @@ fn expand_inspect_calls(function: &Function<'_>, args: &ItemArgs) -> TokenStream
     }
     let stmts = &block.stmts;
     let body = if sig.asyncness.is_some() {
+        let name = registered_name(args, &sig.ident);
         quote! {
-            ::manhole::__private::typed_future::<#returned, _>(async move {
-                #(#rebind)*
-                #(#stmts)*
-            })
+            ::manhole::__private::in_flight(
+                #name,
+                ::manhole::__private::typed_future::<#returned, _>(async move {
+                    #(#rebind)*
+                    #(#stmts)*
+                }),
+            )
             .await
         }
     } else {

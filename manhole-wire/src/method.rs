@@ -28,6 +28,9 @@ pub enum Builtin {
     Mem,
     /// `runtime`: the tokio runtime's metrics.
     Runtime,
+    /// `tasks [--older-than DURATION]`: the in-flight instrumented async
+    /// calls, as a tree.
+    Tasks,
     /// `get NAME`.
     Get,
     /// `set NAME VALUE`.
@@ -96,6 +99,7 @@ impl Builtin {
         Builtin::Top,
         Builtin::Mem,
         Builtin::Runtime,
+        Builtin::Tasks,
         Builtin::Get,
         Builtin::Set,
         Builtin::Stats,
@@ -187,6 +191,17 @@ impl Builtin {
                 params: &[],
                 usage: "runtime",
                 summary: "the tokio runtime's metrics: workers, alive tasks, global queue, each worker's busy time and parks",
+            },
+            Builtin::Tasks => &Spec {
+                name: "tasks",
+                aliases: &[],
+                protocols: Protocols::Both,
+                params: &[Param {
+                    name: "older_than_s",
+                    required: false,
+                }],
+                usage: "tasks [--older-than DURATION]",
+                summary: "the async calls under inspect(calls) in flight, as a tree: age, waiting or polling, and the poll that blocks its worker",
             },
             Builtin::Get => &Spec {
                 name: "get",

@@ -47,6 +47,12 @@ pub enum Request {
     },
     /// The tokio runtime's metrics.
     Runtime,
+    /// The in-flight instrumented async calls whose outermost call is at
+    /// least `older_than` old.
+    Tasks {
+        /// How old a tree's root must be to be shown.
+        older_than: Duration,
+    },
     /// CPU use per thread, measured over `interval`.
     Top {
         /// How long to measure.
@@ -595,6 +601,19 @@ pub fn parse_text(line: &str) -> Result<Option<Request>, Failure> {
             _ => return Err(usage(builtin)),
         },
         Builtin::Runtime => no_args(Request::Runtime)?,
+        Builtin::Tasks => match rest {
+            [] => Request::Tasks {
+                older_than: Duration::ZERO,
+            },
+            [flag, duration] if flag == "--older-than" => Request::Tasks {
+                older_than: crate::parse_duration(duration).ok_or_else(|| {
+                    bad_params(format!(
+                        "`--older-than` takes a duration, such as 500ms, 10s or 5m; got {duration:?}"
+                    ))
+                })?,
+            },
+            _ => return Err(usage(builtin)),
+        },
         Builtin::Top => match rest {
             [] => Request::Top {
                 interval: Duration::from_secs_f64(DEFAULT_TOP_SECONDS),
@@ -811,6 +830,20 @@ fn json_request(method: &str, params: Map<String, Value>) -> Result<Request, Fai
             heap_profile: params.flag("heap_profile")?,
         },
         Builtin::Runtime => Request::Runtime,
+        Builtin::Tasks => Request::Tasks {
+            older_than: match params.value("older_than_s") {
+                None | Some(Value::Null) => Duration::ZERO,
+                Some(seconds) => seconds
+                    .as_f64()
+                    .filter(|seconds| seconds.is_finite() && *seconds >= 0.0 && *seconds < 1e9)
+                    .map(Duration::from_secs_f64)
+                    .ok_or_else(|| {
+                        bad_params(format!(
+                            "`older_than_s` takes a number of seconds, 0 or more; got {seconds}"
+                        ))
+                    })?,
+            },
+        },
         Builtin::Top => match params.value("seconds") {
             None | Some(Value::Null) => Request::Top {
                 interval: Duration::from_secs_f64(DEFAULT_TOP_SECONDS),
@@ -941,6 +974,10 @@ impl Request {
                 (method(Builtin::Mem), json!({"heap_profile": true}))
             }
             Request::Runtime => (method(Builtin::Runtime), Value::Null),
+            Request::Tasks { older_than } => (
+                method(Builtin::Tasks),
+                json!({"older_than_s": older_than.as_secs_f64()}),
+            ),
             Request::Top { interval } => (
                 method(Builtin::Top),
                 json!({"seconds": interval.as_secs_f64()}),

@@ -19,6 +19,7 @@ use std::sync::{Mutex, RwLock, TryLockError};
 use std::time::Instant;
 
 pub use crate::calls::{CallStats, CallTimer};
+pub use crate::inflight::InFlight;
 pub use crate::options::Options;
 pub use crate::registry::{Args, Command, CommandArg, Inspect, InspectKind, Meta, Outcome, Param};
 pub use inventory;
@@ -327,6 +328,13 @@ pub fn call_once<R>(body: impl FnOnce() -> R) -> R {
 #[inline]
 pub fn typed_future<R, F: std::future::Future<Output = R>>(future: F) -> F {
     future
+}
+
+/// An `async fn` under `inspect(calls)`, followed by `tasks` while in
+/// flight under the name `stats` shows.
+#[inline]
+pub fn in_flight<F: std::future::Future>(name: &'static str, future: F) -> InFlight<F> {
+    InFlight::new(name, future)
 }
 
 /// A static that `set` can write: the std atomics, and a `Mutex` or

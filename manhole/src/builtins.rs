@@ -6,7 +6,7 @@ use crate::options::Served;
 use crate::registry::{self, Args, Command, Inspect, InspectKind, Lookup, Named, Source};
 use crate::stacks;
 use crate::tasks::Waiting;
-use crate::{limits, mem, process, runtime, top};
+use crate::{inflight, limits, mem, process, runtime, top};
 use manhole_wire::{
     follow_text_only, parse_text, text_only, value_text, ArgValue, Builtin, Failure, LogRequest,
     Reason, Request, SortBy,
@@ -81,6 +81,7 @@ fn answer(request: Request, asked: Asked<'_>) -> Result<Answer, Failure> {
                 text,
             })
         }
+        Request::Tasks { older_than } => Ok(tasks(older_than)),
         Request::Runtime => {
             let reading = runtime::read(&asked.served.runtime)?;
             Ok(Answer {
@@ -117,6 +118,27 @@ fn answer(request: Request, asked: Asked<'_>) -> Result<Answer, Failure> {
             json: Value::Null,
             text: String::new(),
         }),
+    }
+}
+
+/// `tasks`: the in-flight instrumented async calls, as a forest.
+fn tasks(older_than: Duration) -> Answer {
+    let calls = inflight::calls();
+    let forest = inflight::forest(&calls, older_than);
+    let mut text = match (calls.len(), older_than.is_zero()) {
+        (0, _) => "no instrumented async call is in flight (calls of `#[manhole::inspect(calls)] async fn` show here)\n".to_owned(),
+        (count, true) => format!("{count} instrumented async call(s) in flight, oldest first\n"),
+        (count, false) => format!(
+            "{count} instrumented async call(s) in flight; the trees at least {:?} old, oldest first\n",
+            older_than
+        ),
+    };
+    for tree in &forest {
+        tree.render(0, &mut text);
+    }
+    Answer {
+        json: json!({"tasks": forest.iter().map(inflight::Tree::to_json).collect::<Vec<_>>()}),
+        text,
     }
 }
 

@@ -94,6 +94,7 @@ mod watch;
 // 2. What is there to see: the registered items and the threads.
 mod calls;
 mod capture;
+mod inflight;
 mod registry;
 mod runtime;
 mod stacks;
