@@ -378,7 +378,7 @@ fn tasks_shows_the_in_flight_tree_and_the_poll_that_blocks_a_worker() {
 
     // A future that holds its worker in one poll.
     assert_eq!(
-        session.result("call", call("start_compact", json!([3000]))),
+        session.result("call", call("start_compact", json!([5000]))),
         "started"
     );
     let mut compact = Value::Null;
@@ -395,7 +395,24 @@ fn tasks_shows_the_in_flight_tree_and_the_poll_that_blocks_a_worker() {
     assert_eq!(compact["state"], "polling", "{compact}");
     assert!(compact["thread"].as_i64().unwrap() > 0, "{compact}");
     assert!(compact["poll_ms"].as_f64().unwrap() > 100.0, "{compact}");
+    // The dump says which call the blocked worker is inside.
+    let stacks = session.result("stacks", json!({}));
+    let worker = stacks["threads"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|thread| thread["tid"] == compact["thread"])
+        .unwrap_or_else(|| panic!("no thread {} in {stacks}", compact["thread"]));
+    assert_eq!(worker["polling"]["name"], "compact", "{worker}");
+    assert_eq!(worker["polling"]["blocking"], true, "{worker}");
+    assert!(
+        worker["polling"]["for_ms"].as_f64().unwrap() > 100.0,
+        "{worker}"
+    );
     let mut text = service.text();
+    let dump = text.ask("stacks");
+    assert!(dump.contains(", polling compact for "), "{dump}");
+    assert!(dump.contains(": blocking its worker\n"), "{dump}");
     let shown = text.ask("tasks");
     assert!(shown.contains("\nhandle_request  "), "{shown}");
     assert!(shown.contains("\n  fetch_backend  "), "{shown}");

@@ -300,7 +300,7 @@ impl Call {
 }
 
 /// `850 ms`, `12.3 s`, `4m05s`.
-fn human(duration: Duration) -> String {
+pub(crate) fn human(duration: Duration) -> String {
     let seconds = duration.as_secs_f64();
     if seconds < 1.0 {
         format!("{} ms", duration.as_millis())

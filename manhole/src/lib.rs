@@ -121,7 +121,7 @@ pub use options::{
     DEFAULT_MAX_SESSIONS, DEFAULT_REINSTALL_DELAY, DEFAULT_STACK_TIMEOUT, DEFAULT_WRITE_TIMEOUT,
     ENVIRONMENT_VARIABLE,
 };
-pub use stacks::{CapturedWith, Frame, Stacks, ThreadStack};
+pub use stacks::{CapturedWith, Frame, Polling, Stacks, ThreadStack};
 pub use tasks::DEFAULT_COMMAND_TIMEOUT;
 
 #[doc(inline)]

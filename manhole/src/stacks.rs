@@ -10,6 +10,7 @@
 //! per dump, however many threads share it.
 
 use crate::capture::{self, Capture, Described, Outcome};
+use crate::inflight;
 use crate::procfs::Tasks;
 use crate::signals;
 use serde::{Serialize, Serializer};
@@ -46,6 +47,23 @@ pub struct ThreadStack {
     /// How the frames were taken, when there are any.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub captured_with: Option<CapturedWith>,
+    /// The `#[manhole::inspect(calls)] async fn` this thread was polling
+    /// when the dump was taken, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub polling: Option<Polling>,
+}
+
+/// The instrumented async call a thread is inside, in a dump: the innermost
+/// one when calls nest.
+#[derive(Debug, Clone, Serialize)]
+#[non_exhaustive]
+pub struct Polling {
+    /// The function's name, as `stats` and `tasks` show it.
+    pub name: &'static str,
+    /// How long its current poll has run, in milliseconds.
+    pub for_ms: f64,
+    /// Whether the poll has run long enough to be blocking its worker.
+    pub blocking: bool,
 }
 
 /// How a thread's frames were taken.
@@ -184,6 +202,27 @@ pub(crate) fn snapshot_unless(
         })
         .collect();
     threads.sort_by_key(|thread| thread.tid);
+    // The innermost instrumented call each thread is polling: of nested
+    // polls on one thread, the one begun last.
+    for call in inflight::calls() {
+        let Some((tid, poll)) = call.polling else {
+            continue;
+        };
+        if let Some(thread) = threads.iter_mut().find(|thread| thread.tid == tid) {
+            let for_ms = (poll.as_secs_f64() * 10_000.0).round() / 10.0;
+            if thread
+                .polling
+                .as_ref()
+                .is_none_or(|known| for_ms < known.for_ms)
+            {
+                thread.polling = Some(Polling {
+                    name: call.name,
+                    for_ms,
+                    blocking: poll > inflight::SLOW_POLL,
+                });
+            }
+        }
+    }
     Some(Stacks { threads })
 }
 
@@ -197,6 +236,7 @@ fn describe(tasks: &Tasks, tid: i32) -> Option<ThreadStack> {
         frames: Vec::new(),
         frames_missing: None,
         captured_with: None,
+        polling: None,
     })
 }
 
@@ -319,7 +359,19 @@ impl fmt::Display for Stacks {
 
 impl fmt::Display for ThreadStack {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(f, "thread {} {:?} ({})", self.tid, self.name, self.state)?;
+        write!(f, "thread {} {:?} ({})", self.tid, self.name, self.state)?;
+        if let Some(polling) = &self.polling {
+            write!(
+                f,
+                ", polling {} for {}",
+                polling.name,
+                inflight::human(Duration::from_secs_f64(polling.for_ms / 1000.0))
+            )?;
+            if polling.blocking {
+                f.write_str(": blocking its worker")?;
+            }
+        }
+        writeln!(f)?;
         self.write_frames(f)
     }
 }
@@ -520,6 +572,7 @@ mod tests {
                 .collect(),
             frames_missing: None,
             captured_with: Some(CapturedWith::Proc),
+            polling: None,
         }
     }
 
