@@ -130,7 +130,7 @@ async fn panic_later() {
     panic!("deliberate panic after an await");
 }
 
-#[manhole::main]
+#[manhole::main(slow_poll_ms = 100)]
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     // One request stuck on the backend, and a steady trickle of others.

@@ -432,3 +432,25 @@ fn tasks_shows_the_in_flight_tree_and_the_poll_that_blocks_a_worker() {
     let error = session.error("tasks", json!({"older_than_s": -1}));
     assert_eq!(error["data"]["reason"], "bad_params", "{error}");
 }
+
+#[test]
+fn slow_poll_sets_when_a_poll_blocks_its_worker() {
+    let service = tokio_service(&[("MANHOLE", "slow_poll=10m")]);
+    let mut session = service.json();
+    assert_eq!(
+        session.result("call", call("start_compact", json!([1500]))),
+        "started"
+    );
+    let mut compact = Value::Null;
+    support::wait_until("compact to be polled", || {
+        let tasks = session.result("tasks", json!({}));
+        match oldest_root(&tasks, "compact") {
+            Some(node) if node["state"] == "polling" && node["poll_ms"].as_f64() > Some(200.0) => {
+                compact = node.clone();
+                true
+            }
+            _ => false,
+        }
+    });
+    assert_eq!(compact["blocking"], false, "{compact}");
+}

@@ -29,6 +29,7 @@ pub(crate) struct MainArgs {
     pub(crate) reinstall_on_fork: Option<LitBool>,
     pub(crate) reinstall_delay_ms: Option<syn::LitInt>,
     pub(crate) command_timeout_ms: Option<syn::LitInt>,
+    pub(crate) slow_poll_ms: Option<syn::LitInt>,
     /// The keys in the order they were written, so that an error about two
     /// options that cannot go together points at the later one.
     pub(crate) keys: Vec<Ident>,
@@ -94,6 +95,15 @@ const MAIN_OPTIONS: &[(&str, SetMainOption)] = &[
             key,
             "a number of milliseconds",
             "30000",
+        )
+    }),
+    ("slow_poll_ms", |args, meta, key| {
+        set_once(
+            &mut args.slow_poll_ms,
+            meta,
+            key,
+            "a number of milliseconds",
+            "250",
         )
     }),
 ];

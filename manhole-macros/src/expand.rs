@@ -416,14 +416,10 @@ fn expand_main(item: &ItemFn, args: &MainArgs) -> TokenStream {
         .iter()
         .partition(|attr| matches!(attr.style, syn::AttrStyle::Inner(_)));
     // The option is in milliseconds, the builder takes a `Duration`.
-    let reinstall_delay = args
-        .reinstall_delay_ms
-        .as_ref()
-        .map(|millis| quote!(::core::time::Duration::from_millis(#millis)));
-    let command_timeout = args
-        .command_timeout_ms
-        .as_ref()
-        .map(|millis| quote!(::core::time::Duration::from_millis(#millis)));
+    let millis = |millis: &syn::LitInt| quote!(::core::time::Duration::from_millis(#millis));
+    let reinstall_delay = args.reinstall_delay_ms.as_ref().map(millis);
+    let command_timeout = args.command_timeout_ms.as_ref().map(millis);
+    let slow_poll = args.slow_poll_ms.as_ref().map(millis);
     let options = [
         call_if_given("socket_path", args.socket_path.as_ref()),
         call_if_given("verbose", args.verbose.as_ref()),
@@ -433,6 +429,7 @@ fn expand_main(item: &ItemFn, args: &MainArgs) -> TokenStream {
         call_if_given("reinstall_on_fork", args.reinstall_on_fork.as_ref()),
         call_if_given("reinstall_delay", reinstall_delay.as_ref()),
         call_if_given("command_timeout", command_timeout.as_ref()),
+        call_if_given("slow_poll", slow_poll.as_ref()),
     ];
     quote! {
         #(#outer)*

@@ -81,7 +81,7 @@ fn answer(request: Request, asked: Asked<'_>) -> Result<Answer, Failure> {
                 text,
             })
         }
-        Request::Tasks { older_than } => Ok(tasks(older_than)),
+        Request::Tasks { older_than } => Ok(tasks(older_than, asked.served.waits.slow_poll)),
         Request::Runtime => {
             let reading = runtime::read(&asked.served.runtime)?;
             Ok(Answer {
@@ -122,8 +122,8 @@ fn answer(request: Request, asked: Asked<'_>) -> Result<Answer, Failure> {
 }
 
 /// `tasks`: the in-flight instrumented async calls, as a forest.
-fn tasks(older_than: Duration) -> Answer {
-    let calls = inflight::calls();
+fn tasks(older_than: Duration, slow_poll: Duration) -> Answer {
+    let calls = inflight::calls(slow_poll);
     let forest = inflight::forest(&calls, older_than);
     let mut text = match (calls.len(), older_than.is_zero()) {
         (0, _) => "no instrumented async call is in flight (calls of `#[manhole::inspect(calls)] async fn` show here)\n".to_owned(),
@@ -166,8 +166,7 @@ pub(crate) fn greeting(asked: Asked<'_>, collapse: bool) -> Result<Answer, Failu
 }
 
 fn dump(asked: Asked<'_>) -> Result<stacks::Stacks, Failure> {
-    stacks::snapshot_unless(asked.served.waits.stacks, asked.client_gone, None)
-        .ok_or_else(abandoned)
+    stacks::snapshot_unless(asked.served.waits, asked.client_gone, None).ok_or_else(abandoned)
 }
 
 /// The JSON result of `stacks`, written straight to a string: a dump of a

@@ -24,10 +24,6 @@ use std::sync::{Mutex, OnceLock};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-/// A poll longer than this blocks its worker (the issue's `slow_poll`
-/// default; not yet an option).
-pub(crate) const SLOW_POLL: Duration = Duration::from_millis(100);
-
 const SHARDS: usize = 16;
 
 /// The addresses of the registered nodes, by shard.
@@ -173,10 +169,13 @@ pub(crate) struct Call {
     pub(crate) age: Duration,
     /// The thread and how long the current poll has run, while polled.
     pub(crate) polling: Option<(i32, Duration)>,
+    /// Whether the current poll has run past `slow_poll`.
+    pub(crate) blocking: bool,
 }
 
-/// Every in-flight call, read shard by shard.
-pub(crate) fn calls() -> Vec<Call> {
+/// Every in-flight call, read shard by shard; a poll longer than
+/// `slow_poll` is blocking its worker.
+pub(crate) fn calls(slow_poll: Duration) -> Vec<Call> {
     let now = now_ns();
     let mut calls = Vec::new();
     for shard in 0..SHARDS {
@@ -187,12 +186,14 @@ pub(crate) fn calls() -> Vec<Call> {
             let node = unsafe { &*(address as *const Node) };
             let since = |ns: u64| Duration::from_nanos(now.saturating_sub(ns));
             let started = node.poll_started_ns.load(Relaxed);
+            let polling = (started != 0).then(|| (node.thread.load(Relaxed), since(started)));
             calls.push(Call {
                 id: address,
                 parent: node.parent.load(Relaxed),
                 name: node.name,
                 age: since(node.first_poll_ns.load(Relaxed)),
-                polling: (started != 0).then(|| (node.thread.load(Relaxed), since(started))),
+                polling,
+                blocking: polling.is_some_and(|(_, poll)| poll > slow_poll),
             });
         }
     }
@@ -260,7 +261,7 @@ impl Tree {
             "state": if call.polling.is_some() { "polling" } else { "waiting" },
             "thread": call.polling.map(|(thread, _)| thread),
             "poll_ms": call.polling.map(|(_, poll)| millis(poll)),
-            "blocking": call.blocking(),
+            "blocking": call.blocking,
             "children": self.children.iter().map(Tree::to_json).collect::<Vec<_>>(),
         })
     }
@@ -280,7 +281,7 @@ impl Tree {
         match call.polling {
             Some((thread, poll)) => {
                 let _ = write!(text, "polling on thread {thread} for {}", human(poll));
-                if call.blocking() {
+                if call.blocking {
                     text.push_str(": blocking its worker");
                 }
             }
@@ -290,12 +291,6 @@ impl Tree {
         for child in &self.children {
             child.render(depth + 1, text);
         }
-    }
-}
-
-impl Call {
-    fn blocking(&self) -> bool {
-        self.polling.is_some_and(|(_, poll)| poll > SLOW_POLL)
     }
 }
 
@@ -323,6 +318,7 @@ mod tests {
             name,
             age: Duration::from_millis(age_ms),
             polling: None,
+            blocking: false,
         }
     }
 
@@ -371,6 +367,7 @@ mod tests {
     fn a_long_poll_blocks_its_worker() {
         let mut blocked = call(1, 0, "compact", 1200);
         blocked.polling = Some((42, Duration::from_millis(1200)));
+        blocked.blocking = true;
         let tree = &forest(&[blocked], Duration::ZERO)[0];
         let json = tree.to_json();
         assert_eq!(json["state"], "polling");
@@ -388,7 +385,12 @@ mod tests {
     #[test]
     fn a_followed_future_is_listed_while_it_lives() {
         let name = "listed_while_it_lives";
-        let listed = || calls().iter().filter(|call| call.name == name).count();
+        let listed = || {
+            calls(Duration::from_millis(100))
+                .iter()
+                .filter(|call| call.name == name)
+                .count()
+        };
         let mut future = Box::pin(InFlight::new(name, std::future::pending::<()>()));
         assert_eq!(listed(), 0, "listed before its first poll");
         struct Noop;
@@ -398,7 +400,7 @@ mod tests {
         let waker = std::task::Waker::from(std::sync::Arc::new(Noop));
         let mut context = Context::from_waker(&waker);
         assert!(future.as_mut().poll(&mut context).is_pending());
-        let found: Vec<Call> = calls()
+        let found: Vec<Call> = calls(Duration::from_millis(100))
             .into_iter()
             .filter(|call| call.name == name)
             .collect();

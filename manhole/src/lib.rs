@@ -154,7 +154,7 @@ pub use manhole_macros::{command, inspect, main};
 pub fn stacks() -> Stacks {
     let entry = stacks as *const () as usize;
     // Never abandoned, so always a snapshot.
-    stacks::snapshot_unless(lifecycle::stack_timeout(), &|| false, Some(entry)).unwrap_or(Stacks {
+    stacks::snapshot_unless(lifecycle::waits(), &|| false, Some(entry)).unwrap_or(Stacks {
         threads: Vec::new(),
     })
 }

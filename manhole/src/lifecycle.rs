@@ -23,14 +23,13 @@
 use crate::error::Error;
 use crate::listener::{self, Running, Settings, Start};
 use crate::log::{self, Log};
-use crate::options::{apply_environment, Activation, Options, DEFAULT_STACK_TIMEOUT};
+use crate::options::{apply_environment, Activation, Options, Waits};
 use crate::session::SessionConfig;
 use crate::{capture, signal_names, signals};
 use std::cell::RefCell;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, Once};
-use std::time::Duration;
 
 /// A running manhole, as [`Options::install`] returns it.
 ///
@@ -101,14 +100,12 @@ fn forget_inherited(slot: &mut SlotGuard) -> Option<Options> {
     reinstall
 }
 
-/// The stack timeout of the installed manhole, or the default without one.
-pub(crate) fn stack_timeout() -> Duration {
+/// The waits of the installed manhole, or the defaults without one.
+pub(crate) fn waits() -> Waits {
     slot()
         .as_ref()
         .filter(|running| running.pid == std::process::id())
-        .map_or(DEFAULT_STACK_TIMEOUT, |running| {
-            running.options.stack_timeout
-        })
+        .map_or_else(Waits::default, |running| running.options.waits())
 }
 
 impl Options {

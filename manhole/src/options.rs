@@ -52,6 +52,10 @@ pub const DEFAULT_LOCK_TIMEOUT: Duration = Duration::from_millis(100);
 /// How long a stack dump waits for each thread by default.
 pub const DEFAULT_STACK_TIMEOUT: Duration = Duration::from_millis(200);
 
+/// How long one poll of an `inspect(calls)` async fn may run, by default,
+/// before `tasks` and `stacks` say it blocks its worker.
+pub const DEFAULT_SLOW_POLL: Duration = Duration::from_millis(100);
+
 /// When the manhole opens its socket.
 ///
 /// One value holds the choice, so that the two signal modes, which exclude
@@ -89,6 +93,8 @@ pub(crate) struct Waits {
     pub(crate) stacks: Duration,
     /// How long an async command may run.
     pub(crate) command: Duration,
+    /// A poll longer than this blocks its worker.
+    pub(crate) slow_poll: Duration,
 }
 
 impl Default for Waits {
@@ -97,6 +103,7 @@ impl Default for Waits {
             lock: DEFAULT_LOCK_TIMEOUT,
             stacks: DEFAULT_STACK_TIMEOUT,
             command: DEFAULT_COMMAND_TIMEOUT,
+            slow_poll: DEFAULT_SLOW_POLL,
         }
     }
 }
@@ -148,6 +155,7 @@ pub struct Options {
     pub(crate) reinstall_on_fork: bool,
     pub(crate) reinstall_delay: Duration,
     pub(crate) command_timeout: Duration,
+    pub(crate) slow_poll: Duration,
     pub(crate) runtime: Runtime,
     /// Set when an option could not be parsed (from a name); reported by
     /// `install`, since builder methods cannot fail.
@@ -173,6 +181,7 @@ impl Default for Options {
             reinstall_on_fork: true,
             reinstall_delay: DEFAULT_REINSTALL_DELAY,
             command_timeout: DEFAULT_COMMAND_TIMEOUT,
+            slow_poll: DEFAULT_SLOW_POLL,
             runtime: Runtime::default(),
             invalid: None,
             program: None,
@@ -348,6 +357,15 @@ impl Options {
         self
     }
 
+    /// How long one poll of an `#[manhole::inspect(calls)] async fn` may run
+    /// before `tasks` shows it `"blocking": true` and `stacks` says its
+    /// thread is blocked in it (100 ms by default): the future that holds
+    /// a runtime worker with a sync lock, a sleep or heavy work.
+    pub fn slow_poll(mut self, slow_poll: Duration) -> Self {
+        self.slow_poll = slow_poll;
+        self
+    }
+
     /// The tokio runtime that `async fn` commands run on. Without it,
     /// `install` takes the runtime it is called inside
     /// (`Handle::try_current`), if any; a call to an async command with no
@@ -388,6 +406,7 @@ impl Options {
             ("idle_timeout", self.idle_timeout),
             ("write_timeout", self.write_timeout),
             ("command_timeout", self.command_timeout),
+            ("slow_poll", self.slow_poll),
         ] {
             if timeout.is_zero() {
                 return Err(Error::InvalidOption {
@@ -431,6 +450,7 @@ impl Options {
             lock: self.lock_timeout,
             stacks: self.stack_timeout,
             command: self.command_timeout,
+            slow_poll: self.slow_poll,
         }
     }
 
@@ -492,6 +512,7 @@ const ENVIRONMENT_KEYS: &[&str] = &[
     "stack_signal",
     "stack_timeout",
     "command_timeout",
+    "slow_poll",
 ];
 
 fn apply_settings(mut options: Options, value: &str) -> Result<Option<Options>, Error> {
@@ -561,6 +582,8 @@ fn apply_settings(mut options: Options, value: &str) -> Result<Option<Options>, 
             "command_timeout" => options.command_timeout(
                 parse_duration(text).ok_or_else(|| bad("a duration such as 30s"))?,
             ),
+            "slow_poll" => options
+                .slow_poll(parse_duration(text).ok_or_else(|| bad("a duration such as 250ms"))?),
             other => {
                 let expected = ENVIRONMENT_KEYS
                     .iter()
@@ -699,6 +722,12 @@ mod tests {
             .unwrap();
         assert_eq!(options.served().waits.command, Duration::from_millis(250));
         assert!(apply_settings(Options::new(), "command_timeout=soon").is_err());
+        let options = apply_settings(Options::new(), "slow_poll=250ms")
+            .unwrap()
+            .unwrap();
+        assert_eq!(options.waits().slow_poll, Duration::from_millis(250));
+        assert_eq!(Options::new().waits().slow_poll, DEFAULT_SLOW_POLL);
+        assert!(apply_settings(Options::new(), "slow_poll=soon").is_err());
         assert!(matches!(
             Options::new().command_timeout(Duration::ZERO).validate(),
             Err(Error::InvalidOption {

@@ -11,6 +11,7 @@
 
 use crate::capture::{self, Capture, Described, Outcome};
 use crate::inflight;
+use crate::options::Waits;
 use crate::procfs::Tasks;
 use crate::signals;
 use serde::{Serialize, Serializer};
@@ -109,7 +110,11 @@ fn hex_address<S: Serializer>(address: &usize, serializer: S) -> Result<S::Ok, S
 #[must_use]
 pub(crate) fn snapshot(timeout: Duration) -> Stacks {
     let entry = snapshot as *const () as usize;
-    snapshot_unless(timeout, &|| false, Some(entry)).unwrap_or(Stacks {
+    let waits = Waits {
+        stacks: timeout,
+        ..Waits::default()
+    };
+    snapshot_unless(waits, &|| false, Some(entry)).unwrap_or(Stacks {
         threads: Vec::new(),
     })
 }
@@ -120,7 +125,7 @@ pub(crate) fn snapshot(timeout: Duration) -> Stacks {
 /// stack like this one's.
 #[inline(never)]
 pub(crate) fn snapshot_unless(
-    timeout: Duration,
+    waits: Waits,
     abandoned: &dyn Fn() -> bool,
     entry: Option<usize>,
 ) -> Option<Stacks> {
@@ -153,7 +158,7 @@ pub(crate) fn snapshot_unless(
     };
     let taken: Vec<Option<(ThreadStack, Outcome)>> =
         match signals::ensure_installed(capture::on_signal) {
-            Ok(signal) => capture::capture(&tasks, &others, signal, timeout, &describe_one),
+            Ok(signal) => capture::capture(&tasks, &others, signal, waits.stacks, &describe_one),
             Err(err) => others
                 .iter()
                 .map(|&tid| {
@@ -204,7 +209,7 @@ pub(crate) fn snapshot_unless(
     threads.sort_by_key(|thread| thread.tid);
     // The innermost instrumented call each thread is polling: of nested
     // polls on one thread, the one begun last.
-    for call in inflight::calls() {
+    for call in inflight::calls(waits.slow_poll) {
         let Some((tid, poll)) = call.polling else {
             continue;
         };
@@ -218,7 +223,7 @@ pub(crate) fn snapshot_unless(
                 thread.polling = Some(Polling {
                     name: call.name,
                     for_ms,
-                    blocking: poll > inflight::SLOW_POLL,
+                    blocking: call.blocking,
                 });
             }
         }
