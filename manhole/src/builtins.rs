@@ -121,6 +121,23 @@ fn answer(request: Request, asked: Asked<'_>) -> Result<Answer, Failure> {
     }
 }
 
+/// The JSON result of `tasks`, written straight to a string, as
+/// [`stacks_json`] is and for the same reason.
+pub(crate) fn tasks_json(older_than: Duration, asked: Asked<'_>) -> Result<String, Failure> {
+    let calls = inflight::calls(asked.served.waits.slow_poll);
+    let forest = inflight::forest(&calls, older_than);
+    #[derive(serde::Serialize)]
+    struct Tasks<'a> {
+        tasks: &'a [inflight::Tree],
+    }
+    serde_json::to_string(&Tasks { tasks: &forest }).map_err(|err| {
+        Failure::new(
+            Reason::NotSerialisable,
+            format!("the tasks could not be written as JSON: {err}"),
+        )
+    })
+}
+
 /// `tasks`: the in-flight instrumented async calls, as a forest.
 fn tasks(older_than: Duration, slow_poll: Duration) -> Answer {
     let calls = inflight::calls(slow_poll);
@@ -137,7 +154,7 @@ fn tasks(older_than: Duration, slow_poll: Duration) -> Answer {
         tree.render(0, &mut text);
     }
     Answer {
-        json: json!({"tasks": forest.iter().map(inflight::Tree::to_json).collect::<Vec<_>>()}),
+        json: json!({ "tasks": forest }),
         text,
     }
 }

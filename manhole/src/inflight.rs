@@ -261,19 +261,35 @@ fn millis(duration: Duration) -> f64 {
     (duration.as_secs_f64() * 10_000.0).round() / 10.0
 }
 
-impl Tree {
-    /// `{"name","age_ms","state","thread","poll_ms","blocking","children"}`.
-    pub(crate) fn to_json(&self) -> serde_json::Value {
+/// `{"name","age_ms","state","thread","poll_ms","blocking","children"}`,
+/// written straight out: ten thousand calls in flight are a megabyte of
+/// JSON, which would cost as much again built as a `Value` first.
+impl serde::Serialize for Tree {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct as _;
         let call = &self.call;
-        serde_json::json!({
-            "name": call.name,
-            "age_ms": millis(call.age),
-            "state": if call.polling.is_some() { "polling" } else { "waiting" },
-            "thread": call.polling.map(|(thread, _)| thread),
-            "poll_ms": call.polling.map(|(_, poll)| millis(poll)),
-            "blocking": call.blocking,
-            "children": self.children.iter().map(Tree::to_json).collect::<Vec<_>>(),
-        })
+        let mut node = serializer.serialize_struct("Tree", 7)?;
+        node.serialize_field("name", call.name)?;
+        node.serialize_field("age_ms", &millis(call.age))?;
+        let state = if call.polling.is_some() {
+            "polling"
+        } else {
+            "waiting"
+        };
+        node.serialize_field("state", state)?;
+        node.serialize_field("thread", &call.polling.map(|(thread, _)| thread))?;
+        node.serialize_field("poll_ms", &call.polling.map(|(_, poll)| millis(poll)))?;
+        node.serialize_field("blocking", &call.blocking)?;
+        node.serialize_field("children", &self.children)?;
+        node.end()
+    }
+}
+
+impl Tree {
+    /// The JSON form, as a value.
+    #[cfg(test)]
+    pub(crate) fn to_json(&self) -> serde_json::Value {
+        serde_json::to_value(self).unwrap_or_default()
     }
 
     /// Indented lines, two spaces a level.

@@ -561,6 +561,10 @@ fn serve_json<R: Input>(lines: &mut Lines<R>, out: &mut impl Write) -> io::Resul
                             let result = builtins::stacks_json(asked, collapse);
                             id.map(|id| serialized_response(&id, result))
                         }
+                        Request::Tasks { older_than } => {
+                            let result = builtins::tasks_json(older_than, asked);
+                            id.map(|id| serialized_response(&id, result))
+                        }
                         request => {
                             let result = builtins::run(request, asked).map(|answer| answer.json);
                             id.map(|id| json_response(&id, result))
