@@ -421,10 +421,24 @@ fn tasks_shows_the_in_flight_tree_and_the_poll_that_blocks_a_worker() {
         shown.contains(": blocking its worker\n") || !shown.contains("\ncompact "),
         "{shown}"
     );
-    // A call that ends leaves the tree.
+    // A call that ends leaves the tree, and its slow poll is counted.
     support::wait_until("compact to end", || {
         oldest_root(&session.result("tasks", json!({})), "compact").is_none()
     });
+    let row = session.result("get", json!({"name": "compact"}));
+    assert_eq!(row["slow_polls"], 1, "{row}");
+    let row = session.result("get", json!({"name": "handle_request"}));
+    assert_eq!(row["slow_polls"], 0, "{row}");
+    let table = text.ask("stats");
+    assert!(
+        table.lines().next().unwrap().ends_with("  SLOW-POLLS"),
+        "{table}"
+    );
+    let compact_row = table
+        .lines()
+        .find(|line| line.starts_with("compact "))
+        .unwrap_or_else(|| panic!("{table}"));
+    assert!(compact_row.ends_with("  1"), "{table}");
 
     assert!(text
         .ask("tasks --older-than soon")
@@ -453,4 +467,9 @@ fn slow_poll_sets_when_a_poll_blocks_its_worker() {
         }
     });
     assert_eq!(compact["blocking"], false, "{compact}");
+    support::wait_until("compact to end", || {
+        oldest_root(&session.result("tasks", json!({})), "compact").is_none()
+    });
+    let row = session.result("get", json!({"name": "compact"}));
+    assert_eq!(row["slow_polls"], 0, "{row}");
 }

@@ -157,12 +157,15 @@ fn latencies_match_known_sleeps_and_async_calls_are_timed_to_completion() {
     );
     let p50 = millis(&fetch, "p50_ns");
     assert!((38.0..80.0).contains(&p50), "p50 {p50} ms: {fetch}");
+    // An async function's polls are counted: none ran past slow_poll.
+    assert_eq!(fetch["slow_polls"], 0, "{fetch}");
     let row = text_row(&service, "fetch");
     assert_eq!(row[1], "5");
     assert!(
-        row[5..].iter().all(|duration| duration.ends_with("ms")),
+        row[5..9].iter().all(|duration| duration.ends_with("ms")),
         "{row:?}"
     );
+    assert_eq!(row[9], "0", "{row:?}");
 }
 
 #[test]

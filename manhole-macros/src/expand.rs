@@ -337,6 +337,7 @@ fn expand_inspect_calls(function: &Function<'_>, args: &ItemArgs) -> TokenStream
         quote! {
             ::manhole::__private::in_flight(
                 #name,
+                &__MANHOLE_CALLS,
                 ::manhole::__private::typed_future::<#returned, _>(async move {
                     #(#rebind)*
                     #(#stmts)*

@@ -333,8 +333,12 @@ pub fn typed_future<R, F: std::future::Future<Output = R>>(future: F) -> F {
 /// An `async fn` under `inspect(calls)`, followed by `tasks` while in
 /// flight under the name `stats` shows.
 #[inline]
-pub fn in_flight<F: std::future::Future>(name: &'static str, future: F) -> InFlight<F> {
-    InFlight::new(name, future)
+pub fn in_flight<F: std::future::Future>(
+    name: &'static str,
+    stats: &'static CallStats,
+    future: F,
+) -> InFlight<F> {
+    InFlight::new(name, stats, future)
 }
 
 /// A static that `set` can write: the std atomics, and a `Mutex` or

@@ -929,12 +929,18 @@ fn stats_table(rows: &[(&str, Summary)]) -> String {
         .max()
         .unwrap_or(0)
         .max(4);
+    // Async functions add how many of their polls ran past `slow_poll`.
+    let any_async = rows.iter().any(|(_, summary)| summary.slow_polls.is_some());
     let mut text = format!(
-        "{:<name_width$}  {:>9}  {:>9}  {:>7}  {:>7}  {:>8}  {:>8}  {:>8}  {:>8}\n",
+        "{:<name_width$}  {:>9}  {:>9}  {:>7}  {:>7}  {:>8}  {:>8}  {:>8}  {:>8}",
         "NAME", "CALLS", "IN-FLIGHT", "ERRORS", "PANICS", "MEAN", "P50", "P99", "MAX"
     );
+    if any_async {
+        text.push_str("  SLOW-POLLS");
+    }
+    text.push('\n');
     for (name, summary) in rows {
-        let _ = writeln!(
+        let _ = write!(
             text,
             "{:<name_width$}  {:>9}  {:>9}  {:>7}  {:>7}  {:>8}  {:>8}  {:>8}  {:>8}",
             name,
@@ -947,6 +953,13 @@ fn stats_table(rows: &[(&str, Summary)]) -> String {
             human(summary.p99_ns),
             human(summary.max_ns),
         );
+        if any_async {
+            let slow = summary
+                .slow_polls
+                .map_or_else(|| "-".to_owned(), |count| count.to_string());
+            let _ = write!(text, "  {slow:>10}");
+        }
+        text.push('\n');
     }
     text
 }

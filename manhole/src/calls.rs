@@ -22,7 +22,7 @@
 use serde::Serialize;
 use std::cell::Cell;
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -80,6 +80,10 @@ pub struct CallStats {
     /// that a `CallStats` is all zero bits and its static lives in `.bss`:
     /// no bytes in the binary, no memory until touched.
     history: Mutex<Option<Box<History>>>,
+    /// Set by every call of an `async fn`: its rows show `slow_polls`.
+    followed: AtomicBool,
+    /// Polls longer than `slow_poll`; rare, so one counter for all threads.
+    slow_polls: AtomicU64,
 }
 
 /// Past samples of one function's counters, oldest first.
@@ -113,6 +117,8 @@ impl CallStats {
         CallStats {
             shards: [const { Shard::new() }; SHARDS],
             history: Mutex::new(None),
+            followed: AtomicBool::new(false),
+            slow_polls: AtomicU64::new(0),
         }
     }
 
@@ -207,6 +213,9 @@ impl CallStats {
             errors: current.errors.saturating_sub(base.errors),
             panics: current.panics.saturating_sub(base.panics),
             cancelled: current.cancelled.saturating_sub(base.cancelled),
+            slow_polls: current
+                .slow_polls
+                .map(|now| now.saturating_sub(base.slow_polls.unwrap_or(0))),
             total_ticks: current.total_ticks.saturating_sub(base.total_ticks),
             max_ticks,
             histogram,
@@ -251,6 +260,19 @@ impl CallStats {
             }
             shard.max_ticks.store(0, Relaxed);
         }
+        self.slow_polls
+            .fetch_sub(self.slow_polls.load(Relaxed), Relaxed);
+    }
+
+    /// Marks the function as an `async fn`, whose polls are counted.
+    #[inline]
+    pub(crate) fn mark_async(&self) {
+        self.followed.store(true, Relaxed);
+    }
+
+    /// Counts one poll that ran past `slow_poll`.
+    pub(crate) fn count_slow_poll(&self) {
+        self.slow_polls.fetch_add(1, Relaxed);
     }
 
     #[inline]
@@ -298,6 +320,10 @@ impl CallStats {
             .sum();
         snapshot.calls = started.max(finished);
         snapshot.finished = finished;
+        snapshot.slow_polls = self
+            .followed
+            .load(Relaxed)
+            .then(|| self.slow_polls.load(Relaxed));
         snapshot.in_flight = snapshot.calls - finished;
         snapshot.histogram = histogram.to_vec();
         snapshot
@@ -451,6 +477,8 @@ pub(crate) struct Snapshot {
     errors: u64,
     panics: u64,
     cancelled: u64,
+    /// For an `async fn` only.
+    slow_polls: Option<u64>,
     total_ticks: u64,
     max_ticks: u64,
     histogram: Vec<u64>,
@@ -464,6 +492,9 @@ pub(crate) struct Summary {
     pub(crate) errors: u64,
     pub(crate) panics: u64,
     pub(crate) cancelled: u64,
+    /// Polls that ran past `slow_poll`, for an `async fn`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) slow_polls: Option<u64>,
     pub(crate) mean_ns: Option<u64>,
     pub(crate) p50_ns: Option<u64>,
     pub(crate) p99_ns: Option<u64>,
@@ -500,6 +531,7 @@ impl Snapshot {
             errors: self.errors,
             panics: self.panics,
             cancelled: self.cancelled,
+            slow_polls: self.slow_polls,
             mean_ns: finished.map(|()| nanos(self.total_ticks as f64 / self.finished as f64)),
             p50_ns: finished.and_then(|()| percentile(0.50)),
             p99_ns: finished.and_then(|()| percentile(0.99)),

@@ -14,6 +14,8 @@
 //! reader takes each shard's lock in turn just long enough to copy its
 //! nodes' atomics, so no lock is held while the tree is built or rendered.
 
+use crate::calls::CallStats;
+use crate::options::DEFAULT_SLOW_POLL;
 use std::cell::Cell;
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
@@ -25,6 +27,19 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 const SHARDS: usize = 16;
+
+/// The installed manhole's `slow_poll`, in nanoseconds: a poll's end is
+/// compared with it to count slow polls in `stats`, without reaching for
+/// the installed options on every poll. `install` sets it, `uninstall`
+/// puts the default back.
+// The default, 100 ms, fits a u64 of nanoseconds many times over.
+static SLOW_POLL_NS: AtomicU64 = AtomicU64::new(DEFAULT_SLOW_POLL.as_nanos() as u64);
+
+/// Counts, from now on, the polls longer than `slow_poll` in `stats`.
+pub(crate) fn count_polls_longer_than(slow_poll: Duration) {
+    let nanos = u64::try_from(slow_poll.as_nanos()).unwrap_or(u64::MAX);
+    SLOW_POLL_NS.store(nanos, Relaxed);
+}
 
 /// The addresses of the registered nodes, by shard.
 static REGISTERED: [Mutex<Vec<usize>>; SHARDS] = [const { Mutex::new(Vec::new()) }; SHARDS];
@@ -83,17 +98,20 @@ struct Node {
 }
 
 /// An instrumented call's future: `future`, with the node that shows it
-/// in `tasks`.
+/// in `tasks`, and its function's counters, which count its slow polls.
 pub struct InFlight<F> {
     future: F,
     node: Node,
+    stats: &'static CallStats,
     _pinned: PhantomPinned,
 }
 
 impl<F> InFlight<F> {
-    pub(crate) fn new(name: &'static str, future: F) -> Self {
+    pub(crate) fn new(name: &'static str, stats: &'static CallStats, future: F) -> Self {
+        stats.mark_async();
         InFlight {
             future,
+            stats,
             node: Node {
                 name,
                 first_poll_ns: AtomicU64::new(0),
@@ -108,10 +126,13 @@ impl<F> InFlight<F> {
     }
 }
 
-/// Ends a poll, on return or unwind: the node is no longer polled, and the
-/// thread's current node is the one before.
+/// Ends a poll, on return or unwind: the node is no longer polled, the
+/// thread's current node is the one before, and a poll longer than
+/// `slow_poll` is counted.
 struct Polling<'a> {
     node: &'a Node,
+    stats: &'static CallStats,
+    started: u64,
     previous: usize,
 }
 
@@ -119,6 +140,9 @@ impl Drop for Polling<'_> {
     fn drop(&mut self) {
         self.node.poll_started_ns.store(0, Relaxed);
         CURRENT.with(|current| current.set(self.previous));
+        if now_ns().saturating_sub(self.started) > SLOW_POLL_NS.load(Relaxed) {
+            self.stats.count_slow_poll();
+        }
     }
 }
 
@@ -145,7 +169,12 @@ impl<F: Future> Future for InFlight<F> {
         }
         node.thread.store(tid(), Relaxed);
         node.poll_started_ns.store(now, Relaxed);
-        let _polling = Polling { node, previous };
+        let _polling = Polling {
+            node,
+            stats: this.stats,
+            started: now,
+            previous,
+        };
         // SAFETY: `future` is never moved: see above.
         unsafe { Pin::new_unchecked(&mut this.future) }.poll(cx)
     }
@@ -417,7 +446,8 @@ mod tests {
                 .filter(|call| call.name == name)
                 .count()
         };
-        let mut future = Box::pin(InFlight::new(name, std::future::pending::<()>()));
+        static STATS: CallStats = CallStats::new();
+        let mut future = Box::pin(InFlight::new(name, &STATS, std::future::pending::<()>()));
         assert_eq!(listed(), 0, "listed before its first poll");
         struct Noop;
         impl std::task::Wake for Noop {

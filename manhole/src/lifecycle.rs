@@ -21,9 +21,10 @@
 //!    uses when it can, runs no fork handlers at all.)
 
 use crate::error::Error;
+use crate::inflight;
 use crate::listener::{self, Running, Settings, Start};
 use crate::log::{self, Log};
-use crate::options::{apply_environment, Activation, Options, Waits};
+use crate::options::{apply_environment, Activation, Options, Waits, DEFAULT_SLOW_POLL};
 use crate::session::SessionConfig;
 use crate::{capture, signal_names, signals};
 use std::cell::RefCell;
@@ -185,6 +186,7 @@ fn install(options: Options) -> Result<Handle, Error> {
         log,
     };
     let running = Running::start(settings, start)?;
+    inflight::count_polls_longer_than(options.slow_poll);
     remove_socket_at_exit();
     let waiting = match options.activation {
         Activation::Always => "listening on".to_owned(),
@@ -235,6 +237,7 @@ fn uninstall_generation(generation: Option<u64>) -> bool {
     };
     installed.running.stop();
     drop(installed.trigger);
+    inflight::count_polls_longer_than(DEFAULT_SLOW_POLL);
     Log::new(installed.options.verbose).verbose(format_args!(
         "uninstalled from {}",
         installed.path.display()
