@@ -16,13 +16,13 @@
 
 use crate::calls::CallStats;
 use crate::options::DEFAULT_SLOW_POLL;
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::marker::PhantomPinned;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicI32, AtomicU64, AtomicUsize, Ordering::Relaxed};
-use std::sync::Mutex;
+use std::sync::{Mutex, MutexGuard, Once};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -78,10 +78,47 @@ fn now_ns() -> u64 {
     seconds.saturating_mul(1_000_000_000).saturating_add(nanos) + 1
 }
 
-fn lock(shard: usize) -> std::sync::MutexGuard<'static, Vec<usize>> {
+fn lock(shard: usize) -> MutexGuard<'static, Vec<usize>> {
     REGISTERED[shard]
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+thread_local! {
+    /// Every shard's lock, held by the thread that forks, across the fork.
+    static HELD_ACROSS_FORK: RefCell<Vec<MutexGuard<'static, Vec<usize>>>> =
+        const { RefCell::new(Vec::new()) };
+}
+
+/// Makes `fork` take every shard's lock first and give them back after, in
+/// the parent and in the child: a lock held by another thread at the fork
+/// would otherwise stay held for good in the child, whose next
+/// instrumented call on that shard would hang.
+fn hold_shards_across_fork() {
+    static REGISTERED_HANDLERS: Once = Once::new();
+    REGISTERED_HANDLERS.call_once(|| {
+        // SAFETY: the handlers are plain `extern "C" fn()` that never
+        // unwind; pthread_atfork only records them.
+        let status = unsafe {
+            libc::pthread_atfork(
+                Some(lock_all_shards),
+                Some(unlock_all_shards),
+                Some(unlock_all_shards),
+            )
+        };
+        // Without them a fork is as safe as any program's mutex across a
+        // fork; nothing else to do.
+        let _ = status;
+    });
+}
+
+extern "C" fn lock_all_shards() {
+    let held: Vec<_> = (0..SHARDS).map(lock).collect();
+    HELD_ACROSS_FORK.with(|cell| *cell.borrow_mut() = held);
+}
+
+extern "C" fn unlock_all_shards() {
+    HELD_ACROSS_FORK.with(|cell| cell.borrow_mut().clear());
 }
 
 /// One in-flight call, inside its future.
@@ -159,6 +196,7 @@ impl<F: Future> Future for InFlight<F> {
         let now = now_ns();
         let previous = CURRENT.with(|current| current.replace(address));
         if node.shard.load(Relaxed) == 0 {
+            hold_shards_across_fork();
             node.first_poll_ns.store(now, Relaxed);
             node.parent.store(previous, Relaxed);
             let shard = usize::try_from(tid()).unwrap_or(0) % SHARDS;
@@ -187,7 +225,16 @@ impl<F> Drop for InFlight<F> {
             return;
         };
         let mut list = lock(shard);
+        let address = std::ptr::from_ref(node) as usize;
+        // Its slot, as kept up to date by every removal; looked for only if
+        // that ever went wrong, so that a drop can never panic.
         let slot = node.slot.load(Relaxed);
+        let Some(slot) = (list.get(slot) == Some(&address))
+            .then_some(slot)
+            .or_else(|| list.iter().position(|&listed| listed == address))
+        else {
+            return;
+        };
         list.swap_remove(slot);
         if let Some(&moved) = list.get(slot) {
             // SAFETY: a registered node's address stays valid until its
@@ -464,5 +511,71 @@ mod tests {
         assert!(found[0].polling.is_none(), "not polled now");
         drop(future);
         assert_eq!(listed(), 0, "listed after its drop");
+    }
+
+    #[test]
+    fn a_fork_amid_calls_leaves_the_child_free_to_follow_calls() {
+        static STATS: CallStats = CallStats::new();
+        struct Noop;
+        impl std::task::Wake for Noop {
+            fn wake(self: std::sync::Arc<Self>) {}
+        }
+        let waker = std::task::Waker::from(std::sync::Arc::new(Noop));
+        let poll_once = move || {
+            let mut context = Context::from_waker(&waker);
+            let mut future = Box::pin(InFlight::new(
+                "forked_amid",
+                &STATS,
+                std::future::pending::<()>(),
+            ));
+            let _ = future.as_mut().poll(&mut context);
+        };
+        let poll_once = std::sync::Arc::new(poll_once);
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        // Another thread takes and gives back the shard locks all the time.
+        let churn = {
+            let (stop, poll_once) = (stop.clone(), poll_once.clone());
+            std::thread::spawn(move || {
+                while !stop.load(Relaxed) {
+                    poll_once();
+                }
+            })
+        };
+        for _ in 0..50 {
+            // SAFETY: the child only polls a future, reads the registry
+            // and leaves with `_exit`, touching nothing the fork left
+            // half-done: the shard locks are handed over by the handlers.
+            let pid = unsafe { libc::fork() };
+            if pid == 0 {
+                poll_once();
+                let listed = calls(Duration::from_millis(100)).len();
+                // SAFETY: `_exit` ends the child without running the
+                // parent's exit handlers.
+                unsafe { libc::_exit(i32::from(listed > 1_000_000)) };
+            }
+            assert!(pid > 0, "fork failed");
+            let deadline = std::time::Instant::now() + Duration::from_secs(10);
+            let mut status = 0;
+            loop {
+                // SAFETY: waits for our own child, writing its status.
+                let done = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
+                if done == pid {
+                    break;
+                }
+                if std::time::Instant::now() > deadline {
+                    // SAFETY: our own child, stuck: ended, then reaped.
+                    unsafe {
+                        libc::kill(pid, libc::SIGKILL);
+                        libc::waitpid(pid, &mut status, 0);
+                    }
+                    stop.store(true, Relaxed);
+                    panic!("the forked child hung on a shard lock");
+                }
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0);
+        }
+        stop.store(true, Relaxed);
+        churn.join().unwrap();
     }
 }

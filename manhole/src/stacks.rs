@@ -129,7 +129,7 @@ pub(crate) fn snapshot_unless(
     abandoned: &dyn Fn() -> bool,
     entry: Option<usize>,
 ) -> Option<Stacks> {
-    let _turn = capture::turn_unless(abandoned)?;
+    let turn = capture::turn_unless(abandoned)?;
     let caller = nix::unistd::gettid().as_raw();
     // Walked here, directly under `stacks`, so that trimming the walk's own
     // frames leaves the caller as frame #0.
@@ -207,6 +207,10 @@ pub(crate) fn snapshot_unless(
         })
         .collect();
     threads.sort_by_key(|thread| thread.tid);
+    // The turn is given back before the in-flight calls' locks are taken,
+    // so that no thread ever holds one while waiting for the other: `fork`
+    // takes both, in an order that depends on which was set up first.
+    drop(turn);
     // The innermost instrumented call each thread is polling: of nested
     // polls on one thread, the one begun last.
     for call in inflight::calls(waits.slow_poll) {
