@@ -868,11 +868,7 @@ fn json_request(method: &str, params: Map<String, Value>) -> Result<Request, Fai
                     .collect::<Result<_, _>>()?,
                 Some(_) => return Err(bad_params("`args` must be an array, such as [40, 2]")),
             };
-            let bare = match params.value("bare") {
-                None | Some(Value::Null) => false,
-                Some(Value::Bool(bare)) => bare,
-                Some(_) => return Err(bad_params("`bare` must be true or false")),
-            };
+            let bare = params.flag("bare")?;
             Request::Call { name, args, bare }
         }
         Builtin::Set => {
@@ -890,17 +886,13 @@ fn json_stats(params: &mut Params) -> Result<Request, Failure> {
     let sort = params.value("sort");
     let window = params.value("window_s");
     let name = params.string("name")?;
-    match params.value("reset") {
-        None | Some(Value::Null | Value::Bool(false)) => {}
-        Some(Value::Bool(true)) => {
-            if sort.is_some() || window.is_some() {
-                return Err(bad_params(
-                    "`reset` takes only `name`, not `sort` or `window_s`",
-                ));
-            }
-            return Ok(Request::StatsReset(name));
+    if params.flag("reset")? {
+        if sort.is_some() || window.is_some() {
+            return Err(bad_params(
+                "`reset` takes only `name`, not `sort` or `window_s`",
+            ));
         }
-        Some(_) => return Err(bad_params("`reset` must be true or false")),
+        return Ok(Request::StatsReset(name));
     }
     if name.is_some() {
         return Err(bad_params(

@@ -50,17 +50,10 @@ fn answer(request: Request, asked: Asked<'_>) -> Result<Answer, Failure> {
         Request::Help(Some(name)) => help_one(&name),
         Request::List => Ok(list()),
         // Over JSON a dump goes through `stacks_json`; this is its text.
-        Request::Stacks { collapse } => {
-            let snapshot = dump(asked)?;
-            Ok(Answer {
-                json: Value::Null,
-                text: if collapse {
-                    snapshot.collapsed().to_string()
-                } else {
-                    snapshot.to_string()
-                },
-            })
-        }
+        Request::Stacks { collapse } => Ok(Answer {
+            json: Value::Null,
+            text: stacks_text(&dump(asked)?, collapse),
+        }),
         Request::Threads => Ok(threads()),
         Request::Info => Ok(info(asked.served)),
         Request::Mem {
@@ -167,12 +160,7 @@ pub(crate) fn greeting(asked: Asked<'_>, collapse: bool) -> Result<Answer, Failu
         std::env::current_exe().map_or_else(|_| "?".to_owned(), |path| path.display().to_string());
     let version = env!("CARGO_PKG_VERSION");
     let pid = std::process::id();
-    let snapshot = dump(asked)?;
-    let stacks = if collapse {
-        snapshot.collapsed().to_string()
-    } else {
-        snapshot.to_string()
-    };
+    let stacks = stacks_text(&dump(asked)?, collapse);
     let text = format!(
         "manhole {version}, pid {pid}, {executable}\n{stacks}type `help` for commands, `quit` to leave\n",
     );
@@ -180,6 +168,15 @@ pub(crate) fn greeting(asked: Asked<'_>, collapse: bool) -> Result<Answer, Failu
         json: json!({"version": version, "pid": pid, "executable": executable, "text": text}),
         text,
     })
+}
+
+/// A dump as text: every thread, or alike threads once.
+fn stacks_text(snapshot: &stacks::Stacks, collapse: bool) -> String {
+    if collapse {
+        snapshot.collapsed().to_string()
+    } else {
+        snapshot.to_string()
+    }
 }
 
 fn dump(asked: Asked<'_>) -> Result<stacks::Stacks, Failure> {

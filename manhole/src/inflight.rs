@@ -194,18 +194,19 @@ impl<F: Future> Future for InFlight<F> {
         let node = &this.node;
         let address = std::ptr::from_ref(node) as usize;
         let now = now_ns();
+        let tid = tid();
         let previous = CURRENT.with(|current| current.replace(address));
         if node.shard.load(Relaxed) == 0 {
             hold_shards_across_fork();
             node.first_poll_ns.store(now, Relaxed);
             node.parent.store(previous, Relaxed);
-            let shard = usize::try_from(tid()).unwrap_or(0) % SHARDS;
+            let shard = usize::try_from(tid).unwrap_or(0) % SHARDS;
             let mut list = lock(shard);
             node.slot.store(list.len(), Relaxed);
             list.push(address);
             node.shard.store(shard + 1, Relaxed);
         }
-        node.thread.store(tid(), Relaxed);
+        node.thread.store(tid, Relaxed);
         node.poll_started_ns.store(now, Relaxed);
         let _polling = Polling {
             node,
