@@ -13,7 +13,7 @@ use crate::style;
 use crate::watch::{self, Watch};
 use manhole_wire::{Failure, Reason, Request};
 use serde_json::Value;
-use std::io::Write;
+use std::io::{IsTerminal as _, Write};
 
 /// The process exit status for a command that ran.
 pub enum Outcome {
@@ -40,17 +40,19 @@ pub fn run(client: &mut Client, words: &[String], json: bool) -> Result<Outcome,
         Err(usage) => return Ok(print_text(Err(usage.into()))),
     };
     let line = manhole_wire::quote_line(&words);
+    client.show_countdown(std::io::stderr().is_terminal());
     if let Some(path) = path {
         let request = match request_of(&line) {
             Ok(request) => request,
             Err(usage) => return Ok(print_text(Err(usage.into()))),
         };
         return Ok(match output::write(client, &request, &path)? {
-            Ok(bytes) => {
+            Ok(written) => {
                 eprintln!(
-                    "manhole-cli: wrote {bytes} bytes to {} (gzipped pprof: `go tool pprof -http=: {}`)",
+                    "manhole-cli: wrote {} bytes to {} ({})",
+                    written.bytes,
                     path.display(),
-                    path.display()
+                    written.hint
                 );
                 Outcome::Success
             }

@@ -1,26 +1,29 @@
 //! `-o FILE`: a command whose answer is a file, written by the client.
 //!
-//! `mem --heap-profile` answers with gzipped pprof in base64 (JSON carries
-//! no bytes); the client decodes it and writes the file, so that the file
-//! lands where the person typing is, even when the process is on another
-//! host behind `--ssh`.
+//! `mem --heap-profile` and `profile --format pprof` answer with gzipped
+//! pprof in base64 (JSON carries no bytes); the client decodes it and
+//! writes the file, so that the file lands where the person typing is, even
+//! when the process is on another host behind `--ssh`. A `profile` in
+//! another format (`svg`, `folded`, `top`) is written as its text; without
+//! `--format`, the file's name chooses it.
 
 use crate::error::Error;
 use crate::rpc::{Client, Reply};
 use base64::Engine as _;
-use manhole_wire::{Builtin, Failure, Reason, Request};
+use manhole_wire::{Builtin, Failure, ProfileFormat, Reason, Request};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 
 /// The words of a command, with `-o FILE` (or `--output FILE`) taken out
-/// when the command is one whose answer can be a file (`mem`); the words of
-/// any other command are its own, `-o` included.
+/// when the command is one whose answer can be a file (`mem`, `profile`);
+/// the words of any other command are its own, `-o` included.
 ///
 /// # Errors
 ///
 /// A `bad_params` failure when `-o` has no file after it, or comes twice.
 pub fn split(words: &[String]) -> Result<(Vec<String>, Option<PathBuf>), Failure> {
-    if words.first().map(String::as_str) != Some(Builtin::Mem.name()) {
+    let first = words.first().map(String::as_str);
+    if first != Some(Builtin::Mem.name()) && first != Some(Builtin::Profile.name()) {
         return Ok((words.to_vec(), None));
     }
     let mut kept = Vec::with_capacity(words.len());
@@ -45,39 +48,97 @@ pub fn split(words: &[String]) -> Result<(Vec<String>, Option<PathBuf>), Failure
     Ok((kept, output))
 }
 
-/// Asks `request`, whose answer is a file, and writes it to `path`: the
-/// number of bytes written, or the server's error.
+/// What `-o` wrote.
+pub struct Written {
+    /// The file's size.
+    pub bytes: usize,
+    /// How to open it, for people.
+    pub hint: String,
+}
+
+/// The format a `profile` written to `path` takes when `--format` does
+/// not say: `.svg` a flame graph, `.folded`/`.txt` collapsed stacks,
+/// anything else gzipped pprof.
+fn profile_format_for(path: &Path) -> ProfileFormat {
+    let name = path.to_string_lossy();
+    if name.ends_with(".svg") {
+        ProfileFormat::Svg
+    } else if name.ends_with(".folded") || name.ends_with(".txt") {
+        ProfileFormat::Folded
+    } else {
+        ProfileFormat::Pprof
+    }
+}
+
+/// Asks `request`, whose answer is a file, and writes it to `path`: what
+/// was written, or the server's error.
 ///
 /// # Errors
 ///
 /// A connection or I/O failure; a `bad_params` failure when the command
 /// has no file to write.
-pub fn write(client: &mut Client, request: &Request, path: &Path) -> Result<Reply<usize>, Error> {
-    if !matches!(request, Request::Mem { heap_profile: true }) {
-        return Ok(Err(Failure::new(
-            Reason::BadParams,
-            "`-o FILE` writes the answer of `mem --heap-profile`, which is a file; other commands print theirs",
-        )
-        .into()));
-    }
-    let answer = match client.ask(request)? {
+pub fn write(client: &mut Client, request: &Request, path: &Path) -> Result<Reply<Written>, Error> {
+    let shown = path.display();
+    let (request, base64, hint) = match request {
+        Request::Mem { heap_profile: true } => (
+            request.clone(),
+            true,
+            format!("gzipped pprof: `go tool pprof -http=: {shown}`"),
+        ),
+        Request::Profile(profile) => {
+            let mut profile = profile.clone();
+            let format = *profile.format.get_or_insert_with(|| profile_format_for(path));
+            let hint = match format {
+                ProfileFormat::Pprof => format!("gzipped pprof: `go tool pprof -http=: {shown}`"),
+                ProfileFormat::Svg => format!("a flame graph: open {shown} in a browser"),
+                ProfileFormat::Folded => format!(
+                    "collapsed stacks: `flamegraph.pl {shown} > flame.svg`, or open it in speedscope"
+                ),
+                ProfileFormat::Top => "the top table".to_owned(),
+            };
+            (Request::Profile(profile), format == ProfileFormat::Pprof, hint)
+        }
+        _ => {
+            return Ok(Err(Failure::new(
+                Reason::BadParams,
+                "`-o FILE` writes the answer of `mem --heap-profile` or `profile`, which are files; other commands print theirs",
+            )
+            .into()))
+        }
+    };
+    let answer = match client.ask(&request)? {
         Ok(answer) => answer,
         Err(reply) => return Ok(Err(reply)),
     };
     let data = answer.get("data").and_then(Value::as_str).unwrap_or("");
-    let bytes = base64::engine::general_purpose::STANDARD
-        .decode(data)
-        .map_err(|err| client.bad_reply(format!("the profile is not base64: {err}")))?;
+    let bytes = if base64 {
+        base64::engine::general_purpose::STANDARD
+            .decode(data)
+            .map_err(|err| client.bad_reply(format!("the profile is not base64: {err}")))?
+    } else {
+        data.as_bytes().to_vec()
+    };
     std::fs::write(path, &bytes).map_err(|source| Error::Io {
         doing: format!("write {}", path.display()),
         source,
     })?;
-    Ok(Ok(bytes.len()))
+    Ok(Ok(Written {
+        bytes: bytes.len(),
+        hint,
+    }))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_profile_file_takes_its_format_from_its_name() {
+        assert_eq!(profile_format_for(Path::new("cpu.svg")), ProfileFormat::Svg);
+        assert_eq!(profile_format_for(Path::new("cpu.folded")), ProfileFormat::Folded);
+        assert_eq!(profile_format_for(Path::new("cpu.pb.gz")), ProfileFormat::Pprof);
+        assert_eq!(profile_format_for(Path::new("cpu")), ProfileFormat::Pprof);
+    }
 
     fn words(words: &[&str]) -> Vec<String> {
         words.iter().map(|word| (*word).to_owned()).collect()
@@ -104,6 +165,10 @@ mod tests {
         assert_eq!(
             split(&words(&["call", "grep", "-o", "x"])).unwrap(),
             (words(&["call", "grep", "-o", "x"]), None)
+        );
+        assert_eq!(
+            split(&words(&["profile", "5", "-o", "cpu.svg"])).unwrap(),
+            (words(&["profile", "5"]), Some(PathBuf::from("cpu.svg")))
         );
         assert!(split(&words(&["mem", "-o"])).is_err());
         assert!(split(&words(&["mem", "-o", "a", "-o", "b"])).is_err());

@@ -9,11 +9,12 @@
 use crate::error::Error;
 use crate::pipe;
 use crate::transport::{Link, Source, Transport};
-use manhole_wire::{Failure, Reason, Request};
+use manhole_wire::{Builtin, Failure, Reason, Request};
+use nix::poll::PollFlags;
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader, ErrorKind, Write};
 use std::os::fd::AsFd;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// An error reply: the server's `error` object, or a failure found here
 /// before anything was sent (a usage error, a text-only command).
@@ -57,6 +58,11 @@ pub struct Client {
     writer: Box<dyn Write + Send>,
     link: Link,
     timeout: Duration,
+    /// How long the request being asked runs on the server.
+    work: Duration,
+    /// What the countdown calls that work.
+    work_label: &'static str,
+    countdown: bool,
     next_id: u64,
     /// Whether the server ever sent a byte: a close before that is a
     /// refusal, after it the end of the session.
@@ -71,6 +77,9 @@ impl Client {
             writer: transport.writer,
             link: transport.link,
             timeout,
+            work: Duration::ZERO,
+            work_label: "",
+            countdown: false,
             next_id: 1,
             answered: false,
         }
@@ -80,10 +89,57 @@ impl Client {
     /// A request that has no method (`watch`, `quit`) is answered here, with
     /// the failure that the server would give.
     pub fn ask(&mut self, request: &Request) -> Result<Reply<Value>, Error> {
-        match request.to_json() {
+        self.work = request.runs_for();
+        self.work_label = match request {
+            Request::Profile(_) => "profiling",
+            Request::Text(line) if line.trim_start().starts_with(Builtin::Profile.name()) => {
+                "profiling"
+            }
+            _ => "measuring",
+        };
+        let reply = match request.to_json() {
             Ok((method, params)) => self.call(method, params),
             Err(failure) => Ok(Err(failure.into())),
+        };
+        self.work = Duration::ZERO;
+        reply
+    }
+
+    /// Shows a countdown on stderr, when it is a terminal, while a request
+    /// that takes a while (`profile`, `top`) runs.
+    pub fn show_countdown(&mut self, show: bool) {
+        self.countdown = show;
+    }
+
+    /// Waits for the reply's first byte through the time the request runs
+    /// on the server, before the usual timeout starts.
+    fn wait_for_work(&mut self) -> Result<(), Error> {
+        if self.work.is_zero() {
+            return Ok(());
         }
+        let deadline = Instant::now() + self.work;
+        let mut shown = false;
+        while self.reader.buffer().is_empty() {
+            let now = Instant::now();
+            if now >= deadline {
+                break;
+            }
+            if self.countdown {
+                let left = (deadline - now).as_secs_f64().ceil();
+                let _ = write!(std::io::stderr(), "\r{}: {left} s left ", self.work_label);
+                shown = true;
+            }
+            let step = (deadline - now).min(Duration::from_secs(1));
+            match pipe::wait_ready(self.reader.get_ref().as_fd(), PollFlags::POLLIN, now + step) {
+                Ok(true) => break,
+                Ok(false) => {}
+                Err(err) => return Err(self.failure(err, "waiting for a reply from")),
+            }
+        }
+        if shown {
+            let _ = write!(std::io::stderr(), "\r{:30}\r", "");
+        }
+        Ok(())
     }
 
     fn call(&mut self, method: &str, params: Value) -> Result<Reply<Value>, Error> {
@@ -117,6 +173,7 @@ impl Client {
             }
             return Err(self.failure(err, "sending a request to"));
         }
+        self.wait_for_work()?;
         self.read_reply(id)
     }
 

@@ -105,7 +105,8 @@ reasons! {
     Panicked = "panicked", COMMAND_PANICKED;
     /// A `Mutex` or `RwLock` stayed held past the lock timeout.
     LockTimeout = "lock_timeout", UNAVAILABLE;
-    /// Every session is taken (`max_sessions`); the client is closed.
+    /// Every session is taken (`max_sessions`), and the client is closed;
+    /// or a profile is already running (one runs at a time).
     Busy = "busy", UNAVAILABLE;
     /// The built-in needs a cargo feature the program was built without,
     /// or a part the program did not set up (`log` without the `tracing`
@@ -118,6 +119,9 @@ reasons! {
     TimedOut = "timed_out", TIMED_OUT;
     /// The allocator could not write the heap profile asked for.
     DumpFailed = "dump_failed", INTERNAL_ERROR;
+    /// A profile could not start: the stack signal could not be installed,
+    /// or `/proc/self/task` could not be read.
+    ProfileFailed = "profile_failed", INTERNAL_ERROR;
 }
 
 impl fmt::Display for Reason {

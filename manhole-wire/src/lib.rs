@@ -10,6 +10,7 @@
 //! - [`words`]: the text protocol's shell-like word splitting and quoting.
 //! - [`duration`]: durations as options and flags take them (`500ms`, `2s`).
 //! - [`mod@probe`]: whether something listens on a socket path.
+//! - [`profile`]: what a `profile` request asks for, and its formats.
 //!
 //! This crate has no runtime: no threads, no globals, no I/O but
 //! [`probe()`]'s one `connect`. PROTOCOL.md is the prose of the same contract.
@@ -21,6 +22,7 @@ pub mod duration;
 pub mod error;
 pub mod method;
 pub mod probe;
+pub mod profile;
 pub mod request;
 pub mod words;
 
@@ -28,6 +30,10 @@ pub use duration::parse_duration;
 pub use error::{code, Failure, Reason, REFUSAL_PREFIX};
 pub use method::{Builtin, Param, Protocols, Spec};
 pub use probe::probe;
+pub use profile::{
+    ProfileFormat, ProfileMode, ProfileRequest, DEFAULT_PROFILE_HZ, DEFAULT_PROFILE_SECONDS,
+    MAX_PROFILE_HZ, MAX_PROFILE_SECONDS, MIN_PROFILE_HZ, MIN_PROFILE_SECONDS,
+};
 pub use request::{
     follow_text_only, json_response, log_event_line, log_follow_heading, parse_json, parse_text,
     text_only, value_text, ArgValue, JsonLine, LogRequest, Request, SortBy, COLLAPSE_FLAG,

@@ -31,6 +31,9 @@ pub enum Builtin {
     /// `tasks [--older-than DURATION]`: the in-flight instrumented async
     /// calls, as a tree.
     Tasks,
+    /// `profile [SECONDS] [--hz N] [--wall] [--format F]`: a sampling CPU
+    /// or wall-clock profile.
+    Profile,
     /// `get NAME`.
     Get,
     /// `set NAME VALUE`.
@@ -100,6 +103,7 @@ impl Builtin {
         Builtin::Mem,
         Builtin::Runtime,
         Builtin::Tasks,
+        Builtin::Profile,
         Builtin::Get,
         Builtin::Set,
         Builtin::Stats,
@@ -202,6 +206,39 @@ impl Builtin {
                 }],
                 usage: "tasks [--older-than DURATION]",
                 summary: "the async calls under inspect(calls) in flight, as a tree: age, waiting or polling, and the poll that blocks its worker",
+            },
+            Builtin::Profile => &Spec {
+                name: "profile",
+                aliases: &[],
+                protocols: Protocols::Both,
+                params: &[
+                    Param {
+                        name: "seconds",
+                        required: false,
+                    },
+                    Param {
+                        name: "hz",
+                        required: false,
+                    },
+                    Param {
+                        name: "mode",
+                        required: false,
+                    },
+                    Param {
+                        name: "format",
+                        required: false,
+                    },
+                    Param {
+                        name: "thread",
+                        required: false,
+                    },
+                    Param {
+                        name: "per_thread",
+                        required: false,
+                    },
+                ],
+                usage: "profile [SECONDS] [--hz N] [--wall] [--format top|folded|pprof|svg] [--thread NAME|TID] [--per-thread]",
+                summary: "sample where the CPU (or, with --wall, the time) goes for SECONDS (default 10) at N Hz (default 99); one profile at a time",
             },
             Builtin::Get => &Spec {
                 name: "get",

@@ -9,6 +9,7 @@
 //! a text command line as its structured method.
 
 use crate::method::{Builtin, Protocols};
+use crate::profile::ProfileRequest;
 use crate::{split_words, Failure, Reason};
 use serde_json::{json, Map, Value};
 use std::time::Duration;
@@ -58,6 +59,8 @@ pub enum Request {
         /// How long to measure.
         interval: Duration,
     },
+    /// A sampling profile.
+    Profile(ProfileRequest),
     /// An inspected item's value.
     Get(String),
     /// Calls a command. `bare` is set when the text line named the command
@@ -626,6 +629,7 @@ pub fn parse_text(line: &str) -> Result<Option<Request>, Failure> {
             },
             _ => return Err(usage(builtin)),
         },
+        Builtin::Profile => Request::Profile(ProfileRequest::from_words(rest)?),
         Builtin::Stats => parse_stats(rest)?,
         Builtin::Log => parse_log(rest)?,
         Builtin::Watch => parse_watch(rest)?,
@@ -855,6 +859,7 @@ fn json_request(method: &str, params: Map<String, Value>) -> Result<Request, Fai
         Builtin::Greeting => Request::Greeting {
             collapse: params.flag("collapse")?,
         },
+        Builtin::Profile => Request::Profile(ProfileRequest::from_params(&mut params.params)?),
         Builtin::Get => Request::Get(params.required_string("name")?),
         Builtin::Text => Request::Text(params.required_string("line")?),
         Builtin::Call => {
@@ -931,6 +936,24 @@ fn json_arg(index: usize, arg: Value) -> Result<ArgValue, Failure> {
 }
 
 impl Request {
+    /// How long the server works on this request before it answers, on
+    /// purpose (`top` measures, `profile` samples): a client waits that
+    /// long on top of its usual timeout. Zero for every other request; a
+    /// `text` line counts as the request it holds.
+    #[must_use]
+    pub fn runs_for(&self) -> Duration {
+        match self {
+            Request::Top { interval } => *interval,
+            Request::Profile(profile) => profile.duration,
+            Request::Text(line) => parse_text(line)
+                .ok()
+                .flatten()
+                .filter(|request| !matches!(request, Request::Text(_)))
+                .map_or(Duration::ZERO, |request| request.runs_for()),
+            _ => Duration::ZERO,
+        }
+    }
+
     /// The JSON-RPC method and params that ask the same thing, for a client
     /// that reads a command line and speaks JSON.
     ///
@@ -978,6 +1001,7 @@ impl Request {
             Request::Greeting { collapse: true } => {
                 (method(Builtin::Greeting), json!({"collapse": true}))
             }
+            Request::Profile(profile) => (method(Builtin::Profile), profile.to_params()),
             Request::Get(name) => (method(Builtin::Get), json!({ "name": name })),
             Request::Text(line) => (method(Builtin::Text), json!({ "line": line })),
             Request::Set { name, value } => {

@@ -25,6 +25,7 @@
 
 use crate::procfs::Tasks;
 use crate::unwind::{self, Registers};
+use crate::{interrupted, samples};
 use crate::{signal_names, signals};
 use std::cell::Cell;
 use std::sync::atomic::{AtomicI32, AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering};
@@ -34,7 +35,6 @@ use std::time::{Duration, Instant};
 /// How much of each thread's stack is copied, from its stack pointer up.
 /// Frames beyond it are cut, and the thread says so.
 pub(crate) const STACK_COPY: usize = 32 * 1024;
-const PAGE: usize = 4096;
 const CHUNK_SLOTS: usize = 256;
 const CHUNKS: usize = 64;
 /// The most threads one dump can capture.
@@ -163,8 +163,9 @@ fn slot_or_allocate(index: usize) -> Option<&'static Slot> {
     slot(index)
 }
 
-/// The signal handler. Async-signal-safe: atomics and three system calls
-/// (`gettid`, `process_vm_readv`, a futex wake) only.
+/// The stack signal's handler, for stack requests and profile ticks alike.
+/// Async-signal-safe: atomics and three system calls (`gettid`,
+/// `process_vm_readv`, a futex wake) only.
 pub(crate) extern "C" fn on_signal(
     _signal: libc::c_int,
     info: *mut libc::siginfo_t,
@@ -175,15 +176,29 @@ pub(crate) extern "C" fn on_signal(
     IN_HANDLER.with(|flag| flag.set(true));
     // SAFETY: the kernel passes a valid siginfo with SA_SIGINFO.
     let info = unsafe { &*info };
-    // Only requests this process queued itself; `kill -RTMAX` from outside
-    // carries SI_USER and is ignored.
-    // SAFETY: si_pid and si_value are valid for a queued signal.
-    if info.si_code == libc::SI_QUEUE
-        && unsafe { info.si_pid() } == std::process::id() as libc::pid_t
-    {
-        // SAFETY: as above.
-        let value = unsafe { info.si_value() }.sival_ptr as usize;
-        record(value, context);
+    // Only requests this process queued itself, and its profile timers'
+    // ticks; `kill -RTMAX` from outside carries SI_USER and is ignored.
+    match info.si_code {
+        // SAFETY: si_pid and si_value are valid for a queued signal.
+        libc::SI_QUEUE if unsafe { info.si_pid() } == std::process::id() as libc::pid_t => {
+            // SAFETY: as above.
+            let value = unsafe { info.si_value() }.sival_ptr as usize;
+            if samples::is_tick(value) {
+                samples::record(value, context, 1);
+            } else {
+                record(value, context);
+            }
+        }
+        libc::SI_TIMER => {
+            // SAFETY: si_value and si_overrun are valid for a timer's signal.
+            let (value, overrun) =
+                unsafe { (info.si_value().sival_ptr as usize, info.si_overrun()) };
+            if samples::is_tick(value) {
+                let weight = u32::try_from(overrun).unwrap_or(0).saturating_add(1);
+                samples::record(value, context, weight);
+            }
+        }
+        _ => {}
     }
     IN_HANDLER.with(|flag| flag.set(false));
     // SAFETY: restores the interrupted code's errno.
@@ -207,7 +222,7 @@ fn record(value: usize, context: *mut libc::c_void) {
     // SAFETY: gettid has no preconditions.
     let tid = unsafe { libc::syscall(libc::SYS_gettid) } as libc::pid_t;
     if slot.tid.load(Ordering::Relaxed) == tid {
-        let registers = interrupted_registers(context);
+        let registers = interrupted::registers(context);
         for (field, value) in
             slot.registers
                 .iter()
@@ -215,8 +230,10 @@ fn record(value: usize, context: *mut libc::c_void) {
         {
             field.store(value, Ordering::Relaxed);
         }
-        slot.copied
-            .store(copy_stack(registers.sp, slot.stack), Ordering::Relaxed);
+        slot.copied.store(
+            interrupted::copy_stack(registers.sp, slot.stack, STACK_COPY),
+            Ordering::Relaxed,
+        );
     }
     let finished = slot.state.compare_exchange(
         state(generation, WRITING),
@@ -261,73 +278,6 @@ fn count_down(generation: u32) {
             );
         }
     }
-}
-
-fn interrupted_registers(context: *mut libc::c_void) -> Registers {
-    if context.is_null() {
-        return Registers::default();
-    }
-    // SAFETY: with SA_SIGINFO the third argument is the ucontext_t.
-    let context = unsafe { &*(context as *const libc::ucontext_t) };
-    #[cfg(target_arch = "x86_64")]
-    {
-        let gregs = &context.uc_mcontext.gregs;
-        Registers {
-            pc: gregs[libc::REG_RIP as usize] as u64,
-            sp: gregs[libc::REG_RSP as usize] as u64,
-            fp: gregs[libc::REG_RBP as usize] as u64,
-            lr: 0,
-        }
-    }
-    #[cfg(target_arch = "aarch64")]
-    {
-        let mcontext = &context.uc_mcontext;
-        Registers {
-            pc: mcontext.pc,
-            sp: mcontext.sp,
-            fp: mcontext.regs[29],
-            lr: mcontext.regs[30],
-        }
-    }
-}
-
-/// Copies up to `STACK_COPY` bytes from `sp` up into `buffer`, one page per
-/// element so that the copy stops cleanly at the first unmapped page.
-/// Returns how many bytes were copied (0 if none could be).
-fn copy_stack(sp: u64, buffer: *mut u8) -> usize {
-    const ELEMENTS: usize = STACK_COPY / PAGE + 1;
-    let empty = libc::iovec {
-        iov_base: std::ptr::null_mut(),
-        iov_len: 0,
-    };
-    let mut local = [empty; ELEMENTS];
-    let mut remote = [empty; ELEMENTS];
-    let mut offset = 0usize;
-    let mut count = 0;
-    while offset < STACK_COPY && count < ELEMENTS {
-        let address = sp as usize + offset;
-        let len = (PAGE - address % PAGE).min(STACK_COPY - offset);
-        // SAFETY: `offset + len <= STACK_COPY`, inside the slot's buffer.
-        local[count].iov_base = unsafe { buffer.add(offset) }.cast();
-        local[count].iov_len = len;
-        remote[count].iov_base = address as *mut libc::c_void;
-        remote[count].iov_len = len;
-        offset += len;
-        count += 1;
-    }
-    // SAFETY: both vectors describe `count` valid elements; the kernel
-    // checks the remote side and stops at the first unmapped page.
-    let copied = unsafe {
-        libc::process_vm_readv(
-            libc::getpid(),
-            local.as_ptr(),
-            count as libc::c_ulong,
-            remote.as_ptr(),
-            count as libc::c_ulong,
-            0,
-        )
-    };
-    usize::try_from(copied).unwrap_or(0)
 }
 
 /// How a thread's stack was taken.
@@ -417,6 +367,12 @@ fn tails() -> std::sync::MutexGuard<'static, Vec<Vec<u64>>> {
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
+/// The outermost frames of the complete stacks seen so far, for
+/// [`capture_quietly`].
+pub(crate) fn known_tails() -> Vec<Vec<u64>> {
+    tails().clone()
+}
+
 /// Records the outermost frames of `complete`, a whole stack.
 pub(crate) fn learn_tail(complete: &[u64]) {
     let tail = complete[complete.len().saturating_sub(TAIL_FRAMES)..].to_vec();
@@ -472,7 +428,7 @@ fn after_copy(tid: libc::pid_t) {
 /// taken again. `None` means "use the signal": the thread runs, moved every
 /// time, or has a frame that needs a register `/proc` does not give.
 #[cfg(target_arch = "x86_64")]
-fn capture_quietly(
+pub(crate) fn capture_quietly(
     tasks: &Tasks,
     tid: libc::pid_t,
     copy: &mut [u8],
@@ -482,7 +438,7 @@ fn capture_quietly(
     for attempt in 0..ATTEMPTS {
         let before = tasks.times_scheduled(tid)?;
         let blocked = tasks.in_syscall(tid)?;
-        let copied = copy_stack(blocked.sp, copy.as_mut_ptr());
+        let copied = interrupted::copy_stack(blocked.sp, copy.as_mut_ptr(), copy.len());
         after_copy(tid);
         // Not scheduled since `before`: still in the same call, with the
         // same registers, and its stack as copied.
@@ -519,7 +475,7 @@ fn capture_quietly(
 /// live in a register that `/proc` does not give (the link register), so
 /// every thread gets the signal.
 #[cfg(not(target_arch = "x86_64"))]
-fn capture_quietly(
+pub(crate) fn capture_quietly(
     _tasks: &Tasks,
     _tid: libc::pid_t,
     _copy: &mut [u8],
@@ -576,7 +532,7 @@ pub(crate) fn capture<D>(
     timeout: Duration,
     describe: &dyn Fn(libc::pid_t) -> Option<(D, Described)>,
 ) -> Vec<Option<(D, Outcome)>> {
-    let known_tails = tails().clone();
+    let known_tails = known_tails();
     let mut copy = vec![0u8; STACK_COPY];
     let first = first_pass(tasks, tids, describe, &known_tails, &mut copy);
     let generation = loop {

@@ -78,12 +78,14 @@
 
 // 1. Foundations: values and OS facilities, no manhole state.
 mod error;
+mod interrupted;
 mod limits;
 mod log;
 mod mem;
 mod options;
 mod process;
 mod procfs;
+mod samples;
 mod signal_names;
 mod signals;
 mod socket;
@@ -95,6 +97,8 @@ mod watch;
 mod calls;
 mod capture;
 mod inflight;
+mod profile_formats;
+mod profiler;
 mod registry;
 mod runtime;
 mod stacks;

@@ -496,7 +496,11 @@ fn line_or_idle<R: Input>(
 fn takes_a_while(request: &Request) -> bool {
     matches!(
         request,
-        Request::Stacks { .. } | Request::Greeting { .. } | Request::Text(_) | Request::Top { .. }
+        Request::Stacks { .. }
+            | Request::Greeting { .. }
+            | Request::Text(_)
+            | Request::Top { .. }
+            | Request::Profile(_)
     )
 }
 

@@ -296,7 +296,7 @@ fn current_addresses(own: &[usize]) -> Vec<usize> {
 
 /// Resolved frames per address, shared by every thread of one dump.
 #[derive(Default)]
-struct Symbols {
+pub(crate) struct Symbols {
     resolved: HashMap<usize, Vec<Frame>>,
 }
 
@@ -304,7 +304,7 @@ impl Symbols {
     /// Symbolises one thread's addresses. `interrupted` says the first one
     /// is the exact program counter of a thread stopped by a signal, not a
     /// return address.
-    fn frames(&mut self, addresses: &[usize], interrupted: bool) -> Vec<Frame> {
+    pub(crate) fn frames(&mut self, addresses: &[usize], interrupted: bool) -> Vec<Frame> {
         let mut frames = Vec::new();
         for (index, &address) in addresses.iter().enumerate() {
             // `backtrace::resolve` looks up `address - 1`, which lands

@@ -1,0 +1,82 @@
+//! What a signal handler may take from the thread it interrupted: its
+//! registers, from the signal context, and the top of its stack, copied
+//! with `process_vm_readv`. Both are async-signal-safe, and the copy cannot
+//! fault: it stops at the first unmapped page. Shared by the stack capture
+//! and the profiler, whose handlers do nothing else.
+
+use crate::unwind::Registers;
+
+const PAGE: usize = 4096;
+/// The most pages one copy reads, one `iovec` each.
+const MAX_PAGES: usize = 64;
+
+/// The registers of the interrupted code, from a handler's third argument.
+pub(crate) fn registers(context: *mut libc::c_void) -> Registers {
+    if context.is_null() {
+        return Registers::default();
+    }
+    // SAFETY: with SA_SIGINFO the third argument is the ucontext_t.
+    let context = unsafe { &*(context as *const libc::ucontext_t) };
+    #[cfg(target_arch = "x86_64")]
+    {
+        let gregs = &context.uc_mcontext.gregs;
+        Registers {
+            pc: gregs[libc::REG_RIP as usize] as u64,
+            sp: gregs[libc::REG_RSP as usize] as u64,
+            fp: gregs[libc::REG_RBP as usize] as u64,
+            lr: 0,
+        }
+    }
+    #[cfg(target_arch = "aarch64")]
+    {
+        let mcontext = &context.uc_mcontext;
+        Registers {
+            pc: mcontext.pc,
+            sp: mcontext.sp,
+            fp: mcontext.regs[29],
+            lr: mcontext.regs[30],
+        }
+    }
+}
+
+/// Copies up to `len` bytes (at most 63 pages' worth) from `sp` up into
+/// `buffer`, one page per element so that the copy stops cleanly at the
+/// first unmapped page. Returns how many bytes were copied (0 if none could
+/// be).
+///
+/// `buffer` must be valid for `len` bytes of writes.
+pub(crate) fn copy_stack(sp: u64, buffer: *mut u8, len: usize) -> usize {
+    let len = len.min((MAX_PAGES - 1) * PAGE);
+    let empty = libc::iovec {
+        iov_base: std::ptr::null_mut(),
+        iov_len: 0,
+    };
+    let mut local = [empty; MAX_PAGES];
+    let mut remote = [empty; MAX_PAGES];
+    let mut offset = 0usize;
+    let mut count = 0;
+    while offset < len && count < MAX_PAGES {
+        let address = sp as usize + offset;
+        let chunk = (PAGE - address % PAGE).min(len - offset);
+        // SAFETY: `offset + chunk <= len`, inside the caller's buffer.
+        local[count].iov_base = unsafe { buffer.add(offset) }.cast();
+        local[count].iov_len = chunk;
+        remote[count].iov_base = address as *mut libc::c_void;
+        remote[count].iov_len = chunk;
+        offset += chunk;
+        count += 1;
+    }
+    // SAFETY: both vectors describe `count` valid elements; the kernel
+    // checks the remote side and stops at the first unmapped page.
+    let copied = unsafe {
+        libc::process_vm_readv(
+            libc::getpid(),
+            local.as_ptr(),
+            count as libc::c_ulong,
+            remote.as_ptr(),
+            count as libc::c_ulong,
+            0,
+        )
+    };
+    usize::try_from(copied).unwrap_or(0)
+}
