@@ -40,7 +40,11 @@ static CHURNED: AtomicU64 = AtomicU64::new(0);
 fn crunch(seed: u64) -> u64 {
     let mut value = seed;
     for _ in 0..20_000 {
-        value = std::hint::black_box(value.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1));
+        value = std::hint::black_box(
+            value
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1),
+        );
     }
     value
 }

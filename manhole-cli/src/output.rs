@@ -135,8 +135,14 @@ mod tests {
     #[test]
     fn a_profile_file_takes_its_format_from_its_name() {
         assert_eq!(profile_format_for(Path::new("cpu.svg")), ProfileFormat::Svg);
-        assert_eq!(profile_format_for(Path::new("cpu.folded")), ProfileFormat::Folded);
-        assert_eq!(profile_format_for(Path::new("cpu.pb.gz")), ProfileFormat::Pprof);
+        assert_eq!(
+            profile_format_for(Path::new("cpu.folded")),
+            ProfileFormat::Folded
+        );
+        assert_eq!(
+            profile_format_for(Path::new("cpu.pb.gz")),
+            ProfileFormat::Pprof
+        );
         assert_eq!(profile_format_for(Path::new("cpu")), ProfileFormat::Pprof);
     }
 

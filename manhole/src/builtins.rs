@@ -529,6 +529,7 @@ fn info(served: &Served) -> Answer {
         "fds": facts.fds,
         "cpu_s": facts.cpu_s,
         "manhole_version": env!("CARGO_PKG_VERSION"),
+        "profiling": profiler::in_progress(),
     });
     let mut limit_json = serde_json::Map::new();
     let mut limit_text = Vec::new();
@@ -597,6 +598,9 @@ fn info(served: &Served) -> Answer {
         "threads",
         facts.threads.map_or_else(unknown, |n| n.to_string()),
     );
+    if profiler::in_progress() {
+        row("profiling", "a profile is running".to_owned());
+    }
     row("rss", facts.rss_bytes.map_or_else(unknown, bytes_human));
     row("fds", facts.fds.map_or_else(unknown, |n| n.to_string()));
     row(

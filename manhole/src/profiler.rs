@@ -42,6 +42,11 @@ const LAST_TICKS: Duration = Duration::from_millis(20);
 /// child inherits the parent's number and knows it is not its own.
 static RUNNING: AtomicU32 = AtomicU32::new(0);
 
+/// Whether a profile is running in this process.
+pub(crate) fn in_progress() -> bool {
+    RUNNING.load(Ordering::Acquire) == std::process::id()
+}
+
 /// A thread some samples came from.
 pub(crate) struct SampledThread {
     pub(crate) name: String,

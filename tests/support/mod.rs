@@ -347,6 +347,26 @@ impl Json {
             .unwrap_or_else(|err| panic!("response {line:?} is not JSON: {err}"))
     }
 
+    /// Whether the server closes the session without a response (false
+    /// when a response comes; the timeout fails the test).
+    pub fn closed_without_answer(&mut self) -> bool {
+        let mut line = String::new();
+        match self.reader.read_line(&mut line) {
+            Ok(0) => true,
+            Ok(_) => false,
+            Err(err) => {
+                assert!(
+                    !matches!(
+                        err.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ),
+                    "the session stayed open"
+                );
+                true
+            }
+        }
+    }
+
     /// Sends a raw line and reads one response.
     pub fn raw(&mut self, line: &[u8]) -> Value {
         self.send_raw(line);

@@ -1,0 +1,378 @@
+//! `profile` against a real process (`examples/profiled`): a known 70/30
+//! CPU split, each format, one profile at a time, clients that leave,
+//! threads that come and go or block the signal, `fork` and `uninstall`
+//! mid-profile, and every bad param.
+
+mod support;
+
+use serde_json::json;
+use std::io::Read as _;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use support::{wait_until, Json, Service};
+
+fn profiled(args: &[&str]) -> Service {
+    let service = Service::spawn("profiled", args, None);
+    service.wait_for_socket();
+    service
+}
+
+/// Ticks per root frame (the thread's name, with `per_thread`) of folded
+/// stacks.
+fn by_root(folded: &str) -> std::collections::BTreeMap<String, u64> {
+    let mut roots = std::collections::BTreeMap::new();
+    for line in folded.lines() {
+        let (stack, count) = line.rsplit_once(' ').expect("`stack COUNT`");
+        let root = stack.split(';').next().unwrap().to_owned();
+        *roots.entry(root).or_default() += count.parse::<u64>().expect("a count");
+    }
+    roots
+}
+
+/// Ticks of the folded stacks that pass through `function`.
+fn through(folded: &str, function: &str) -> u64 {
+    folded
+        .lines()
+        .filter(|line| line.split(';').any(|frame| frame.starts_with(function)))
+        .map(|line| line.rsplit_once(' ').unwrap().1.parse::<u64>().unwrap())
+        .sum()
+}
+
+/// Whether the process says a profile is running.
+fn profiling(session: &mut Json) -> bool {
+    session.result("info", json!({}))["profiling"] == true
+}
+
+/// One test at a time: each keeps CPUs busy, and measures their use.
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    SERIAL
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// POSIX timers the process holds, where the kernel lists them.
+fn timers(pid: u32) -> Option<usize> {
+    let listed = std::fs::read_to_string(format!("/proc/{pid}/timers")).ok()?;
+    Some(
+        listed
+            .lines()
+            .filter(|line| line.starts_with("ID:"))
+            .count(),
+    )
+}
+
+#[test]
+fn the_known_split_is_attributed_within_three_points() {
+    let _serial = serial();
+    let service = profiled(&["--busy", "2"]);
+    let mut session = service.json();
+    let profile = session.result("profile", json!({"seconds": 3, "hz": 1000}));
+    assert_eq!(profile["mode"], "cpu");
+    assert_eq!(profile["format"], "folded", "folded is JSON's default");
+    assert_eq!(profile["seconds"], 3.0);
+    assert_eq!(profile["hz"], 1000);
+    let folded = profile["data"].as_str().unwrap();
+    let samples = profile["samples"].as_u64().unwrap();
+    let counted: u64 = by_root(folded).values().sum();
+    assert_eq!(counted, samples, "{profile}");
+    let seventy = through(folded, "profiled::seventy");
+    let thirty = through(folded, "profiled::thirty");
+    assert!(
+        seventy + thirty > 1000,
+        "too few samples to judge: {profile}"
+    );
+    let share = seventy as f64 * 100.0 / (seventy + thirty) as f64;
+    assert!(
+        (67.0..=73.0).contains(&share),
+        "seventy has {share:.1}% of the busy samples, not 70 ± 3"
+    );
+    // Root first: the thread's entry, then `busy`, then the two halves.
+    assert!(
+        folded
+            .lines()
+            .any(|line| line.contains("profiled::busy;profiled::seventy")),
+        "{folded}"
+    );
+    assert_eq!(timers(service.pid).unwrap_or(0), 0, "timers left behind");
+}
+
+#[test]
+fn each_format_is_what_its_readers_expect() {
+    let _serial = serial();
+    let service = profiled(&["--busy", "1"]);
+    let mut session = service.json();
+
+    let top = session.result("profile", json!({"seconds": 1, "format": "top"}));
+    let table = top["data"].as_str().unwrap();
+    assert!(table.starts_with("cpu profile of pid"), "{table}");
+    assert!(table.contains("SELF%  TOTAL%"), "{table}");
+    assert!(table.contains("profiled::crunch"), "{table}");
+
+    let svg = session.result("profile", json!({"seconds": 1, "format": "svg"}));
+    let svg = svg["data"].as_str().unwrap();
+    assert!(svg.starts_with("<?xml") && svg.trim_end().ends_with("</svg>"));
+    assert!(svg.contains("<title>profiled::seventy"), "{svg}");
+
+    let pprof = session.result(
+        "profile",
+        json!({"seconds": 1, "format": "pprof", "mode": "wall"}),
+    );
+    assert_eq!(pprof["encoding"], "base64");
+    use base64::Engine as _;
+    let gzipped = base64::engine::general_purpose::STANDARD
+        .decode(pprof["data"].as_str().unwrap())
+        .expect("base64");
+    let mut proto = Vec::new();
+    flate2::read::GzDecoder::new(gzipped.as_slice())
+        .read_to_end(&mut proto)
+        .expect("gzip");
+    let has = |text: &str| {
+        proto
+            .windows(text.len())
+            .any(|window| window == text.as_bytes())
+    };
+    for text in [
+        "samples",
+        "count",
+        "wall",
+        "nanoseconds",
+        "thread",
+        "tid",
+        "busy-0",
+        "profiled::crunch",
+    ] {
+        assert!(has(text), "no {text:?} in the profile's strings");
+    }
+
+    // The text protocol's default is the table.
+    let mut text = service.text();
+    let answer = text.ask("profile 1 --hz 200");
+    assert!(
+        answer.contains("cpu profile of pid") && answer.contains("at 200 Hz"),
+        "{answer}"
+    );
+    let folded = text.ask("profile 1 --format folded --per-thread");
+    assert!(
+        folded.lines().any(|line| line.starts_with("busy-0;")),
+        "{folded}"
+    );
+}
+
+#[test]
+fn a_profile_limited_to_some_threads_samples_only_them() {
+    let _serial = serial();
+    let service = profiled(&["--busy", "2"]);
+    let mut session = service.json();
+    let profile = session.result(
+        "profile",
+        json!({"seconds": 1, "thread": "busy-1", "per_thread": true}),
+    );
+    let roots = by_root(profile["data"].as_str().unwrap());
+    assert_eq!(roots.keys().collect::<Vec<_>>(), ["busy-1"], "{profile}");
+
+    let tid = support::threads_named(service.pid, "busy-0")[0];
+    let profile = session.result(
+        "profile",
+        json!({"seconds": 1, "thread": tid, "per_thread": true, "mode": "wall"}),
+    );
+    let roots = by_root(profile["data"].as_str().unwrap());
+    assert_eq!(roots.keys().collect::<Vec<_>>(), ["busy-0"], "{profile}");
+}
+
+#[test]
+fn one_profile_at_a_time_while_other_sessions_are_served() {
+    let _serial = serial();
+    let service = profiled(&["--busy", "1"]);
+    let finished = Arc::new(AtomicBool::new(false));
+    let first = {
+        let socket = service.socket.clone();
+        let finished = finished.clone();
+        std::thread::spawn(move || {
+            let mut session = Json::connect(&socket);
+            let profile = session.result("profile", json!({"seconds": 3}));
+            finished.store(true, Ordering::SeqCst);
+            profile
+        })
+    };
+    let mut other = service.json();
+    wait_until("the profile to start", || profiling(&mut other));
+    let error = other.error("profile", json!({"seconds": 1}));
+    assert_eq!(error["code"], -32002, "{error}");
+    assert!(
+        error["message"]
+            .as_str()
+            .unwrap()
+            .contains("one runs at a time"),
+        "{error}"
+    );
+    let stacks = other.result("stacks", json!({}));
+    assert!(!stacks["threads"].as_array().unwrap().is_empty());
+    assert!(
+        !finished.load(Ordering::SeqCst),
+        "`stacks` waited for the profile to end"
+    );
+    let profile = first.join().unwrap();
+    assert!(profile["samples"].as_u64().unwrap() > 0, "{profile}");
+    other.result("profile", json!({"seconds": 1}));
+}
+
+#[test]
+fn a_client_that_leaves_frees_the_profiler() {
+    let _serial = serial();
+    let service = profiled(&["--busy", "1"]);
+    {
+        let mut leaving = service.json();
+        leaving.send_raw(br#"{"jsonrpc":"2.0","id":1,"method":"profile","params":{"seconds":60}}"#);
+        let mut other = service.json();
+        wait_until("the profile to start", || profiling(&mut other));
+    }
+    // Well before the 60 s are up, the profiler is free again.
+    let mut session = service.json();
+    wait_until("the profiler to be free", || {
+        session
+            .request("profile", json!({"seconds": 1}))
+            .get("result")
+            .is_some()
+    });
+    assert_eq!(timers(service.pid).unwrap_or(0), 0, "timers left behind");
+}
+
+#[test]
+fn every_bad_param_is_refused_and_nothing_is_left_running() {
+    let _serial = serial();
+    let service = profiled(&["--busy", "1"]);
+    let mut session = service.json();
+    for (params, says) in [
+        (json!({"seconds": 0}), "1 to 300 seconds"),
+        (json!({"seconds": 301}), "1 to 300 seconds"),
+        (json!({"seconds": "ten"}), "1 to 300 seconds"),
+        (json!({"hz": 0}), "from 1 to 1000"),
+        (json!({"hz": 1001}), "from 1 to 1000"),
+        (json!({"hz": 99.5}), "whole number"),
+        (json!({"mode": "gpu"}), "\"cpu\" or \"wall\""),
+        (json!({"format": "png"}), "top, folded, pprof, svg"),
+        (json!({"thread": ""}), "thread's name"),
+        (json!({"thread": [1]}), "thread's name"),
+        (json!({"per_thread": 1}), "true or false"),
+        (json!({"rate": 10}), "unknown param `rate`"),
+    ] {
+        let error = session.error("profile", params.clone());
+        assert_eq!(error["code"], -32602, "{params}: {error}");
+        assert_eq!(error["data"]["reason"], "bad_params", "{params}: {error}");
+        assert!(
+            error["message"].as_str().unwrap().contains(says),
+            "{params}: {error}"
+        );
+    }
+    let mut text = service.text();
+    for (line, says) in [
+        ("profile 0", "1 to 300 seconds"),
+        ("profile --hz 5000", "from 1 to 1000"),
+        ("profile --format png", "top, folded, pprof, svg"),
+        ("profile --fast", "unknown flag `--fast`"),
+        ("profile 1 2", "one SECONDS"),
+    ] {
+        let answer = text.ask(line);
+        assert!(
+            answer.starts_with("error: ") && answer.contains(says),
+            "{line}: {answer}"
+        );
+    }
+    assert_eq!(timers(service.pid).unwrap_or(0), 0, "timers left behind");
+    let profile = session.result("profile", json!({"seconds": 1}));
+    assert!(profile["samples"].as_u64().unwrap() > 0, "{profile}");
+}
+
+#[test]
+fn threads_that_start_and_exit_during_a_profile_are_sampled() {
+    let _serial = serial();
+    let service = profiled(&["--busy", "0", "--churn"]);
+    let mut session = service.json();
+    let profile = session.result("profile", json!({"seconds": 2, "per_thread": true}));
+    let roots = by_root(profile["data"].as_str().unwrap());
+    let churned = roots
+        .keys()
+        .filter(|root| root.starts_with("churn-"))
+        .count();
+    assert!(
+        churned >= 5,
+        "only {churned} short-lived threads sampled: {roots:?}"
+    );
+    assert_eq!(timers(service.pid).unwrap_or(0), 0, "timers left behind");
+}
+
+#[test]
+fn a_thread_that_blocks_the_signal_is_reported_not_waited_for() {
+    let _serial = serial();
+    let service = profiled(&["--busy", "1", "--blocks-signal"]);
+    let mut session = service.json();
+    let profile = session.result("profile", json!({"seconds": 1, "per_thread": true}));
+    let unsampled = profile["unsampled"].as_array().unwrap();
+    let blocking = unsampled
+        .iter()
+        .find(|thread| thread["name"] == "blocks-signal")
+        .unwrap_or_else(|| panic!("not reported: {profile}"));
+    assert!(
+        blocking["reason"].as_str().unwrap().contains("SigBlk"),
+        "{blocking}"
+    );
+    assert!(by_root(profile["data"].as_str().unwrap()).contains_key("busy-0"));
+    let mut text = service.text();
+    let table = text.ask("profile 1");
+    assert!(
+        table.contains("not sampled: thread") && table.contains("\"blocks-signal\""),
+        "{table}"
+    );
+}
+
+#[test]
+fn a_profile_runs_across_a_fork() {
+    let _serial = serial();
+    let mut service = profiled(&["--busy", "1"]);
+    let running = {
+        let socket = service.socket.clone();
+        std::thread::spawn(move || Json::connect(&socket).result("profile", json!({"seconds": 2})))
+    };
+    let mut other = service.json();
+    wait_until("the profile to start", || profiling(&mut other));
+    for _ in 0..5 {
+        service.send_stdin("fork");
+    }
+    wait_until("five forks", || {
+        service.stdout().matches(", exit 7").count() == 5
+    });
+    let profile = running.join().unwrap();
+    assert!(profile["samples"].as_u64().unwrap() > 0, "{profile}");
+    assert!(service.is_alive());
+    other.result("profile", json!({"seconds": 1}));
+}
+
+#[test]
+fn uninstall_while_profiling_ends_the_profile() {
+    let _serial = serial();
+    let mut service = profiled(&["--busy", "1"]);
+    let mut session = service.json();
+    session.send_raw(br#"{"jsonrpc":"2.0","id":1,"method":"profile","params":{"seconds":60}}"#);
+    let mut other = service.json();
+    wait_until("the profile to start", || profiling(&mut other));
+    service.send_stdin("uninstall");
+    service.wait_for_stdout("uninstalled: true");
+    // The session is closed without an answer, well before the 60 s.
+    assert!(session.closed_without_answer());
+    wait_until("the profile's timers to go", || {
+        timers(service.pid).unwrap_or(0) == 0
+    });
+    service.send_stdin("install");
+    wait_until("the second install", || {
+        service.stdout().matches("listening on").count() == 2
+    });
+    service.wait_for_socket();
+    let mut again = service.json();
+    wait_until("the profiler to be free", || {
+        again
+            .request("profile", json!({"seconds": 1}))
+            .get("result")
+            .is_some()
+    });
+}
