@@ -25,7 +25,8 @@ fn rows(doc: &str, heading: &str) -> Vec<Vec<String>> {
         .map(|line| {
             line.trim_matches('|')
                 .split(" | ")
-                .map(|cell| cell.trim().to_owned())
+                // A `|` inside a cell is escaped, as Markdown tables need.
+                .map(|cell| cell.trim().replace("\\|", "|"))
                 .collect()
         })
         .collect()

@@ -192,6 +192,8 @@ struct WallThread {
     blocked: Option<(InSyscall, u64, Vec<u64>)>,
     /// Its time on a CPU at the last look.
     on_cpu: Option<u64>,
+    /// Whether the last look found it outside any system call.
+    running: bool,
     /// Its latest stack, however taken.
     last: Option<Vec<u64>>,
 }
@@ -379,7 +381,11 @@ impl Profile<'_> {
                 continue;
             };
             let scheduled = tasks.times_scheduled(tid);
+            let on_cpu = tasks.on_cpu_ns(tid);
+            let ran = on_cpu.is_none() || state.on_cpu != on_cpu;
+            state.on_cpu = on_cpu;
             if let Some(call) = tasks.in_syscall(tid) {
+                state.running = false;
                 if let (Some((previous, previous_scheduled, stack)), Some(scheduled)) =
                     (&state.blocked, scheduled)
                 {
@@ -414,13 +420,12 @@ impl Profile<'_> {
                 continue;
             }
             state.blocked = None;
-            let on_cpu = tasks.on_cpu_ns(tid);
-            let ran = on_cpu.is_none() || state.on_cpu != on_cpu;
-            state.on_cpu = on_cpu;
-            if !ran {
-                // Runnable without having run: perhaps on its way out of a
-                // system call, where a signal would still end it with
-                // `EINTR`. It is where it was.
+            let was_running = std::mem::replace(&mut state.running, true);
+            if !(was_running && ran) {
+                // Just out of a system call, or runnable without having
+                // run: perhaps still on its way out of the kernel, where a
+                // signal would end the call with `EINTR`. It is counted
+                // where it was, and signalled from the next look on.
                 match &state.last {
                     Some(stack) => {
                         *self

@@ -1,6 +1,7 @@
-//! A hundred dumps of threads blocked in poll, epoll_wait, select,
-//! nanosleep, a pipe read and a futex: not one of their calls returns
-//! EINTR, and every dump still shows the blocking call and its Rust caller.
+//! A hundred dumps, and a wall-clock profile, of threads blocked in poll,
+//! epoll_wait, select, nanosleep, a pipe read and a futex: not one of their
+//! calls returns EINTR, and every dump and profile still shows the blocking
+//! call and its Rust caller.
 
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader, Write};
@@ -18,8 +19,10 @@ struct Blocking {
 }
 
 impl Blocking {
-    fn start() -> Blocking {
-        let socket = std::env::temp_dir().join(format!("manhole-blocking-{}", std::process::id()));
+    /// Started listening at a socket of its own, named for `test`.
+    fn start(test: &str) -> Blocking {
+        let socket =
+            std::env::temp_dir().join(format!("manhole-blocking-{}-{test}", std::process::id()));
         let child = Command::new(env!("CARGO_BIN_EXE_blocking"))
             .env(
                 "MANHOLE",
@@ -96,14 +99,9 @@ const BLOCKED: [(&str, &str); 6] = [
 
 #[test]
 fn a_hundred_dumps_interrupt_no_blocked_call() {
-    let blocking = Blocking::start();
+    let blocking = Blocking::start("dumps");
     let mut session = Session::open(&blocking.socket);
-    // Every thread at its blocking call once before counting starts.
-    let started = Instant::now();
-    while session.result("get", json!({"name": "calls"}))["futex"] == 0 {
-        assert!(started.elapsed() < TIMEOUT, "the threads never blocked");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    every_thread_blocked_once(&mut session);
     let mut by_proc = 0;
     for _ in 0..100 {
         let stacks = session.result("stacks", json!({}));
@@ -139,4 +137,41 @@ fn a_hundred_dumps_interrupt_no_blocked_call() {
     // A thread caught between two calls is running, and takes the signal
     // without harm; nearly every capture is still the quiet one.
     assert!(by_proc >= 550, "only {by_proc} of 600 captures were quiet");
+}
+
+/// Waits until every thread has reached its blocking call once.
+fn every_thread_blocked_once(session: &mut Session) {
+    let started = Instant::now();
+    while session.result("get", json!({"name": "calls"}))["futex"] == 0 {
+        assert!(started.elapsed() < TIMEOUT, "the threads never blocked");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn a_wall_profile_samples_blocked_threads_and_interrupts_none() {
+    let blocking = Blocking::start("wall");
+    let mut session = Session::open(&blocking.socket);
+    every_thread_blocked_once(&mut session);
+    let profile = session.result(
+        "profile",
+        json!({"seconds": 3, "hz": 99, "mode": "wall", "per_thread": true}),
+    );
+    let folded = profile["data"].as_str().unwrap();
+    for (name, caller) in BLOCKED {
+        let ticks: u64 = folded
+            .lines()
+            .filter(|line| line.starts_with(&format!("{name};")) && line.contains(caller))
+            .map(|line| line.rsplit_once(' ').unwrap().1.parse::<u64>().unwrap())
+            .sum();
+        // 3 s at 99 Hz is 297 looks; a loaded machine may make fewer.
+        assert!(
+            ticks >= 150,
+            "{name}: {ticks} samples in {caller}: {profile}"
+        );
+    }
+    let interrupted = session.result("get", json!({"name": "eintr"}));
+    for (name, _) in BLOCKED {
+        assert_eq!(interrupted[name], 0, "{name} saw EINTR: {interrupted}");
+    }
 }
