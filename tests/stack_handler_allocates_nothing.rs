@@ -1,6 +1,9 @@
-//! The stack signal handler never allocates: this test process's allocator
-//! aborts when it is called from inside the handler, while other threads
-//! churn the allocator and dumps run in a loop.
+//! The stack signal handler never allocates, for a dump or a profile tick:
+//! this test process's allocator aborts when it is called from inside the
+//! handler, while other threads churn the allocator and dumps, or a CPU and
+//! a wall-clock profile at 1000 Hz, run.
+
+mod support;
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -57,13 +60,16 @@ fn churn(stop: &AtomicBool) {
     }
 }
 
-#[test]
-fn dumps_while_threads_churn_the_allocator() {
-    // The first dump loads the debug info, which takes long in a debug
-    // build; it is not what this test is about.
-    let _ = manhole::stacks();
-    let stop = Arc::new(AtomicBool::new(false));
-    let churners: Vec<_> = (0..3)
+/// One test at a time: both use the process's stack signal.
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    SERIAL
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn churners(stop: &Arc<AtomicBool>) -> Vec<std::thread::JoinHandle<()>> {
+    (0..3)
         .map(|index| {
             let stop = stop.clone();
             std::thread::Builder::new()
@@ -71,7 +77,54 @@ fn dumps_while_threads_churn_the_allocator() {
                 .spawn(move || churn(&stop))
                 .unwrap()
         })
-        .collect();
+        .collect()
+}
+
+#[test]
+fn profiles_while_threads_churn_the_allocator() {
+    let _serial = serial();
+    let socket = support::scratch("profile-alloc");
+    let handle = manhole::Options::new()
+        .socket_path(&socket)
+        .verbose(false)
+        .install()
+        .expect("install");
+    let stop = Arc::new(AtomicBool::new(false));
+    let churners = churners(&stop);
+    let mut session = support::Json::connect(&socket);
+    for mode in ["cpu", "wall"] {
+        let profile = session.result(
+            "profile",
+            serde_json::json!({"seconds": 2, "hz": 1000, "mode": mode, "per_thread": true}),
+        );
+        let churned: u64 = profile["data"]
+            .as_str()
+            .unwrap()
+            .lines()
+            .filter(|line| line.starts_with("churn-"))
+            .map(|line| line.rsplit_once(' ').unwrap().1.parse::<u64>().unwrap())
+            .sum();
+        // The handler ran (and did not abort) many times.
+        assert!(
+            churned >= 100,
+            "{mode}: only {churned} samples of the churners: {profile}"
+        );
+    }
+    stop.store(true, Ordering::Relaxed);
+    for churner in churners {
+        churner.join().unwrap();
+    }
+    assert!(handle.uninstall());
+}
+
+#[test]
+fn dumps_while_threads_churn_the_allocator() {
+    let _serial = serial();
+    // The first dump loads the debug info, which takes long in a debug
+    // build; it is not what this test is about.
+    let _ = manhole::stacks();
+    let stop = Arc::new(AtomicBool::new(false));
+    let churners = churners(&stop);
     let began = Instant::now();
     let mut captured = 0;
     while began.elapsed() < Duration::from_secs(2) {
