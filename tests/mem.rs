@@ -84,16 +84,6 @@ fn mem_reads_jemalloc_when_it_is_the_global_allocator() {
 
 /// `manhole-cli`, built beside the examples.
 #[cfg(feature = "jemalloc")]
-fn cli() -> std::path::PathBuf {
-    let cli = support::example("jemalloc")
-        .parent()
-        .and_then(|examples| examples.parent())
-        .map(|debug| debug.join("manhole-cli"))
-        .unwrap();
-    assert!(cli.exists(), "{} is missing", cli.display());
-    cli
-}
-
 #[cfg(feature = "jemalloc-profiling")]
 #[test]
 fn mem_heap_profile_writes_jemallocs_profile_as_pprof() {
@@ -119,7 +109,7 @@ fn mem_heap_profile_writes_jemallocs_profile_as_pprof() {
     let path = support::scratch("heap.pb.gz");
     let pid = service.pid.to_string();
     let done = support::run_with_timeout(
-        Command::new(cli()).args([
+        Command::new(support::cli()).args([
             pid.as_str(),
             "mem",
             "--heap-profile",
@@ -163,7 +153,7 @@ fn mem_heap_profile_without_profiling_says_how_to_turn_it_on() {
     }
     // manhole-cli says the same, and exits 1.
     let done = support::run_with_timeout(
-        std::process::Command::new(cli()).args([
+        std::process::Command::new(support::cli()).args([
             service.pid.to_string().as_str(),
             "mem",
             "--heap-profile",

@@ -376,3 +376,51 @@ fn uninstall_while_profiling_ends_the_profile() {
             .is_some()
     });
 }
+
+#[test]
+fn manhole_cli_prints_the_table_and_writes_each_file() {
+    let _serial = serial();
+    let service = profiled(&["--busy", "1"]);
+    let pid = service.pid.to_string();
+    let cli = |args: &[&str]| {
+        support::run_with_timeout(
+            std::process::Command::new(support::cli())
+                .arg("--timeout")
+                .arg("2s")
+                .arg(&pid)
+                .args(args),
+            std::time::Duration::from_secs(30),
+        )
+    };
+    // Longer than --timeout: the client waits out the profile first.
+    let done = cli(&["profile", "3"]);
+    assert_eq!(done.code, Some(0), "{done:?}");
+    assert!(done.stdout.starts_with("cpu profile of pid"), "{done:?}");
+    assert!(done.stdout.contains("profiled::crunch"), "{done:?}");
+
+    for (name, starts) in [
+        ("cpu.svg", &b"<?xml"[..]),
+        ("cpu.folded", &b"busy-0;"[..]),
+        ("cpu.pb.gz", &[0x1f, 0x8b][..]),
+    ] {
+        let path = support::scratch(name);
+        let mut args = vec!["profile", "1", "-o", path.to_str().unwrap()];
+        if name.ends_with(".folded") {
+            args.push("--per-thread");
+        }
+        let done = cli(&args);
+        assert_eq!(done.code, Some(0), "{name}: {done:?}");
+        assert!(done.stderr.contains("wrote "), "{done:?}");
+        let bytes = std::fs::read(&path).unwrap();
+        assert!(
+            bytes.starts_with(starts),
+            "{name}: {:?}",
+            &bytes[..bytes.len().min(40)]
+        );
+        let _ = std::fs::remove_file(&path);
+    }
+
+    let done = cli(&["profile", "1", "--hz", "0"]);
+    assert_eq!(done.code, Some(1), "{done:?}");
+    assert!(done.stderr.contains("from 1 to 1000"), "{done:?}");
+}

@@ -35,6 +35,18 @@ pub fn example(name: &str) -> PathBuf {
     path
 }
 
+/// The built `manhole-cli`, beside the examples.
+pub fn cli() -> PathBuf {
+    let deps = std::env::current_exe().unwrap();
+    let cli = deps.parent().unwrap().parent().unwrap().join("manhole-cli");
+    assert!(
+        cli.exists(),
+        "{} is missing; run the tests with `cargo test --workspace`",
+        cli.display()
+    );
+    cli
+}
+
 /// A unique scratch path for this test process.
 pub fn scratch(name: &str) -> PathBuf {
     let path = std::env::temp_dir().join(format!("manhole-t{}-{name}", std::process::id()));
