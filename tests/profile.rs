@@ -280,7 +280,9 @@ fn every_bad_param_is_refused_and_nothing_is_left_running() {
         );
     }
     assert_eq!(timers(service.pid).unwrap_or(0), 0, "timers left behind");
-    let profile = session.result("profile", json!({"seconds": 1}));
+    // The edges of the ranges are taken: 1 Hz is a period of a whole second.
+    session.result("profile", json!({"seconds": 1, "hz": 1}));
+    let profile = session.result("profile", json!({"seconds": 1, "hz": 1000}));
     assert!(profile["samples"].as_u64().unwrap() > 0, "{profile}");
 }
 

@@ -141,8 +141,8 @@ impl Timer {
         }
         let timer = Timer(timer);
         let period = libc::timespec {
-            tv_sec: 0,
-            tv_nsec: libc::c_long::try_from(period.as_nanos()).unwrap_or(10_000_000),
+            tv_sec: libc::time_t::try_from(period.as_secs()).unwrap_or(1),
+            tv_nsec: libc::c_long::from(period.subsec_nanos()),
         };
         let spec = libc::itimerspec {
             it_interval: period,
