@@ -31,8 +31,12 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-/// How often the thread list is read again.
+/// How often the thread count is read: a change means threads came or
+/// went, and the list is read again.
 const RESCAN: Duration = Duration::from_millis(100);
+/// How often the list is read again anyway, for a thread that started as
+/// another ended, leaving the count the same.
+const FULL_RESCAN: Duration = Duration::from_secs(1);
 /// How often the ring is drained.
 const DRAIN: Duration = Duration::from_millis(10);
 /// How long handlers still running when sampling ends are given.
@@ -198,6 +202,13 @@ struct WallThread {
     last: Option<Vec<u64>>,
 }
 
+/// Whether a drain waits for the dump's turn.
+#[derive(Clone, Copy)]
+enum Turn {
+    Wait,
+    IfFree,
+}
+
 /// One profile in progress.
 struct Profile<'a> {
     request: &'a ProfileRequest,
@@ -259,7 +270,7 @@ pub(crate) fn run(
     // Timers first, so no tick comes after the last drain but a late one.
     profile.timers.clear();
     std::thread::sleep(LAST_TICKS);
-    profile.drain();
+    profile.drain(Turn::Wait);
     profile.collected.dropped = samples::stop();
     samples::release_pages();
     profile.collected.elapsed = started.elapsed();
@@ -281,6 +292,8 @@ impl Profile<'_> {
         let ends = started + self.request.duration;
         let period = Duration::from_secs(1) / self.request.hz;
         let mut next_scan = started;
+        let mut next_full_scan = started;
+        let mut known_count = None;
         let mut next_drain = started + DRAIN;
         let mut next_look = started;
         loop {
@@ -292,7 +305,14 @@ impl Profile<'_> {
                 return None;
             }
             if now >= next_scan {
-                self.scan(tasks);
+                // 1000 idle threads cost a listing each time; the count is
+                // one small read.
+                let count = tasks.count();
+                if now >= next_full_scan || count.is_none() || count != known_count {
+                    self.scan(tasks);
+                    known_count = count;
+                    next_full_scan = now + FULL_RESCAN;
+                }
                 next_scan = now + RESCAN;
             }
             if self.request.mode == ProfileMode::Wall && now >= next_look {
@@ -304,7 +324,7 @@ impl Profile<'_> {
                 }
             }
             if now >= next_drain {
-                self.drain();
+                self.drain(Turn::IfFree);
                 next_drain = now + DRAIN;
             }
             let mut wake = next_scan.min(next_drain).min(ends);
@@ -446,10 +466,16 @@ impl Profile<'_> {
         }
     }
 
-    /// Unwinds and counts every sample in the ring.
-    fn drain(&mut self) {
-        let Some(_turn) = capture::turn_unless(&|| true) else {
-            return;
+    /// Unwinds and counts every sample in the ring, under the dump's turn:
+    /// waiting for it, or only if it is free (the ring holds the samples
+    /// until the next drain).
+    fn drain(&mut self, turn: Turn) {
+        let _turn = match turn {
+            Turn::Wait => capture::turn(),
+            Turn::IfFree => match capture::turn_unless(&|| true) {
+                Some(turn) => turn,
+                None => return,
+            },
         };
         let collected = &mut self.collected;
         let wall = &mut self.wall;
