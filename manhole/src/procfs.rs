@@ -105,19 +105,13 @@ impl Tasks {
         Some(Tasks { dir })
     }
 
-    /// How many threads the process has, from `/proc/self/stat`: one small
-    /// read, where listing the threads reads an entry per thread.
+    /// How many threads the process has: the task directory's link count
+    /// is two more than its threads. One `fstat`, where listing the threads
+    /// reads an entry per thread (and `/proc/self/stat` sums every thread's
+    /// times).
     pub(crate) fn count(&self) -> Option<u64> {
-        let mut buffer = [0u8; 1024];
-        let fd = nix::fcntl::open(
-            "/proc/self/stat",
-            nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_CLOEXEC,
-            nix::sys::stat::Mode::empty(),
-        )
-        .ok()?;
-        let len = nix::unistd::read(&fd, &mut buffer).ok()?;
-        let (_, times) = parse_stat(std::str::from_utf8(&buffer[..len]).ok()?)?;
-        Some(times.num_threads)
+        let links = nix::sys::stat::fstat(self.dir.as_fd()).ok()?.st_nlink;
+        u64::try_from(links).ok()?.checked_sub(2)
     }
 
     /// Every thread id, in order.

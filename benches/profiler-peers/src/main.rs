@@ -170,6 +170,66 @@ fn pprof_profile(seconds: u64, hz: i32) -> Samples {
         .collect()
 }
 
+/// Whether `perf record` can sample this process here.
+fn perf_works() -> bool {
+    std::process::Command::new("perf")
+        .args(["record", "-q", "-o", "/dev/null", "--", "true"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|status| status.success())
+}
+
+/// `perf record` of this process for `seconds` at `hz`, with DWARF call
+/// chains when `callers` (the frames a split needs; optimised code keeps no
+/// frame pointers), read back with `perf script`.
+fn perf_profile(seconds: u64, hz: u32, callers: bool) -> Samples {
+    let data = format!("/tmp/manhole-bench-perf-{}.data", std::process::id());
+    let pid = std::process::id().to_string();
+    let hz = hz.to_string();
+    let seconds = seconds.to_string();
+    let mut record = vec!["record", "-q", "-F", &hz, "-p", &pid, "-o", &data];
+    if callers {
+        record.extend(["--call-graph", "dwarf,16384"]);
+    }
+    record.extend(["--", "sleep", &seconds]);
+    let status = std::process::Command::new("perf")
+        .args(&record)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .expect("run perf record");
+    assert!(status.success(), "perf record failed");
+    let script = std::process::Command::new("perf")
+        .args(["script", "-i", &data, "-F", "comm,ip,sym"])
+        .stderr(std::process::Stdio::null())
+        .output()
+        .expect("run perf script");
+    let _ = std::fs::remove_file(&data);
+    let text = String::from_utf8_lossy(&script.stdout).into_owned();
+    let mut samples = Samples::new();
+    for block in text.split("\n\n") {
+        let mut lines = block.lines().filter(|line| !line.trim().is_empty());
+        let Some(first) = lines.next() else {
+            continue;
+        };
+        let mut words = first.split_whitespace();
+        let thread = words.next().unwrap_or("").to_owned();
+        let mut frames: Vec<String> = words.map(str::to_owned).collect();
+        frames.extend(lines.map(|line| line.trim().to_owned()));
+        if callers {
+            samples.push((thread, frames, 1));
+        } else {
+            // Without call chains each sample is one line.
+            for line in block.lines().filter(|line| !line.trim().is_empty()) {
+                let thread = line.split_whitespace().next().unwrap_or("").to_owned();
+                samples.push((thread, Vec::new(), 1));
+            }
+        }
+    }
+    samples
+}
+
 fn busy_samples(samples: &Samples) -> u64 {
     samples
         .iter()
@@ -205,6 +265,7 @@ fn main() {
         .install()
         .expect("install the manhole");
     println!("windows of {window} s; machine: {} cores", std::thread::available_parallelism().map_or(0, |n| n.get()));
+    let perf = perf_works();
 
     // The split as the clock sees it, on this build: the ground truth.
     let timed = |work: fn(u64) -> u64| {
@@ -227,13 +288,22 @@ fn main() {
     std::thread::sleep(Duration::from_millis(300));
     let (ours, _) = manhole_profile(&socket, window, 99);
     let theirs = pprof_profile(window, 99);
+    let by_perf = perf.then(|| perf_profile(window, 99, true));
     workers.stop();
     println!(
-        "split     seventy's share (target 70 ± 3): manhole {:.1}% of {} samples, pprof-rs {:.1}% of {} samples",
+        "split     seventy's share (target 70 ± 3): manhole {:.1}% of {} samples, pprof-rs {:.1}% of {} samples{}",
         share_of_seventy(&ours),
         busy_samples(&ours),
         share_of_seventy(&theirs),
-        busy_samples(&theirs)
+        busy_samples(&theirs),
+        by_perf.map_or_else(
+            || ", perf record cannot run here".to_owned(),
+            |by_perf| format!(
+                ", perf record {:.1}% of {} samples",
+                share_of_seventy(&by_perf),
+                busy_samples(&by_perf)
+            )
+        )
     );
 
     // 2. Throughput of one CPU-bound thread, bare and profiled at 99 Hz,
@@ -246,7 +316,8 @@ fn main() {
         profile();
         (workers.rounds.load(Ordering::Relaxed) - rounds) as f64 / (workers.cpu_seconds() - cpu)
     };
-    let (mut bare, mut with_manhole, mut with_pprof) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut bare, mut with_manhole, mut with_pprof, mut with_perf) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let short = (window / 2).max(2);
     for _ in 0..5 {
         bare.push(rate(&|| std::thread::sleep(Duration::from_secs(short))));
@@ -256,13 +327,27 @@ fn main() {
         with_pprof.push(rate(&|| {
             pprof_profile(short, 99);
         }));
+        if perf {
+            with_perf.push(rate(&|| {
+                perf_profile(short, 99, false);
+            }));
+        }
     }
     workers.stop();
+    let spread = bare.iter().copied().fold(f64::MIN, f64::max) / bare.iter().copied().fold(f64::MAX, f64::min);
     let (bare, with_manhole, with_pprof) = (median(bare), median(with_manhole), median(with_pprof));
+    let loss = |with: f64| (with / bare - 1.0) * 100.0;
     println!(
-        "overhead  rounds per CPU second of a CPU-bound thread, median of 5 (target ≤ 1% loss at 99 Hz): bare {bare:.0}, manhole {with_manhole:.0} ({:+.2}%), pprof-rs {with_pprof:.0} ({:+.2}%)",
-        (with_manhole / bare - 1.0) * 100.0,
-        (with_pprof / bare - 1.0) * 100.0
+        "overhead  rounds per CPU second of a CPU-bound thread, median of 5 (target ≤ 1% loss at 99 Hz): bare {bare:.0} (max/min of the bare windows {:.2}%), manhole {with_manhole:.0} ({:+.2}%), pprof-rs {with_pprof:.0} ({:+.2}%){}",
+        (spread - 1.0) * 100.0,
+        loss(with_manhole),
+        loss(with_pprof),
+        if with_perf.is_empty() {
+            String::new()
+        } else {
+            let with_perf = median(with_perf);
+            format!(", perf record {with_perf:.0} ({:+.2}%)", loss(with_perf))
+        }
     );
 
     // 3. Samples and drops with 8 busy threads.
@@ -275,13 +360,20 @@ fn main() {
         let cpu = workers.cpu_seconds();
         let theirs = pprof_profile(window, hz as i32);
         let theirs_expected = (workers.cpu_seconds() - cpu) * f64::from(hz);
+        let cpu = workers.cpu_seconds();
+        let by_perf = perf.then(|| perf_profile(window, hz, false));
+        let perf_expected = (workers.cpu_seconds() - cpu) * f64::from(hz);
         workers.stop();
         let ours_got = busy_samples(&ours) as f64;
         let theirs_got = busy_samples(&theirs) as f64;
         println!(
-            "samples   8 busy threads at {hz} Hz (target ±10% of CPU s × hz; 0 dropped at 99 Hz): manhole {ours_got:.0} of {ours_expected:.0} ({:+.1}%, {dropped} dropped), pprof-rs {theirs_got:.0} of {theirs_expected:.0} ({:+.1}%)",
+            "samples   8 busy threads at {hz} Hz (target ±10% of CPU s × hz; 0 dropped at 99 Hz): manhole {ours_got:.0} of {ours_expected:.0} ({:+.1}%, {dropped} dropped), pprof-rs {theirs_got:.0} of {theirs_expected:.0} ({:+.1}%){}",
             (ours_got / ours_expected - 1.0) * 100.0,
-            (theirs_got / theirs_expected - 1.0) * 100.0
+            (theirs_got / theirs_expected - 1.0) * 100.0,
+            by_perf.map_or_else(String::new, |by_perf| {
+                let got = busy_samples(&by_perf) as f64;
+                format!(", perf record {got:.0} of {perf_expected:.0} ({:+.1}%)", (got / perf_expected - 1.0) * 100.0)
+            })
         );
     }
 
