@@ -13,7 +13,9 @@ use crate::error::Error;
 use crate::rpc::Client;
 use crate::style;
 use crate::watch::{self, Watch};
-use manhole_wire::{Builtin, Reason, Request, COLLAPSE_FLAG};
+use manhole_wire::{
+    Builtin, ProfileFormat, Reason, Request, COLLAPSE_FLAG, FORMAT_FLAG, PROFILE_FLAGS,
+};
 use rustyline::completion::{Completer, Pair};
 use rustyline::error::ReadlineError;
 use rustyline::highlight::Highlighter;
@@ -258,8 +260,11 @@ impl Names {
                 "follow",
                 COLLAPSE_FLAG,
             ]
+            .into_iter()
+            .chain(PROFILE_FLAGS)
+            .chain(ProfileFormat::ALL.map(ProfileFormat::name))
             .map(str::to_owned)
-            .to_vec(),
+            .collect(),
         }
     }
 
@@ -291,8 +296,16 @@ impl Names {
                 Some(Builtin::Stats) => self.words(&["reset", "--sort", "--window"]),
                 Some(Builtin::Log) => self.words(&["set", "reset", "tail", "follow"]),
                 Some(Builtin::Stacks) => self.words(&[COLLAPSE_FLAG]),
+                Some(Builtin::Profile) => self.words(&PROFILE_FLAGS),
                 _ => Vec::new(),
             },
+            [first, .., last] if Builtin::from_word(first) == Some(Builtin::Profile) => {
+                if *last == FORMAT_FLAG {
+                    self.words(&ProfileFormat::ALL.map(ProfileFormat::name))
+                } else {
+                    self.words(&PROFILE_FLAGS)
+                }
+            }
             [first, "reset"] if Builtin::from_word(first) == Some(Builtin::Stats) => {
                 self.counted.iter().collect()
             }
@@ -402,6 +415,8 @@ mod tests {
         );
         assert_eq!(names.candidates(&["stats"], "--"), ["--sort", "--window"]);
         assert_eq!(names.candidates(&["stacks"], ""), [COLLAPSE_FLAG]);
+        assert_eq!(names.candidates(&["profile", "5"], "--p"), ["--per-thread"]);
+        assert_eq!(names.candidates(&["profile", "--format"], "f"), ["folded"]);
         assert_eq!(names.candidates(&["stats", "reset"], ""), ["handle"]);
         assert!(names.candidates(&["call", "add"], "").is_empty());
     }

@@ -30,6 +30,14 @@ pub const FORMAT_FLAG: &str = "--format";
 pub const THREAD_FLAG: &str = "--thread";
 /// The text flag that roots each folded stack at its thread's name.
 pub const PER_THREAD_FLAG: &str = "--per-thread";
+/// Every flag of `profile`, for completion.
+pub const PROFILE_FLAGS: [&str; 5] = [
+    HZ_FLAG,
+    WALL_FLAG,
+    FORMAT_FLAG,
+    THREAD_FLAG,
+    PER_THREAD_FLAG,
+];
 
 /// What a profile samples.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
