@@ -109,9 +109,11 @@ impl Tasks {
     /// is two more than its threads. One `fstat`, where listing the threads
     /// reads an entry per thread (and `/proc/self/stat` sums every thread's
     /// times).
+    // `st_nlink` is a u64 on x86_64 and a u32 on aarch64.
+    #[allow(clippy::useless_conversion)]
     pub(crate) fn count(&self) -> Option<u64> {
-        let links = nix::sys::stat::fstat(self.dir.as_fd()).ok()?.st_nlink;
-        u64::try_from(links).ok()?.checked_sub(2)
+        let links = u64::from(nix::sys::stat::fstat(self.dir.as_fd()).ok()?.st_nlink);
+        links.checked_sub(2)
     }
 
     /// Every thread id, in order.
