@@ -35,32 +35,10 @@ static SLEEPS: AtomicU64 = AtomicU64::new(0);
 #[manhole::inspect]
 static CHURNED: AtomicU64 = AtomicU64::new(0);
 
-/// The unit of work both halves do.
-#[inline(never)]
-fn crunch(seed: u64) -> u64 {
-    let mut value = seed;
-    for _ in 0..20_000 {
-        value = std::hint::black_box(
-            value
-                .wrapping_mul(6_364_136_223_846_793_005)
-                .wrapping_add(1),
-        );
-    }
-    value
-}
+#[path = "support/split.rs"]
+mod split;
 
-// Each half keeps its frame through its last call: without `black_box`,
-// an optimised build ends it with a jump to `crunch` (a tail call), and the
-// samples of that call would show no `seventy` or `thirty` at all.
-#[inline(never)]
-fn seventy(seed: u64) -> u64 {
-    std::hint::black_box((0..7).fold(seed, |value, _| crunch(value)))
-}
-
-#[inline(never)]
-fn thirty(seed: u64) -> u64 {
-    std::hint::black_box((0..3).fold(seed, |value, _| crunch(value)))
-}
+use split::{crunch, seventy, thirty};
 
 fn busy() -> ! {
     let mut value = 1;

@@ -76,8 +76,8 @@ fn the_known_split_is_attributed_within_four_points() {
     let samples = profile["samples"].as_u64().unwrap();
     let counted: u64 = by_root(folded).values().sum();
     assert_eq!(counted, samples, "{profile}");
-    let seventy = through(folded, "profiled::seventy");
-    let thirty = through(folded, "profiled::thirty");
+    let seventy = through(folded, "profiled::split::seventy");
+    let thirty = through(folded, "profiled::split::thirty");
     assert!(
         seventy + thirty > 800,
         "too few samples to judge: {profile}"
@@ -94,7 +94,7 @@ fn the_known_split_is_attributed_within_four_points() {
     assert!(
         folded
             .lines()
-            .any(|line| line.contains("profiled::busy;profiled::seventy")),
+            .any(|line| line.contains("profiled::busy;profiled::split::seventy")),
         "{folded}"
     );
     assert_eq!(timers(service.pid).unwrap_or(0), 0, "timers left behind");
@@ -110,12 +110,12 @@ fn each_format_is_what_its_readers_expect() {
     let table = top["data"].as_str().unwrap();
     assert!(table.starts_with("cpu profile of pid"), "{table}");
     assert!(table.contains("SELF%  TOTAL%"), "{table}");
-    assert!(table.contains("profiled::crunch"), "{table}");
+    assert!(table.contains("profiled::split::crunch"), "{table}");
 
     let svg = session.result("profile", json!({"seconds": 1, "format": "svg"}));
     let svg = svg["data"].as_str().unwrap();
     assert!(svg.starts_with("<?xml") && svg.trim_end().ends_with("</svg>"));
-    assert!(svg.contains("<title>profiled::seventy"), "{svg}");
+    assert!(svg.contains("<title>profiled::split::seventy"), "{svg}");
 
     let pprof = session.result(
         "profile",
@@ -143,7 +143,7 @@ fn each_format_is_what_its_readers_expect() {
         "thread",
         "tid",
         "busy-0",
-        "profiled::crunch",
+        "profiled::split::crunch",
     ] {
         assert!(has(text), "no {text:?} in the profile's strings");
     }
@@ -401,7 +401,7 @@ fn manhole_cli_prints_the_table_and_writes_each_file() {
     let done = cli(&["profile", "3"]);
     assert_eq!(done.code, Some(0), "{done:?}");
     assert!(done.stdout.starts_with("cpu profile of pid"), "{done:?}");
-    assert!(done.stdout.contains("profiled::crunch"), "{done:?}");
+    assert!(done.stdout.contains("profiled::split::crunch"), "{done:?}");
 
     for (name, starts) in [
         ("cpu.svg", &b"<?xml"[..]),

@@ -24,7 +24,7 @@
 //! symbolised by [`crate::stacks`], both outside any handler.
 
 use crate::procfs::Tasks;
-use crate::unwind::{self, Registers};
+use crate::unwind;
 use crate::{interrupted, samples};
 use crate::{signal_names, signals};
 use std::cell::Cell;
@@ -53,28 +53,17 @@ fn state(generation: u32, phase: u32) -> u64 {
 struct Slot {
     state: AtomicU64,
     tid: AtomicI32,
-    /// The interrupted pc, sp, fp and lr, from the signal context.
-    registers: [AtomicU64; 4],
-    /// How many bytes of `stack` the handler filled.
-    copied: AtomicUsize,
-    /// `STACK_COPY` bytes of its chunk's allocation, never freed. Written
-    /// only by the kernel on the handler's behalf, between the claim and
-    /// `DONE`; read only after `DONE`.
-    stack: *mut u8,
+    /// Into `STACK_COPY` bytes of its chunk's allocation, never freed.
+    /// Taken only between the claim and `DONE`; read only after `DONE`.
+    copy: interrupted::Copy,
 }
-
-// SAFETY: `stack` is only written between a successful claim and `DONE`,
-// and only read after `DONE`, with release/acquire ordering between them.
-unsafe impl Sync for Slot {}
 
 impl Slot {
     fn new(stack: *mut u8) -> Self {
         Slot {
             state: AtomicU64::new(0),
             tid: AtomicI32::new(0),
-            registers: [const { AtomicU64::new(0) }; 4],
-            copied: AtomicUsize::new(0),
-            stack,
+            copy: interrupted::Copy::new(stack, STACK_COPY),
         }
     }
 }
@@ -222,18 +211,7 @@ fn record(value: usize, context: *mut libc::c_void) {
     // SAFETY: gettid has no preconditions.
     let tid = unsafe { libc::syscall(libc::SYS_gettid) } as libc::pid_t;
     if slot.tid.load(Ordering::Relaxed) == tid {
-        let registers = interrupted::registers(context);
-        for (field, value) in
-            slot.registers
-                .iter()
-                .zip([registers.pc, registers.sp, registers.fp, registers.lr])
-        {
-            field.store(value, Ordering::Relaxed);
-        }
-        slot.copied.store(
-            interrupted::copy_stack(registers.sp, slot.stack, STACK_COPY),
-            Ordering::Relaxed,
-        );
+        slot.copy.take(context);
     }
     let finished = slot.state.compare_exchange(
         state(generation, WRITING),
@@ -722,7 +700,7 @@ fn signal_thread(
         )));
     };
     slot.tid.store(tid, Ordering::Relaxed);
-    slot.copied.store(0, Ordering::Relaxed);
+    slot.copy.clear();
     slot.state
         .store(state(generation, ARMED), Ordering::Release);
     REMAINING.fetch_add(1, Ordering::AcqRel);
@@ -784,18 +762,16 @@ fn release(slot: &Slot, generation: u32) -> bool {
 }
 
 fn collect(slot: &Slot) -> Outcome {
-    let [pc, sp, fp, lr] = [0, 1, 2, 3].map(|index| slot.registers[index].load(Ordering::Relaxed));
-    let copied = slot.copied.load(Ordering::Relaxed).min(STACK_COPY);
-    // SAFETY: the handler finished (`DONE` was read with acquire ordering)
-    // and no other handler can claim the slot before it is freed below.
-    let stack = unsafe { std::slice::from_raw_parts(slot.stack, copied) };
-    let outcome = if copied == 0 {
+    // The handler finished (`DONE` was read with acquire ordering) and no
+    // other handler can claim the slot before it is freed below.
+    let (registers, stack) = slot.copy.read();
+    let outcome = if stack.is_empty() {
         Outcome::Missing(
             "not captured: the thread's stack could not be copied (is process_vm_readv allowed?)"
                 .to_owned(),
         )
     } else {
-        let unwound = unwind::unwind(Registers { pc, sp, fp, lr }, stack);
+        let unwound = unwind::unwind(registers, stack);
         if unwound.complete {
             learn_tail(&unwound.addresses);
         }

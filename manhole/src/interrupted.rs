@@ -5,6 +5,7 @@
 //! and the profiler, whose handlers do nothing else.
 
 use crate::unwind::Registers;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 const PAGE: usize = 4096;
 /// The most pages one copy reads, one `iovec` each.
@@ -79,4 +80,69 @@ pub(crate) fn copy_stack(sp: u64, buffer: *mut u8, len: usize) -> usize {
         )
     };
     usize::try_from(copied).unwrap_or(0)
+}
+
+/// A handler's copy of the registers and the top of the stack, into
+/// `len` bytes of memory allocated beforehand and never freed.
+///
+/// Its owner (a dump's slot, a profile's ring slot) says by its own state
+/// who may touch it: [`Copy::take`] only between a successful claim and the
+/// release that marks it finished, [`Copy::read`] only after an acquire
+/// that saw that mark.
+pub(crate) struct Copy {
+    /// The interrupted pc, sp, fp and lr, from the signal context.
+    registers: [AtomicU64; 4],
+    /// How many bytes of `stack` the handler filled.
+    copied: AtomicUsize,
+    stack: *mut u8,
+    len: usize,
+}
+
+// SAFETY: `stack` is written only by `take` and read only by `read`, which
+// the owner's claim and its release/acquire ordering keep apart.
+unsafe impl Sync for Copy {}
+
+impl Copy {
+    /// A copy into `stack`, which must stay valid for `len` bytes for good.
+    pub(crate) fn new(stack: *mut u8, len: usize) -> Copy {
+        Copy {
+            registers: [const { AtomicU64::new(0) }; 4],
+            copied: AtomicUsize::new(0),
+            stack,
+            len,
+        }
+    }
+
+    /// Nothing copied, before a new request.
+    pub(crate) fn clear(&self) {
+        self.copied.store(0, Ordering::Relaxed);
+    }
+
+    /// In the handler: the interrupted registers, and the stack from their
+    /// sp up. Async-signal-safe.
+    pub(crate) fn take(&self, context: *mut libc::c_void) {
+        let registers = registers(context);
+        for (field, value) in
+            self.registers
+                .iter()
+                .zip([registers.pc, registers.sp, registers.fp, registers.lr])
+        {
+            field.store(value, Ordering::Relaxed);
+        }
+        self.copied.store(
+            copy_stack(registers.sp, self.stack, self.len),
+            Ordering::Relaxed,
+        );
+    }
+
+    /// After the handler finished: the registers and the bytes copied.
+    pub(crate) fn read(&self) -> (Registers, &[u8]) {
+        let [pc, sp, fp, lr] =
+            [0, 1, 2, 3].map(|index| self.registers[index].load(Ordering::Relaxed));
+        let copied = self.copied.load(Ordering::Relaxed).min(self.len);
+        // SAFETY: `stack` is valid for `len` bytes for good, and the owner
+        // reads only after the handler's release of the bytes it wrote.
+        let stack = unsafe { std::slice::from_raw_parts(self.stack, copied) };
+        (Registers { pc, sp, fp, lr }, stack)
+    }
 }

@@ -4,8 +4,9 @@
 //!   (`timer_create` on the thread's `CLOCK_THREAD_CPUTIME_ID`, delivered
 //!   to that thread alone with `SIGEV_THREAD_ID`). A thread is sampled in
 //!   proportion to the CPU it uses, and an idle thread's timer never fires.
-//!   The thread list is read again every [`RESCAN`], so threads started
-//!   meanwhile are picked up and those that ended let go.
+//!   The thread count is read every [`RESCAN`], and the list again when it
+//!   changed (or, when it did not, as often as its length allows), so
+//!   threads started meanwhile are picked up and those that ended let go.
 //! - **Wall mode** looks at every thread `hz` times a second from the
 //!   profiling thread. A thread asleep in a system call is never
 //!   signalled (the signal would end its `poll` or `nanosleep` with
@@ -34,9 +35,12 @@ use std::time::{Duration, Instant};
 /// How often the thread count is read: a change means threads came or
 /// went, and the list is read again.
 const RESCAN: Duration = Duration::from_millis(100);
-/// How often the list is read again anyway, for a thread that started as
-/// another ended, leaving the count the same.
-const FULL_RESCAN: Duration = Duration::from_secs(1);
+/// Threads listed per [`RESCAN`] at most when the count stays the same (a
+/// thread started as another ended): a process of up to this many threads
+/// is listed every time, one of 1000 every second, since a listing costs
+/// in proportion to the threads.
+const LISTED_PER_RESCAN: u64 = 100;
+
 /// How often the ring is drained.
 const DRAIN: Duration = Duration::from_millis(10);
 /// How long handlers still running when sampling ends are given.
@@ -305,13 +309,15 @@ impl Profile<'_> {
                 return None;
             }
             if now >= next_scan {
-                // 1000 idle threads cost a listing each time; the count is
-                // one small read.
                 let count = tasks.count();
                 if now >= next_full_scan || count.is_none() || count != known_count {
                     self.scan(tasks);
                     known_count = count;
-                    next_full_scan = now + FULL_RESCAN;
+                    // At most 10 s apart, however many threads there are.
+                    let listings_apart = count.map_or(1, |count| {
+                        count.div_ceil(LISTED_PER_RESCAN).clamp(1, 100) as u32
+                    });
+                    next_full_scan = now + RESCAN * listings_apart;
                 }
                 next_scan = now + RESCAN;
             }

@@ -42,19 +42,16 @@ struct Slot {
     /// How many ticks the sample stands for: a timer that expired more
     /// than once before its signal was delivered counts its overruns.
     weight: AtomicU32,
-    registers: [AtomicU64; 4],
-    copied: AtomicUsize,
-    /// `SAMPLE_STACK` bytes of the ring's one allocation, never freed.
-    stack: *mut u8,
+    /// Into `SAMPLE_STACK` bytes of the ring's one allocation, never freed.
+    /// Taken only between the claim (FREE to WRITING) and READY; read only
+    /// after READY.
+    copy: interrupted::Copy,
 }
-
-// SAFETY: `stack` is written only between a successful claim (FREE to
-// WRITING) and READY, and read only after READY, with release/acquire
-// ordering between them.
-unsafe impl Sync for Slot {}
 
 /// The ring, allocated by the first profile and kept for good.
 static RING: AtomicPtr<Slot> = AtomicPtr::new(std::ptr::null_mut());
+/// Where the ring's stack copies start, for giving their pages back.
+static RING_START: AtomicUsize = AtomicUsize::new(0);
 /// The running profile's epoch; 0 when none runs, and ticks are ignored.
 static EPOCH: AtomicU32 = AtomicU32::new(0);
 static NEXT_EPOCH: AtomicU32 = AtomicU32::new(1);
@@ -97,12 +94,15 @@ pub(crate) fn start() -> u32 {
                 state: AtomicU32::new(FREE),
                 tid: AtomicI32::new(0),
                 weight: AtomicU32::new(0),
-                registers: [const { AtomicU64::new(0) }; 4],
-                copied: AtomicUsize::new(0),
-                // SAFETY: `index * SAMPLE_STACK` stays inside the allocation.
-                stack: unsafe { stacks.add(index * SAMPLE_STACK) },
+                copy: interrupted::Copy::new(
+                    // SAFETY: `index * SAMPLE_STACK` stays inside the
+                    // allocation.
+                    unsafe { stacks.add(index * SAMPLE_STACK) },
+                    SAMPLE_STACK,
+                ),
             })
             .collect();
+        RING_START.store(stacks as usize, Ordering::Release);
         RING.store(Box::leak(slots).as_mut_ptr(), Ordering::Release);
     }
     // Samples a late tick of an earlier profile left behind.
@@ -146,20 +146,9 @@ pub(crate) fn record(value: usize, context: *mut libc::c_void, weight: u32) {
     }
     // SAFETY: gettid has no preconditions.
     let tid = unsafe { libc::syscall(libc::SYS_gettid) } as libc::pid_t;
-    let registers = interrupted::registers(context);
     slot.tid.store(tid, Ordering::Relaxed);
     slot.weight.store(weight, Ordering::Relaxed);
-    for (field, value) in
-        slot.registers
-            .iter()
-            .zip([registers.pc, registers.sp, registers.fp, registers.lr])
-    {
-        field.store(value, Ordering::Relaxed);
-    }
-    slot.copied.store(
-        interrupted::copy_stack(registers.sp, slot.stack, SAMPLE_STACK),
-        Ordering::Relaxed,
-    );
+    slot.copy.take(context);
     slot.state.store(READY, Ordering::Release);
 }
 
@@ -182,16 +171,13 @@ pub(crate) fn drain(each: &mut dyn FnMut(RawSample<'_>)) {
         if slot.state.load(Ordering::Acquire) != READY {
             continue;
         }
-        let [pc, sp, fp, lr] =
-            [0, 1, 2, 3].map(|index| slot.registers[index].load(Ordering::Relaxed));
-        let copied = slot.copied.load(Ordering::Relaxed).min(SAMPLE_STACK);
-        // SAFETY: the handler finished (READY was read with acquire
-        // ordering), and no handler claims the slot before it is freed.
-        let stack = unsafe { std::slice::from_raw_parts(slot.stack, copied) };
+        // The handler finished (READY was read with acquire ordering), and
+        // no handler claims the slot before it is freed.
+        let (registers, stack) = slot.copy.read();
         each(RawSample {
             tid: slot.tid.load(Ordering::Relaxed),
             weight: slot.weight.load(Ordering::Relaxed),
-            registers: Registers { pc, sp, fp, lr },
+            registers,
             stack,
         });
         slot.state.store(FREE, Ordering::Release);
@@ -202,13 +188,10 @@ pub(crate) fn drain(each: &mut dyn FnMut(RawSample<'_>)) {
 /// profile: the memory stays mapped (a late tick may still write, and
 /// finds zeroed pages), but costs nothing until the next profile.
 pub(crate) fn release_pages() {
-    let ring = RING.load(Ordering::Acquire);
-    if ring.is_null() {
+    let start = RING_START.load(Ordering::Acquire);
+    if start == 0 {
         return;
     }
-    // SAFETY: slot 0's stack is the start of the ring's one allocation of
-    // RING_SLOTS * SAMPLE_STACK bytes.
-    let start = unsafe { (*ring).stack } as usize;
     let page = 4096;
     let aligned = start.next_multiple_of(page);
     let end = (start + RING_SLOTS * SAMPLE_STACK) / page * page;
