@@ -27,6 +27,10 @@ Examples:
   manhole-cli 1234 call reload_config   run one command; exit 0, 1 on an error reply, 2 without a connection
   manhole-cli --json 1234 get REQUESTS  print the JSON result instead of the text
   manhole-cli -s USR1 1234 stacks       wake an activate_on/oneshot_on manhole first
+  manhole-cli 1234 profile 10           where the CPU goes for 10 s: the top functions
+  manhole-cli 1234 profile 30 --wall -o flame.svg
+                                        a wall-clock flame graph, written here (also
+                                        -o cpu.pb.gz for pprof, -o cpu.folded)
   manhole-cli /run/app/mh.sock          a socket path instead of a pid
   manhole-cli list --clean              list every manhole; remove your stale sockets
   manhole-cli --all threads             one command on every live manhole here

@@ -24,6 +24,7 @@ use rustyline::history::FileHistory;
 use rustyline::validate::Validator;
 use rustyline::{CompletionType, Config, Context, Editor, Helper};
 use serde_json::Value;
+use std::io::IsTerminal as _;
 use std::io::Write;
 use std::path::PathBuf;
 
@@ -36,6 +37,7 @@ pub fn run(
     host: Option<&str>,
     reconnect: impl FnMut() -> Result<Client, Error>,
 ) -> Result<(), Error> {
+    client.show_countdown(std::io::stderr().is_terminal());
     // Collapsed, as a text session's greeting is; a server from before
     // `collapse` refuses the param, and is asked again without it.
     let mut greeting = client.ask(&Request::Greeting { collapse: true })?;
@@ -117,6 +119,7 @@ fn prompt_loop(
         }
         if let Some(said) = client.ended_by_server() {
             *client = reconnect()?;
+            client.show_countdown(std::io::stderr().is_terminal());
             let why = if said.is_empty() {
                 String::new()
             } else {

@@ -678,16 +678,18 @@ mod tests {
     #[test]
     fn top_gives_self_and_total_shares() {
         let top = profile().top("heading", 10);
-        let lines: Vec<&str> = top.lines().collect();
-        assert_eq!(lines[0], "heading");
-        assert!(
-            lines[2].contains(" 70.0%  70.0%") && lines[2].ends_with("seventy"),
-            "{top}"
-        );
-        assert!(
-            top.lines()
-                .any(|line| line.contains("  0.0% 100.0%") && line.ends_with(" main")),
-            "{top}"
+        let rows: Vec<Vec<&str>> = top
+            .lines()
+            .map(|line| line.split_whitespace().collect())
+            .collect();
+        assert_eq!(rows[0], ["heading"]);
+        assert_eq!(rows[1], ["SELF%", "TOTAL%", "SAMPLES", "FUNCTION"]);
+        assert_eq!(rows[2], ["70.0%", "70.0%", "70", "seventy"], "{top}");
+        assert_eq!(rows[3], ["30.0%", "30.0%", "30", "thirty"], "{top}");
+        assert!(rows.contains(&vec!["0.0%", "100.0%", "0", "main"]), "{top}");
+        assert_eq!(
+            profile().top("heading", 2).lines().last(),
+            Some("(2 more functions; `--format folded` or `svg` shows them all)")
         );
     }
 

@@ -28,7 +28,7 @@ use crate::procfs::{InSyscall, Tasks};
 use crate::unwind;
 use crate::{samples, signal_names, signals};
 use manhole_wire::{Failure, ProfileMode, ProfileRequest, Reason};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
@@ -222,7 +222,7 @@ struct Profile<'a> {
     timers: HashMap<i32, Timer>,
     wall: HashMap<i32, WallThread>,
     /// Threads the selector left out, not looked at again.
-    ignored: Vec<i32>,
+    ignored: HashSet<i32>,
     collected: Collected,
 }
 
@@ -257,7 +257,7 @@ pub(crate) fn run(
         },
         timers: HashMap::new(),
         wall: HashMap::new(),
-        ignored: Vec::new(),
+        ignored: HashSet::new(),
         collected: Collected {
             mode: request.mode,
             hz: request.hz,
@@ -367,7 +367,7 @@ impl Profile<'_> {
                 continue;
             };
             if !self.selector.takes(tid, &stat.name) {
-                self.ignored.push(tid);
+                self.ignored.insert(tid);
                 continue;
             }
             let mut thread = SampledThread {
