@@ -247,7 +247,10 @@ fn main() {
         .verbose(false)
         .install()
         .expect("install the manhole");
-    println!("windows of {window} s; machine: {} cores", std::thread::available_parallelism().map_or(0, |n| n.get()));
+    println!(
+        "windows of {window} s; machine: {} cores",
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    );
     let perf = perf_works();
 
     // The split as the clock sees it, on this build: the ground truth.
@@ -295,7 +298,10 @@ fn main() {
     //    handler takes does.
     let workers = Workers::start(1);
     let rate = |profile: &dyn Fn()| {
-        let (rounds, cpu) = (workers.rounds.load(Ordering::Relaxed), workers.cpu_seconds());
+        let (rounds, cpu) = (
+            workers.rounds.load(Ordering::Relaxed),
+            workers.cpu_seconds(),
+        );
         profile();
         (workers.rounds.load(Ordering::Relaxed) - rounds) as f64 / (workers.cpu_seconds() - cpu)
     };
