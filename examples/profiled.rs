@@ -97,20 +97,36 @@ fn blocking_every_realtime_signal() -> ! {
     busy()
 }
 
+/// This thread's CPU time so far.
+fn own_cpu_time() -> Duration {
+    let mut now = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: a valid clock id and out-pointer.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut now) };
+    Duration::new(
+        u64::try_from(now.tv_sec).unwrap_or(0),
+        u32::try_from(now.tv_nsec).unwrap_or(0),
+    )
+}
+
+/// Starts a thread every 50 ms that burns 100 ms of CPU and ends: always
+/// a couple alive, each for about as long as the profiler takes to notice
+/// a new thread, however loaded the machine.
 fn churn() -> ! {
     let mut round = 0u64;
     loop {
         round += 1;
         spawn(format!("churn-{}", round % 100), || {
-            let started = std::time::Instant::now();
             let mut value = 1;
-            while started.elapsed() < Duration::from_millis(30) {
+            while own_cpu_time() < Duration::from_millis(100) {
                 value = crunch(value);
             }
             std::hint::black_box(value);
         });
         CHURNED.fetch_add(1, Ordering::Relaxed);
-        std::thread::sleep(Duration::from_millis(20));
+        std::thread::sleep(Duration::from_millis(50));
     }
 }
 
