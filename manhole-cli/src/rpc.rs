@@ -9,7 +9,7 @@
 use crate::error::Error;
 use crate::pipe;
 use crate::transport::{Link, Source, Transport};
-use manhole_wire::{Builtin, Failure, Reason, Request};
+use manhole_wire::{Failure, Reason, Request};
 use nix::poll::PollFlags;
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader, ErrorKind, Write};
@@ -90,11 +90,13 @@ impl Client {
     /// the failure that the server would give.
     pub fn ask(&mut self, request: &Request) -> Result<Reply<Value>, Error> {
         self.work = request.runs_for();
-        self.work_label = match request {
+        // A `text` line is labelled as the request it holds.
+        let held = match request {
+            Request::Text(line) => manhole_wire::parse_text(line).ok().flatten(),
+            _ => None,
+        };
+        self.work_label = match held.as_ref().unwrap_or(request) {
             Request::Profile(_) => "profiling",
-            Request::Text(line) if line.trim_start().starts_with(Builtin::Profile.name()) => {
-                "profiling"
-            }
             _ => "measuring",
         };
         let reply = match request.to_json() {

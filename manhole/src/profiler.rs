@@ -82,6 +82,11 @@ pub(crate) struct Collected {
 }
 
 impl Collected {
+    /// Counts `ticks` more on `stack` of thread `tid`.
+    fn count(&mut self, tid: i32, stack: Vec<u64>, ticks: u64) {
+        *self.stacks.entry((tid, stack)).or_default() += ticks;
+    }
+
     /// Every tick counted.
     pub(crate) fn samples(&self) -> u64 {
         self.stacks.values().sum()
@@ -416,11 +421,7 @@ impl Profile<'_> {
                     (&state.blocked, scheduled)
                 {
                     if *previous == call && *previous_scheduled == scheduled {
-                        *self
-                            .collected
-                            .stacks
-                            .entry((tid, stack.clone()))
-                            .or_default() += 1;
+                        self.collected.count(tid, stack.clone(), 1);
                         continue;
                     }
                 }
@@ -439,7 +440,7 @@ impl Profile<'_> {
                             state.blocked = Some((call, scheduled, stack.clone()));
                         }
                         state.last = Some(stack.clone());
-                        *self.collected.stacks.entry((tid, stack)).or_default() += 1;
+                        self.collected.count(tid, stack, 1);
                     }
                     _ => self.collected.skipped += 1,
                 }
@@ -453,13 +454,7 @@ impl Profile<'_> {
                 // signal would end the call with `EINTR`. It is counted
                 // where it was, and signalled from the next look on.
                 match &state.last {
-                    Some(stack) => {
-                        *self
-                            .collected
-                            .stacks
-                            .entry((tid, stack.clone()))
-                            .or_default() += 1;
-                    }
+                    Some(stack) => self.collected.count(tid, stack.clone(), 1),
                     None => self.collected.skipped += 1,
                 }
                 continue;
@@ -496,10 +491,7 @@ impl Profile<'_> {
             if let Some(state) = wall.get_mut(&sample.tid) {
                 state.last = Some(unwound.addresses.clone());
             }
-            *collected
-                .stacks
-                .entry((sample.tid, unwound.addresses))
-                .or_default() += u64::from(sample.weight);
+            collected.count(sample.tid, unwound.addresses, u64::from(sample.weight));
         });
     }
 
