@@ -263,9 +263,12 @@ fn a_read_interrupted_by_a_dump_resumes_and_gets_its_data() {
 }
 
 #[inline(never)]
-fn churn_allocations(stop: &AtomicBool) {
+fn churn_allocations(stop: &AtomicBool, started: &AtomicUsize) {
     let mut kept: Vec<Vec<u8>> = Vec::new();
     let mut round = 0usize;
+    // Counted from inside, so that a dump after the count finds this
+    // function on the stack, not std's thread start-up.
+    started.fetch_add(1, Ordering::SeqCst);
     while !stop.load(Ordering::Relaxed) {
         round += 1;
         kept.push(vec![round as u8; 1 + round % 4096]);
@@ -304,14 +307,18 @@ fn dumps_survive_churn_and_never_mix_threads_up() {
         }
     }));
     let mut workers = Vec::new();
+    let started = Arc::new(AtomicUsize::new(0));
     for index in 0..2 {
-        let stop = stop.clone();
+        let (stop, started) = (stop.clone(), started.clone());
         workers.push(
             std::thread::Builder::new()
                 .name(format!("alloc-{index}"))
-                .spawn(move || churn_allocations(&stop))
+                .spawn(move || churn_allocations(&stop, &started))
                 .unwrap(),
         );
+    }
+    while started.load(Ordering::SeqCst) < 2 {
+        std::thread::sleep(Duration::from_millis(1));
     }
     {
         let (stop, caught) = (stop.clone(), caught.clone());

@@ -46,9 +46,12 @@ fn greeting_shows_banner_every_thread_and_a_prompt() {
     );
     // Every thread has real frames: the serving session its own, the
     // others captured by the stack signal, each where it really waits.
-    assert!(greeting.contains("manhole::session::serve"), "{greeting}");
     assert!(
-        greeting.contains("manhole::listener::serve\n"),
+        greeting.contains("manhole::serve::session::serve"),
+        "{greeting}"
+    );
+    assert!(
+        greeting.contains("manhole::serve::listener::serve\n"),
         "{greeting}"
     );
     let workers = greeting.matches("service::worker\n").count();
@@ -190,7 +193,7 @@ fn threads_and_stacks_cover_every_thread() {
     );
     assert!(stacks.contains("manhole::builtins::run"), "{stacks}");
     assert!(
-        stacks.contains("manhole/src/session.rs:"),
+        stacks.contains("manhole/src/serve/session.rs:"),
         "file:line expected:\n{stacks}"
     );
 }

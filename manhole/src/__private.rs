@@ -9,8 +9,8 @@
 // Nothing inside the crate imports this module: it is the facade that
 // generated code sees, and it only re-exports or adapts what lives below.
 
+use crate::instrument::registry::lock_timeout;
 use crate::options::deadline_after;
-use crate::registry::lock_timeout;
 use manhole_wire::Reason;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -18,10 +18,12 @@ use std::fmt::Display;
 use std::sync::{Mutex, RwLock, TryLockError};
 use std::time::Instant;
 
-pub use crate::calls::{CallStats, CallTimer};
-pub use crate::inflight::InFlight;
+pub use crate::instrument::calls::{CallStats, CallTimer};
+pub use crate::instrument::inflight::InFlight;
+pub use crate::instrument::registry::{
+    Args, Command, CommandArg, Inspect, InspectKind, Meta, Outcome, Param,
+};
 pub use crate::options::Options;
-pub use crate::registry::{Args, Command, CommandArg, Inspect, InspectKind, Meta, Outcome, Param};
 pub use inventory;
 pub use manhole_wire::Failure;
 pub use serde_json::Value as JsonValue;
@@ -304,7 +306,7 @@ where
     F: std::future::Future<Output = Outcome> + Send + 'static,
 {
     #[cfg(feature = "tokio")]
-    return crate::tasks::run(args.waiting, future);
+    return crate::instrument::async_commands::run(args.waiting, future);
     #[cfg(not(feature = "tokio"))]
     {
         // Unreachable: without the feature, `N` has no type to be.
@@ -494,7 +496,7 @@ impl<T: Serialize + DeserializeOwned> Writable for tokio::sync::RwLock<T> {
 /// dump. The fuzz target and its regression test drive sessions through it.
 #[must_use]
 pub fn serve_bytes(input: &[u8]) -> Vec<u8> {
-    crate::session::serve_bytes(input, &crate::session::SessionConfig::default())
+    crate::serve::session::serve_bytes(input, &crate::serve::session::SessionConfig::default())
 }
 
 /// What `#[manhole::main]` runs first: installs, and reports a failure on

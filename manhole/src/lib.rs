@@ -70,63 +70,52 @@
 // uses is left for the linker to drop.
 #![cfg_attr(feature = "off", allow(dead_code, unused_imports))]
 
-// The layers, from the bottom up; a module imports only from the layers
-// below its own. ARCHITECTURE.md draws the same map, and
+// The layers, from the bottom up; a module imports only from its own
+// layer and the layers below. Each folder's `mod.rs` says what lives there
+// and what it may import. ARCHITECTURE.md draws the same map, and
 // `scripts/check-layers` checks it.
 //
 // Wire types come from `manhole_wire`, below them all.
 
-// 1. Foundations: values and OS facilities, no manhole state.
+// 1. Foundations: plain values every layer uses, no OS calls, no state.
 mod error;
-mod interrupted;
-mod limits;
 mod log;
-mod mem;
 mod options;
-mod process;
-mod procfs;
-mod samples;
 mod signal_names;
-mod signals;
-mod socket;
-mod tasks;
-mod unwind;
-mod watch;
 
-// 2. What is there to see: the registered items and the threads.
-mod calls;
-mod capture;
-mod inflight;
-mod profile_formats;
-mod profiler;
-mod registry;
-mod runtime;
-mod stacks;
-mod top;
+// 2. The operating system, wrapped once: signals, sockets, `/proc`.
+mod os;
+
+// 3. What the program registers and updates: commands, inspected items,
+//    call statistics, in-flight async calls; and the tracing layer.
+mod instrument;
 #[cfg(feature = "tracing")]
 pub mod tracing;
 
-// 3. Answering: one request, then one connection.
+// 4. Every thread's stack: the stack signal's handler, unwind, symbols.
+mod capture;
+
+// 5. The profiler, which drives the same handler.
+mod profile;
+
+// 6. Answering: one request, one built-in.
 mod builtins;
-mod session;
 
-// 4. Running: the `manhole` thread, and the installed manhole's life.
-mod lifecycle;
-mod listener;
+// 7. Serving: sessions, the `manhole` thread, the installed manhole's life.
+mod serve;
 
-// 5. The facade that generated code sees; nothing inside imports it.
+// 8. The facade that generated code sees; nothing inside imports it.
 #[doc(hidden)]
 pub mod __private;
 
+pub use capture::stacks::{CapturedWith, Frame, Polling, Stacks, ThreadStack};
 pub use error::Error;
-pub use lifecycle::{uninstall, Handle};
 pub use options::{
-    Activation, Options, DEFAULT_IDLE_TIMEOUT, DEFAULT_LOCK_TIMEOUT, DEFAULT_MAX_LINE_LENGTH,
-    DEFAULT_MAX_SESSIONS, DEFAULT_REINSTALL_DELAY, DEFAULT_STACK_TIMEOUT, DEFAULT_WRITE_TIMEOUT,
-    ENVIRONMENT_VARIABLE,
+    Activation, Options, DEFAULT_COMMAND_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_LOCK_TIMEOUT,
+    DEFAULT_MAX_LINE_LENGTH, DEFAULT_MAX_SESSIONS, DEFAULT_REINSTALL_DELAY, DEFAULT_STACK_TIMEOUT,
+    DEFAULT_WRITE_TIMEOUT, ENVIRONMENT_VARIABLE,
 };
-pub use stacks::{CapturedWith, Frame, Polling, Stacks, ThreadStack};
-pub use tasks::DEFAULT_COMMAND_TIMEOUT;
+pub use serve::lifecycle::{uninstall, Handle};
 
 #[doc(inline)]
 pub use manhole_macros::{command, inspect, main};
@@ -158,9 +147,11 @@ pub use manhole_macros::{command, inspect, main};
 pub fn stacks() -> Stacks {
     let entry = stacks as *const () as usize;
     // Never abandoned, so always a snapshot.
-    stacks::snapshot_unless(lifecycle::waits(), &|| false, Some(entry)).unwrap_or(Stacks {
-        threads: Vec::new(),
-    })
+    capture::stacks::snapshot_unless(serve::lifecycle::waits(), &|| false, Some(entry)).unwrap_or(
+        Stacks {
+            threads: Vec::new(),
+        },
+    )
 }
 
 // The README's examples are compiled as doc tests, so that they keep

@@ -7,48 +7,15 @@
 //! client every few milliseconds. A client that hangs up, or a call that
 //! runs past `command_timeout`, aborts the task, which drops the future at
 //! its next await. Without the `tokio` feature this module holds only the
-//! empty [`Runtime`], so a program without async commands pays nothing.
+//! empty [`Runtime`](crate::options::Runtime), so a program without async commands pays nothing.
 
+use crate::options::Runtime;
 use std::time::Duration;
-
-/// How long an async command may run by default before its future is
-/// dropped and the client gets `timed_out`.
-pub const DEFAULT_COMMAND_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// What to do when the manhole knows no runtime, for the errors that need
 /// one.
 #[cfg(feature = "tokio")]
 pub(crate) const HOW_TO_GIVE_A_RUNTIME: &str = "install it inside the runtime (put #[manhole::main] above #[tokio::main], or call install() from async code) or give one with Options::tokio_handle(Handle::current())";
-
-/// The tokio runtime async commands run on, when the manhole knows one.
-#[derive(Debug, Clone, Default)]
-pub(crate) struct Runtime {
-    #[cfg(feature = "tokio")]
-    pub(crate) handle: Option<tokio::runtime::Handle>,
-    /// When `runtime` last read the workers' busy time, and what it read,
-    /// so that the next read can say how busy each was in between.
-    #[cfg(feature = "tokio")]
-    pub(crate) previous_busy: std::sync::Arc<std::sync::Mutex<Option<BusyReading>>>,
-}
-
-/// The instant of a read, and each worker's total busy time then.
-#[cfg(feature = "tokio")]
-pub(crate) type BusyReading = (std::time::Instant, Vec<Duration>);
-
-impl Runtime {
-    /// The runtime that `install` runs inside, if any, unless one was
-    /// given already.
-    pub(crate) fn or_current(self) -> Self {
-        #[cfg(feature = "tokio")]
-        if self.handle.is_none() {
-            return Runtime {
-                handle: tokio::runtime::Handle::try_current().ok(),
-                previous_busy: self.previous_busy,
-            };
-        }
-        self
-    }
-}
 
 /// What one async call runs under: the runtime, how long it may take, and
 /// how to tell that its client has gone.

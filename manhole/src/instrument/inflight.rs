@@ -14,7 +14,7 @@
 //! reader takes each shard's lock in turn just long enough to copy its
 //! nodes' atomics, so no lock is held while the tree is built or rendered.
 
-use crate::calls::CallStats;
+use crate::instrument::calls::CallStats;
 use crate::options::DEFAULT_SLOW_POLL;
 use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, HashSet};

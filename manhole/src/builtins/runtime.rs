@@ -10,6 +10,7 @@
 //! where it is).
 //! Without the `tokio` feature, `runtime` says what to enable.
 
+use super::answer::Answer;
 use manhole_wire::{Failure, Reason};
 use serde::Serialize;
 
@@ -105,7 +106,7 @@ fn plural(count: usize) -> &'static str {
 /// [`Reason::NoRuntime`] when the manhole knows no runtime;
 /// [`Reason::NotEnabled`] without the `tokio` feature.
 #[cfg(feature = "tokio")]
-pub(crate) fn read(runtime: &crate::tasks::Runtime) -> Result<Reading, Failure> {
+pub(crate) fn read(runtime: &crate::options::Runtime) -> Result<Reading, Failure> {
     use std::time::{Duration, Instant};
     use tokio::runtime::RuntimeFlavor;
 
@@ -114,7 +115,7 @@ pub(crate) fn read(runtime: &crate::tasks::Runtime) -> Result<Reading, Failure> 
             Reason::NoRuntime,
             format!(
                 "the manhole knows no tokio runtime; {}",
-                crate::tasks::HOW_TO_GIVE_A_RUNTIME
+                crate::instrument::async_commands::HOW_TO_GIVE_A_RUNTIME
             ),
         ));
     };
@@ -168,9 +169,18 @@ pub(crate) fn read(runtime: &crate::tasks::Runtime) -> Result<Reading, Failure> 
 /// Without the `tokio` feature there is no runtime to read: say how to get
 /// one, never pretend.
 #[cfg(not(feature = "tokio"))]
-pub(crate) fn read(_runtime: &crate::tasks::Runtime) -> Result<Reading, Failure> {
+pub(crate) fn read(_runtime: &crate::options::Runtime) -> Result<Reading, Failure> {
     Err(Failure::new(
         Reason::NotEnabled,
         "`runtime` needs manhole's `tokio` feature: build with `manhole = { version = \"...\", features = [\"tokio\"] }` and install the manhole inside the runtime",
     ))
+}
+
+/// `runtime`: one reading, in both forms.
+pub(super) fn answer(runtime: &crate::options::Runtime) -> Result<Answer, Failure> {
+    let reading = read(runtime)?;
+    Ok(Answer {
+        text: reading.render(),
+        json: serde_json::to_value(&reading).unwrap_or(serde_json::Value::Null),
+    })
 }

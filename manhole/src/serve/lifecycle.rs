@@ -3,7 +3,7 @@
 //!
 //! 1. [`Options::install`] applies the `MANHOLE` environment variable,
 //!    checks the options, installs the stack signal's handler and starts the
-//!    `manhole` thread ([`crate::listener`]). The installed manhole, which
+//!    `manhole` thread ([`crate::serve::listener`]). The installed manhole, which
 //!    owns its [`Options`], is kept in one process-wide slot: only one
 //!    manhole runs at a time, and every setting is read from it.
 //! 2. [`uninstall`] takes it out of the slot, stops the thread, removes the
@@ -20,13 +20,15 @@
 //!    first never creates a socket. (`posix_spawn`, which std's `Command`
 //!    uses when it can, runs no fork handlers at all.)
 
+use crate::capture;
 use crate::error::Error;
-use crate::inflight;
-use crate::listener::{self, Running, Settings, Start};
+use crate::instrument::inflight;
 use crate::log::{self, Log};
 use crate::options::{apply_environment, Activation, Options, Waits, DEFAULT_SLOW_POLL};
-use crate::session::SessionConfig;
-use crate::{capture, signal_names, signals};
+use crate::os::signals;
+use crate::serve::listener::{self, Running, Settings, Start};
+use crate::serve::session::SessionConfig;
+use crate::signal_names;
 use std::cell::RefCell;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};

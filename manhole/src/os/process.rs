@@ -6,11 +6,11 @@
 //! in clock ticks after boot) plus the boot time (`btime` in `/proc/stat`),
 //! so it needs no clock of its own and no date crate.
 
-use crate::procfs::{clock_ticks_per_second, parse_stat, StatTimes};
+use crate::os::procfs::{clock_ticks_per_second, parse_stat, StatTimes};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// What `info` reports about the process itself (its limits are
-/// [`crate::limits`]'s).
+/// [`crate::os::limits`]'s).
 #[derive(Debug, Clone)]
 pub(crate) struct Facts {
     pub(crate) pid: u32,

@@ -14,8 +14,8 @@
 //! its profile ended still writes into valid memory; it finds the epoch
 //! changed and writes nothing.
 
-use crate::interrupted;
-use crate::unwind::Registers;
+use crate::os::interrupted;
+use crate::os::interrupted::Registers;
 use std::sync::atomic::{AtomicI32, AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
 /// How much of a thread's stack each sample copies: deep enough for the
@@ -219,7 +219,7 @@ mod tests {
         // A stack request: generation in the high half, slot index low.
         assert!(!is_tick((5usize << 32) | 17));
         assert!(!is_tick(
-            (u32::MAX as usize) << 32 | (crate::capture::MAX_THREADS - 1)
+            (u32::MAX as usize) << 32 | (super::super::dump::MAX_THREADS - 1)
         ));
     }
 }

@@ -13,6 +13,7 @@
 //! cannot pull them away), and rebuilt only when modules were loaded or
 //! unloaded since.
 
+pub(crate) use crate::os::interrupted::Registers;
 use framehop::{
     Error as UnwindError, ExplicitModuleSectionInfo, FrameAddress, Module, Unwinder as _,
 };
@@ -28,16 +29,6 @@ use framehop::x86_64::{
 use framehop::aarch64::{
     CacheAarch64 as Cache, UnwindRegsAarch64 as UnwindRegs, UnwinderAarch64 as ArchUnwinder,
 };
-
-/// The registers unwinding starts from, as the signal context had them.
-#[derive(Debug, Clone, Copy, Default)]
-pub(crate) struct Registers {
-    pub(crate) pc: u64,
-    pub(crate) sp: u64,
-    pub(crate) fp: u64,
-    /// The link register (aarch64); unused on x86_64.
-    pub(crate) lr: u64,
-}
 
 /// At most this many frames per thread.
 const MAX_FRAMES: usize = 512;

@@ -10,10 +10,10 @@
 //! per dump, however many threads share it.
 
 use crate::capture::{self, Capture, Described, Outcome};
-use crate::inflight;
+use crate::instrument::inflight;
 use crate::options::Waits;
-use crate::procfs::Tasks;
-use crate::signals;
+use crate::os::procfs::Tasks;
+use crate::os::signals;
 use serde::{Serialize, Serializer};
 use std::collections::HashMap;
 use std::fmt;

@@ -2,7 +2,7 @@
 //! session.
 //!
 //! - Without a trigger signal, the socket is bound before the thread starts
-//!   (see [`crate::socket`]), and the thread sleeps in `poll` on the socket,
+//!   (see [`crate::os::socket`]), and the thread sleeps in `poll` on the socket,
 //!   a wake-up pipe and an inotify watch of the socket file: no CPU while
 //!   idle, and a socket deleted by a tmp cleaner is put back.
 //! - Each connection is checked with `SO_PEERCRED` before a single byte is
@@ -19,19 +19,21 @@
 //!
 //! - While it listens and any function is under `inspect(calls)`, the
 //!   thread also wakes once a second to sample their counters for
-//!   `stats --window` ([`crate::calls`]); with none, or while dormant, it
+//!   `stats --window` ([`crate::instrument::calls`]); with none, or while dormant, it
 //!   never wakes for that.
 //!
 //! [`Running::stop`] ends it all. Installing, uninstalling and `fork()` are
-//! [`crate::lifecycle`]'s business, one layer up.
+//! [`crate::serve::lifecycle`]'s business, one layer up.
 
-use crate::calls::{CallStats, SAMPLE_INTERVAL};
+use crate::capture::stacks;
 use crate::error::Error;
+use crate::instrument::calls::{CallStats, SAMPLE_INTERVAL};
+use crate::instrument::registry;
 use crate::log::{self, Log};
-use crate::session::{self, SessionConfig};
-use crate::socket::{self, SocketFile};
-use crate::watch::SocketWatch;
-use crate::{registry, signals, stacks};
+use crate::os::signals;
+use crate::os::socket::{self, SocketFile};
+use crate::os::watch::SocketWatch;
+use crate::serve::session::{self, SessionConfig};
 use manhole_wire::Failure;
 use nix::errno::Errno;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};

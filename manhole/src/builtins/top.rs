@@ -6,7 +6,9 @@
 //! session that asked sleeps in between, holding nothing: no lock, no
 //! dump turn, so every other session and every application thread runs on.
 
-use crate::procfs::{clock_ticks_per_second, Tasks};
+use super::answer::Answer;
+use crate::os::procfs::{clock_ticks_per_second, Tasks};
+use serde_json::json;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
@@ -102,6 +104,23 @@ pub(crate) fn render(interval: Duration, threads: &[ThreadCpu]) -> String {
         text.push('\n');
     }
     text
+}
+
+/// `top`: samples for `interval`, then answers each thread's share.
+pub(super) fn answer(interval: Duration) -> Answer {
+    let threads = sample(interval);
+    Answer {
+        json: json!({
+            "seconds": interval.as_secs_f64(),
+            "threads": threads.iter().map(|t| json!({
+                "tid": t.tid,
+                "name": t.name,
+                "state": t.state,
+                "cpu_percent": t.cpu_percent,
+            })).collect::<Vec<_>>(),
+        }),
+        text: render(interval, &threads),
+    }
 }
 
 #[cfg(test)]

@@ -4,12 +4,21 @@
 //! fault: it stops at the first unmapped page. Shared by the stack capture
 //! and the profiler, whose handlers do nothing else.
 
-use crate::unwind::Registers;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 const PAGE: usize = 4096;
 /// The most pages one copy reads, one `iovec` each.
 const MAX_PAGES: usize = 64;
+
+/// The registers unwinding starts from, as the signal context had them.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Registers {
+    pub(crate) pc: u64,
+    pub(crate) sp: u64,
+    pub(crate) fp: u64,
+    /// The link register (aarch64); unused on x86_64.
+    pub(crate) lr: u64,
+}
 
 /// The registers of the interrupted code, from a handler's third argument.
 pub(crate) fn registers(context: *mut libc::c_void) -> Registers {

@@ -5,9 +5,9 @@
 //! constructors. Lookups walk the collected entries; they are few, so a
 //! sorted copy is made per request rather than cached.
 
-use crate::calls::CallStats;
+use crate::instrument::async_commands::Waiting;
+use crate::instrument::calls::CallStats;
 use crate::options::DEFAULT_LOCK_TIMEOUT;
-use crate::tasks::Waiting;
 use manhole_wire::{ArgValue, Failure, Reason};
 use serde::Serialize;
 use std::cell::Cell;

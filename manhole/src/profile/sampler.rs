@@ -16,17 +16,19 @@
 //!   that ran since the previous look gets the signal; one that waits for
 //!   a CPU without having run counts its previous stack again.
 //!
-//! Either way the signal's handler only fills a slot of [`crate::samples`];
+//! Either way the signal's handler only fills a slot of [`crate::capture::samples`];
 //! this thread drains the ring every [`DRAIN`], unwinds the copies, and
 //! counts each distinct stack. Symbols are looked up once, at the end.
 //! Drains and the wall-mode looks run under the dump's turn, as every use
 //! of the unwinder does, so that a `fork` never leaves its lock held in the
 //! child; a dump that holds the turn only delays a drain.
 
+use crate::capture::samples;
+use crate::capture::unwind;
 use crate::capture::{self, Outcome};
-use crate::procfs::{InSyscall, Tasks};
-use crate::unwind;
-use crate::{samples, signal_names, signals};
+use crate::os::procfs::{InSyscall, Tasks};
+use crate::os::signals;
+use crate::signal_names;
 use manhole_wire::{Failure, ProfileMode, ProfileRequest, Reason};
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU32, Ordering};
