@@ -19,6 +19,8 @@ pub enum Builtin {
     Stacks,
     /// `threads`.
     Threads,
+    /// The panics kept since the manhole was installed.
+    Panics,
     /// `info`: the process at a glance.
     Info,
     /// `top [SECONDS]`: CPU use per thread over an interval.
@@ -98,6 +100,7 @@ impl Builtin {
         Builtin::List,
         Builtin::Stacks,
         Builtin::Threads,
+        Builtin::Panics,
         Builtin::Info,
         Builtin::Top,
         Builtin::Mem,
@@ -156,6 +159,14 @@ impl Builtin {
                 params: &[],
                 usage: "threads",
                 summary: "show one line per thread: tid, name and state",
+            },
+            Builtin::Panics => &Spec {
+                name: "panics",
+                aliases: &[],
+                protocols: Protocols::Both,
+                params: &[],
+                usage: "panics",
+                summary: "show the last 32 panics, newest first: message, place, thread and stack",
             },
             Builtin::Info => &Spec {
                 name: "info",

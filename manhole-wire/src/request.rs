@@ -38,6 +38,8 @@ pub enum Request {
     },
     /// One line per thread.
     Threads,
+    /// The panics kept, newest first.
+    Panics,
     /// The process at a glance: ids, times, memory, files, limits.
     Info,
     /// Resident memory and the allocator's statistics; with
@@ -595,6 +597,7 @@ pub fn parse_text(line: &str) -> Result<Option<Request>, Failure> {
             _ => return Err(usage(builtin)),
         },
         Builtin::Threads => no_args(Request::Threads)?,
+        Builtin::Panics => no_args(Request::Panics)?,
         Builtin::Info => no_args(Request::Info)?,
         Builtin::Mem => match rest {
             [] => Request::Mem {
@@ -829,6 +832,7 @@ fn json_request(method: &str, params: Map<String, Value>) -> Result<Request, Fai
             collapse: params.flag("collapse")?,
         },
         Builtin::Threads => Request::Threads,
+        Builtin::Panics => Request::Panics,
         Builtin::Info => Request::Info,
         Builtin::Mem => Request::Mem {
             heap_profile: params.flag("heap_profile")?,
@@ -981,6 +985,7 @@ impl Request {
                 (method(Builtin::Stacks), json!({"collapse": true}))
             }
             Request::Threads => (method(Builtin::Threads), Value::Null),
+            Request::Panics => (method(Builtin::Panics), Value::Null),
             Request::Info => (method(Builtin::Info), Value::Null),
             Request::Mem {
                 heap_profile: false,

@@ -98,22 +98,26 @@ mod capture;
 // 5. The profiler, which drives the same handler.
 mod profile;
 
-// 6. Answering: one request, one built-in.
+// 6. What is left behind while nobody is connected: crash reports and
+//    the panics that did not kill the process.
+mod report;
+
+// 7. Answering: one request, one built-in.
 mod builtins;
 
-// 7. Serving: sessions, the `manhole` thread, the installed manhole's life.
+// 8. Serving: sessions, the `manhole` thread, the installed manhole's life.
 mod serve;
 
-// 8. The facade that generated code sees; nothing inside imports it.
+// 9. The facade that generated code sees; nothing inside imports it.
 #[doc(hidden)]
 pub mod __private;
 
 pub use capture::stacks::{CapturedWith, Frame, Polling, Stacks, ThreadStack};
 pub use error::Error;
 pub use options::{
-    Activation, Options, DEFAULT_COMMAND_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_LOCK_TIMEOUT,
-    DEFAULT_MAX_LINE_LENGTH, DEFAULT_MAX_SESSIONS, DEFAULT_REINSTALL_DELAY, DEFAULT_STACK_TIMEOUT,
-    DEFAULT_WRITE_TIMEOUT, ENVIRONMENT_VARIABLE,
+    Activation, Options, DEFAULT_COMMAND_TIMEOUT, DEFAULT_CRASH_FILE, DEFAULT_CRASH_TIMEOUT,
+    DEFAULT_IDLE_TIMEOUT, DEFAULT_LOCK_TIMEOUT, DEFAULT_MAX_LINE_LENGTH, DEFAULT_MAX_SESSIONS,
+    DEFAULT_REINSTALL_DELAY, DEFAULT_STACK_TIMEOUT, DEFAULT_WRITE_TIMEOUT, ENVIRONMENT_VARIABLE,
 };
 pub use serve::lifecycle::{uninstall, Handle};
 

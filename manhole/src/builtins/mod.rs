@@ -19,6 +19,7 @@ mod info;
 mod items;
 mod log;
 mod mem;
+mod panics;
 mod profile;
 mod runtime;
 mod stacks;
@@ -50,6 +51,7 @@ fn answer(request: Request, asked: Asked<'_>) -> Result<Answer, Failure> {
         Request::List => Ok(help::list()),
         Request::Stacks { collapse } => stacks::stacks(asked, collapse),
         Request::Threads => Ok(stacks::threads()),
+        Request::Panics => Ok(panics::panics()),
         Request::Greeting { collapse } => greeting(asked, collapse),
         Request::Info => Ok(info::info(asked.served)),
         Request::Mem {

@@ -446,6 +446,24 @@ fn load_counters() -> (u64, u64) {
 
 /// Every loaded module with its unwind sections copied out.
 fn modules() -> Vec<Module<Vec<u8>>> {
+    placed_modules(&|_, _| None)
+        .into_iter()
+        .map(|(module, _)| module)
+        .collect()
+}
+
+/// Where another process has one of our modules: given the module's name
+/// (`[main]` for the executable) and its lowest link-time address, the
+/// bias it has there; `None` keeps our own.
+type Placement<'a> = dyn Fn(&str, u64) -> Option<u64> + 'a;
+
+/// Every loaded module, placed where `placement` says, with the shift from
+/// its addresses there to ours: (its range there, ours minus theirs).
+fn placed_modules(placement: &Placement<'_>) -> Vec<(Module<Vec<u8>>, Shift)> {
+    struct Walk<'a, 'b> {
+        placement: &'a Placement<'b>,
+        modules: Vec<(Module<Vec<u8>>, Shift)>,
+    }
     unsafe extern "C" fn each(
         info: *mut libc::dl_phdr_info,
         _size: usize,
@@ -453,25 +471,103 @@ fn modules() -> Vec<Module<Vec<u8>>> {
     ) -> libc::c_int {
         // SAFETY: the loader passes a valid info whose program headers and
         // mapped segments stay in place while it holds its lock, which it
-        // does for the whole callback; `data` is the vector below.
+        // does for the whole callback; `data` is the walk below.
         unsafe {
-            let modules = &mut *data.cast::<Vec<Module<Vec<u8>>>>();
-            if let Some(module) = module(&*info) {
-                modules.push(module);
+            let walk = &mut *data.cast::<Walk<'_, '_>>();
+            if let Some(module) = module(&*info, walk.placement) {
+                walk.modules.push(module);
             }
         }
         0
     }
-    let mut modules: Vec<Module<Vec<u8>>> = Vec::new();
+    let mut walk = Walk {
+        placement,
+        modules: Vec::new(),
+    };
     // SAFETY: the callback reads only what the loader hands it.
-    unsafe { libc::dl_iterate_phdr(Some(each), (&raw mut modules).cast()) };
-    modules
+    unsafe { libc::dl_iterate_phdr(Some(each), (&raw mut walk).cast()) };
+    walk.modules
+}
+
+/// A module's range in another process, and what to add to an address
+/// there to get ours.
+#[derive(Debug, Clone)]
+struct Shift {
+    range: std::ops::Range<u64>,
+    to_ours: i128,
+    /// Whether the placement knew the module (else it is where ours is).
+    placed_there: bool,
+}
+
+/// An unwinder for another process that runs this same executable with
+/// the same libraries (the crash symboliser, which is the crashed binary
+/// run again): our own unwind tables, placed where that process has each
+/// module.
+pub(crate) struct Remote {
+    unwinder: ArchUnwinder<Vec<u8>>,
+    cache: Cache,
+    shifts: Vec<Shift>,
+}
+
+impl Remote {
+    /// `bias_there(name, lowest)` gives a module's bias in the other
+    /// process, from its name (`[main]` for the executable) and its lowest
+    /// link-time address; a module it does not have is left out.
+    pub(crate) fn new(bias_there: &dyn Fn(&str, u64) -> Option<u64>) -> Remote {
+        let mut unwinder = ArchUnwinder::new();
+        let mut shifts = Vec::new();
+        for (module, shift) in placed_modules(bias_there) {
+            if !shift.placed_there {
+                continue;
+            }
+            unwinder.add_module(module);
+            shifts.push(shift);
+        }
+        Remote {
+            unwinder,
+            cache: Cache::new(),
+            shifts,
+        }
+    }
+
+    /// A thread's return addresses there, from its registers and a copy of
+    /// its stack that starts at `registers.sp`.
+    pub(crate) fn unwind(&mut self, registers: Registers, stack: &[u8]) -> Unwound {
+        let mut addresses = vec![registers.pc];
+        let end = walk(
+            &self.unwinder,
+            &mut self.cache,
+            start_registers(registers),
+            FrameAddress::from_instruction_pointer(registers.pc),
+            stack,
+            registers.sp,
+            &mut addresses,
+        );
+        Unwound {
+            truncated: matches!(end, End::CopyEnded),
+            complete: matches!(end, End::Complete),
+            addresses,
+        }
+    }
+
+    /// The address here of `address` there, when it is in a module both
+    /// have.
+    pub(crate) fn to_ours(&self, address: u64) -> Option<u64> {
+        let shift = self
+            .shifts
+            .iter()
+            .find(|shift| shift.range.contains(&address))?;
+        u64::try_from(i128::from(address) + shift.to_ours).ok()
+    }
 }
 
 /// # Safety
 ///
 /// Call only from a `dl_iterate_phdr` callback, with the info it was given.
-unsafe fn module(info: &libc::dl_phdr_info) -> Option<Module<Vec<u8>>> {
+unsafe fn module(
+    info: &libc::dl_phdr_info,
+    placement: &Placement<'_>,
+) -> Option<(Module<Vec<u8>>, Shift)> {
     if info.dlpi_phdr.is_null() {
         return None;
     }
@@ -518,14 +614,24 @@ unsafe fn module(info: &libc::dl_phdr_info) -> Option<Module<Vec<u8>>> {
             .to_string_lossy()
             .into_owned()
     };
-    Some(Module::new(
-        if name.is_empty() {
-            "[main]".to_owned()
-        } else {
-            name
-        },
-        bias + lowest..bias + highest,
-        bias,
+    let name = if name.is_empty() {
+        "[main]".to_owned()
+    } else {
+        name
+    };
+    // Where the module is to be unwound: here, or where another process
+    // has it.
+    let there = placement(&name, lowest);
+    let placed = there.unwrap_or(bias);
+    let shift = Shift {
+        range: placed + lowest..placed + highest,
+        to_ours: i128::from(bias) - i128::from(placed),
+        placed_there: there.is_some(),
+    };
+    let module = Module::new(
+        name,
+        placed + lowest..placed + highest,
+        placed,
         ExplicitModuleSectionInfo {
             base_svma: 0,
             text_svma,
@@ -535,7 +641,8 @@ unsafe fn module(info: &libc::dl_phdr_info) -> Option<Module<Vec<u8>>> {
             eh_frame_hdr: Some(hdr_bytes),
             ..Default::default()
         },
-    ))
+    );
+    Some((module, shift))
 }
 
 /// # Safety

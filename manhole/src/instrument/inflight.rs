@@ -287,6 +287,50 @@ pub(crate) fn calls(slow_poll: Duration) -> Vec<Call> {
     calls
 }
 
+/// One in-flight call as a crash handler reads it.
+pub(crate) struct CrashView {
+    pub(crate) id: usize,
+    pub(crate) parent: usize,
+    pub(crate) name: &'static str,
+    pub(crate) age_ns: u64,
+    /// The polling thread and how long its poll has run, while polled.
+    pub(crate) polling: Option<(i32, u64)>,
+}
+
+/// Every registered call, for a crash report: async-signal-safe in
+/// practice (no allocation; a shard's lock is taken only when free, never
+/// waited for). Returns how many shards were skipped because their lock
+/// was held, perhaps by the crashing thread itself.
+pub(crate) fn each_in_crash(each: &mut dyn FnMut(CrashView)) -> usize {
+    let now = now_ns();
+    let mut skipped = 0;
+    for shard in &REGISTERED {
+        let list = match shard.try_lock() {
+            Ok(list) => list,
+            Err(std::sync::TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
+            Err(std::sync::TryLockError::WouldBlock) => {
+                skipped += 1;
+                continue;
+            }
+        };
+        for &address in list.iter() {
+            // SAFETY: as in `calls`: registered, so alive while we hold the
+            // shard's lock.
+            let node = unsafe { &*(address as *const Node) };
+            let started = node.poll_started_ns.load(Relaxed);
+            each(CrashView {
+                id: address,
+                parent: node.parent.load(Relaxed),
+                name: node.name,
+                age_ns: now.saturating_sub(node.first_poll_ns.load(Relaxed)),
+                polling: (started != 0)
+                    .then(|| (node.thread.load(Relaxed), now.saturating_sub(started))),
+            });
+        }
+    }
+    skipped
+}
+
 /// The in-flight calls as a forest, oldest roots first, each node's
 /// children oldest first; only roots at least `older_than` old (with all
 /// their children). A call whose parent has ended is a root.

@@ -42,6 +42,9 @@ const ENVIRONMENT_KEYS: &[&str] = &[
     "stack_timeout",
     "command_timeout",
     "slow_poll",
+    "crash_report",
+    "crash_file",
+    "crash_timeout",
 ];
 
 pub(super) fn apply_settings(mut options: Options, value: &str) -> Result<Option<Options>, Error> {
@@ -111,6 +114,12 @@ pub(super) fn apply_settings(mut options: Options, value: &str) -> Result<Option
             "command_timeout" => options.command_timeout(
                 parse_duration(text).ok_or_else(|| bad("a duration such as 30s"))?,
             ),
+            "crash_report" => {
+                options.crash_report(parse_bool(text).ok_or_else(|| bad("on or off"))?)
+            }
+            "crash_file" => options.crash_file(text),
+            "crash_timeout" => options
+                .crash_timeout(parse_duration(text).ok_or_else(|| bad("a duration such as 10s"))?),
             "slow_poll" => options
                 .slow_poll(parse_duration(text).ok_or_else(|| bad("a duration such as 250ms"))?),
             other => {

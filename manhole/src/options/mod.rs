@@ -20,6 +20,14 @@ pub use runtime::DEFAULT_COMMAND_TIMEOUT;
 use std::path::PathBuf;
 use std::time::Duration;
 
+/// Where a crash report is written unless [`Options::crash_file`] says
+/// otherwise; `{pid}` is the crashing process's id.
+pub const DEFAULT_CRASH_FILE: &str = "/tmp/manhole-crash-{pid}.txt";
+
+/// How long a dying process waits for its symbolised crash report by
+/// default, before it dies with the raw one.
+pub const DEFAULT_CRASH_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// The longest request line accepted by default, in bytes.
 pub const DEFAULT_MAX_LINE_LENGTH: usize = 64 * 1024;
 
@@ -41,6 +49,9 @@ pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(600);
 /// How long one write to a client may block by default before the session
 /// is closed.
 pub const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The longest `crash_timeout` accepted.
+const MAX_CRASH_WAIT: Duration = Duration::from_secs(300);
 
 /// The longest `lock_timeout` and `stack_timeout` accepted.
 const MAX_WAIT: Duration = Duration::from_secs(60);
@@ -162,6 +173,9 @@ pub struct Options {
     pub(crate) command_timeout: Duration,
     pub(crate) slow_poll: Duration,
     pub(crate) runtime: Runtime,
+    pub(crate) crash_report: bool,
+    pub(crate) crash_file: String,
+    pub(crate) crash_timeout: Duration,
     /// Set when an option could not be parsed (from a name); reported by
     /// `install`, since builder methods cannot fail.
     pub(crate) invalid: Option<(&'static str, String)>,
@@ -188,6 +202,9 @@ impl Default for Options {
             command_timeout: DEFAULT_COMMAND_TIMEOUT,
             slow_poll: DEFAULT_SLOW_POLL,
             runtime: Runtime::default(),
+            crash_report: true,
+            crash_file: DEFAULT_CRASH_FILE.to_owned(),
+            crash_timeout: DEFAULT_CRASH_TIMEOUT,
             invalid: None,
             program: None,
         }
@@ -391,6 +408,35 @@ impl Options {
         self
     }
 
+    /// Whether a fatal signal (`SIGSEGV`, `SIGBUS`, `SIGILL`, `SIGFPE`,
+    /// `SIGABRT`, a stack overflow) writes a crash report before the
+    /// process dies as it would have. On by default; `MANHOLE=crash_report=off`
+    /// turns it off. README's "When it crashes" says what a report holds.
+    pub fn crash_report(mut self, on: bool) -> Self {
+        self.crash_report = on;
+        self
+    }
+
+    /// Where the crash report is written, besides stderr: a path template
+    /// in which `{pid}` is the crashing process's id. The default is
+    /// [`DEFAULT_CRASH_FILE`]. The file is created with mode 0600 and never
+    /// through a symlink or over an existing file: a taken name gets a
+    /// numbered suffix (`.1`, `.2`, ...). An empty string writes the report
+    /// to stderr only.
+    pub fn crash_file(mut self, template: impl Into<String>) -> Self {
+        self.crash_file = template.into();
+        self
+    }
+
+    /// The longest a dying process waits for its symbolised crash report
+    /// ([`DEFAULT_CRASH_TIMEOUT`] by default) before it dies with the raw
+    /// one, so that a crash report never keeps alive a process that should
+    /// die.
+    pub fn crash_timeout(mut self, timeout: Duration) -> Self {
+        self.crash_timeout = timeout;
+        self
+    }
+
     pub(crate) fn validate(&mut self) -> Result<(), Error> {
         if let Some((option, reason)) = self.invalid.take() {
             return Err(Error::InvalidOption { option, reason });
@@ -412,6 +458,7 @@ impl Options {
             ("write_timeout", self.write_timeout),
             ("command_timeout", self.command_timeout),
             ("slow_poll", self.slow_poll),
+            ("crash_timeout", self.crash_timeout),
         ] {
             if timeout.is_zero() {
                 return Err(Error::InvalidOption {
@@ -435,6 +482,15 @@ impl Options {
                     ),
                 });
             }
+        }
+        if self.crash_timeout > MAX_CRASH_WAIT {
+            return Err(Error::InvalidOption {
+                option: "crash_timeout",
+                reason: format!(
+                    "must be at most {} s, so that a crash report cannot keep a dying process alive for long",
+                    MAX_CRASH_WAIT.as_secs()
+                ),
+            });
         }
         if self
             .socket_path

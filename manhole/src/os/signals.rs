@@ -60,6 +60,44 @@ fn set_action(signal: libc::c_int, handler: usize, flags: libc::c_int) -> std::i
     }
 }
 
+/// Makes `handler` the action of the fatal signal `signal`, run on the
+/// alternate signal stack where the thread has one (a stack overflow
+/// leaves no room on its own stack) and with the signal left unblocked
+/// (`SA_NODEFER`), so that a fault inside the handler reaches it again
+/// instead of killing the process on the spot. Returns the action it
+/// replaced.
+pub(crate) fn take_fatal(
+    signal: libc::c_int,
+    handler: Handler,
+) -> std::io::Result<libc::sigaction> {
+    let previous = current_action(signal)?;
+    // SAFETY: the action is fully initialised: an empty mask, flags for the
+    // three-argument handler, and that handler.
+    let status = unsafe {
+        let mut action: libc::sigaction = std::mem::zeroed();
+        action.sa_sigaction = handler as usize;
+        action.sa_flags = libc::SA_SIGINFO | libc::SA_ONSTACK | libc::SA_NODEFER;
+        libc::sigemptyset(&mut action.sa_mask);
+        libc::sigaction(signal, &action, std::ptr::null_mut())
+    };
+    if status == 0 {
+        Ok(previous)
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+/// Puts `action` back as `signal`'s action. Async-signal-safe.
+pub(crate) fn restore(signal: libc::c_int, action: &libc::sigaction) {
+    // SAFETY: `action` came from `sigaction` itself.
+    unsafe { libc::sigaction(signal, action, std::ptr::null_mut()) };
+}
+
+/// Whether `action` runs a function (rather than the default or ignore).
+pub(crate) fn runs_a_handler(action: &libc::sigaction) -> bool {
+    !is_default(action) && action.sa_sigaction != libc::SIG_IGN
+}
+
 /// Installs `handler` for `wanted`, or for the highest free realtime signal
 /// when `wanted` is `None`, and returns the signal. Installing again with
 /// the same signal does nothing; a different one is an error, since threads

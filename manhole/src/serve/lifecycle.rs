@@ -26,6 +26,7 @@ use crate::instrument::inflight;
 use crate::log::{self, Log};
 use crate::options::{apply_environment, Activation, Options, Waits, DEFAULT_SLOW_POLL};
 use crate::os::signals;
+use crate::report::{crash, panics};
 use crate::serve::listener::{self, Running, Settings, Start};
 use crate::serve::session::SessionConfig;
 use crate::signal_names;
@@ -187,6 +188,18 @@ fn install(options: Options) -> Result<Handle, Error> {
         stack_signal,
         log,
     };
+    panics::install_hook();
+    if options.crash_report {
+        let crash_settings = crash::Settings {
+            file: (!options.crash_file.is_empty()).then(|| options.crash_file.clone()),
+            timeout: options.crash_timeout,
+            socket_path: path.clone(),
+        };
+        crash::install(&crash_settings)
+            .map_err(|err| Error::io("install the crash handler for", &path, err))?;
+    } else {
+        crash::uninstall();
+    }
     let running = Running::start(settings, start)?;
     inflight::count_polls_longer_than(options.slow_poll);
     remove_socket_at_exit();
@@ -239,6 +252,7 @@ fn uninstall_generation(generation: Option<u64>) -> bool {
     };
     installed.running.stop();
     drop(installed.trigger);
+    crash::uninstall();
     inflight::count_polls_longer_than(DEFAULT_SLOW_POLL);
     Log::new(installed.options.verbose).verbose(format_args!(
         "uninstalled from {}",

@@ -33,6 +33,7 @@ use crate::log::{self, Log};
 use crate::os::signals;
 use crate::os::socket::{self, SocketFile};
 use crate::os::watch::SocketWatch;
+use crate::report::crash;
 use crate::serve::session::{self, SessionConfig};
 use manhole_wire::Failure;
 use nix::errno::Errno;
@@ -517,11 +518,13 @@ fn watch(path: &Path) -> Option<SocketWatch> {
 fn keep_in_place(context: &Context, listener: &mut UnixListener, watch: &mut Option<SocketWatch>) {
     let path = &context.settings.path;
     loop {
-        if context
-            .shared
-            .socket()
-            .as_ref()
-            .is_some_and(SocketFile::in_place)
+        // A dying process removed it on purpose: no stale socket may stay.
+        if crash::dying()
+            || context
+                .shared
+                .socket()
+                .as_ref()
+                .is_some_and(SocketFile::in_place)
         {
             return;
         }

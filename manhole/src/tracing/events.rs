@@ -109,6 +109,27 @@ impl Record {
         })
     }
 
+    /// Seconds since the epoch.
+    pub(crate) fn time(&self) -> f64 {
+        self.time
+    }
+
+    pub(crate) fn level(&self) -> &'static str {
+        self.level
+    }
+
+    pub(crate) fn target(&self) -> &str {
+        &self.target
+    }
+
+    pub(crate) fn message(&self) -> &str {
+        &self.message
+    }
+
+    pub(crate) fn fields(&self) -> &Map<String, Value> {
+        &self.fields
+    }
+
     /// `TIME LEVEL target: message key=value ...`, one line, as
     /// `manhole-cli` prints it from the JSON too.
     pub(crate) fn to_line(&self) -> String {

@@ -449,6 +449,31 @@ impl Shared {
     }
 }
 
+/// The newest `count` events, oldest first, for a crash report: no
+/// allocation, and each lock taken only when free, never waited for.
+/// `false` when a lock was held (perhaps by the crashing thread).
+pub(crate) fn each_recent_in_crash(count: usize, each: &mut dyn FnMut(&Record)) -> bool {
+    let newest = match NEWEST.try_lock() {
+        Ok(newest) => newest,
+        Err(std::sync::TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
+        Err(std::sync::TryLockError::WouldBlock) => return false,
+    };
+    let Some(shared) = newest.upgrade() else {
+        return true;
+    };
+    drop(newest);
+    let ring = match shared.ring.try_lock() {
+        Ok(ring) => ring,
+        Err(std::sync::TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
+        Err(std::sync::TryLockError::WouldBlock) => return false,
+    };
+    let skip = ring.events.len().saturating_sub(count);
+    for record in ring.events.iter().skip(skip) {
+        each(record);
+    }
+    true
+}
+
 /// What the `log` built-in steers: the newest layer built, if it lives.
 pub(crate) struct Control {
     shared: Arc<Shared>,

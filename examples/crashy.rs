@@ -1,0 +1,264 @@
+//! Dies on purpose, in the way its first argument names, so that the crash
+//! report tests (`tests/crash.rs`) can read what it leaves behind.
+//!
+//! ```text
+//! cargo run --example crashy -- null
+//! ```
+//!
+//! It starts two named threads that sleep, installs the manhole, prints
+//! `ready PID` and waits for a line on stdin before it crashes (a test
+//! plants a symlink at the report's name in between). Modes: `null`,
+//! `bus`, `ill`, `fpe`, `abort`, `c-panic`, `overflow-main`,
+//! `overflow-thread`, `two-threads`, `allocator-lock`, `during-dump`,
+//! `threads-1000`, `previous-handler`; and `panic-thread`, which only
+//! panics in a thread of its own and stays up.
+//!
+//! Its global allocator takes a spin lock of its own around the system's,
+//! so that `allocator-lock` can crash while that lock is held: anything
+//! that allocated after the crash would spin for ever.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::hint::black_box;
+use std::io::{BufRead, Write};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+struct SpinLocked;
+
+static ALLOCATOR_LOCK: AtomicBool = AtomicBool::new(false);
+
+fn take_allocator_lock() {
+    while ALLOCATOR_LOCK
+        .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
+        .is_err()
+    {
+        std::hint::spin_loop();
+    }
+}
+
+// SAFETY: forwards to the system allocator under a lock of its own.
+unsafe impl GlobalAlloc for SpinLocked {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        take_allocator_lock();
+        // SAFETY: as the caller promises.
+        let block = unsafe { System.alloc(layout) };
+        ALLOCATOR_LOCK.store(false, Ordering::Release);
+        block
+    }
+
+    unsafe fn dealloc(&self, block: *mut u8, layout: Layout) {
+        take_allocator_lock();
+        // SAFETY: as the caller promises.
+        unsafe { System.dealloc(block, layout) };
+        ALLOCATOR_LOCK.store(false, Ordering::Release);
+    }
+}
+
+#[global_allocator]
+static GLOBAL: SpinLocked = SpinLocked;
+
+#[inline(never)]
+fn write_through_null() {
+    // SAFETY: not safe at all: this is the crash.
+    unsafe { black_box(std::ptr::null_mut::<u64>()).write_volatile(7) };
+}
+
+#[inline(never)]
+fn read_past_a_truncated_file() {
+    let path = std::env::temp_dir().join(format!("crashy-bus-{}", std::process::id()));
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&path)
+        .unwrap();
+    file.set_len(8192).unwrap();
+    // SAFETY: maps the file just made; the read below is meant to fault.
+    unsafe {
+        let map = libc::mmap(
+            std::ptr::null_mut(),
+            8192,
+            libc::PROT_READ,
+            libc::MAP_SHARED,
+            std::os::fd::AsRawFd::as_raw_fd(&file),
+            0,
+        );
+        assert_ne!(map, libc::MAP_FAILED);
+        file.set_len(0).unwrap();
+        let _ = std::fs::remove_file(&path);
+        black_box(std::ptr::read_volatile(map.cast::<u8>().add(4096)));
+    }
+}
+
+#[inline(never)]
+fn execute_an_invalid_instruction() {
+    // SAFETY: not safe at all: this is the crash.
+    #[cfg(target_arch = "x86_64")]
+    unsafe {
+        std::arch::asm!("ud2")
+    };
+    #[cfg(target_arch = "aarch64")]
+    unsafe {
+        std::arch::asm!("udf #0")
+    };
+}
+
+#[inline(never)]
+fn divide_by_zero() {
+    let zero: u32 = black_box(0);
+    // SAFETY: not safe at all: this is the crash.
+    #[cfg(target_arch = "x86_64")]
+    unsafe {
+        std::arch::asm!(
+            "div {zero:e}",
+            zero = in(reg) zero,
+            inout("eax") 1u32 => _,
+            inout("edx") 0u32 => _,
+        )
+    };
+    // aarch64 divides by zero without a trap.
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = zero;
+        // SAFETY: raises the signal the hardware would.
+        unsafe { libc::raise(libc::SIGFPE) };
+    }
+}
+
+#[inline(never)]
+fn panicking_function(request: u64) {
+    panic!("request {request} went wrong");
+}
+
+extern "C" fn panic_across_c() {
+    panic!("no unwinding out of here");
+}
+
+#[inline(never)]
+fn recurse_for_ever(depth: u64) -> u64 {
+    let frame = black_box([depth; 64]);
+    // Never false; the compiler cannot tell.
+    if black_box(depth) == u64::MAX {
+        return 0;
+    }
+    recurse_for_ever(depth + 1) + frame[black_box(3)]
+}
+
+#[inline(never)]
+fn crash_holding_the_allocator_lock() {
+    take_allocator_lock();
+    write_through_null();
+}
+
+fn sleeper(name: &str) {
+    std::thread::Builder::new()
+        .name(name.to_owned())
+        .spawn(|| loop {
+            std::thread::sleep(Duration::from_secs(60));
+        })
+        .unwrap();
+}
+
+/// Sets a SIGSEGV handler of the program's own, which says that it ran and
+/// gives the signal its default action back.
+fn install_own_handler() {
+    extern "C" fn own(_signal: libc::c_int) {
+        let text = b"crashy: the program's own SIGSEGV handler ran\n";
+        // SAFETY: write and signal are async-signal-safe.
+        unsafe {
+            libc::write(2, text.as_ptr().cast(), text.len());
+            libc::signal(libc::SIGSEGV, libc::SIG_DFL);
+        }
+    }
+    // SAFETY: installs a plain handler.
+    unsafe { libc::signal(libc::SIGSEGV, own as *const () as usize) };
+}
+
+#[manhole::main]
+fn main() {
+    let mode = std::env::args().nth(1).unwrap_or_default();
+    sleeper("sleeper-a");
+    sleeper("sleeper-b");
+    if mode == "previous-handler" {
+        manhole::uninstall();
+        install_own_handler();
+        manhole::Options::new().install().unwrap();
+    }
+    if mode == "panic-thread" {
+        // A panic that ends its thread and not the process.
+        let ended = std::thread::Builder::new()
+            .name("panicky".to_owned())
+            .spawn(|| panicking_function(7))
+            .unwrap()
+            .join();
+        assert!(ended.is_err());
+    }
+    if mode == "threads-1000" {
+        for index in 0..998 {
+            sleeper(&format!("idle-{index}"));
+        }
+    }
+    println!("ready {}", std::process::id());
+    std::io::stdout().flush().unwrap();
+    let mut line = String::new();
+    std::io::stdin().lock().read_line(&mut line).unwrap();
+    match mode.as_str() {
+        "null" | "previous-handler" | "threads-1000" => write_through_null(),
+        "bus" => read_past_a_truncated_file(),
+        "ill" => execute_an_invalid_instruction(),
+        "fpe" => divide_by_zero(),
+        "abort" => std::process::abort(),
+        "c-panic" => panic_across_c(),
+        "overflow-main" => {
+            black_box(recurse_for_ever(0));
+        }
+        "overflow-thread" => {
+            std::thread::Builder::new()
+                .name("deep".to_owned())
+                .spawn(|| black_box(recurse_for_ever(0)))
+                .unwrap()
+                .join()
+                .unwrap();
+        }
+        "two-threads" => {
+            let barrier = std::sync::Arc::new(std::sync::Barrier::new(2));
+            let threads: Vec<_> = (0..2)
+                .map(|index| {
+                    let barrier = barrier.clone();
+                    std::thread::Builder::new()
+                        .name(format!("crasher-{index}"))
+                        .spawn(move || {
+                            barrier.wait();
+                            write_through_null();
+                        })
+                        .unwrap()
+                })
+                .collect();
+            for thread in threads {
+                let _ = thread.join();
+            }
+        }
+        "allocator-lock" => crash_holding_the_allocator_lock(),
+        "panic-thread" => {
+            // Stays up to be asked about it; the test ends it.
+            std::thread::sleep(Duration::from_secs(600));
+        }
+        "during-dump" => {
+            std::thread::Builder::new()
+                .name("dumper".to_owned())
+                .spawn(|| loop {
+                    black_box(manhole::stacks());
+                })
+                .unwrap();
+            std::thread::sleep(Duration::from_millis(200));
+            write_through_null();
+        }
+        other => {
+            eprintln!("crashy: unknown mode {other:?}");
+            std::process::exit(2);
+        }
+    }
+    eprintln!("crashy: still alive after {mode:?}");
+    std::process::exit(3);
+}

@@ -1,0 +1,105 @@
+//! What the crash handler and the report's sections share: the signals,
+//! what [`super::crash::install`] prepared, where the report goes, and
+//! what the first fault left. Written once by the one thread that reports
+//! (or at install), read by it and by the helper.
+
+use super::modules::Module;
+use super::signal_safe::Out;
+use std::ffi::CString;
+use std::sync::atomic::{AtomicI32, AtomicPtr, AtomicU32, AtomicU64, Ordering};
+
+/// The fatal signals, by name.
+pub(super) const FATAL: [(libc::c_int, &str); 5] = [
+    (libc::SIGSEGV, "SIGSEGV"),
+    (libc::SIGBUS, "SIGBUS"),
+    (libc::SIGILL, "SIGILL"),
+    (libc::SIGFPE, "SIGFPE"),
+    (libc::SIGABRT, "SIGABRT"),
+];
+
+/// The first line of every report starts with this.
+pub(crate) const FIRST_LINE: &str = "manhole crash report";
+/// The last line of a complete report.
+pub(crate) const LAST_LINE: &str = "end of manhole crash report";
+
+/// Everything the handler reads, built in normal context at install.
+pub(super) struct Prepared {
+    pub(super) pid: libc::pid_t,
+    pub(super) file: Option<Vec<u8>>,
+    pub(super) timeout_ms: u64,
+    pub(super) socket_path: CString,
+    pub(super) exe: CString,
+    pub(super) build_id: String,
+    pub(super) modules: Vec<Module>,
+    pub(super) uptime_at_install_ms: u64,
+    pub(super) monotonic_at_install_ms: u64,
+}
+
+/// The first fault's signal, info and context, for the sections written
+/// after a second fault and for dying.
+pub(super) static ORIGINAL_SIGNAL: AtomicI32 = AtomicI32::new(0);
+pub(super) static ORIGINAL_INFO: AtomicPtr<libc::siginfo_t> = AtomicPtr::new(std::ptr::null_mut());
+pub(super) static ORIGINAL_CONTEXT: AtomicPtr<libc::c_void> = AtomicPtr::new(std::ptr::null_mut());
+
+pub(super) static OUT: Out = Out::new();
+/// What the helper reads from, and writes to, the crashed process: the
+/// crashing thread's registers at the fault, and whether it finished.
+#[repr(C)]
+pub(crate) struct Shared {
+    pub(crate) pc: AtomicU64,
+    pub(crate) sp: AtomicU64,
+    pub(crate) fp: AtomicU64,
+    pub(crate) lr: AtomicU64,
+    pub(crate) done: AtomicU64,
+}
+
+pub(super) static SHARED: Shared = Shared {
+    pc: AtomicU64::new(0),
+    sp: AtomicU64::new(0),
+    fp: AtomicU64::new(0),
+    lr: AtomicU64::new(0),
+    done: AtomicU64::new(0),
+};
+
+/// The report file's path, once opened, for the header.
+pub(super) static REPORT_PATH: ReportPath = ReportPath::new();
+
+/// A path kept in a static for the one thread that reports.
+pub(super) struct ReportPath {
+    bytes: std::cell::UnsafeCell<[u8; 4096]>,
+    len: AtomicU32,
+}
+
+// SAFETY: written only by the one thread that claimed the report
+// (`CRASHING`), before any read, and read by that thread alone.
+unsafe impl Sync for ReportPath {}
+
+impl ReportPath {
+    const fn new() -> Self {
+        ReportPath {
+            bytes: std::cell::UnsafeCell::new([0; 4096]),
+            len: AtomicU32::new(0),
+        }
+    }
+
+    pub(super) fn set(&self, path: &[u8]) {
+        let len = path.len().min(4096);
+        // SAFETY: as the Sync impl says, one thread writes, before reads.
+        unsafe { (&mut *self.bytes.get())[..len].copy_from_slice(&path[..len]) };
+        self.len.store(len as u32, Ordering::Release);
+    }
+
+    pub(super) fn get(&self) -> &[u8] {
+        let len = self.len.load(Ordering::Acquire) as usize;
+        // SAFETY: as the Sync impl says, one thread.
+        unsafe { &(&*self.bytes.get())[..len] }
+    }
+}
+
+pub(super) fn index_of(signal: libc::c_int) -> Option<usize> {
+    FATAL.iter().position(|(fatal, _)| *fatal == signal)
+}
+
+pub(super) fn signal_name(signal: libc::c_int) -> &'static str {
+    index_of(signal).map_or("signal", |index| FATAL[index].1)
+}
