@@ -151,13 +151,20 @@ fn crash_holding_the_allocator_lock() {
     write_through_null();
 }
 
+/// Starts a thread that sleeps for good, and returns once it runs (and so
+/// has its name).
 fn sleeper(name: &str) {
+    let (started, running) = std::sync::mpsc::channel();
     std::thread::Builder::new()
         .name(name.to_owned())
-        .spawn(|| loop {
-            std::thread::sleep(Duration::from_secs(60));
+        .spawn(move || {
+            let _ = started.send(());
+            loop {
+                std::thread::sleep(Duration::from_secs(60));
+            }
         })
         .unwrap();
+    let _ = running.recv();
 }
 
 /// Sets a SIGSEGV handler of the program's own, which says that it ran and

@@ -10,7 +10,7 @@ mod support;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 use support::{example, scratch};
@@ -256,6 +256,7 @@ fn a_panic_across_c_names_the_panic_in_the_first_line() {
         first.contains("'no unwinding out of here' at examples/crashy.rs:"),
         "{first}"
     );
+    crash.check_crashing_function("crashy::panic_across_c");
 }
 
 #[test]
@@ -371,8 +372,33 @@ fn without_the_helper_a_complete_raw_report_is_left() {
         "{}",
         crash.stderr
     );
-    let _ = crash.code;
-    let _ = Path::new("");
+    assert_eq!(crash.code, None);
+    // manhole-cli turns it into the symbolised report, offline.
+    let symbolised = Command::new(support::cli())
+        .args(["symbolize".as_ref(), crash.report_path.as_os_str()])
+        .output()
+        .unwrap();
+    assert!(symbolised.status.success(), "{symbolised:?}");
+    let text = String::from_utf8(symbolised.stdout).unwrap();
+    assert!(text.starts_with("manhole crash report: SIGSEGV"), "{text}");
+    assert_eq!(text.lines().last(), Some("end of manhole crash report"));
+    let at = text
+        .find("crashy::write_through_null")
+        .unwrap_or_else(|| panic!("no crashing function in\n{text}"));
+    assert!(
+        text[at..]
+            .lines()
+            .nth(1)
+            .is_some_and(|line| line.contains("examples/crashy.rs:")),
+        "{text}"
+    );
+    // A file that is not a raw report is refused with a reason.
+    let refused = Command::new(support::cli())
+        .args(["symbolize".as_ref(), crash.planted_target.as_os_str()])
+        .output()
+        .unwrap();
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("is not a raw manhole crash report"));
 }
 
 #[test]

@@ -19,7 +19,8 @@ manhole-cli [OPTIONS] <PID|PATH>                    an interactive session
        manhole-cli [OPTIONS] --all COMMAND [ARG]...        one command on every live manhole
        manhole-cli [OPTIONS] --ssh DEST... <PID|--all> [COMMAND [ARG]...]   the same on other hosts
        manhole-cli [OPTIONS] --stdio <PID|PATH>            join stdin and stdout to a manhole
-       manhole-cli list [--clean] [--json]                 every manhole on the machine (alias: ps)";
+       manhole-cli list [--clean] [--json]                 every manhole on the machine (alias: ps)
+       manhole-cli symbolize REPORT [--exe PATH]           symbolise a raw crash report, offline";
 
 const AFTER_HELP: &str = "\
 Examples:
@@ -33,6 +34,8 @@ Examples:
                                         -o cpu.pb.gz for pprof, -o cpu.folded)
   manhole-cli /run/app/mh.sock          a socket path instead of a pid
   manhole-cli list --clean              list every manhole; remove your stale sockets
+  manhole-cli symbolize /tmp/manhole-crash-1234.txt --exe ./target/release/app
+                                        a raw crash report with function and file:line
   manhole-cli --all threads             one command on every live manhole here
   manhole-cli --ssh db1 1234            a session with pid 1234 on host db1
   manhole-cli --ssh db1 --ssh db2 --all --json get REQUESTS
@@ -113,6 +116,11 @@ pub struct Cli {
     #[arg(long, value_name = "PATH")]
     pub remote_cli: Option<String>,
 
+    /// With `symbolize`: the executable to read symbols from, for a binary
+    /// that was replaced or moved since the crash.
+    #[arg(long, value_name = "PATH")]
+    pub exe: Option<PathBuf>,
+
     /// Join stdin and stdout to the manhole of PID (or the socket PATH),
     /// byte for byte, after the usual checks: the bridge that --ssh runs on
     /// the remote host.
@@ -125,6 +133,8 @@ pub struct Cli {
 pub enum Target {
     /// `list` or `ps`.
     List,
+    /// `symbolize`.
+    Symbolize,
     /// A process id.
     Pid(i32),
     /// A socket path.
@@ -135,6 +145,7 @@ impl Target {
     fn parse(word: &str) -> Result<Target, String> {
         match word {
             "list" | "ps" => Ok(Target::List),
+            "symbolize" | "symbolise" => Ok(Target::Symbolize),
             "" => Err("give a pid, a socket path, or `list`".to_owned()),
             digits if digits.bytes().all(|b| b.is_ascii_digit()) => digits
                 .parse::<i32>()
@@ -156,6 +167,13 @@ pub enum Mode {
     List {
         /// `--clean`.
         clean: bool,
+    },
+    /// `symbolize REPORT [--exe PATH]`.
+    Symbolize {
+        /// The raw crash report.
+        report: PathBuf,
+        /// `--exe`.
+        exe: Option<PathBuf>,
     },
     /// A prompt.
     Interactive(Endpoint),
@@ -257,6 +275,21 @@ impl Cli {
                 .error(ErrorKind::InvalidValue, message)
                 .exit()
         });
+        if target == Target::Symbolize {
+            let [report] = self.command.as_slice() else {
+                fail("`symbolize` takes one raw crash report: `manhole-cli symbolize REPORT [--exe PATH]`");
+            };
+            if self.stdio || !self.ssh.is_empty() || self.signal.is_some() || self.json {
+                fail("`symbolize` reads a file here; it takes only --exe");
+            }
+            return Mode::Symbolize {
+                report: PathBuf::from(report),
+                exe: self.exe.clone(),
+            };
+        }
+        if self.exe.is_some() {
+            fail("--exe goes with `symbolize`: `manhole-cli symbolize REPORT --exe PATH`");
+        }
         if self.stdio {
             return self.bridge(&target);
         }
@@ -264,6 +297,7 @@ impl Cli {
             return self.over_ssh(&target);
         }
         let endpoint = match target {
+            Target::Symbolize => fail("`symbolize` takes one raw crash report: `manhole-cli symbolize REPORT [--exe PATH]`"),
             Target::List => {
                 if !self.command.is_empty() {
                     fail("`list` takes no command; to run `list` in a process, write `manhole-cli PID list`");
@@ -343,6 +377,7 @@ impl Cli {
         }
         match target {
             Target::List => fail("--stdio needs a pid or a socket path, not `list`"),
+            Target::Symbolize => fail("--stdio needs a pid or a socket path, not `symbolize`"),
             Target::Pid(pid) => Mode::Bridge(Local::Pid(*pid, self.signal)),
             Target::Path(path) => {
                 if self.signal.is_some() {
@@ -358,6 +393,7 @@ impl Cli {
         let pid = match target {
             Target::Pid(pid) => *pid,
             Target::List => fail("`list` runs on this machine; over ssh, run `ssh DEST manhole-cli list`, or give a pid or --all"),
+            Target::Symbolize => fail("`symbolize` reads a file on this machine; copy the report here first"),
             Target::Path(_) => fail("--ssh needs a pid (or --all): the remote manhole-cli finds its socket"),
         };
         let signal = self.signal.map(SignalSpec::as_arg);

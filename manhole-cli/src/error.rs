@@ -246,6 +246,9 @@ pub enum Error {
 
     /// The remote manhole-cli could not do what it was asked: its own
     /// reason, such as no process with that pid.
+    /// `symbolize` could not read or use the report.
+    #[error("{0}")]
+    Symbolize(String),
     #[error("{said}")]
     Remote {
         /// The remote manhole-cli's message, without its `manhole-cli: `.

@@ -34,6 +34,7 @@ mod sockdiag;
 mod ssh;
 mod status;
 mod style;
+mod symbolize;
 mod transport;
 mod watch;
 
@@ -59,6 +60,15 @@ fn run(cli: &Cli) -> Result<ExitCode, Error> {
     match cli.mode() {
         Mode::List { clean } => {
             list::run(clean, cli.json)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Mode::Symbolize { report, exe } => {
+            let (symbolised, warnings) =
+                symbolize::run(&report, exe.as_deref()).map_err(Error::Symbolize)?;
+            for warning in warnings {
+                eprintln!("{FAILURE_PREFIX}warning: {warning}");
+            }
+            print!("{symbolised}");
             Ok(ExitCode::SUCCESS)
         }
         Mode::Interactive(endpoint) => on_host_of(&endpoint, || {

@@ -30,6 +30,9 @@ pub(crate) struct MainArgs {
     pub(crate) reinstall_delay_ms: Option<syn::LitInt>,
     pub(crate) command_timeout_ms: Option<syn::LitInt>,
     pub(crate) slow_poll_ms: Option<syn::LitInt>,
+    pub(crate) crash_report: Option<LitBool>,
+    pub(crate) crash_file: Option<LitStr>,
+    pub(crate) crash_timeout_ms: Option<syn::LitInt>,
     /// The keys in the order they were written, so that an error about two
     /// options that cannot go together points at the later one.
     pub(crate) keys: Vec<Ident>,
@@ -104,6 +107,33 @@ const MAIN_OPTIONS: &[(&str, SetMainOption)] = &[
             key,
             "a number of milliseconds",
             "250",
+        )
+    }),
+    ("crash_report", |args, meta, key| {
+        set_once(
+            &mut args.crash_report,
+            meta,
+            key,
+            "`true` or `false`",
+            "false",
+        )
+    }),
+    ("crash_file", |args, meta, key| {
+        set_once(
+            &mut args.crash_file,
+            meta,
+            key,
+            "a string",
+            "\"/var/log/myapp/crash-{pid}.txt\"",
+        )
+    }),
+    ("crash_timeout_ms", |args, meta, key| {
+        set_once(
+            &mut args.crash_timeout_ms,
+            meta,
+            key,
+            "a number of milliseconds",
+            "10000",
         )
     }),
 ];

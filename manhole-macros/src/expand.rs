@@ -421,6 +421,7 @@ fn expand_main(item: &ItemFn, args: &MainArgs) -> TokenStream {
     let reinstall_delay = args.reinstall_delay_ms.as_ref().map(millis);
     let command_timeout = args.command_timeout_ms.as_ref().map(millis);
     let slow_poll = args.slow_poll_ms.as_ref().map(millis);
+    let crash_timeout = args.crash_timeout_ms.as_ref().map(millis);
     let options = [
         call_if_given("socket_path", args.socket_path.as_ref()),
         call_if_given("verbose", args.verbose.as_ref()),
@@ -431,6 +432,9 @@ fn expand_main(item: &ItemFn, args: &MainArgs) -> TokenStream {
         call_if_given("reinstall_delay", reinstall_delay.as_ref()),
         call_if_given("command_timeout", command_timeout.as_ref()),
         call_if_given("slow_poll", slow_poll.as_ref()),
+        call_if_given("crash_report", args.crash_report.as_ref()),
+        call_if_given("crash_file", args.crash_file.as_ref()),
+        call_if_given("crash_timeout", crash_timeout.as_ref()),
     ];
     quote! {
         #(#outer)*
