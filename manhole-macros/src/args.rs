@@ -33,6 +33,8 @@ pub(crate) struct MainArgs {
     pub(crate) crash_report: Option<LitBool>,
     pub(crate) crash_file: Option<LitStr>,
     pub(crate) crash_timeout_ms: Option<syn::LitInt>,
+    pub(crate) watchdog_ms: Option<syn::LitInt>,
+    pub(crate) stuck_call_ms: Option<syn::LitInt>,
     /// The keys in the order they were written, so that an error about two
     /// options that cannot go together points at the later one.
     pub(crate) keys: Vec<Ident>,
@@ -134,6 +136,24 @@ const MAIN_OPTIONS: &[(&str, SetMainOption)] = &[
             key,
             "a number of milliseconds",
             "10000",
+        )
+    }),
+    ("watchdog_ms", |args, meta, key| {
+        set_once(
+            &mut args.watchdog_ms,
+            meta,
+            key,
+            "a number of milliseconds",
+            "500",
+        )
+    }),
+    ("stuck_call_ms", |args, meta, key| {
+        set_once(
+            &mut args.stuck_call_ms,
+            meta,
+            key,
+            "a number of milliseconds",
+            "5000",
         )
     }),
 ];

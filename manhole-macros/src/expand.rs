@@ -246,6 +246,12 @@ fn expand_inspect_static(target: &Static<'_>, args: &ItemArgs) -> TokenStream {
                     #read
                 })
             }
+            fn __manhole_place() -> (usize, usize) {
+                (
+                    ::core::ptr::addr_of!(#ident).cast::<()>() as usize,
+                    ::manhole::__private::size_of_static(&#ident),
+                )
+            }
             ::manhole::__private::inventory::submit! {
                 ::manhole::__private::Inspect::new(
                     #meta,
@@ -253,6 +259,7 @@ fn expand_inspect_static(target: &Static<'_>, args: &ItemArgs) -> TokenStream {
                     ::manhole::__private::InspectKind::Static,
                     __manhole_read,
                 )
+                .at(__manhole_place)
                 #writable
             }
             #write_fn
@@ -422,6 +429,11 @@ fn expand_main(item: &ItemFn, args: &MainArgs) -> TokenStream {
     let command_timeout = args.command_timeout_ms.as_ref().map(millis);
     let slow_poll = args.slow_poll_ms.as_ref().map(millis);
     let crash_timeout = args.crash_timeout_ms.as_ref().map(millis);
+    let watchdog = args.watchdog_ms.as_ref().map(|ms| {
+        let threshold = millis(ms);
+        quote!(::core::option::Option::Some(#threshold))
+    });
+    let stuck_call = args.stuck_call_ms.as_ref().map(millis);
     let options = [
         call_if_given("socket_path", args.socket_path.as_ref()),
         call_if_given("verbose", args.verbose.as_ref()),
@@ -435,6 +447,8 @@ fn expand_main(item: &ItemFn, args: &MainArgs) -> TokenStream {
         call_if_given("crash_report", args.crash_report.as_ref()),
         call_if_given("crash_file", args.crash_file.as_ref()),
         call_if_given("crash_timeout", crash_timeout.as_ref()),
+        call_if_given("watchdog", watchdog.as_ref()),
+        call_if_given("stuck_call", stuck_call.as_ref()),
     ];
     quote! {
         #(#outer)*

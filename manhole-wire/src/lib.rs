@@ -37,9 +37,9 @@ pub use profile::{
 };
 pub use request::{
     follow_text_only, json_response, log_event_line, log_follow_heading, parse_json, parse_text,
-    text_only, value_text, ArgValue, JsonLine, LogRequest, Request, SortBy, COLLAPSE_FLAG,
-    DEFAULT_LOG_TAIL, DEFAULT_TOP_SECONDS, HEAP_PROFILE_FLAG, LOG_FOLLOW_INTERVAL, MAX_LOG_FOR_S,
-    MAX_LOG_TAIL, MAX_STATS_WINDOW_S, MAX_TOP_SECONDS, MAX_WATCH_INTERVAL, MIN_LOG_FOR_S,
-    MIN_STATS_WINDOW_S, MIN_TOP_SECONDS, MIN_WATCH_INTERVAL,
+    text_only, value_text, ArgValue, JsonLine, LogRequest, Request, SortBy, WatchdogThreshold,
+    COLLAPSE_FLAG, DEFAULT_LOG_TAIL, DEFAULT_TOP_SECONDS, HEAP_PROFILE_FLAG, LOG_FOLLOW_INTERVAL,
+    MAX_LOG_FOR_S, MAX_LOG_TAIL, MAX_STATS_WINDOW_S, MAX_TOP_SECONDS, MAX_WATCH_INTERVAL,
+    MIN_LOG_FOR_S, MIN_STATS_WINDOW_S, MIN_TOP_SECONDS, MIN_WATCHDOG_THRESHOLD, MIN_WATCH_INTERVAL,
 };
 pub use words::{quote_line, quote_word, split_words};

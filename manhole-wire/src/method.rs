@@ -19,8 +19,12 @@ pub enum Builtin {
     Stacks,
     /// `threads`.
     Threads,
-    /// The panics kept since the manhole was installed.
+    /// `panics`: the panics kept.
     Panics,
+    /// `watchdog [DURATION|off]`: the stall threshold, shown or changed.
+    Watchdog,
+    /// `stalls`: the watchdog's reports kept.
+    Stalls,
     /// `info`: the process at a glance.
     Info,
     /// `top [SECONDS]`: CPU use per thread over an interval.
@@ -101,6 +105,8 @@ impl Builtin {
         Builtin::Stacks,
         Builtin::Threads,
         Builtin::Panics,
+        Builtin::Watchdog,
+        Builtin::Stalls,
         Builtin::Info,
         Builtin::Top,
         Builtin::Mem,
@@ -167,6 +173,25 @@ impl Builtin {
                 params: &[],
                 usage: "panics",
                 summary: "show the last 32 panics, newest first: message, place, thread and stack",
+            },
+            Builtin::Watchdog => &Spec {
+                name: "watchdog",
+                aliases: &[],
+                protocols: Protocols::Both,
+                params: &[Param {
+                    name: "threshold",
+                    required: false,
+                }],
+                usage: "watchdog [DURATION|off]",
+                summary: "show the watchdog's threshold, or set it live (`500ms`) or turn it off: polls and lock waits longer than it are reported",
+            },
+            Builtin::Stalls => &Spec {
+                name: "stalls",
+                aliases: &[],
+                protocols: Protocols::Both,
+                params: &[],
+                usage: "stalls",
+                summary: "show the watchdog's last 32 reports, newest first: slow polls, stuck calls, missed heartbeats, lock waits",
             },
             Builtin::Info => &Spec {
                 name: "info",

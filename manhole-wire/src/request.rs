@@ -40,6 +40,10 @@ pub enum Request {
     Threads,
     /// The panics kept, newest first.
     Panics,
+    /// The watchdog's threshold: shown (`None`), or set.
+    Watchdog(Option<WatchdogThreshold>),
+    /// The watchdog's reports kept, newest first.
+    Stalls,
     /// The process at a glance: ids, times, memory, files, limits.
     Info,
     /// Resident memory and the allocator's statistics; with
@@ -410,6 +414,54 @@ fn bad_params(message: impl Into<String>) -> Failure {
     Failure::new(Reason::BadParams, message)
 }
 
+/// The watchdog's threshold as a request sets it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WatchdogThreshold {
+    /// No watchdog: polls and lock waits are not watched.
+    Off,
+    /// Report a poll or a lock wait longer than this.
+    After(Duration),
+}
+
+/// The shortest watchdog threshold taken: the watchdog wakes four times
+/// per threshold.
+pub const MIN_WATCHDOG_THRESHOLD: Duration = Duration::from_millis(10);
+
+impl WatchdogThreshold {
+    /// `off`, or a duration such as `500ms` (at least
+    /// [`MIN_WATCHDOG_THRESHOLD`]).
+    ///
+    /// # Errors
+    ///
+    /// A `bad_params` failure that says what to write.
+    pub fn parse(text: &str) -> Result<WatchdogThreshold, Failure> {
+        if text.eq_ignore_ascii_case("off") {
+            return Ok(WatchdogThreshold::Off);
+        }
+        match crate::parse_duration(text) {
+            Some(threshold) if threshold >= MIN_WATCHDOG_THRESHOLD => {
+                Ok(WatchdogThreshold::After(threshold))
+            }
+            Some(_) => Err(bad_params(format!(
+                "the watchdog's threshold must be at least {} ms; got {text:?}",
+                MIN_WATCHDOG_THRESHOLD.as_millis()
+            ))),
+            None => Err(bad_params(format!(
+                "the watchdog's threshold is a duration such as `500ms` or `2s`, or `off`; got {text:?}"
+            ))),
+        }
+    }
+}
+
+impl std::fmt::Display for WatchdogThreshold {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            WatchdogThreshold::Off => f.write_str("off"),
+            WatchdogThreshold::After(threshold) => write!(f, "{}ms", threshold.as_millis()),
+        }
+    }
+}
+
 fn usage(builtin: Builtin) -> Failure {
     bad_params(format!("usage: {}", builtin.spec().usage))
 }
@@ -598,6 +650,12 @@ pub fn parse_text(line: &str) -> Result<Option<Request>, Failure> {
         },
         Builtin::Threads => no_args(Request::Threads)?,
         Builtin::Panics => no_args(Request::Panics)?,
+        Builtin::Stalls => no_args(Request::Stalls)?,
+        Builtin::Watchdog => match rest {
+            [] => Request::Watchdog(None),
+            [threshold] => Request::Watchdog(Some(WatchdogThreshold::parse(threshold)?)),
+            _ => return Err(usage(builtin)),
+        },
         Builtin::Info => no_args(Request::Info)?,
         Builtin::Mem => match rest {
             [] => Request::Mem {
@@ -833,6 +891,13 @@ fn json_request(method: &str, params: Map<String, Value>) -> Result<Request, Fai
         },
         Builtin::Threads => Request::Threads,
         Builtin::Panics => Request::Panics,
+        Builtin::Stalls => Request::Stalls,
+        Builtin::Watchdog => Request::Watchdog(
+            params
+                .string("threshold")?
+                .map(|threshold| WatchdogThreshold::parse(&threshold))
+                .transpose()?,
+        ),
         Builtin::Info => Request::Info,
         Builtin::Mem => Request::Mem {
             heap_profile: params.flag("heap_profile")?,
@@ -986,6 +1051,12 @@ impl Request {
             }
             Request::Threads => (method(Builtin::Threads), Value::Null),
             Request::Panics => (method(Builtin::Panics), Value::Null),
+            Request::Stalls => (method(Builtin::Stalls), Value::Null),
+            Request::Watchdog(None) => (method(Builtin::Watchdog), Value::Null),
+            Request::Watchdog(Some(threshold)) => (
+                method(Builtin::Watchdog),
+                json!({"threshold": threshold.to_string()}),
+            ),
             Request::Info => (method(Builtin::Info), Value::Null),
             Request::Mem {
                 heap_profile: false,

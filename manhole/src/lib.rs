@@ -114,6 +114,7 @@ pub mod __private;
 
 pub use capture::stacks::{CapturedWith, Frame, Polling, Stacks, ThreadStack};
 pub use error::Error;
+pub use instrument::heartbeat::Heartbeat;
 pub use options::{
     Activation, Options, DEFAULT_COMMAND_TIMEOUT, DEFAULT_CRASH_FILE, DEFAULT_CRASH_TIMEOUT,
     DEFAULT_IDLE_TIMEOUT, DEFAULT_LOCK_TIMEOUT, DEFAULT_MAX_LINE_LENGTH, DEFAULT_MAX_SESSIONS,

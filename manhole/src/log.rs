@@ -63,8 +63,17 @@ pub(crate) fn always(message: std::fmt::Arguments<'_>) {
 }
 
 fn write_stderr(message: std::fmt::Arguments<'_>) {
-    let line = format!("manhole: {message}\n");
-    let mut rest = line.as_bytes();
+    write_raw(&format!("manhole: {message}\n"));
+}
+
+/// Writes `text` as it is to descriptor 2, for lines that carry their own
+/// prefix (the watchdog's `manhole watchdog: KIND`).
+pub(crate) fn always_raw(text: &str) {
+    write_raw(text);
+}
+
+fn write_raw(text: &str) {
+    let mut rest = text.as_bytes();
     while !rest.is_empty() {
         // SAFETY: writes from a live buffer to descriptor 2.
         let written = unsafe { libc::write(2, rest.as_ptr().cast(), rest.len()) };

@@ -26,6 +26,7 @@ mod stacks;
 mod stats;
 mod tasks;
 mod top;
+mod watchdog;
 
 pub(crate) use answer::{Answer, Asked};
 pub(crate) use items::get;
@@ -52,6 +53,8 @@ fn answer(request: Request, asked: Asked<'_>) -> Result<Answer, Failure> {
         Request::Stacks { collapse } => stacks::stacks(asked, collapse),
         Request::Threads => Ok(stacks::threads()),
         Request::Panics => Ok(panics::panics()),
+        Request::Watchdog(setting) => Ok(watchdog::watchdog(setting)),
+        Request::Stalls => Ok(watchdog::stalls()),
         Request::Greeting { collapse } => greeting(asked, collapse),
         Request::Info => Ok(info::info(asked.served)),
         Request::Mem {

@@ -10,7 +10,7 @@
 //! per dump, however many threads share it.
 
 use crate::capture::{self, Capture, Described, Outcome};
-use crate::instrument::inflight;
+use crate::instrument::{inflight, registry};
 use crate::options::Waits;
 use crate::os::procfs::Tasks;
 use crate::os::signals;
@@ -52,6 +52,10 @@ pub struct ThreadStack {
     /// when the dump was taken, if any.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub polling: Option<Polling>,
+    /// The `#[manhole::inspect]` lock static this thread waits on (a
+    /// `futex` wait on a word inside it), by name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub waiting_on: Option<&'static str>,
 }
 
 /// The instrumented async call a thread is inside, in a dump: the innermost
@@ -129,11 +133,35 @@ pub(crate) fn snapshot_unless(
     abandoned: &dyn Fn() -> bool,
     entry: Option<usize>,
 ) -> Option<Stacks> {
+    selected_unless(waits, abandoned, entry, &|_| true)
+}
+
+/// The threads among `tids` (those still alive), for the watchdog: each
+/// asleep in a system call taken quietly from `/proc`, the others by the
+/// stack signal.
+#[inline(never)]
+pub(crate) fn threads_of(tids: &[i32], waits: Waits) -> Vec<ThreadStack> {
+    selected_unless(waits, &|| false, None, &|tid| tids.contains(&tid))
+        .map_or_else(Vec::new, |stacks| stacks.threads)
+}
+
+/// [`snapshot_unless`], for the threads `select` keeps.
+#[inline(never)]
+fn selected_unless(
+    waits: Waits,
+    abandoned: &dyn Fn() -> bool,
+    entry: Option<usize>,
+    select: &dyn Fn(i32) -> bool,
+) -> Option<Stacks> {
     let turn = capture::turn_unless(abandoned)?;
     let caller = nix::unistd::gettid().as_raw();
     // Walked here, directly under `stacks`, so that trimming the walk's own
     // frames leaves the caller as frame #0.
-    let walk_own = [Some(snapshot_unless as *const () as usize), entry];
+    let walk_own = [
+        Some(selected_unless as *const () as usize),
+        Some(snapshot_unless as *const () as usize),
+        entry,
+    ];
     let own = current_addresses(&walk_own.into_iter().flatten().collect::<Vec<_>>());
     capture::learn_tail(
         &own.iter()
@@ -146,7 +174,11 @@ pub(crate) fn snapshot_unless(
         });
     };
     let tids = tasks.tids();
-    let others: Vec<i32> = tids.iter().copied().filter(|&tid| tid != caller).collect();
+    let others: Vec<i32> = tids
+        .iter()
+        .copied()
+        .filter(|&tid| tid != caller && select(tid))
+        .collect();
     let describe_one = |tid: i32| {
         let stack = describe(&tasks, tid)?;
         let described_as = if matches!(stack.state.as_str(), "sleeping" | "disk sleep") {
@@ -168,14 +200,16 @@ pub(crate) fn snapshot_unless(
                 .collect(),
         };
     let mut symbols = Symbols::default();
-    let mine = describe(&tasks, caller).map(|stack| {
-        let outcome = Outcome::Frames {
-            addresses: own,
-            truncated: false,
-            how: Capture::Signal,
-        };
-        (stack, outcome)
-    });
+    let mine = describe(&tasks, caller)
+        .filter(|_| select(caller))
+        .map(|stack| {
+            let outcome = Outcome::Frames {
+                addresses: own,
+                truncated: false,
+                how: Capture::Signal,
+            };
+            (stack, outcome)
+        });
     let mut threads: Vec<ThreadStack> = taken
         .into_iter()
         .flatten()
@@ -207,6 +241,14 @@ pub(crate) fn snapshot_unless(
         })
         .collect();
     threads.sort_by_key(|thread| thread.tid);
+    if registry::any_inspected_lock() {
+        for thread in threads
+            .iter_mut()
+            .filter(|thread| thread.state == "sleeping")
+        {
+            thread.waiting_on = waiting_on(&tasks, thread.tid);
+        }
+    }
     // The turn is given back before the in-flight calls' locks are taken,
     // so that no thread ever holds one while waiting for the other: `fork`
     // takes both, in an order that depends on which was set up first.
@@ -235,6 +277,14 @@ pub(crate) fn snapshot_unless(
     Some(Stacks { threads })
 }
 
+/// The inspected static that `tid` waits on in `futex`, if any.
+pub(crate) fn waiting_on(tasks: &Tasks, tid: i32) -> Option<&'static str> {
+    let call = tasks.in_syscall(tid)?;
+    (call.number == libc::SYS_futex)
+        .then(|| registry::static_at(call.first_argument as usize))
+        .flatten()
+}
+
 /// A thread with its name and state and no frames; `None` once it is gone.
 fn describe(tasks: &Tasks, tid: i32) -> Option<ThreadStack> {
     let stat = tasks.stat(tid)?;
@@ -246,6 +296,7 @@ fn describe(tasks: &Tasks, tid: i32) -> Option<ThreadStack> {
         frames_missing: None,
         captured_with: None,
         polling: None,
+        waiting_on: None,
     })
 }
 
@@ -379,6 +430,9 @@ impl fmt::Display for ThreadStack {
             if polling.blocking {
                 f.write_str(": blocking its worker")?;
             }
+        }
+        if let Some(lock) = self.waiting_on {
+            write!(f, ", waiting on {lock}")?;
         }
         writeln!(f)?;
         self.write_frames(f)
@@ -582,6 +636,7 @@ mod tests {
             frames_missing: None,
             captured_with: Some(CapturedWith::Proc),
             polling: None,
+            waiting_on: None,
         }
     }
 

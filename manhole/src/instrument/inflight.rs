@@ -51,7 +51,8 @@ thread_local! {
     static TID: Cell<i32> = const { Cell::new(0) };
 }
 
-fn tid() -> i32 {
+/// This thread's id, read once per thread.
+pub(crate) fn tid() -> i32 {
     TID.with(|tid| {
         if tid.get() == 0 {
             tid.set(nix::unistd::gettid().as_raw());
@@ -65,7 +66,7 @@ fn tid() -> i32 {
 /// milliseconds, fine for ages and for polls measured against a
 /// `slow_poll` of 100 ms, and costs a few nanoseconds where a precise read
 /// costs about 25: every poll reads it.
-fn now_ns() -> u64 {
+pub(crate) fn now_ns() -> u64 {
     let mut now = libc::timespec {
         tv_sec: 0,
         tv_nsec: 0,
@@ -258,6 +259,11 @@ pub(crate) struct Call {
     pub(crate) polling: Option<(i32, Duration)>,
     /// Whether the current poll has run past `slow_poll`.
     pub(crate) blocking: bool,
+    /// The coarse clock at the first poll and at the current poll's start
+    /// (0 while not polled): what tells one call, or one poll, from the
+    /// next at the same address.
+    pub(crate) first_poll_ns: u64,
+    pub(crate) poll_started_ns: u64,
 }
 
 /// Every in-flight call, read shard by shard; a poll longer than
@@ -274,13 +280,16 @@ pub(crate) fn calls(slow_poll: Duration) -> Vec<Call> {
             let since = |ns: u64| Duration::from_nanos(now.saturating_sub(ns));
             let started = node.poll_started_ns.load(Relaxed);
             let polling = (started != 0).then(|| (node.thread.load(Relaxed), since(started)));
+            let first_poll_ns = node.first_poll_ns.load(Relaxed);
             calls.push(Call {
                 id: address,
                 parent: node.parent.load(Relaxed),
                 name: node.name,
-                age: since(node.first_poll_ns.load(Relaxed)),
+                age: since(first_poll_ns),
                 polling,
                 blocking: polling.is_some_and(|(_, poll)| poll > slow_poll),
+                first_poll_ns,
+                poll_started_ns: started,
             });
         }
     }
@@ -466,6 +475,8 @@ mod tests {
             age: Duration::from_millis(age_ms),
             polling: None,
             blocking: false,
+            first_poll_ns: 0,
+            poll_started_ns: 0,
         }
     }
 

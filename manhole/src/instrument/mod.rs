@@ -11,5 +11,6 @@
 
 pub(crate) mod async_commands;
 pub(crate) mod calls;
+pub(crate) mod heartbeat;
 pub(crate) mod inflight;
 pub(crate) mod registry;

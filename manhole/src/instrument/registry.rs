@@ -179,6 +179,9 @@ pub struct Inspect {
     pub(crate) kind: InspectKind,
     pub(crate) source: Source,
     pub(crate) write: Option<Write>,
+    /// Where a static lies in memory, as (address, size), for the
+    /// watchdog: the lock a thread waits on, the heartbeat that is late.
+    pub(crate) place: Option<fn() -> (usize, usize)>,
 }
 
 impl Inspect {
@@ -196,6 +199,7 @@ impl Inspect {
             kind,
             source: Source::Read(read),
             write: None,
+            place: None,
         }
     }
 
@@ -210,6 +214,7 @@ impl Inspect {
             kind: InspectKind::Calls,
             source: Source::Calls(stats),
             write: None,
+            place: None,
         }
     }
 
@@ -218,6 +223,15 @@ impl Inspect {
     #[must_use]
     pub const fn writable(mut self, write: Write) -> Self {
         self.write = Some(write);
+        self
+    }
+
+    /// A static's place in memory, given by a function the attribute
+    /// writes (an address cannot be a constant).
+    #[doc(hidden)]
+    #[must_use]
+    pub const fn at(mut self, place: fn() -> (usize, usize)) -> Self {
+        self.place = Some(place);
         self
     }
 
@@ -440,6 +454,24 @@ fn edit_distance(a: &str, b: &str) -> usize {
         previous = current;
     }
     previous[b.len()]
+}
+
+/// The inspected static whose memory holds `address` (a lock's futex
+/// word, a heartbeat), by name.
+pub(crate) fn static_at(address: usize) -> Option<&'static str> {
+    inspected().into_iter().find_map(|item| {
+        let (start, size) = (item.place?)();
+        (start..start + size.max(1))
+            .contains(&address)
+            .then_some(item.meta.name)
+    })
+}
+
+/// Whether any inspected static is a lock that threads may wait on.
+pub(crate) fn any_inspected_lock() -> bool {
+    inspected().iter().any(|item| {
+        item.place.is_some() && (item.ty.contains("Mutex") || item.ty.contains("RwLock"))
+    })
 }
 
 #[cfg(test)]

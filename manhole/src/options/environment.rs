@@ -45,6 +45,8 @@ const ENVIRONMENT_KEYS: &[&str] = &[
     "crash_report",
     "crash_file",
     "crash_timeout",
+    "watchdog",
+    "stuck_call",
 ];
 
 pub(super) fn apply_settings(mut options: Options, value: &str) -> Result<Option<Options>, Error> {
@@ -118,6 +120,13 @@ pub(super) fn apply_settings(mut options: Options, value: &str) -> Result<Option
                 options.crash_report(parse_bool(text).ok_or_else(|| bad("on or off"))?)
             }
             "crash_file" => options.crash_file(text),
+            "watchdog" => options.watchdog(if text.eq_ignore_ascii_case("off") {
+                None
+            } else {
+                Some(parse_duration(text).ok_or_else(|| bad("a duration such as 500ms, or off"))?)
+            }),
+            "stuck_call" => options
+                .stuck_call(parse_duration(text).ok_or_else(|| bad("a duration such as 5s"))?),
             "crash_timeout" => options
                 .crash_timeout(parse_duration(text).ok_or_else(|| bad("a duration such as 10s"))?),
             "slow_poll" => options

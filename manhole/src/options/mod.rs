@@ -28,6 +28,11 @@ pub const DEFAULT_CRASH_FILE: &str = "/tmp/manhole-crash-{pid}.txt";
 /// default, before it dies with the raw one.
 pub const DEFAULT_CRASH_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// How long an instrumented call may be in flight before the watchdog
+/// reports it as `stuck_call`, unless [`Options::stuck_call`] says
+/// otherwise.
+pub const DEFAULT_STUCK_CALL: Duration = Duration::from_secs(60);
+
 /// The longest request line accepted by default, in bytes.
 pub const DEFAULT_MAX_LINE_LENGTH: usize = 64 * 1024;
 
@@ -176,6 +181,8 @@ pub struct Options {
     pub(crate) crash_report: bool,
     pub(crate) crash_file: String,
     pub(crate) crash_timeout: Duration,
+    pub(crate) watchdog: Option<Duration>,
+    pub(crate) stuck_call: Duration,
     /// Set when an option could not be parsed (from a name); reported by
     /// `install`, since builder methods cannot fail.
     pub(crate) invalid: Option<(&'static str, String)>,
@@ -205,6 +212,8 @@ impl Default for Options {
             crash_report: true,
             crash_file: DEFAULT_CRASH_FILE.to_owned(),
             crash_timeout: DEFAULT_CRASH_TIMEOUT,
+            watchdog: None,
+            stuck_call: DEFAULT_STUCK_CALL,
             invalid: None,
             program: None,
         }
@@ -437,6 +446,25 @@ impl Options {
         self
     }
 
+    /// Starts the watchdog: a thread that reports, while nobody is
+    /// connected, any poll of an `#[inspect(calls)]` async fn and any wait
+    /// on an inspected lock longer than `threshold`, and every such call
+    /// in flight longer than [`Options::stuck_call`]. Off by default (no
+    /// thread, nothing on any path); `None` turns it off. The `watchdog`
+    /// built-in changes it live. README's "When it hangs" says what a report
+    /// holds.
+    pub fn watchdog(mut self, threshold: Option<Duration>) -> Self {
+        self.watchdog = threshold;
+        self
+    }
+
+    /// How long an instrumented call may be in flight before the watchdog
+    /// reports it as stuck ([`DEFAULT_STUCK_CALL`] by default).
+    pub fn stuck_call(mut self, after: Duration) -> Self {
+        self.stuck_call = after;
+        self
+    }
+
     pub(crate) fn validate(&mut self) -> Result<(), Error> {
         if let Some((option, reason)) = self.invalid.take() {
             return Err(Error::InvalidOption { option, reason });
@@ -459,6 +487,7 @@ impl Options {
             ("command_timeout", self.command_timeout),
             ("slow_poll", self.slow_poll),
             ("crash_timeout", self.crash_timeout),
+            ("stuck_call", self.stuck_call),
         ] {
             if timeout.is_zero() {
                 return Err(Error::InvalidOption {
@@ -482,6 +511,18 @@ impl Options {
                     ),
                 });
             }
+        }
+        if self
+            .watchdog
+            .is_some_and(|threshold| threshold < manhole_wire::MIN_WATCHDOG_THRESHOLD)
+        {
+            return Err(Error::InvalidOption {
+                option: "watchdog",
+                reason: format!(
+                    "must be at least {} ms: the watchdog wakes four times per threshold",
+                    manhole_wire::MIN_WATCHDOG_THRESHOLD.as_millis()
+                ),
+            });
         }
         if self.crash_timeout > MAX_CRASH_WAIT {
             return Err(Error::InvalidOption {

@@ -125,8 +125,8 @@ pub(crate) fn rfc3339_with(epoch_seconds: f64, digits: u32) -> String {
 }
 
 /// The proleptic Gregorian date `days` after 1970-01-01 (Howard Hinnant's
-/// `civil_from_days`).
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
+/// `civil_from_days`). Arithmetic only, so a crash handler may call it.
+pub(crate) fn civil_from_days(days: i64) -> (i64, u32, u32) {
     let z = days + 719_468;
     let era = z.div_euclid(146_097);
     let doe = z.rem_euclid(146_097);

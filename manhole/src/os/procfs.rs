@@ -22,6 +22,8 @@ pub(crate) struct TaskStat {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct InSyscall {
     pub(crate) number: i64,
+    /// The call's first argument: for `futex`, the address waited on.
+    pub(crate) first_argument: u64,
     pub(crate) sp: u64,
     pub(crate) pc: u64,
 }
@@ -184,11 +186,17 @@ impl Tasks {
         if number < 0 {
             return None;
         }
-        let mut rest = fields.skip(6);
         let hex = |field: &str| u64::from_str_radix(field.trim_start_matches("0x"), 16).ok();
+        let first_argument = hex(fields.next()?)?;
+        let mut rest = fields.skip(5);
         let sp = hex(rest.next()?)?;
         let pc = hex(rest.next()?)?;
-        Some(InSyscall { number, sp, pc })
+        Some(InSyscall {
+            number,
+            first_argument,
+            sp,
+            pc,
+        })
     }
 
     /// Name, state and CPU times, from `<tid>/stat`.

@@ -62,10 +62,10 @@ fn set_action(signal: libc::c_int, handler: usize, flags: libc::c_int) -> std::i
 
 /// Makes `handler` the action of the fatal signal `signal`, run on the
 /// alternate signal stack where the thread has one (a stack overflow
-/// leaves no room on its own stack) and with the signal left unblocked
-/// (`SA_NODEFER`), so that a fault inside the handler reaches it again
-/// instead of killing the process on the spot. Returns the action it
-/// replaced.
+/// leaves no room on its own stack), with every other signal blocked and
+/// the fatal ones left open (`SA_NODEFER`), so that a fault inside the
+/// handler reaches it again instead of killing the process on the spot.
+/// Returns the action it replaced.
 pub(crate) fn take_fatal(
     signal: libc::c_int,
     handler: Handler,
@@ -77,7 +77,20 @@ pub(crate) fn take_fatal(
         let mut action: libc::sigaction = std::mem::zeroed();
         action.sa_sigaction = handler as usize;
         action.sa_flags = libc::SA_SIGINFO | libc::SA_ONSTACK | libc::SA_NODEFER;
-        libc::sigemptyset(&mut action.sa_mask);
+        // Every other signal waits while the handler runs (a dump's stack
+        // signal would otherwise run on top of it, on the same small
+        // alternate stack); the fatal ones stay open, so that a fault
+        // inside the handler reaches it.
+        libc::sigfillset(&mut action.sa_mask);
+        for fatal in [
+            libc::SIGSEGV,
+            libc::SIGBUS,
+            libc::SIGILL,
+            libc::SIGFPE,
+            libc::SIGABRT,
+        ] {
+            libc::sigdelset(&mut action.sa_mask, fatal);
+        }
         libc::sigaction(signal, &action, std::ptr::null_mut())
     };
     if status == 0 {

@@ -202,7 +202,14 @@ extern "C" fn on_fatal(
         Err(owner) if owner == tid => {
             // A fault inside our own report.
             let section = SECTION.load(Ordering::Acquire);
-            if FAULTED.swap(section, Ordering::AcqRel) == section {
+            if section as usize >= SECTIONS.len() {
+                // The report is out and this signal is on the way to death
+                // (std's overflow handler aborts, say): it takes its own
+                // previous action.
+                die(signal, info);
+                safe::set_errno(saved_errno);
+                return;
+            } else if FAULTED.swap(section, Ordering::AcqRel) == section {
                 OUT.str("[a second fault while writing ");
                 OUT.str(SECTIONS[section as usize % SECTIONS.len()]);
                 OUT.str("; giving up]\n");

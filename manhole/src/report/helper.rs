@@ -88,7 +88,21 @@ fn run(request: &Request) -> Result<(), String> {
     let raw = read_all(request.scratch_fd)?;
     let shared = read_shared(request)?;
     let maps = Maps::read(request.pid)?;
-    let mut remote = Remote::new(&|name, lowest| maps.bias_of(name, lowest));
+    // The crashed process's own module list, as its raw report gives it,
+    // comes first: its memory map may also hold a file mapped again whole
+    // (a symboliser reading its symbols), which the map cannot tell apart.
+    let listed = listed_biases(&raw);
+    let mut remote = Remote::new(&|name, lowest| {
+        let path = if name == "[main]" {
+            maps.exe.as_str()
+        } else {
+            name
+        };
+        listed
+            .get(path)
+            .copied()
+            .or_else(|| maps.bias_of(name, lowest))
+    });
     let tids = thread_ids(request.pid)?;
     let mut threads = Vec::new();
     for &tid in &tids {
@@ -122,6 +136,7 @@ fn run(request: &Request) -> Result<(), String> {
             frames_missing: None,
             captured_with: None,
             polling: None,
+            waiting_on: None,
         };
         match (registers, stack) {
             (Some(registers), Some(stack)) => {
@@ -322,6 +337,28 @@ fn copy_stack(pid: libc::pid_t, sp: u64) -> Vec<u8> {
         at += len;
     }
     copy
+}
+
+/// Each module's bias (its load address), from the raw report's
+/// `modules:` section: `  0xBIAS PATH [build id ID]`.
+fn listed_biases(raw: &str) -> HashMap<String, u64> {
+    let mut biases = HashMap::new();
+    let Some(at) = raw.find("\nmodules:\n") else {
+        return biases;
+    };
+    for line in raw[at + 10..].lines() {
+        let Some(rest) = line.strip_prefix("  0x") else {
+            break;
+        };
+        let Some((bias, rest)) = rest.split_once(' ') else {
+            continue;
+        };
+        let path = rest.split(" build id ").next().unwrap_or(rest);
+        if let Ok(bias) = u64::from_str_radix(bias, 16) {
+            biases.insert(path.to_owned(), bias);
+        }
+    }
+    biases
 }
 
 /// The crashed process's memory map: where it has each file mapped.

@@ -1,6 +1,6 @@
 //! What the manhole leaves behind while nobody is connected: crash reports
-//! written when the process dies on a fatal signal, and the panics that
-//! did not kill it.
+//! written when the process dies on a fatal signal, the panics that did not
+//! kill it, and the watchdog's reports of stalls while they happen.
 //!
 //! **Layer:** above `capture/` and `instrument/` (a report holds every
 //! thread's stack and the calls in flight) and the tracing layer's ring;
@@ -21,3 +21,4 @@ pub(crate) mod panics;
 mod sections;
 mod signal_safe;
 mod state;
+pub(crate) mod watchdog;

@@ -7,6 +7,7 @@
 //! Every function here runs in *compromised context*: the heap, its locks
 //! and any Rust value may be broken. None allocates, locks or panics.
 
+use crate::os::process::civil_from_days;
 use std::sync::atomic::{AtomicI32, Ordering};
 
 /// How many descriptors one report goes to at once.
@@ -173,26 +174,6 @@ fn put(into: &mut [u8], mut value: u64) {
         *byte = b'0' + (value % 10) as u8;
         value /= 10;
     }
-}
-
-/// The civil date of a day count since 1970-01-01 (Howard Hinnant's
-/// `civil_from_days`).
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let day_of_era = z.rem_euclid(146_097);
-    let year_of_era =
-        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
-    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
-    let month_index = (5 * day_of_year + 2) / 153;
-    let day = (day_of_year - (153 * month_index + 2) / 5 + 1) as u32;
-    let month = if month_index < 10 {
-        month_index + 3
-    } else {
-        month_index - 9
-    } as u32;
-    let year = year_of_era + era * 400 + i64::from(month <= 2);
-    (year, month, day)
 }
 
 /// The wall clock, as seconds and milliseconds since the epoch.

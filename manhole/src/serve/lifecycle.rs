@@ -26,7 +26,7 @@ use crate::instrument::inflight;
 use crate::log::{self, Log};
 use crate::options::{apply_environment, Activation, Options, Waits, DEFAULT_SLOW_POLL};
 use crate::os::signals;
-use crate::report::{crash, panics};
+use crate::report::{crash, panics, watchdog};
 use crate::serve::listener::{self, Running, Settings, Start};
 use crate::serve::session::SessionConfig;
 use crate::signal_names;
@@ -199,8 +199,10 @@ fn install(options: Options) -> Result<Handle, Error> {
             .map_err(|err| Error::io("install the crash handler for", &path, err))?;
     } else {
         crash::uninstall();
+        watchdog::uninstall();
     }
     let running = Running::start(settings, start)?;
+    watchdog::install(options.watchdog, options.stuck_call, options.waits());
     inflight::count_polls_longer_than(options.slow_poll);
     remove_socket_at_exit();
     let waiting = match options.activation {
@@ -329,6 +331,7 @@ extern "C" fn after_fork_in_parent() {
 
 extern "C" fn after_fork_in_child() {
     log::mark_forked();
+    watchdog::forget_after_fork();
     let Some((turn, mut slot)) = HELD.with(|cell| cell.borrow_mut().take()) else {
         return;
     };

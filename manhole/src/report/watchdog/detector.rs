@@ -1,0 +1,434 @@
+//! The looks: each in-flight call, heartbeat and lock waiter measured
+//! against its limit, a stall reported past one, two and four times it, and
+//! its record closed when it is over.
+
+use super::kept::{lock, report, Kind, Report, Stall, Waiter, KEPT_REPORTS};
+use super::settings::{millis, stuck_call, waits};
+use crate::capture::stacks::{self, Frame, ThreadStack};
+use crate::instrument::heartbeat::Heartbeat;
+use crate::instrument::{inflight, registry};
+use crate::os::procfs::Tasks;
+use std::collections::{HashMap, HashSet};
+use std::fmt::Write as _;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// A stall seen before: how far it has been reported.
+struct Seen {
+    /// 1, 2 or 3: reported past once, twice or four times its limit.
+    level: u32,
+    for_ms: u64,
+    /// Seen in the current look.
+    alive: bool,
+}
+
+/// What the watchdog remembers between looks.
+#[derive(Default)]
+pub(super) struct Detector {
+    seen: HashMap<Stall, Seen>,
+    /// Threads seen waiting on an inspected lock: (address, since when).
+    waiting: HashMap<i32, (usize, Instant)>,
+    /// Lock stalls already reported as a possible deadlock.
+    deadlocks: HashSet<Stall>,
+}
+
+/// How many times past its limit a stall must be for each report.
+fn level(for_ms: u64, limit_ms: u64) -> u32 {
+    let limit = limit_ms.max(1);
+    if for_ms > 4 * limit {
+        3
+    } else if for_ms > 2 * limit {
+        2
+    } else if for_ms > limit {
+        1
+    } else {
+        0
+    }
+}
+
+impl Detector {
+    pub(super) fn look(&mut self, threshold: Option<Duration>, beats: &[&'static Heartbeat]) {
+        for seen in self.seen.values_mut() {
+            seen.alive = false;
+        }
+        if let Some(threshold) = threshold {
+            self.calls(threshold);
+            self.locks(threshold);
+        }
+        self.heartbeats(beats);
+        // Stalls no longer seen are over: their records say for how long.
+        let ended: Vec<(Stall, u64)> = self
+            .seen
+            .iter()
+            .filter(|(_, seen)| !seen.alive)
+            .map(|(stall, seen)| (*stall, seen.for_ms))
+            .collect();
+        if !ended.is_empty() {
+            let mut kept = lock(&KEPT_REPORTS);
+            for (stall, for_ms) in ended {
+                self.seen.remove(&stall);
+                self.deadlocks.remove(&stall);
+                for report in kept.reports.iter_mut().filter(|r| r.stall == stall) {
+                    report.ended_after_ms.get_or_insert(for_ms);
+                }
+            }
+        }
+    }
+
+    /// Notes a stall of `for_ms` against `limit_ms`; whether to report it
+    /// now (first past its limit, then past twice and four times it).
+    fn due(&mut self, stall: Stall, for_ms: u64, limit_ms: u64) -> bool {
+        let needed = level(for_ms, limit_ms);
+        let seen = self.seen.entry(stall).or_insert(Seen {
+            level: 0,
+            for_ms,
+            alive: true,
+        });
+        seen.alive = true;
+        seen.for_ms = for_ms;
+        if needed > seen.level {
+            seen.level = needed;
+            true
+        } else {
+            false
+        }
+    }
+
+    fn calls(&mut self, threshold: Duration) {
+        let calls = inflight::calls(threshold);
+        if calls.is_empty() {
+            return;
+        }
+        let stuck_ms = millis(stuck_call());
+        let threshold_ms = millis(threshold);
+        let mut forest = None;
+        for call in &calls {
+            if let Some((tid, poll)) = call.polling {
+                let poll_ms = millis(poll);
+                let stall = Stall {
+                    kind: Kind::SlowPoll,
+                    what: call.id as u64,
+                    since: call.poll_started_ns,
+                };
+                if self.due(stall, poll_ms, threshold_ms) {
+                    let forest =
+                        forest.get_or_insert_with(|| inflight::forest(&calls, Duration::ZERO));
+                    let chain = chain(&calls, call);
+                    let tree = tree_containing(forest, call.id);
+                    let stack = stack_of(tid);
+                    report(Report {
+                        kind: Kind::SlowPoll,
+                        name: call.name.to_owned(),
+                        for_ms: poll_ms,
+                        at: now_epoch(),
+                        thread: Some(tid),
+                        stack,
+                        tree,
+                        ended_after_ms: None,
+                        waiters: Vec::new(),
+                        deadlock: false,
+                        stall,
+                    }, &format!("`{}` ({chain}) has been in one poll for {} on thread {tid}, blocking its worker", call.name, human(poll_ms)));
+                }
+            }
+            let age_ms = millis(call.age);
+            let stall = Stall {
+                kind: Kind::StuckCall,
+                what: call.id as u64,
+                since: call.first_poll_ns,
+            };
+            if self.due(stall, age_ms, stuck_ms) {
+                let forest = forest.get_or_insert_with(|| inflight::forest(&calls, Duration::ZERO));
+                let tree = subtree(forest, call.id);
+                let (thread, stack) = match call.polling {
+                    Some((tid, _)) => (Some(tid), stack_of(tid)),
+                    None => (None, Vec::new()),
+                };
+                let state = match call.polling {
+                    Some((tid, _)) => format!("being polled on thread {tid}"),
+                    None => "waiting".to_owned(),
+                };
+                report(
+                    Report {
+                        kind: Kind::StuckCall,
+                        name: call.name.to_owned(),
+                        for_ms: age_ms,
+                        at: now_epoch(),
+                        thread,
+                        stack,
+                        tree,
+                        ended_after_ms: None,
+                        waiters: Vec::new(),
+                        deadlock: false,
+                        stall,
+                    },
+                    &format!(
+                        "`{}` ({}) has been in flight for {}, {state}",
+                        call.name,
+                        chain(&calls, call),
+                        human(age_ms)
+                    ),
+                );
+            }
+        }
+    }
+
+    fn heartbeats(&mut self, beats: &[&'static Heartbeat]) {
+        for beat in beats {
+            let Some(since) = beat.since_last() else {
+                continue;
+            };
+            let late_ms = millis(since);
+            let period_ms = millis(beat.period());
+            let address = std::ptr::from_ref(*beat) as usize;
+            let stall = Stall {
+                kind: Kind::MissedHeartbeat,
+                what: address as u64,
+                since: beat.last_beat_ns(),
+            };
+            if self.due(stall, late_ms, period_ms) {
+                let name = registry::static_at(address)
+                    .map_or_else(|| format!("heartbeat at {address:#x}"), str::to_owned);
+                let tid = beat.thread();
+                report(
+                    Report {
+                        kind: Kind::MissedHeartbeat,
+                        name: name.clone(),
+                        for_ms: late_ms,
+                        at: now_epoch(),
+                        thread: Some(tid),
+                        stack: stack_of(tid),
+                        tree: None,
+                        ended_after_ms: None,
+                        waiters: Vec::new(),
+                        deadlock: false,
+                        stall,
+                    },
+                    &format!(
+                        "`{name}` last beat {} ago on thread {tid}; its period is {}",
+                        human(late_ms),
+                        human(period_ms)
+                    ),
+                );
+            }
+        }
+    }
+
+    fn locks(&mut self, threshold: Duration) {
+        if !registry::any_inspected_lock() {
+            self.waiting.clear();
+            return;
+        }
+        let Some(tasks) = Tasks::open() else {
+            return;
+        };
+        let now = Instant::now();
+        let mut waiting_now: HashMap<i32, (usize, Instant)> = HashMap::new();
+        for tid in tasks.tids() {
+            let Some(call) = tasks.in_syscall(tid) else {
+                continue;
+            };
+            if call.number != libc::SYS_futex {
+                continue;
+            }
+            let address = call.first_argument as usize;
+            if registry::static_at(address).is_none() {
+                continue;
+            }
+            let since = match self.waiting.get(&tid) {
+                Some(&(known, since)) if known == address => since,
+                _ => now,
+            };
+            waiting_now.insert(tid, (address, since));
+        }
+        self.waiting = waiting_now;
+        // Waiters grouped by the static they wait on.
+        let mut by_lock: HashMap<&'static str, Vec<(i32, Duration)>> = HashMap::new();
+        for (&tid, &(address, since)) in &self.waiting {
+            if let Some(name) = registry::static_at(address) {
+                by_lock
+                    .entry(name)
+                    .or_default()
+                    .push((tid, now.duration_since(since)));
+            }
+        }
+        let stuck = stuck_call();
+        let deadlock = !self.waiting.is_empty()
+            && by_lock
+                .values()
+                .flatten()
+                .all(|(_, waited)| *waited > stuck)
+            && by_lock.len() > 1;
+        let threshold_ms = millis(threshold);
+        let mut names: Vec<&&'static str> = by_lock.keys().collect();
+        names.sort();
+        for name in names {
+            let waiters = &by_lock[*name];
+            let longest = waiters
+                .iter()
+                .map(|(_, waited)| *waited)
+                .max()
+                .unwrap_or_default();
+            let longest_ms = millis(longest);
+            let stall = Stall {
+                kind: Kind::LockWait,
+                what: registry::static_at(self.waiting[&waiters[0].0].0)
+                    .map_or(0, |name| name.as_ptr() as u64),
+                since: 0,
+            };
+            // A deadlock is worth a report of its own when it first shows,
+            // whatever the stall's reports so far.
+            let due = self.due(stall, longest_ms, threshold_ms);
+            let newly_deadlocked = deadlock && self.deadlocks.insert(stall);
+            if !due && !newly_deadlocked {
+                continue;
+            }
+            let tids: Vec<i32> = waiters.iter().map(|(tid, _)| *tid).collect();
+            let stacks = stacks::threads_of(&tids, waits());
+            let mut waiters: Vec<Waiter> = waiters
+                .iter()
+                .map(|(tid, waited)| {
+                    let stack = stacks.iter().find(|thread| thread.tid == *tid);
+                    Waiter {
+                        tid: *tid,
+                        name: stack.map_or_else(String::new, |thread| thread.name.clone()),
+                        for_ms: millis(*waited),
+                        stack: stack.map_or_else(Vec::new, |thread| thread.frames.clone()),
+                    }
+                })
+                .collect();
+            waiters.sort_by_key(|waiter| waiter.tid);
+            let who: Vec<String> = waiters
+                .iter()
+                .map(|waiter| {
+                    format!(
+                        "{} {:?} for {}",
+                        waiter.tid,
+                        waiter.name,
+                        human(waiter.for_ms)
+                    )
+                })
+                .collect();
+            let mut summary = format!(
+                "{} thread(s) wait on `{name}`: {}",
+                waiters.len(),
+                who.join(", ")
+            );
+            if deadlock {
+                let _ = write!(
+                    summary,
+                    "; possible deadlock: every thread waiting on inspected locks has waited past stuck_call ({}) and none progressed",
+                    human(millis(stuck))
+                );
+            }
+            report(
+                Report {
+                    kind: Kind::LockWait,
+                    name: (*name).to_owned(),
+                    for_ms: longest_ms,
+                    at: now_epoch(),
+                    thread: waiters.first().map(|waiter| waiter.tid),
+                    stack: waiters
+                        .first()
+                        .map_or_else(Vec::new, |waiter| waiter.stack.clone()),
+                    tree: None,
+                    ended_after_ms: None,
+                    waiters,
+                    deadlock,
+                    stall,
+                },
+                &summary,
+            );
+        }
+    }
+}
+
+/// One thread's frames, taken as `stacks` takes them.
+fn stack_of(tid: i32) -> Vec<Frame> {
+    stacks::threads_of(&[tid], waits())
+        .into_iter()
+        .next()
+        .map_or_else(Vec::new, |thread: ThreadStack| thread.frames)
+}
+
+/// `root > parent > call`: the chain of calls that polled `call` first.
+fn chain(calls: &[inflight::Call], call: &inflight::Call) -> String {
+    let mut names = vec![call.name];
+    let mut parent = call.parent;
+    while parent != 0 && names.len() < 32 {
+        let Some(above) = calls
+            .iter()
+            .find(|other| other.id == parent && other.id != call.id)
+        else {
+            break;
+        };
+        names.push(above.name);
+        parent = above.parent;
+    }
+    names.reverse();
+    names.join(" > ")
+}
+
+/// The JSON of the tree whose root holds `id`.
+fn tree_containing(forest: &[inflight::Tree], id: usize) -> Option<serde_json::Value> {
+    forest
+        .iter()
+        .find(|tree| holds(tree, id))
+        .and_then(|tree| serde_json::to_value(tree).ok())
+}
+
+/// The JSON of the subtree of `id`.
+fn subtree(forest: &[inflight::Tree], id: usize) -> Option<serde_json::Value> {
+    fn find(trees: &[inflight::Tree], id: usize) -> Option<&inflight::Tree> {
+        trees.iter().find_map(|tree| {
+            if tree.call.id == id {
+                Some(tree)
+            } else {
+                find(&tree.children, id)
+            }
+        })
+    }
+    find(forest, id).and_then(|tree| serde_json::to_value(tree).ok())
+}
+
+fn holds(tree: &inflight::Tree, id: usize) -> bool {
+    tree.call.id == id || tree.children.iter().any(|child| holds(child, id))
+}
+
+fn now_epoch() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0.0, |since| since.as_secs_f64())
+}
+
+/// `1.2 s`, `350 ms`.
+fn human(ms: u64) -> String {
+    if ms >= 1000 {
+        format!("{:.1} s", ms as f64 / 1000.0)
+    } else {
+        format!("{ms} ms")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stall_is_reported_past_one_two_and_four_times_its_limit() {
+        assert_eq!(level(99, 100), 0);
+        assert_eq!(level(101, 100), 1);
+        assert_eq!(level(201, 100), 2);
+        assert_eq!(level(401, 100), 3);
+        let mut detector = Detector::default();
+        let stall = Stall {
+            kind: Kind::SlowPoll,
+            what: 1,
+            since: 0,
+        };
+        let reported: Vec<u64> = [50, 110, 150, 210, 390, 410, 900]
+            .into_iter()
+            .filter(|&ms| detector.due(stall, ms, 100))
+            .collect();
+        assert_eq!(reported, [110, 210, 410]);
+    }
+}

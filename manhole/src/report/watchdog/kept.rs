@@ -1,0 +1,176 @@
+//! The reports: what one holds, the last 32 kept for `stalls`, the rate
+//! limit (five a minute of each kind), and where each goes out.
+
+use crate::capture::stacks::Frame;
+use std::collections::VecDeque;
+use std::fmt::Write as _;
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+/// How many reports `stalls` keeps.
+const KEPT: usize = 32;
+/// At most this many reports a minute of each kind.
+const PER_MINUTE: usize = 5;
+
+/// What a report is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum Kind {
+    SlowPoll,
+    StuckCall,
+    MissedHeartbeat,
+    LockWait,
+}
+
+impl Kind {
+    fn index(self) -> usize {
+        match self {
+            Kind::SlowPoll => 0,
+            Kind::StuckCall => 1,
+            Kind::MissedHeartbeat => 2,
+            Kind::LockWait => 3,
+        }
+    }
+
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Kind::SlowPoll => "slow_poll",
+            Kind::StuckCall => "stuck_call",
+            Kind::MissedHeartbeat => "missed_heartbeat",
+            Kind::LockWait => "lock_wait",
+        }
+    }
+}
+
+/// One thread waiting on an inspected lock.
+#[derive(Debug, Clone, serde::Serialize)]
+pub(crate) struct Waiter {
+    pub(crate) tid: i32,
+    pub(crate) name: String,
+    pub(crate) for_ms: u64,
+    pub(crate) stack: Vec<Frame>,
+}
+
+/// One report, as `stalls` shows it.
+#[derive(Debug, Clone)]
+pub(crate) struct Report {
+    pub(crate) kind: Kind,
+    pub(crate) name: String,
+    pub(crate) for_ms: u64,
+    /// Seconds since the epoch.
+    pub(crate) at: f64,
+    pub(crate) thread: Option<i32>,
+    pub(crate) stack: Vec<Frame>,
+    pub(crate) tree: Option<serde_json::Value>,
+    pub(crate) ended_after_ms: Option<u64>,
+    pub(crate) waiters: Vec<Waiter>,
+    pub(crate) deadlock: bool,
+    /// The stall it belongs to, for `ended_after_ms`.
+    pub(super) stall: Stall,
+}
+
+/// One stall, told apart from the next of the same thing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(super) struct Stall {
+    pub(super) kind: Kind,
+    /// The node, heartbeat or lock.
+    pub(super) what: u64,
+    /// When this stall of it began (a poll's start, a call's first poll,
+    /// the last beat), so that the next one is another stall.
+    pub(super) since: u64,
+}
+
+/// The reports kept, and those the rate limit left out.
+pub(super) struct Kept {
+    pub(super) reports: VecDeque<Report>,
+    suppressed: u64,
+    /// When each kind's recent reports went out, by [`Kind::index`].
+    sent: [VecDeque<Instant>; 4],
+}
+
+pub(super) static KEPT_REPORTS: Mutex<Kept> = Mutex::new(Kept {
+    reports: VecDeque::new(),
+    suppressed: 0,
+    sent: [const { VecDeque::new() }; 4],
+});
+
+pub(super) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// The reports kept, oldest first, and how many were suppressed.
+pub(crate) fn kept() -> (Vec<Report>, u64) {
+    let kept = lock(&KEPT_REPORTS);
+    (kept.reports.iter().cloned().collect(), kept.suppressed)
+}
+
+/// Keeps the report and sends it out, unless its kind has had its five
+/// this minute.
+pub(super) fn report(report: Report, summary: &str) {
+    let kind = report.kind;
+    {
+        let mut kept = lock(&KEPT_REPORTS);
+        let now = Instant::now();
+        let recent = &mut kept.sent[kind.index()];
+        while recent
+            .front()
+            .is_some_and(|at| now.duration_since(*at) > Duration::from_secs(60))
+        {
+            recent.pop_front();
+        }
+        // A possible deadlock is reported once whatever the rate: it is
+        // the one report that says the stall will not end by itself.
+        let first_deadlock = report.deadlock
+            && !kept
+                .reports
+                .iter()
+                .any(|kept| kept.deadlock && kept.stall == report.stall);
+        let sent = &mut kept.sent[kind.index()];
+        if sent.len() >= PER_MINUTE && !first_deadlock {
+            kept.suppressed += 1;
+            return;
+        }
+        sent.push_back(now);
+        if kept.reports.len() == KEPT {
+            kept.reports.pop_front();
+        }
+        kept.reports.push_back(report.clone());
+    }
+    let mut text = format!("{summary}\n");
+    for (index, frame) in report.stack.iter().enumerate() {
+        let _ = writeln!(
+            text,
+            "  {index:>3}: {}",
+            frame.function.as_deref().unwrap_or("<unknown>")
+        );
+        if let (Some(file), Some(line)) = (&frame.file, frame.line) {
+            let _ = writeln!(text, "           at {file}:{line}");
+        }
+    }
+    for waiter in report.waiters.iter().skip(1) {
+        let _ = writeln!(text, "thread {} {:?}:", waiter.tid, waiter.name);
+        for (index, frame) in waiter.stack.iter().enumerate() {
+            let _ = writeln!(
+                text,
+                "  {index:>3}: {}",
+                frame.function.as_deref().unwrap_or("<unknown>")
+            );
+        }
+    }
+    send(kind, &text);
+}
+
+/// To the tracing layer when the program has one, else to stderr.
+fn send(kind: Kind, text: &str) {
+    #[cfg(feature = "tracing")]
+    if crate::tracing::control().is_some() {
+        ::tracing::warn!(target: "manhole::watchdog", kind = kind.name(), "{}", text.trim_end());
+        return;
+    }
+    let mut lines = String::new();
+    for line in text.lines() {
+        let _ = writeln!(lines, "manhole watchdog: {} {line}", kind.name());
+    }
+    crate::log::always_raw(&lines);
+}

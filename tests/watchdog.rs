@@ -1,0 +1,249 @@
+//! The watchdog, against `examples/stalls` on a real tokio runtime: a slow
+//! poll reported while it runs, a stuck request, a heartbeat that stops, a
+//! deadlock on two inspected locks, the rate limit, the threshold changed
+//! live, `stalls` over JSON and text, and no thread when it is off. Needs
+//! the `tokio` feature (`scripts/test` runs it).
+
+mod support;
+
+use serde_json::{json, Value};
+use std::time::{Duration, Instant};
+use support::Service;
+
+fn stalls_service(manhole: &str) -> Service {
+    let service = Service::spawn_with_env("stalls", &[], &[("MANHOLE", manhole)], None);
+    service.wait_for_socket();
+    service
+}
+
+fn call(service: &Service, name: &str, args: Value) -> Value {
+    support::Json::connect(&service.socket).result("call", json!({"name": name, "args": args}))
+}
+
+fn stalls(service: &Service) -> Value {
+    support::Json::connect(&service.socket).result("stalls", json!({}))
+}
+
+/// The reports of `kind`, waiting up to `within` for at least one.
+fn reports_of(service: &Service, kind: &str, within: Duration) -> Vec<Value> {
+    let deadline = Instant::now() + within;
+    loop {
+        let reports: Vec<Value> = stalls(service)["reports"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|report| report["kind"] == kind)
+            .cloned()
+            .collect();
+        if !reports.is_empty() || Instant::now() > deadline {
+            return reports;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn functions(stack: &Value) -> Vec<String> {
+    stack
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|frame| frame["function"].as_str().map(str::to_owned))
+        .collect()
+}
+
+#[test]
+fn a_blocking_poll_is_reported_with_its_stack_while_it_runs() {
+    let service = stalls_service("watchdog=300ms");
+    let began = Instant::now();
+    call(&service, "block_worker", json!([1500]));
+    let line = service.wait_for_stderr("manhole watchdog: slow_poll");
+    let reported_after = began.elapsed();
+    // Reported while the poll still runs, within threshold + threshold/4
+    // + 20 ms of its start, give or take this machine's scheduling.
+    assert!(
+        reported_after < Duration::from_millis(1400),
+        "{reported_after:?}"
+    );
+    assert!(line.contains("`blocking_poll`"), "{line}");
+    assert!(line.contains("blocking its worker"), "{line}");
+    let reports = reports_of(&service, "slow_poll", Duration::from_secs(5));
+    let report = &reports[0];
+    assert_eq!(report["name"], "blocking_poll");
+    assert!(report["for_ms"].as_u64().unwrap() >= 300, "{report}");
+    assert!(report["thread"].as_i64().unwrap() > 0);
+    let stack = functions(&report["stack"]);
+    assert!(
+        stack
+            .iter()
+            .any(|f| f.starts_with("std::thread::") && f.ends_with("sleep")),
+        "{stack:?}"
+    );
+    assert!(
+        stack.iter().any(|f| f.contains("stalls::blocking_poll")),
+        "{stack:?}"
+    );
+    assert!(report.get("ended_after_ms").is_none(), "{report}");
+    assert_eq!(report["tree"]["name"], "blocking_poll", "{report}");
+    // Once the poll is over, its record says how long it lasted.
+    support::wait_until("the slow poll to end", || {
+        stalls(&service)["reports"][0]
+            .get("ended_after_ms")
+            .is_some_and(|ended| ended.as_u64().unwrap() >= 1000)
+    });
+    // Reported again at twice and four times the threshold, not more.
+    let slow: Vec<Value> = stalls(&service)["reports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|report| report["kind"] == "slow_poll")
+        .cloned()
+        .collect();
+    assert_eq!(slow.len(), 3, "{slow:?}");
+    let text = support::Text::connect(&service.socket).ask("stalls");
+    assert!(text.contains("slow_poll `blocking_poll` for"), "{text}");
+    assert!(text.contains("ended after"), "{text}");
+}
+
+#[test]
+fn a_stuck_request_is_reported_with_its_subtree() {
+    let service = stalls_service("watchdog=300ms,stuck_call=1s");
+    call(&service, "stuck_request", json!([7]));
+    let line = service.wait_for_stderr("manhole watchdog: stuck_call");
+    assert!(line.contains("has been in flight for"), "{line}");
+    let reports = reports_of(&service, "stuck_call", Duration::from_secs(5));
+    let handle = reports
+        .iter()
+        .find(|report| report["name"] == "handle")
+        .unwrap_or_else(|| panic!("{reports:?}"));
+    assert_eq!(handle["tree"]["name"], "handle");
+    assert_eq!(
+        handle["tree"]["children"][0]["name"], "fetch_backend",
+        "{handle}"
+    );
+    assert!(handle["for_ms"].as_u64().unwrap() >= 1000);
+}
+
+#[test]
+fn a_heartbeat_that_stops_is_reported_with_the_stack_of_its_thread_even_with_the_watchdog_off() {
+    let service = stalls_service("");
+    call(&service, "start_heartbeat", json!([]));
+    let beat = support::Json::connect(&service.socket).result("get", json!({"name": "MAIN_LOOP"}));
+    assert_eq!(beat["period_ms"], 300, "{beat}");
+    assert!(beat["thread"].as_i64().unwrap() > 0, "{beat}");
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(reports_of(&service, "missed_heartbeat", Duration::ZERO).is_empty());
+    call(&service, "stop_heartbeat", json!([]));
+    let line = service.wait_for_stderr("manhole watchdog: missed_heartbeat");
+    assert!(line.contains("`MAIN_LOOP` last beat"), "{line}");
+    let reports = reports_of(&service, "missed_heartbeat", Duration::from_secs(5));
+    let report = &reports[0];
+    assert_eq!(report["name"], "MAIN_LOOP");
+    let stack = functions(&report["stack"]);
+    assert!(
+        stack.iter().any(|f| f.contains("stalls::stopped_beating")),
+        "{stack:?}"
+    );
+    let beater = support::threads_named(service.pid, "main-loop");
+    assert_eq!(
+        report["thread"].as_u64(),
+        beater.first().map(|tid| u64::from(*tid))
+    );
+}
+
+#[test]
+fn a_deadlock_on_two_inspected_locks_is_reported_on_both_and_named() {
+    let service = stalls_service("watchdog=200ms,stuck_call=1s");
+    call(&service, "deadlock", json!([]));
+    service.wait_for_stderr("possible deadlock");
+    let reports = reports_of(&service, "lock_wait", Duration::from_secs(5));
+    let names: Vec<&str> = reports.iter().filter_map(|r| r["name"].as_str()).collect();
+    assert!(
+        names.contains(&"LOCK_A") && names.contains(&"LOCK_B"),
+        "{reports:?}"
+    );
+    assert!(reports.iter().any(|r| r["deadlock"] == true), "{reports:?}");
+    let waiter = &reports[0]["waiters"][0];
+    assert!(
+        waiter["name"].as_str().unwrap().starts_with("locker-"),
+        "{waiter}"
+    );
+    assert!(
+        functions(&waiter["stack"])
+            .iter()
+            .any(|f| f.contains("take_in_order")),
+        "{waiter}"
+    );
+    // `stacks` names the lock each of them waits on, watchdog or not.
+    let dump = support::Json::connect(&service.socket).result("stacks", json!({}));
+    let waiting: Vec<(&str, &str)> = dump["threads"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|thread| Some((thread["name"].as_str()?, thread["waiting_on"].as_str()?)))
+        .collect();
+    assert!(waiting.contains(&("locker-ab", "LOCK_B")), "{waiting:?}");
+    assert!(waiting.contains(&("locker-ba", "LOCK_A")), "{waiting:?}");
+}
+
+#[test]
+fn twenty_slow_polls_make_five_reports_and_the_rest_are_counted() {
+    let service = stalls_service("watchdog=50ms");
+    call(&service, "many_slow_polls", json!([20, 80]));
+    support::wait_until("twenty slow polls", || {
+        let all = stalls(&service);
+        all["suppressed"].as_u64().unwrap() >= 15
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    let all = stalls(&service);
+    let slow = all["reports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|report| report["kind"] == "slow_poll")
+        .count();
+    assert_eq!(slow, 5, "{all}");
+    assert_eq!(all["suppressed"], 15, "{all}");
+    let text = support::Text::connect(&service.socket).ask("stalls");
+    assert!(text.contains("15 more report(s) suppressed"), "{text}");
+}
+
+#[test]
+fn the_watchdog_is_turned_off_and_on_live() {
+    let service = stalls_service("watchdog=200ms");
+    let mut session = support::Json::connect(&service.socket);
+    let off = session.result("watchdog", json!({"threshold": "off"}));
+    assert_eq!(off["threshold"], "off", "{off}");
+    assert!(off["threshold_ms"].is_null());
+    call(&service, "block_worker", json!([600]));
+    std::thread::sleep(Duration::from_millis(900));
+    assert!(reports_of(&service, "slow_poll", Duration::ZERO).is_empty());
+    let on = support::Text::connect(&service.socket).ask("watchdog 150ms");
+    assert!(on.contains("watchdog 150ms"), "{on}");
+    call(&service, "block_worker", json!([600]));
+    assert_eq!(
+        reports_of(&service, "slow_poll", Duration::from_secs(5)).len(),
+        1
+    );
+    let bad = session.error("watchdog", json!({"threshold": "soon"}));
+    assert_eq!(bad["data"]["reason"], "bad_params", "{bad}");
+    let shown = session.result("watchdog", json!({}));
+    assert_eq!(shown["threshold"], "150ms");
+    assert_eq!(shown["stuck_call_ms"], 60_000);
+}
+
+#[test]
+fn with_the_watchdog_off_and_no_heartbeat_there_is_no_watchdog_thread() {
+    let service = stalls_service("");
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(support::threads_named(service.pid, "manhole-watch").is_empty());
+    let shown = support::Json::connect(&service.socket).result("watchdog", json!({}));
+    assert_eq!(shown["threshold"], "off");
+    support::Text::connect(&service.socket).ask("watchdog 500ms");
+    support::wait_until("the watchdog thread", || {
+        !support::threads_named(service.pid, "manhole-watch").is_empty()
+    });
+    support::Text::connect(&service.socket).ask("watchdog off");
+    support::wait_until("the watchdog thread to end", || {
+        support::threads_named(service.pid, "manhole-watch").is_empty()
+    });
+}
