@@ -71,6 +71,28 @@ async fn stuck_request(id: u64) -> &'static str {
     "started"
 }
 
+/// The inner step of a sync job, which takes its time.
+#[manhole::inspect(calls)]
+fn sync_inner(ms: u64) {
+    std::thread::sleep(Duration::from_millis(ms));
+}
+
+/// A sync job that calls its inner step.
+#[manhole::inspect(calls)]
+fn sync_step(ms: u64) {
+    sync_inner(ms);
+}
+
+/// Runs `sync_step` for MS milliseconds on a thread of its own.
+#[manhole::command]
+fn start_sync_job(ms: u64) -> &'static str {
+    std::thread::Builder::new()
+        .name("sync-worker".to_owned())
+        .spawn(move || sync_step(ms))
+        .unwrap();
+    "started"
+}
+
 #[inline(never)]
 fn stopped_beating() {
     loop {

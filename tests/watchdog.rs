@@ -124,6 +124,41 @@ fn a_stuck_request_is_reported_with_its_subtree() {
 }
 
 #[test]
+fn a_sync_call_stuck_past_stuck_call_is_reported_with_its_thread() {
+    let service = stalls_service("watchdog=300ms,stuck_call=1s");
+    call(&service, "start_sync_job", json!([3000]));
+    let line = service.wait_for_stderr("(a sync call)");
+    assert!(
+        line.contains("`sync_step` (sync_step) has been running for"),
+        "{line}"
+    );
+    let reports = reports_of(&service, "stuck_call", Duration::from_secs(5));
+    let inner = reports
+        .iter()
+        .find(|report| report["name"] == "sync_inner")
+        .unwrap_or_else(|| panic!("{reports:?}"));
+    let worker = support::threads_named(service.pid, "sync-worker");
+    assert_eq!(
+        inner["thread"].as_u64(),
+        worker.first().map(|tid| u64::from(*tid))
+    );
+    assert!(
+        functions(&inner["stack"])
+            .iter()
+            .any(|f| f.contains("stalls::sync_inner")),
+        "{inner}"
+    );
+    let outer = reports
+        .iter()
+        .find(|report| report["name"] == "sync_step")
+        .unwrap();
+    assert_eq!(
+        outer["tree"]["children"][0]["name"], "sync_inner",
+        "{outer}"
+    );
+}
+
+#[test]
 fn a_heartbeat_that_stops_is_reported_with_the_stack_of_its_thread_even_with_the_watchdog_off() {
     let service = stalls_service("");
     call(&service, "start_heartbeat", json!([]));

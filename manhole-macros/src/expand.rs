@@ -308,7 +308,7 @@ fn expand_inspect_calls(function: &Function<'_>, args: &ItemArgs) -> TokenStream
                 #vis #sig {
                     #(#inner)*
                     #counters
-                    let __manhole_timer = __MANHOLE_CALLS.start();
+                    let __manhole_timer = __MANHOLE_CALLS.start_sync();
                     #block
                 }
             };
@@ -360,12 +360,19 @@ fn expand_inspect_calls(function: &Function<'_>, args: &ItemArgs) -> TokenStream
             })
         }
     };
+    // A sync call is also marked in flight on its thread, for the
+    // watchdog; an async one has its node inside its future.
+    let start = if sig.asyncness.is_some() {
+        quote!(start)
+    } else {
+        quote!(start_sync)
+    };
     quote! {
         #(#outer)*
         #vis #outer_sig {
             #(#inner)*
             #counters
-            let mut __manhole_timer = __MANHOLE_CALLS.start();
+            let mut __manhole_timer = __MANHOLE_CALLS.#start();
             let __manhole_returned = #body;
             {
                 #[allow(unused_imports)]

@@ -290,7 +290,18 @@ impl CallStats {
             shard,
             started_at: ticks(),
             returned: false,
+            tracked: false,
         }
+    }
+
+    /// Starts timing one call of a sync function, which is also marked in
+    /// flight on this thread for the watchdog until the timer drops.
+    #[doc(hidden)]
+    #[inline]
+    pub fn start_sync(&'static self) -> CallTimer {
+        let mut timer = self.start();
+        timer.tracked = super::sync_calls::enter(self);
+        timer
     }
 
     /// A consistent-enough copy of the counters: each is read once, finished
@@ -338,6 +349,8 @@ pub struct CallTimer {
     shard: &'static Shard,
     started_at: u64,
     returned: bool,
+    /// Marked in flight on this thread (a sync call), to be unmarked.
+    tracked: bool,
 }
 
 impl CallTimer {
@@ -355,6 +368,9 @@ impl CallTimer {
 impl Drop for CallTimer {
     #[inline]
     fn drop(&mut self) {
+        if self.tracked {
+            super::sync_calls::leave();
+        }
         let elapsed = ticks().saturating_sub(self.started_at);
         let shard = self.shard;
         shard.total_ticks.fetch_add(elapsed, Relaxed);

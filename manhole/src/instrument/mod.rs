@@ -1,6 +1,7 @@
 //! What the attributes register and what instrumented code updates: the
 //! command table and inspected items, call statistics, the in-flight async
-//! calls, and the running of async commands on the program's runtime.
+//! and sync calls, heartbeats, and the running of async commands on the
+//! program's runtime.
 //!
 //! **Layer:** above `os/`; imports only the foundations. The fast paths
 //! here run on the program's own threads, on every call: lock-free counters
@@ -14,3 +15,4 @@ pub(crate) mod calls;
 pub(crate) mod heartbeat;
 pub(crate) mod inflight;
 pub(crate) mod registry;
+pub(crate) mod sync_calls;

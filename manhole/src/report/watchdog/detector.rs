@@ -6,7 +6,7 @@ use super::kept::{lock, report, Kind, Report, Stall, Waiter, KEPT_REPORTS};
 use super::settings::{millis, stuck_call, waits};
 use crate::capture::stacks::{self, Frame, ThreadStack};
 use crate::instrument::heartbeat::Heartbeat;
-use crate::instrument::{inflight, registry};
+use crate::instrument::{inflight, registry, sync_calls};
 use crate::os::procfs::Tasks;
 use std::collections::{HashMap, HashSet};
 use std::fmt::Write as _;
@@ -52,6 +52,7 @@ impl Detector {
         }
         if let Some(threshold) = threshold {
             self.calls(threshold);
+            self.sync_calls();
             self.locks(threshold);
         }
         self.heartbeats(beats);
@@ -169,6 +170,78 @@ impl Detector {
                     ),
                 );
             }
+        }
+    }
+
+    /// Sync calls in flight past `stuck_call`, with their thread's stack
+    /// and the calls nested in them.
+    fn sync_calls(&mut self) {
+        let calls = sync_calls::in_flight();
+        if calls.is_empty() {
+            return;
+        }
+        let now = sync_calls::now();
+        let stuck_ms = millis(stuck_call());
+        let names = registry::call_stats();
+        let name_of = |stats: &'static crate::instrument::calls::CallStats| {
+            names
+                .iter()
+                .find(|(_, known)| std::ptr::eq(*known, stats))
+                .map_or("?", |(name, _)| *name)
+        };
+        for call in &calls {
+            let age_ms = now.saturating_sub(call.started_ns) / 1_000_000;
+            let stall = Stall {
+                kind: Kind::StuckCall,
+                what: (u64::from(call.tid.unsigned_abs()) << 8) | call.depth as u64,
+                since: call.started_ns,
+            };
+            if !self.due(stall, age_ms, stuck_ms) {
+                continue;
+            }
+            // The calls nested in it on its thread, innermost last.
+            let nested: Vec<&sync_calls::SyncCall> = calls
+                .iter()
+                .filter(|other| other.tid == call.tid && other.depth >= call.depth)
+                .collect();
+            let mut tree = serde_json::Value::Null;
+            for inner in nested.iter().rev() {
+                let age = now.saturating_sub(inner.started_ns) as f64 / 1e6;
+                tree = serde_json::json!({
+                    "name": name_of(inner.stats),
+                    "age_ms": (age * 10.0).round() / 10.0,
+                    "state": "running",
+                    "thread": inner.tid,
+                    "children": if tree.is_null() { Vec::new() } else { vec![tree] },
+                });
+            }
+            let chain: Vec<&str> = calls
+                .iter()
+                .filter(|other| other.tid == call.tid && other.depth <= call.depth)
+                .map(|other| name_of(other.stats))
+                .collect();
+            let name = name_of(call.stats);
+            report(
+                Report {
+                    kind: Kind::StuckCall,
+                    name: name.to_owned(),
+                    for_ms: age_ms,
+                    at: now_epoch(),
+                    thread: Some(call.tid),
+                    stack: stack_of(call.tid),
+                    tree: Some(tree),
+                    ended_after_ms: None,
+                    waiters: Vec::new(),
+                    deadlock: false,
+                    stall,
+                },
+                &format!(
+                    "`{name}` ({}) has been running for {} on thread {} (a sync call)",
+                    chain.join(" > "),
+                    human(age_ms),
+                    call.tid
+                ),
+            );
         }
     }
 
