@@ -2,7 +2,7 @@
 //! with the panicking thread's stack, symbolised when asked for.
 
 use super::answer::Answer;
-use crate::capture::{self, stacks::Symbols};
+use crate::capture::{self, stacks, stacks::Symbols};
 use crate::os::process;
 use crate::report::panics::{self, KEPT};
 use serde_json::json;
@@ -47,19 +47,7 @@ pub(super) fn panics() -> Answer {
             "\n{at} thread {} {:?}: '{}' at {}",
             panic.tid, panic.thread, panic.message, panic.location
         );
-        for (index, frame) in frames.iter().enumerate() {
-            match &frame.function {
-                Some(function) => {
-                    let _ = writeln!(text, "  {index:>3}: {function}");
-                }
-                None => {
-                    let _ = writeln!(text, "  {index:>3}: <unknown> at {:#x}", frame.address);
-                }
-            }
-            if let (Some(file), Some(line)) = (&frame.file, frame.line) {
-                let _ = writeln!(text, "           at {file}:{line}");
-            }
-        }
+        let _ = stacks::write_frames(&mut text, frames);
         entries.push(json!({
             "message": panic.message,
             "location": panic.location,

@@ -2,6 +2,7 @@
 //! live, and its reports kept.
 
 use super::answer::Answer;
+use crate::capture::stacks;
 use crate::os::process;
 use crate::report::watchdog;
 use manhole_wire::WatchdogThreshold;
@@ -70,16 +71,7 @@ pub(super) fn stalls() -> Answer {
         if report.deadlock {
             text.push_str("  possible deadlock\n");
         }
-        for (index, frame) in report.stack.iter().enumerate() {
-            let _ = writeln!(
-                text,
-                "  {index:>3}: {}",
-                frame.function.as_deref().unwrap_or("<unknown>")
-            );
-            if let (Some(file), Some(line)) = (&frame.file, frame.line) {
-                let _ = writeln!(text, "           at {file}:{line}");
-            }
-        }
+        let _ = stacks::write_frames(&mut text, &report.stack);
         let mut entry = json!({
             "kind": report.kind.name(),
             "name": report.name,

@@ -372,19 +372,37 @@ impl Symbols {
                 .or_insert_with(|| resolve(lookup, address));
             frames.extend(resolved.iter().cloned());
         }
-        // Below the thread's entry point lie only the runtime's start-up
-        // frames, which std's own short backtraces hide as well.
-        if let Some(entry) = frames.iter().position(|frame| {
-            frame
-                .function
-                .as_deref()
-                .is_some_and(|name| name.ends_with("__rust_begin_short_backtrace"))
-        }) {
-            frames.truncate(entry);
-        }
+        trim_below_entry(&mut frames);
         frames.retain(|frame| frame.address != 0);
         frames
     }
+}
+
+/// Cuts a thread's frames at its entry point: below it lie only the
+/// runtime's start-up frames, which std's own short backtraces hide too.
+pub(crate) fn trim_below_entry(frames: &mut Vec<Frame>) {
+    if let Some(entry) = frames.iter().position(|frame| {
+        frame
+            .function
+            .as_deref()
+            .is_some_and(|name| name.ends_with("__rust_begin_short_backtrace"))
+    }) {
+        frames.truncate(entry);
+    }
+}
+
+/// Frames as `stacks` prints them: `  N: function`, then `at file:line`.
+pub(crate) fn write_frames(out: &mut impl fmt::Write, frames: &[Frame]) -> fmt::Result {
+    for (index, frame) in frames.iter().enumerate() {
+        match &frame.function {
+            Some(function) => writeln!(out, "  {index:>3}: {function}")?,
+            None => writeln!(out, "  {index:>3}: <unknown> at {:#x}", frame.address)?,
+        }
+        if let (Some(file), Some(line)) = (&frame.file, frame.line) {
+            writeln!(out, "           at {file}:{line}")?;
+        }
+    }
+    Ok(())
 }
 
 fn resolve(lookup: usize, address: usize) -> Vec<Frame> {
@@ -444,16 +462,7 @@ impl ThreadStack {
         if let Some(reason) = &self.frames_missing {
             writeln!(f, "    {reason}")?;
         }
-        for (index, frame) in self.frames.iter().enumerate() {
-            match &frame.function {
-                Some(function) => writeln!(f, "  {index:>3}: {function}")?,
-                None => writeln!(f, "  {index:>3}: <unknown> at {:#x}", frame.address)?,
-            }
-            if let (Some(file), Some(line)) = (&frame.file, frame.line) {
-                writeln!(f, "           at {file}:{line}")?;
-            }
-        }
-        Ok(())
+        write_frames(f, &self.frames)
     }
 }
 

@@ -157,23 +157,32 @@ fn walk(
 /// A thread's return addresses from all its registers and its copied stack
 /// (which starts at `registers.sp`), as a signal handler saw them.
 pub(crate) fn unwind(registers: Registers, stack: &[u8]) -> Unwound {
-    with_unwinder(|unwinder, cache| {
-        let mut addresses = vec![registers.pc];
-        let end = walk(
-            unwinder,
-            cache,
-            start_registers(registers),
-            FrameAddress::from_instruction_pointer(registers.pc),
-            stack,
-            registers.sp,
-            &mut addresses,
-        );
-        Unwound {
-            truncated: matches!(end, End::CopyEnded),
-            complete: matches!(end, End::Complete),
-            addresses,
-        }
-    })
+    with_unwinder(|unwinder, cache| unwind_with(unwinder, cache, registers, stack))
+}
+
+/// [`unwind`] with a given unwinder: ours, or one placed for another
+/// process ([`Remote`]).
+fn unwind_with(
+    unwinder: &ArchUnwinder<Vec<u8>>,
+    cache: &mut Cache,
+    registers: Registers,
+    stack: &[u8],
+) -> Unwound {
+    let mut addresses = vec![registers.pc];
+    let end = walk(
+        unwinder,
+        cache,
+        start_registers(registers),
+        FrameAddress::from_instruction_pointer(registers.pc),
+        stack,
+        registers.sp,
+        &mut addresses,
+    );
+    Unwound {
+        truncated: matches!(end, End::CopyEnded),
+        complete: matches!(end, End::Complete),
+        addresses,
+    }
 }
 
 /// A thread's return addresses from only its pc and sp (all that
@@ -533,21 +542,7 @@ impl Remote {
     /// A thread's return addresses there, from its registers and a copy of
     /// its stack that starts at `registers.sp`.
     pub(crate) fn unwind(&mut self, registers: Registers, stack: &[u8]) -> Unwound {
-        let mut addresses = vec![registers.pc];
-        let end = walk(
-            &self.unwinder,
-            &mut self.cache,
-            start_registers(registers),
-            FrameAddress::from_instruction_pointer(registers.pc),
-            stack,
-            registers.sp,
-            &mut addresses,
-        );
-        Unwound {
-            truncated: matches!(end, End::CopyEnded),
-            complete: matches!(end, End::Complete),
-            addresses,
-        }
+        unwind_with(&self.unwinder, &mut self.cache, registers, stack)
     }
 
     /// The address here of `address` there, when it is in a module both

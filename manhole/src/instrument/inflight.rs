@@ -269,6 +269,17 @@ pub(crate) struct Call {
 /// Every in-flight call, read shard by shard; a poll longer than
 /// `slow_poll` is blocking its worker.
 pub(crate) fn calls(slow_poll: Duration) -> Vec<Call> {
+    read(slow_poll, false)
+}
+
+/// The in-flight calls being polled now, and nothing of the others: what
+/// the watchdog looks at several times per threshold, without copying ten
+/// thousand waiting calls each time.
+pub(crate) fn polled(slow_poll: Duration) -> Vec<Call> {
+    read(slow_poll, true)
+}
+
+fn read(slow_poll: Duration, only_polled: bool) -> Vec<Call> {
     let now = now_ns();
     let mut calls = Vec::new();
     for shard in 0..SHARDS {
@@ -279,6 +290,9 @@ pub(crate) fn calls(slow_poll: Duration) -> Vec<Call> {
             let node = unsafe { &*(address as *const Node) };
             let since = |ns: u64| Duration::from_nanos(now.saturating_sub(ns));
             let started = node.poll_started_ns.load(Relaxed);
+            if only_polled && started == 0 {
+                continue;
+            }
             let polling = (started != 0).then(|| (node.thread.load(Relaxed), since(started)));
             let first_poll_ns = node.first_poll_ns.load(Relaxed);
             calls.push(Call {

@@ -456,22 +456,45 @@ fn edit_distance(a: &str, b: &str) -> usize {
     previous[b.len()]
 }
 
+/// Every inspected static's place and name, and whether any is a lock,
+/// read once: the registry is fixed at link time.
+struct Places {
+    statics: Vec<(usize, usize, &'static str)>,
+    any_lock: bool,
+}
+
+fn places() -> &'static Places {
+    static PLACES: std::sync::OnceLock<Places> = std::sync::OnceLock::new();
+    PLACES.get_or_init(|| {
+        let items = inspected();
+        Places {
+            statics: items
+                .iter()
+                .filter_map(|item| {
+                    let (start, size) = (item.place?)();
+                    Some((start, size.max(1), item.meta.name))
+                })
+                .collect(),
+            any_lock: items.iter().any(|item| {
+                item.place.is_some() && (item.ty.contains("Mutex") || item.ty.contains("RwLock"))
+            }),
+        }
+    })
+}
+
 /// The inspected static whose memory holds `address` (a lock's futex
 /// word, a heartbeat), by name.
 pub(crate) fn static_at(address: usize) -> Option<&'static str> {
-    inspected().into_iter().find_map(|item| {
-        let (start, size) = (item.place?)();
-        (start..start + size.max(1))
-            .contains(&address)
-            .then_some(item.meta.name)
-    })
+    places()
+        .statics
+        .iter()
+        .find(|(start, size, _)| (*start..*start + *size).contains(&address))
+        .map(|(_, _, name)| *name)
 }
 
 /// Whether any inspected static is a lock that threads may wait on.
 pub(crate) fn any_inspected_lock() -> bool {
-    inspected().iter().any(|item| {
-        item.place.is_some() && (item.ty.contains("Mutex") || item.ty.contains("RwLock"))
-    })
+    places().any_lock
 }
 
 #[cfg(test)]

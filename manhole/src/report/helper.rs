@@ -15,8 +15,9 @@
 //! writes the symbolised one to stderr, and tells the dying process it is
 //! done by writing to its memory.
 
+use super::signal_safe as safe;
 use super::state::{Shared, FIRST_LINE, LAST_LINE};
-use crate::capture::stacks::{Frame, Stacks, Symbols, ThreadStack};
+use crate::capture::stacks::{self, Frame, Stacks, Symbols, ThreadStack};
 use crate::capture::unwind::{Registers, Remote};
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -195,23 +196,9 @@ fn read_all(fd: libc::c_int) -> Result<String, String> {
     Ok(String::from_utf8_lossy(&bytes).into_owned())
 }
 
-fn remote_read(pid: libc::pid_t, address: usize, into: &mut [u8]) -> usize {
-    let local = libc::iovec {
-        iov_base: into.as_mut_ptr().cast(),
-        iov_len: into.len(),
-    };
-    let remote = libc::iovec {
-        iov_base: address as *mut libc::c_void,
-        iov_len: into.len(),
-    };
-    // SAFETY: both ranges are checked by the kernel.
-    let copied = unsafe { libc::process_vm_readv(pid, &local, 1, &remote, 1, 0) };
-    copied.max(0) as usize
-}
-
 fn read_shared(request: &Request) -> Result<Registers, String> {
     let mut words = [0u8; 32];
-    if remote_read(request.pid, request.shared, &mut words) != words.len() {
+    if safe::read_process_memory(request.pid, request.shared, &mut words) != words.len() {
         return Err(format!(
             "cannot read the crashed process's registers: {}",
             std::io::Error::last_os_error()
@@ -324,7 +311,7 @@ fn copy_stack(pid: libc::pid_t, sp: u64) -> Vec<u8> {
     while at < STACK_COPY {
         let page_end = ((start + at) / PAGE + 1) * PAGE;
         let len = (page_end - (start + at)).min(STACK_COPY - at);
-        let copied = remote_read(pid, start + at, &mut copy[at..at + len]);
+        let copied = safe::read_process_memory(pid, start + at, &mut copy[at..at + len]);
         if copied < len {
             if started {
                 copy.truncate(at + copied);
@@ -438,23 +425,8 @@ fn symbolise(remote: &Remote, symbols: &mut Symbols, addresses: &[u64]) -> Vec<F
             frame.address = address as usize;
             frames.push(frame);
         }
-        if frames.iter().any(|frame| {
-            frame
-                .function
-                .as_deref()
-                .is_some_and(|name| name.ends_with("__rust_begin_short_backtrace"))
-        }) {
-            break;
-        }
     }
-    if let Some(entry) = frames.iter().position(|frame| {
-        frame
-            .function
-            .as_deref()
-            .is_some_and(|name| name.ends_with("__rust_begin_short_backtrace"))
-    }) {
-        frames.truncate(entry);
-    }
+    stacks::trim_below_entry(&mut frames);
     frames
 }
 

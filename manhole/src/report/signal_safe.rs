@@ -216,6 +216,14 @@ pub(crate) fn gettid() -> libc::pid_t {
 /// Copies `into.len()` bytes of this process's memory at `address`, or
 /// fewer where the memory ends; never faults. Returns how many were copied.
 pub(crate) fn read_memory(address: usize, into: &mut [u8]) -> usize {
+    // SAFETY: getpid cannot fail.
+    read_process_memory(unsafe { libc::getpid() }, address, into)
+}
+
+/// Copies `into.len()` bytes of process `pid`'s memory at `address`, as
+/// far as they are mapped in one go; never faults. Returns how many were
+/// copied.
+pub(crate) fn read_process_memory(pid: libc::pid_t, address: usize, into: &mut [u8]) -> usize {
     let local = libc::iovec {
         iov_base: into.as_mut_ptr().cast(),
         iov_len: into.len(),
@@ -226,7 +234,7 @@ pub(crate) fn read_memory(address: usize, into: &mut [u8]) -> usize {
     };
     // SAFETY: both iovecs describe valid ranges for the kernel to check;
     // an unmapped remote range is an error, not a fault.
-    let copied = unsafe { libc::process_vm_readv(libc::getpid(), &local, 1, &remote, 1, 0) };
+    let copied = unsafe { libc::process_vm_readv(pid, &local, 1, &remote, 1, 0) };
     copied.max(0) as usize
 }
 

@@ -29,6 +29,8 @@ pub(super) struct Detector {
     waiting: HashMap<i32, (usize, Instant)>,
     /// Lock stalls already reported as a possible deadlock.
     deadlocks: HashSet<Stall>,
+    /// When calls in flight were last aged against `stuck_call`.
+    aged: Option<Instant>,
 }
 
 /// How many times past its limit a stall must be for each report.
@@ -51,8 +53,25 @@ impl Detector {
             seen.alive = false;
         }
         if let Some(threshold) = threshold {
-            self.calls(threshold);
-            self.sync_calls();
+            // Calls in flight are aged four times per `stuck_call`; polls,
+            // which stall for much less, on every look.
+            let stuck = stuck_call();
+            let full = self.aged.is_none_or(|aged| aged.elapsed() >= stuck / 4);
+            if full {
+                self.aged = Some(Instant::now());
+                self.calls(threshold, &inflight::calls(threshold), true);
+                self.sync_calls();
+            } else {
+                for (stall, seen) in &mut self.seen {
+                    if stall.kind == Kind::StuckCall {
+                        seen.alive = true;
+                    }
+                }
+                let polled = inflight::polled(threshold);
+                if !polled.is_empty() {
+                    self.calls(threshold, &polled, false);
+                }
+            }
             self.locks(threshold);
         }
         self.heartbeats(beats);
@@ -94,15 +113,26 @@ impl Detector {
         }
     }
 
-    fn calls(&mut self, threshold: Duration) {
-        let calls = inflight::calls(threshold);
-        if calls.is_empty() {
-            return;
-        }
+    /// Slow polls among `calls`, and, when `all` says they are every call
+    /// in flight, the calls stuck past `stuck_call`.
+    fn calls(&mut self, threshold: Duration, calls: &[inflight::Call], all: bool) {
         let stuck_ms = millis(stuck_call());
         let threshold_ms = millis(threshold);
-        let mut forest = None;
-        for call in &calls {
+        // Every call and their forest, read only when a report needs the
+        // chain of parents or the tree.
+        let mut everything: Option<(Vec<inflight::Call>, Vec<inflight::Tree>)> = None;
+        let context = |everything: &mut Option<(Vec<inflight::Call>, Vec<inflight::Tree>)>| {
+            if everything.is_none() {
+                let every = if all {
+                    calls.to_vec()
+                } else {
+                    inflight::calls(threshold)
+                };
+                let forest = inflight::forest(&every, Duration::ZERO);
+                *everything = Some((every, forest));
+            }
+        };
+        for call in calls {
             if let Some((tid, poll)) = call.polling {
                 let poll_ms = millis(poll);
                 let stall = Stall {
@@ -111,25 +141,33 @@ impl Detector {
                     since: call.poll_started_ns,
                 };
                 if self.due(stall, poll_ms, threshold_ms) {
-                    let forest =
-                        forest.get_or_insert_with(|| inflight::forest(&calls, Duration::ZERO));
-                    let chain = chain(&calls, call);
-                    let tree = tree_containing(forest, call.id);
-                    let stack = stack_of(tid);
-                    report(Report {
-                        kind: Kind::SlowPoll,
-                        name: call.name.to_owned(),
-                        for_ms: poll_ms,
-                        at: now_epoch(),
-                        thread: Some(tid),
-                        stack,
-                        tree,
-                        ended_after_ms: None,
-                        waiters: Vec::new(),
-                        deadlock: false,
-                        stall,
-                    }, &format!("`{}` ({chain}) has been in one poll for {} on thread {tid}, blocking its worker", call.name, human(poll_ms)));
+                    context(&mut everything);
+                    let (every, forest) = everything.as_ref().expect("just read");
+                    let chain = chain(every, call);
+                    report(
+                        Report {
+                            kind: Kind::SlowPoll,
+                            name: call.name.to_owned(),
+                            for_ms: poll_ms,
+                            at: now_epoch(),
+                            thread: Some(tid),
+                            stack: stack_of(tid),
+                            tree: tree_containing(forest, call.id),
+                            ended_after_ms: None,
+                            waiters: Vec::new(),
+                            deadlock: false,
+                            stall,
+                        },
+                        &format!(
+                            "`{}` ({chain}) has been in one poll for {} on thread {tid}, blocking its worker",
+                            call.name,
+                            human(poll_ms)
+                        ),
+                    );
                 }
+            }
+            if !all {
+                continue;
             }
             let age_ms = millis(call.age);
             let stall = Stall {
@@ -138,15 +176,15 @@ impl Detector {
                 since: call.first_poll_ns,
             };
             if self.due(stall, age_ms, stuck_ms) {
-                let forest = forest.get_or_insert_with(|| inflight::forest(&calls, Duration::ZERO));
-                let tree = subtree(forest, call.id);
-                let (thread, stack) = match call.polling {
-                    Some((tid, _)) => (Some(tid), stack_of(tid)),
-                    None => (None, Vec::new()),
-                };
-                let state = match call.polling {
-                    Some((tid, _)) => format!("being polled on thread {tid}"),
-                    None => "waiting".to_owned(),
+                context(&mut everything);
+                let (every, forest) = everything.as_ref().expect("just read");
+                let (thread, stack, state) = match call.polling {
+                    Some((tid, _)) => (
+                        Some(tid),
+                        stack_of(tid),
+                        format!("being polled on thread {tid}"),
+                    ),
+                    None => (None, Vec::new(), "waiting".to_owned()),
                 };
                 report(
                     Report {
@@ -156,7 +194,7 @@ impl Detector {
                         at: now_epoch(),
                         thread,
                         stack,
-                        tree,
+                        tree: subtree(forest, call.id),
                         ended_after_ms: None,
                         waiters: Vec::new(),
                         deadlock: false,
@@ -165,7 +203,7 @@ impl Detector {
                     &format!(
                         "`{}` ({}) has been in flight for {}, {state}",
                         call.name,
-                        chain(&calls, call),
+                        chain(every, call),
                         human(age_ms)
                     ),
                 );

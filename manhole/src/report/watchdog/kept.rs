@@ -1,7 +1,7 @@
 //! The reports: what one holds, the last 32 kept for `stalls`, the rate
 //! limit (five a minute of each kind), and where each goes out.
 
-use crate::capture::stacks::Frame;
+use crate::capture::stacks::{self, Frame};
 use std::collections::VecDeque;
 use std::fmt::Write as _;
 use std::sync::{Mutex, MutexGuard};
@@ -138,25 +138,10 @@ pub(super) fn report(report: Report, summary: &str) {
         kept.reports.push_back(report.clone());
     }
     let mut text = format!("{summary}\n");
-    for (index, frame) in report.stack.iter().enumerate() {
-        let _ = writeln!(
-            text,
-            "  {index:>3}: {}",
-            frame.function.as_deref().unwrap_or("<unknown>")
-        );
-        if let (Some(file), Some(line)) = (&frame.file, frame.line) {
-            let _ = writeln!(text, "           at {file}:{line}");
-        }
-    }
+    let _ = stacks::write_frames(&mut text, &report.stack);
     for waiter in report.waiters.iter().skip(1) {
         let _ = writeln!(text, "thread {} {:?}:", waiter.tid, waiter.name);
-        for (index, frame) in waiter.stack.iter().enumerate() {
-            let _ = writeln!(
-                text,
-                "  {index:>3}: {}",
-                frame.function.as_deref().unwrap_or("<unknown>")
-            );
-        }
+        let _ = stacks::write_frames(&mut text, &waiter.stack);
     }
     send(kind, &text);
 }
