@@ -43,6 +43,10 @@
 //!   attribute, and [`uninstall`].
 //! - [`stacks()`]: the thread snapshot the `stacks` command prints, for use
 //!   anywhere (a watchdog, a panic hook).
+//! - [`Heartbeat`]: a loop's proof of life, which the watchdog checks.
+//!   With the manhole installed, a fatal signal leaves a crash report, and
+//!   the `watchdog` option reports stalls while they happen (README's "When
+//!   it crashes" and "When it hangs").
 //! - `tracing` (feature `tracing`): `manhole::tracing::layer()`, a
 //!   `tracing_subscriber` layer whose filter the `log` command changes live
 //!   and whose recent events it shows.
