@@ -30,6 +30,13 @@ struct Crash {
     report_path: PathBuf,
     socket: PathBuf,
     planted_target: PathBuf,
+    dir: PathBuf,
+}
+
+impl Drop for Crash {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
 }
 
 /// Kills the child if the test fails before it has died.
@@ -118,6 +125,7 @@ fn crash(mode: &str, manhole: &str, extra_env: &[(&str, &str)]) -> Crash {
         report_path,
         socket,
         planted_target,
+        dir,
     }
 }
 

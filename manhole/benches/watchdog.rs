@@ -150,6 +150,7 @@ fn delay_child(threshold_ms: u64, dir: &std::path::Path) {
     let reported = parse_rfc3339(report["at"].as_str().unwrap());
     println!("{}", (reported - started) * 1000.0);
     handle.uninstall();
+    let _ = std::fs::remove_dir_all(dir);
 }
 
 fn main() {
