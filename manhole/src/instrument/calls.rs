@@ -300,7 +300,7 @@ impl CallStats {
     #[inline]
     pub fn start_sync(&'static self) -> CallTimer {
         let mut timer = self.start();
-        timer.tracked = super::sync_calls::enter(self);
+        timer.tracked = super::sync_calls::enter(std::ptr::from_ref(self) as usize);
         timer
     }
 

@@ -1,6 +1,6 @@
 //! [`Heartbeat`]: a loop's proof of life, which the watchdog checks.
 
-use super::inflight::{now_ns, tid};
+use super::clock::{now_ns, tid};
 use serde::ser::SerializeStruct as _;
 use std::sync::atomic::Ordering::{self, Relaxed};
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicPtr, AtomicU64};

@@ -10,8 +10,7 @@
 //! no lock, no allocation after the first call. Calls nested deeper than
 //! [`DEPTH`] are counted but not shown.
 
-use super::calls::CallStats;
-use super::inflight::{now_ns, tid};
+use super::clock::{now_ns, tid};
 use std::cell::Cell;
 use std::sync::atomic::{AtomicI32, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
 
@@ -23,7 +22,8 @@ struct ThreadCalls {
     /// The thread that holds it; 0 while free.
     tid: AtomicI32,
     depth: AtomicUsize,
-    stats: [AtomicPtr<CallStats>; DEPTH],
+    /// The counters of each call, by address: what names it.
+    stats: [AtomicUsize; DEPTH],
     started_ns: [AtomicU64; DEPTH],
     next: AtomicPtr<ThreadCalls>,
 }
@@ -67,7 +67,7 @@ fn claim() -> &'static ThreadCalls {
     let calls: &'static ThreadCalls = Box::leak(Box::new(ThreadCalls {
         tid: AtomicI32::new(me),
         depth: AtomicUsize::new(0),
-        stats: [const { AtomicPtr::new(std::ptr::null_mut()) }; DEPTH],
+        stats: [const { AtomicUsize::new(0) }; DEPTH],
         started_ns: [const { AtomicU64::new(0) }; DEPTH],
         next: AtomicPtr::new(std::ptr::null_mut()),
     }));
@@ -82,10 +82,11 @@ fn claim() -> &'static ThreadCalls {
     }
 }
 
-/// Marks the start of a sync call of `stats` on this thread. `false` when
-/// the thread is ending (its thread-locals are gone): nothing to undo.
+/// Marks the start of a sync call on this thread, of the function whose
+/// counters are at `counters`. `false` when the thread is ending (its
+/// thread-locals are gone): nothing to undo.
 #[inline]
-pub(crate) fn enter(stats: &'static CallStats) -> bool {
+pub(crate) fn enter(counters: usize) -> bool {
     MINE.try_with(|mine| {
         let mut calls = mine.0.get();
         if calls.is_null() {
@@ -96,7 +97,7 @@ pub(crate) fn enter(stats: &'static CallStats) -> bool {
         let calls = unsafe { &*calls };
         let depth = calls.depth.load(Ordering::Relaxed);
         if let (Some(slot), Some(started)) = (calls.stats.get(depth), calls.started_ns.get(depth)) {
-            slot.store(std::ptr::from_ref(stats).cast_mut(), Ordering::Relaxed);
+            slot.store(counters, Ordering::Relaxed);
             started.store(now_ns(), Ordering::Relaxed);
         }
         calls.depth.store(depth + 1, Ordering::Release);
@@ -125,7 +126,8 @@ pub(crate) struct SyncCall {
     pub(crate) tid: i32,
     /// Its depth on its thread, 0 for the outermost.
     pub(crate) depth: usize,
-    pub(crate) stats: &'static CallStats,
+    /// The address of the function's counters.
+    pub(crate) counters: usize,
     pub(crate) started_ns: u64,
 }
 
@@ -143,15 +145,14 @@ pub(crate) fn in_flight() -> Vec<SyncCall> {
         }
         let depth = calls.depth.load(Ordering::Acquire).min(DEPTH);
         for index in 0..depth {
-            let stats = calls.stats[index].load(Ordering::Relaxed);
-            if stats.is_null() {
+            let counters = calls.stats[index].load(Ordering::Relaxed);
+            if counters == 0 {
                 continue;
             }
             found.push(SyncCall {
                 tid,
                 depth: index,
-                // SAFETY: only `&'static CallStats` are stored.
-                stats: unsafe { &*stats },
+                counters,
                 started_ns: calls.started_ns[index].load(Ordering::Relaxed),
             });
         }

@@ -221,10 +221,10 @@ impl Detector {
         let now = sync_calls::now();
         let stuck_ms = millis(stuck_call());
         let names = registry::call_stats();
-        let name_of = |stats: &'static crate::instrument::calls::CallStats| {
+        let name_of = |counters: usize| {
             names
                 .iter()
-                .find(|(_, known)| std::ptr::eq(*known, stats))
+                .find(|(_, known)| std::ptr::from_ref(*known) as usize == counters)
                 .map_or("?", |(name, _)| *name)
         };
         for call in &calls {
@@ -246,7 +246,7 @@ impl Detector {
             for inner in nested.iter().rev() {
                 let age = now.saturating_sub(inner.started_ns) as f64 / 1e6;
                 tree = serde_json::json!({
-                    "name": name_of(inner.stats),
+                    "name": name_of(inner.counters),
                     "age_ms": (age * 10.0).round() / 10.0,
                     "state": "running",
                     "thread": inner.tid,
@@ -256,9 +256,9 @@ impl Detector {
             let chain: Vec<&str> = calls
                 .iter()
                 .filter(|other| other.tid == call.tid && other.depth <= call.depth)
-                .map(|other| name_of(other.stats))
+                .map(|other| name_of(other.counters))
                 .collect();
-            let name = name_of(call.stats);
+            let name = name_of(call.counters);
             report(
                 Report {
                     kind: Kind::StuckCall,
