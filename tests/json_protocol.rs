@@ -245,10 +245,11 @@ fn errors_use_json_rpc_codes() {
             methods.join(", ")
         ),
     );
-    assert_error(
-        &session.error("get", json!({})),
-        -32602,
-        "`get` needs the param `name`",
+    // `get` with no name lists what there is to get, as `list` does.
+    let inspectable = session.result("get", json!({}));
+    assert_eq!(
+        inspectable["inspected"],
+        session.result("list", json!({}))["inspected"]
     );
     assert_error(
         &session.error("get", json!({"name": 5})),

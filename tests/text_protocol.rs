@@ -284,13 +284,16 @@ fn errors_are_one_line_and_the_session_goes_on() {
         ("get add", "error: `add` is a command, not an inspected item; use `call add`"),
         ("call REQUESTS", "error: `REQUESTS` is an inspected item, not a command; use `get REQUESTS`"),
         ("get nope", "error: unknown inspected item `nope`; `list` shows what is registered"),
-        ("get", "error: usage: get NAME"),
+        ("get A B", "error: usage: get [NAME]"),
+        ("stak", "error: unknown command `stak`; did you mean `stacks`? `list` shows what is registered"),
+        ("get requests", "error: unknown inspected item `requests`; did you mean `REQUESTS`? `list` shows what is registered"),
         ("call", "error: usage: call NAME [ARG...]"),
         ("list everything", "error: `list` takes no arguments"),
         ("echo 'open", "error: unbalanced ' quote; close it, or escape it with a backslash"),
     ] {
         assert_eq!(session.ask(line), format!("{expected}\n"), "for {line:?}");
     }
+    assert!(session.ask("get").starts_with("inspected (get NAME):\n"));
     assert_eq!(session.ask("add 2 2"), "4\n", "the session goes on");
     let stderr = service.wait_for_stderr("panicked on purpose");
     assert!(

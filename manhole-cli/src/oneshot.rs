@@ -196,9 +196,10 @@ mod tests {
             json_for(&["stats", "--sort", "p99"]).unwrap(),
             ("stats", json!({"sort": "p99"}))
         );
+        assert_eq!(json_for(&["get"]).unwrap(), ("get", json!({"name": ""})));
         assert_eq!(
-            json_for(&["get"]).unwrap_err(),
-            Failure::new(Reason::BadParams, "usage: get NAME")
+            json_for(&["get", "A", "B"]).unwrap_err(),
+            Failure::new(Reason::BadParams, "usage: get [NAME]")
         );
         assert_eq!(
             json_for(&["list", "x"]).unwrap_err(),

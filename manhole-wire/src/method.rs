@@ -282,10 +282,10 @@ impl Builtin {
                 protocols: Protocols::Both,
                 params: &[Param {
                     name: "name",
-                    required: true,
+                    required: false,
                 }],
-                usage: "get NAME",
-                summary: "read an inspected item",
+                usage: "get [NAME]",
+                summary: "read an inspected item; alone, list what there is to read",
             },
             Builtin::Set => &Spec {
                 name: "set",

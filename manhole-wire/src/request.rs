@@ -67,7 +67,7 @@ pub enum Request {
     },
     /// A sampling profile.
     Profile(ProfileRequest),
-    /// An inspected item's value.
+    /// An inspected item's value; with an empty name, the list of them.
     Get(String),
     /// Calls a command. `bare` is set when the text line named the command
     /// without `call`; then an inspected item of that name is read instead,
@@ -696,6 +696,7 @@ pub fn parse_text(line: &str) -> Result<Option<Request>, Failure> {
         Builtin::Watch => parse_watch(rest)?,
         Builtin::Quit => no_args(Request::Quit)?,
         Builtin::Get => match rest {
+            [] => Request::Get(String::new()),
             [name] => Request::Get(name.clone()),
             _ => return Err(usage(builtin)),
         },
@@ -929,7 +930,7 @@ fn json_request(method: &str, params: Map<String, Value>) -> Result<Request, Fai
             collapse: params.flag("collapse")?,
         },
         Builtin::Profile => Request::Profile(ProfileRequest::from_params(&mut params.params)?),
-        Builtin::Get => Request::Get(params.required_string("name")?),
+        Builtin::Get => Request::Get(params.string("name")?.unwrap_or_default()),
         Builtin::Text => Request::Text(params.required_string("line")?),
         Builtin::Call => {
             let name = params.required_string("name")?;
@@ -1163,7 +1164,14 @@ mod tests {
     fn text_builtins_check_their_arity() {
         assert_eq!(parse_text("list").unwrap(), Some(Request::List));
         assert_eq!(parse_text("   ").unwrap(), None);
-        assert_eq!(parse_text("get").unwrap_err().message, "usage: get NAME");
+        assert_eq!(
+            parse_text("get").unwrap(),
+            Some(Request::Get(String::new()))
+        );
+        assert_eq!(
+            parse_text("get A B").unwrap_err().message,
+            "usage: get [NAME]"
+        );
         assert_eq!(
             parse_text("list all").unwrap_err().message,
             "`list` takes no arguments"
@@ -1375,7 +1383,7 @@ mod tests {
             (json!("a"), Some(Reason::TextOnly))
         );
         assert_eq!(
-            failure(r#"{"jsonrpc":"2.0","id":1,"method":"get","params":{}}"#),
+            failure(r#"{"jsonrpc":"2.0","id":1,"method":"call","params":{}}"#),
             (json!(1), Some(Reason::BadParams))
         );
         assert_eq!(

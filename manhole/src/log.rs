@@ -52,6 +52,20 @@ impl Log {
     }
 }
 
+impl Log {
+    /// Logs at DEBUG, for what happens on every client call (a session
+    /// opened): through the tracing subscriber when the program has one,
+    /// and not at all on plain stderr, which has no levels to filter by.
+    pub(crate) fn debug(self, message: std::fmt::Arguments<'_>) {
+        #[cfg(feature = "tracing")]
+        if self.verbose && through_tracing() {
+            ::tracing::debug!(target: "manhole", "{message}");
+        }
+        #[cfg(not(feature = "tracing"))]
+        let _ = message;
+    }
+}
+
 /// Logs whatever the verbosity: for failures the user must hear about.
 pub(crate) fn always(message: std::fmt::Arguments<'_>) {
     #[cfg(feature = "tracing")]

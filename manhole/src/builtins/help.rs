@@ -52,7 +52,36 @@ pub(super) fn list() -> Answer {
         .iter()
         .map(|c| (c.signature(), c.meta.summary()))
         .collect();
-    let inspect_rows: Vec<_> = inspected
+    text.push_str("commands (call NAME [ARG...]):\n");
+    text.push_str(&if command_rows.is_empty() {
+        "  (none registered)\n".to_owned()
+    } else {
+        table(&command_rows)
+    });
+    text.push_str(&inspected_table(&inspected));
+    Answer {
+        json: json!({
+            "commands": commands.iter().map(|c| command_json(c)).collect::<Vec<_>>(),
+            "inspected": inspected.iter().map(|i| inspect_json(i)).collect::<Vec<_>>(),
+        }),
+        text,
+    }
+}
+
+/// `get` with no name: what there is to get, as `list` shows it.
+pub(super) fn inspectable() -> Answer {
+    let inspected = registry::inspected();
+    Answer {
+        json: json!({
+            "inspected": inspected.iter().map(|i| inspect_json(i)).collect::<Vec<_>>(),
+        }),
+        text: inspected_table(&inspected),
+    }
+}
+
+/// The inspected items' part of `list`.
+fn inspected_table(inspected: &[&Inspect]) -> String {
+    let rows: Vec<_> = inspected
         .iter()
         .map(|i| {
             let mark = match (i.kind, i.write.is_some()) {
@@ -63,25 +92,13 @@ pub(super) fn list() -> Answer {
             (i.signature(), format!("{mark}{}", i.meta.summary()))
         })
         .collect();
-    text.push_str("commands (call NAME [ARG...]):\n");
-    text.push_str(&if command_rows.is_empty() {
+    let mut text = String::from("inspected (get NAME):\n");
+    text.push_str(&if rows.is_empty() {
         "  (none registered)\n".to_owned()
     } else {
-        table(&command_rows)
+        table(&rows)
     });
-    text.push_str("inspected (get NAME):\n");
-    text.push_str(&if inspect_rows.is_empty() {
-        "  (none registered)\n".to_owned()
-    } else {
-        table(&inspect_rows)
-    });
-    Answer {
-        json: json!({
-            "commands": commands.iter().map(|c| command_json(c)).collect::<Vec<_>>(),
-            "inspected": inspected.iter().map(|i| inspect_json(i)).collect::<Vec<_>>(),
-        }),
-        text,
-    }
+    text
 }
 
 pub(super) fn help_all() -> Answer {

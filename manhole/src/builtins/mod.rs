@@ -65,6 +65,7 @@ fn answer(request: Request, asked: Asked<'_>) -> Result<Answer, Failure> {
         Request::Runtime => runtime::answer(&asked.served.runtime),
         Request::Profile(profile) => profile::run_profile(&profile, asked),
         Request::Top { interval } => Ok(top::answer(interval)),
+        Request::Get(name) if name.is_empty() => Ok(help::inspectable()),
         Request::Get(name) => items::read(answer::inspected_item(&name)?),
         Request::Set { name, value } => items::set(&name, value),
         Request::Stats { sort, window } => Ok(stats::stats(sort, window)),

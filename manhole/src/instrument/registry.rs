@@ -433,11 +433,26 @@ pub(crate) fn suggest<'a>(
     name: &str,
     candidates: impl IntoIterator<Item = &'a str>,
 ) -> Option<&'a str> {
+    let candidates: Vec<&str> = candidates.into_iter().collect();
+    // The same name in other case (`settings` for `SETTINGS`) first, then
+    // a name it begins (`stak` for `stacks`), then a near miss.
+    if let Some(same) = candidates
+        .iter()
+        .find(|candidate| candidate.eq_ignore_ascii_case(name))
+    {
+        return Some(same);
+    }
+    let lower = name.to_ascii_lowercase();
     let limit = (name.chars().count() / 3).max(1);
     candidates
         .into_iter()
-        .map(|candidate| (edit_distance(name, candidate), candidate))
-        .filter(|(distance, _)| *distance <= limit)
+        .filter_map(|candidate| {
+            let folded = candidate.to_ascii_lowercase();
+            let distance = edit_distance(&lower, &folded);
+            let begins =
+                lower.chars().count() >= 3 && folded.starts_with(lower.get(..3)?) && distance <= 2;
+            (distance <= limit || begins).then_some((distance, candidate))
+        })
         .min_by_key(|(distance, _)| *distance)
         .map(|(_, candidate)| candidate)
 }
@@ -507,6 +522,10 @@ mod tests {
         assert_eq!(suggest("reload_cofig", names), Some("reload_config"));
         assert_eq!(suggest("ad", names), Some("add"));
         assert_eq!(suggest("shutdown", names), None);
+        let builtins = ["stacks", "stats", "SETTINGS", "threads"];
+        assert_eq!(suggest("stak", builtins), Some("stacks"));
+        assert_eq!(suggest("settings", builtins), Some("SETTINGS"));
+        assert_eq!(suggest("treads", builtins), Some("threads"));
     }
 
     #[test]

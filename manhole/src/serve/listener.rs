@@ -600,7 +600,7 @@ fn admit(stream: UnixStream, context: &Context, inline: bool) -> bool {
     );
     match socket::peer_credentials(&stream) {
         Ok(peer) if socket::peer_allowed(&peer) => {
-            log.verbose(format_args!(
+            log.debug(format_args!(
                 "session opened for pid {} (uid {})",
                 peer.pid(),
                 peer.uid()
