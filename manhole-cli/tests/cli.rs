@@ -153,9 +153,12 @@ fn an_error_reply_exits_1_with_the_message_on_stderr() {
             .starts_with("error: unknown command `reload_cofig`; did you mean `reload_config`?"),
         "{run:?}"
     );
-    let run = cli(&[&pid, "get"]);
+    let run = cli(&[&pid, "get", "A", "B"]);
     assert_exit(&run, 1);
-    assert_eq!(run.stderr, "error: usage: get NAME\n");
+    assert_eq!(run.stderr, "error: usage: get [NAME]\n");
+    let run = cli(&[&pid, "get"]);
+    assert_exit(&run, 0);
+    assert!(run.stdout.starts_with("inspected (get NAME):\n"), "{run:?}");
 }
 
 #[test]
@@ -206,9 +209,9 @@ fn json_prints_the_result_or_the_error_object() {
     assert_exit(&run, 1);
     assert_eq!(json(&run)["code"], -32601);
 
-    let run = cli(&["--json", &pid, "get"]);
+    let run = cli(&["--json", &pid, "get", "A", "B"]);
     assert_exit(&run, 1);
-    assert_eq!(json(&run)["message"], "usage: get NAME");
+    assert_eq!(json(&run)["message"], "usage: get [NAME]");
 }
 
 /// With `--json`, a bare name is asked as the text protocol asks it: a
