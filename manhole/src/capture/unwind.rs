@@ -14,6 +14,7 @@
 //! unloaded since.
 
 pub(crate) use crate::os::interrupted::Registers;
+use crate::os::loader::each_module;
 use framehop::{
     Error as UnwindError, ExplicitModuleSectionInfo, FrameAddress, Module, Unwinder as _,
 };
@@ -469,33 +470,14 @@ type Placement<'a> = dyn Fn(&str, u64) -> Option<u64> + 'a;
 /// Every loaded module, placed where `placement` says, with the shift from
 /// its addresses there to ours: (its range there, ours minus theirs).
 fn placed_modules(placement: &Placement<'_>) -> Vec<(Module<Vec<u8>>, Shift)> {
-    struct Walk<'a, 'b> {
-        placement: &'a Placement<'b>,
-        modules: Vec<(Module<Vec<u8>>, Shift)>,
-    }
-    unsafe extern "C" fn each(
-        info: *mut libc::dl_phdr_info,
-        _size: usize,
-        data: *mut libc::c_void,
-    ) -> libc::c_int {
-        // SAFETY: the loader passes a valid info whose program headers and
-        // mapped segments stay in place while it holds its lock, which it
-        // does for the whole callback; `data` is the walk below.
-        unsafe {
-            let walk = &mut *data.cast::<Walk<'_, '_>>();
-            if let Some(module) = module(&*info, walk.placement) {
-                walk.modules.push(module);
-            }
+    let mut modules = Vec::new();
+    each_module(&mut |info| {
+        // SAFETY: called from the loader's callback, with its info.
+        if let Some(module) = unsafe { module(info, placement) } {
+            modules.push(module);
         }
-        0
-    }
-    let mut walk = Walk {
-        placement,
-        modules: Vec::new(),
-    };
-    // SAFETY: the callback reads only what the loader hands it.
-    unsafe { libc::dl_iterate_phdr(Some(each), (&raw mut walk).cast()) };
-    walk.modules
+    });
+    modules
 }
 
 /// A module's range in another process, and what to add to an address

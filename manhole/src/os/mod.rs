@@ -13,6 +13,7 @@
 
 pub(crate) mod interrupted;
 pub(crate) mod limits;
+pub(crate) mod loader;
 pub(crate) mod mem;
 pub(crate) mod process;
 pub(crate) mod procfs;

@@ -296,15 +296,13 @@ fn open_outputs(prepared: &Prepared) {
     };
     // SAFETY: getpid cannot fail.
     let pid = unsafe { libc::getpid() } as u64;
-    static PATH: safe::ReporterOnly<safe::PathBuf<4096>> =
-        safe::ReporterOnly::new(safe::PathBuf::new());
     // SAFETY: only the reporting thread gets here.
-    let path = unsafe { &mut *PATH.get() };
+    let path = unsafe { &mut *REPORT_PATH.get() };
     for attempt in 0..100u64 {
-        if !fill_template(path, template, pid) {
-            return;
-        }
-        if attempt > 0 && !(path.push(b".") && path.push_dec(attempt)) {
+        if !fill_template(path, template, pid)
+            || (attempt > 0 && !(path.push(b".") && path.push_dec(attempt)))
+        {
+            path.clear();
             return;
         }
         // SAFETY: a NUL-terminated path; open is async-signal-safe. No
@@ -319,13 +317,14 @@ fn open_outputs(prepared: &Prepared) {
         if fd >= 0 {
             FILE_FD.store(fd, Ordering::Release);
             OUT.add(fd);
-            REPORT_PATH.set(path.as_bytes());
             return;
         }
         if safe::errno() != libc::EEXIST && safe::errno() != libc::ELOOP {
-            return;
+            break;
         }
     }
+    // No file: the header says so, not a name that was never created.
+    path.clear();
 }
 
 /// `template` with `{pid}` replaced by `pid`.

@@ -3,6 +3,7 @@
 //! normal context (at install) with `dl_iterate_phdr`, so that the crash
 //! handler only reads what is already there.
 
+use crate::os::loader::each_module;
 use std::fmt::Write as _;
 
 /// One loaded module.
@@ -20,22 +21,11 @@ pub(crate) struct Module {
 
 /// Every module loaded now.
 pub(crate) fn loaded() -> Vec<Module> {
-    unsafe extern "C" fn each(
-        info: *mut libc::dl_phdr_info,
-        _size: usize,
-        data: *mut libc::c_void,
-    ) -> libc::c_int {
-        // SAFETY: the loader passes a valid info whose headers and segments
-        // stay mapped during the callback; `data` is the vector below.
-        unsafe {
-            let modules = &mut *data.cast::<Vec<Module>>();
-            modules.push(describe(&*info));
-        }
-        0
-    }
-    let mut modules: Vec<Module> = Vec::new();
-    // SAFETY: the callback reads only what the loader hands it.
-    unsafe { libc::dl_iterate_phdr(Some(each), (&raw mut modules).cast()) };
+    let mut modules = Vec::new();
+    each_module(&mut |info| {
+        // SAFETY: called from the loader's callback, with its info.
+        modules.push(unsafe { describe(info) });
+    });
     modules.retain(|module| !module.code.is_empty());
     modules
 }

@@ -132,7 +132,8 @@ pub(super) fn header(prepared: &Prepared) {
     OUT.str(" s\nmanhole: ");
     OUT.str(env!("CARGO_PKG_VERSION"));
     OUT.str("\nreport file: ");
-    let path = REPORT_PATH.get();
+    // SAFETY: only the reporting thread writes or reads it.
+    let path = unsafe { &*REPORT_PATH.get() }.as_bytes();
     if path.is_empty() {
         OUT.str("none (stderr only)");
     } else {

@@ -4,9 +4,9 @@
 //! (or at install), read by it and by the helper.
 
 use super::modules::Module;
-use super::signal_safe::Out;
+use super::signal_safe::{Out, PathBuf, ReporterOnly};
 use std::ffi::CString;
-use std::sync::atomic::{AtomicI32, AtomicPtr, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicPtr, AtomicU64};
 
 /// The fatal signals, by name.
 pub(super) const FATAL: [(libc::c_int, &str); 5] = [
@@ -61,40 +61,9 @@ pub(super) static SHARED: Shared = Shared {
     done: AtomicU64::new(0),
 };
 
-/// The report file's path, once opened, for the header.
-pub(super) static REPORT_PATH: ReportPath = ReportPath::new();
-
-/// A path kept in a static for the one thread that reports.
-pub(super) struct ReportPath {
-    bytes: std::cell::UnsafeCell<[u8; 4096]>,
-    len: AtomicU32,
-}
-
-// SAFETY: written only by the one thread that claimed the report
-// (`CRASHING`), before any read, and read by that thread alone.
-unsafe impl Sync for ReportPath {}
-
-impl ReportPath {
-    const fn new() -> Self {
-        ReportPath {
-            bytes: std::cell::UnsafeCell::new([0; 4096]),
-            len: AtomicU32::new(0),
-        }
-    }
-
-    pub(super) fn set(&self, path: &[u8]) {
-        let len = path.len().min(4096);
-        // SAFETY: as the Sync impl says, one thread writes, before reads.
-        unsafe { (&mut *self.bytes.get())[..len].copy_from_slice(&path[..len]) };
-        self.len.store(len as u32, Ordering::Release);
-    }
-
-    pub(super) fn get(&self) -> &[u8] {
-        let len = self.len.load(Ordering::Acquire) as usize;
-        // SAFETY: as the Sync impl says, one thread.
-        unsafe { &(&*self.bytes.get())[..len] }
-    }
-}
+/// The report file's path, once opened (empty until then, or for stderr
+/// only), for the header. Written only by the reporting thread.
+pub(super) static REPORT_PATH: ReporterOnly<PathBuf<4096>> = ReporterOnly::new(PathBuf::new());
 
 pub(super) fn index_of(signal: libc::c_int) -> Option<usize> {
     FATAL.iter().position(|(fatal, _)| *fatal == signal)

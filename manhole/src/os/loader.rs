@@ -1,0 +1,24 @@
+//! The dynamic loader's list of loaded modules, walked once per call with
+//! `dl_iterate_phdr`.
+
+/// Calls `visit` with each loaded module's info, while the loader holds
+/// its lock (so no module can be unloaded meanwhile).
+pub(crate) fn each_module(visit: &mut dyn FnMut(&libc::dl_phdr_info)) {
+    unsafe extern "C" fn each(
+        info: *mut libc::dl_phdr_info,
+        _size: usize,
+        data: *mut libc::c_void,
+    ) -> libc::c_int {
+        // SAFETY: the loader passes a valid info whose program headers and
+        // mapped segments stay in place while it holds its lock, which it
+        // does for the whole callback; `data` is the visitor below.
+        unsafe {
+            let visit = &mut *data.cast::<&mut dyn FnMut(&libc::dl_phdr_info)>();
+            visit(&*info);
+        }
+        0
+    }
+    let mut visit = visit;
+    // SAFETY: the callback only hands each info to the visitor.
+    unsafe { libc::dl_iterate_phdr(Some(each), (&raw mut visit).cast()) };
+}
