@@ -474,14 +474,24 @@ pub struct Finished {
 /// Runs `command` with stdin closed and its output collected, waiting at
 /// most `limit`: past that it is killed and the test fails.
 pub fn run_with_timeout(command: &mut Command, limit: Duration) -> Finished {
-    let mut child = ChildGuard(
-        command
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|err| panic!("start {command:?}: {err}")),
-    );
+    command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    // A binary copied just now (the other-user tests copy manhole-cli) can
+    // be briefly "busy": a child another test forked meanwhile still holds
+    // the copy's write descriptor until it execs. That passes; retry.
+    let mut attempts = 0;
+    let mut child = loop {
+        match command.spawn() {
+            Ok(child) => break ChildGuard(child),
+            Err(err) if err.raw_os_error() == Some(libc::ETXTBSY) && attempts < 100 => {
+                attempts += 1;
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            Err(err) => panic!("start {command:?}: {err}"),
+        }
+    };
     let stdout = collect(child.0.stdout.take().unwrap());
     let stderr = collect(child.0.stderr.take().unwrap());
     let deadline = Instant::now() + limit;
