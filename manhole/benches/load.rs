@@ -11,6 +11,12 @@
 //! Each client sends a JSON-RPC `call add` and waits for its response
 //! before the next. Rounds alternate echo and manhole, three of each, and
 //! the medians of the rounds are printed.
+//!
+//! Then one client holds one session to each server and alternates short
+//! rounds (100 round trips to the echo, 100 to the manhole, and again),
+//! 200 pairs: each pair's ratio compares two rounds taken a millisecond
+//! apart, under the same load and wake-up latency, and the median of the
+//! ratios is the figure for a call on an open session.
 
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
@@ -107,6 +113,80 @@ fn start_echo(path: &Path) {
     });
 }
 
+/// One session's connection, for the paired rounds.
+struct Session {
+    writer: UnixStream,
+    reader: BufReader<UnixStream>,
+    line: String,
+}
+
+impl Session {
+    fn open(path: &Path) -> Session {
+        let stream = UnixStream::connect(path).expect("connect");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
+        Session {
+            writer: stream.try_clone().unwrap(),
+            reader: BufReader::new(stream),
+            line: String::new(),
+        }
+    }
+
+    /// `count` round trips, each answer checked; how long they took.
+    fn round(&mut self, count: usize, expected: &str) -> Duration {
+        let started = Instant::now();
+        for _ in 0..count {
+            self.writer.write_all(REQUEST).expect("send");
+            self.line.clear();
+            self.reader.read_line(&mut self.line).expect("answer");
+            assert_eq!(self.line, expected);
+        }
+        started.elapsed()
+    }
+}
+
+/// Alternating rounds on one open session to each server: the median of
+/// the paired ratios, with the median round-trip times.
+fn paired_rounds(echo_path: &Path, manhole_path: &Path, echo_expected: &str) {
+    const PAIRS: usize = 200;
+    const PER_ROUND: usize = 100;
+    let mut echo = Session::open(echo_path);
+    let mut manhole = Session::open(manhole_path);
+    // Warm both paths (and the manhole's JSON detection) first.
+    echo.round(PER_ROUND, echo_expected);
+    manhole.round(PER_ROUND, EXPECTED);
+    let mut ratios = Vec::with_capacity(PAIRS);
+    let mut echo_times = Vec::with_capacity(PAIRS);
+    let mut manhole_times = Vec::with_capacity(PAIRS);
+    for pair in 0..PAIRS {
+        // Which goes first alternates too, so neither always follows the
+        // other's wake-ups.
+        let (echo_time, manhole_time) = if pair % 2 == 0 {
+            let echo_time = echo.round(PER_ROUND, echo_expected);
+            (echo_time, manhole.round(PER_ROUND, EXPECTED))
+        } else {
+            let manhole_time = manhole.round(PER_ROUND, EXPECTED);
+            (echo.round(PER_ROUND, echo_expected), manhole_time)
+        };
+        ratios.push(manhole_time.as_secs_f64() / echo_time.as_secs_f64());
+        echo_times.push(echo_time.as_secs_f64() * 1e6 / PER_ROUND as f64);
+        manhole_times.push(manhole_time.as_secs_f64() * 1e6 / PER_ROUND as f64);
+    }
+    let mut sorted = ratios.clone();
+    sorted.sort_by(f64::total_cmp);
+    println!(
+        "one session each, {PAIRS} alternating pairs of {PER_ROUND}-call rounds: \
+         echo {:.1} µs, manhole call {:.1} µs a round trip (medians); \
+         median of the paired ratios {:.2}x (quartiles {:.2}x to {:.2}x)",
+        median(echo_times),
+        median(manhole_times),
+        sorted[PAIRS / 2],
+        sorted[PAIRS / 4],
+        sorted[3 * PAIRS / 4],
+    );
+}
+
 fn median(mut values: Vec<f64>) -> f64 {
     values.sort_by(f64::total_cmp);
     values[values.len() / 2]
@@ -159,6 +239,7 @@ fn main() {
         manhole.1 / echo.1,
         manhole.2 / echo.2
     );
+    paired_rounds(&echo_path, &manhole_path, &echo_expected);
     handle.uninstall();
     let _ = std::fs::remove_dir_all(&directory);
 }

@@ -23,6 +23,29 @@ impl Answer {
     }
 }
 
+/// A JSON result too large to build first (a dump of a thousand threads is
+/// megabytes): the session writes it into the response as it is
+/// serialised, through a buffer of its own, so nothing holds it whole.
+pub(crate) struct Streamed(Box<WriteJson>);
+
+type WriteJson = dyn Fn(&mut dyn std::io::Write) -> serde_json::Result<()>;
+
+impl Streamed {
+    pub(super) fn new<T: serde::Serialize + 'static>(value: T) -> Self {
+        Streamed(Box::new(move |out| serde_json::to_writer(out, &value)))
+    }
+
+    /// Serialises the result into `out`.
+    ///
+    /// # Errors
+    ///
+    /// When `out` fails (the client went away) or the value cannot be
+    /// written as JSON.
+    pub(crate) fn write_to(&self, out: &mut dyn std::io::Write) -> serde_json::Result<()> {
+        (self.0)(out)
+    }
+}
+
 /// What a request runs under: the installed manhole's waits, and a way to
 /// tell that its client has hung up, so that a long wait is given up.
 #[derive(Clone, Copy)]

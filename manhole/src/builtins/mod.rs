@@ -28,7 +28,7 @@ mod tasks;
 mod top;
 mod watchdog;
 
-pub(crate) use answer::{Answer, Asked};
+pub(crate) use answer::{Answer, Asked, Streamed};
 pub(crate) use items::get;
 pub(crate) use log::{follow, Follow};
 pub(crate) use stacks::{greeting, stacks_json};

@@ -1,10 +1,10 @@
 //! `stacks`, `threads` and the text session's greeting: every thread's
 //! stack, or just its name and state.
 
-use super::answer::{abandoned, Answer, Asked};
+use super::answer::{abandoned, Answer, Asked, Streamed};
 use crate::capture::stacks;
 use crate::os::procfs::Tasks;
-use manhole_wire::{Failure, Reason};
+use manhole_wire::Failure;
 use serde_json::json;
 use std::fmt::Write as _;
 
@@ -39,22 +39,23 @@ pub(super) fn dump(asked: Asked<'_>) -> Result<stacks::Stacks, Failure> {
     stacks::snapshot_unless(asked.served.waits, asked.client_gone, None).ok_or_else(abandoned)
 }
 
-/// The JSON result of `stacks`, written straight to a string: a dump of a
-/// thousand threads is megabytes of JSON, which would cost as much again
-/// built as a `Value` first.
-pub(crate) fn stacks_json(asked: Asked<'_>, collapse: bool) -> Result<String, Failure> {
+/// The JSON result of `stacks`, serialised as the session writes it.
+pub(crate) fn stacks_json(asked: Asked<'_>, collapse: bool) -> Result<Streamed, Failure> {
     let snapshot = dump(asked)?;
-    let written = if collapse {
-        serde_json::to_string(&snapshot.collapsed())
+    Ok(if collapse {
+        Streamed::new(CollapsedDump(snapshot))
     } else {
-        serde_json::to_string(&snapshot)
-    };
-    written.map_err(|err| {
-        Failure::new(
-            Reason::NotSerialisable,
-            format!("the dump could not be written as JSON: {err}"),
-        )
+        Streamed::new(snapshot)
     })
+}
+
+/// A dump that serialises with alike threads grouped.
+struct CollapsedDump(stacks::Stacks);
+
+impl serde::Serialize for CollapsedDump {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.0.collapsed().serialize(serializer)
+    }
 }
 
 pub(super) fn threads() -> Answer {

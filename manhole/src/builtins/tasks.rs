@@ -1,25 +1,20 @@
 //! `tasks`: the in-flight instrumented async calls, as a forest.
 
-use super::answer::{Answer, Asked};
+use super::answer::{Answer, Asked, Streamed};
 use crate::instrument::inflight;
-use manhole_wire::{Failure, Reason};
 use serde_json::json;
 use std::time::Duration;
 
-/// The JSON result of `tasks`, written straight to a string, as
-/// [`stacks_json`] is and for the same reason.
-pub(crate) fn tasks_json(older_than: Duration, asked: Asked<'_>) -> Result<String, Failure> {
+/// The JSON result of `tasks`, serialised as the session writes it: ten
+/// thousand calls in flight are a megabyte of JSON.
+pub(crate) fn tasks_json(older_than: Duration, asked: Asked<'_>) -> Streamed {
     let calls = inflight::calls(asked.served.waits.slow_poll);
-    let forest = inflight::forest(&calls, older_than);
     #[derive(serde::Serialize)]
-    struct Tasks<'a> {
-        tasks: &'a [inflight::Tree],
+    struct Tasks {
+        tasks: Vec<inflight::Tree>,
     }
-    serde_json::to_string(&Tasks { tasks: &forest }).map_err(|err| {
-        Failure::new(
-            Reason::NotSerialisable,
-            format!("the tasks could not be written as JSON: {err}"),
-        )
+    Streamed::new(Tasks {
+        tasks: inflight::forest(&calls, older_than),
     })
 }
 

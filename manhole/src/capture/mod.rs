@@ -16,6 +16,7 @@ mod outcome;
 mod quiet;
 pub(crate) mod samples;
 pub(crate) mod stacks;
+pub(crate) mod symbols;
 pub(crate) mod unwind;
 
 pub(crate) use dump::{capture, in_handler, on_signal, turn, turn_unless, Described, STACK_COPY};

@@ -91,14 +91,15 @@ pub(crate) fn capture_quietly(
     known_tails: &[Vec<u64>],
 ) -> Option<Outcome> {
     const ATTEMPTS: usize = 3;
+    let scheduling = tasks.scheduling(tid)?;
     for attempt in 0..ATTEMPTS {
-        let before = tasks.times_scheduled(tid)?;
+        let before = scheduling.times()?;
         let blocked = tasks.in_syscall(tid)?;
         let copied = interrupted::copy_stack(blocked.sp, copy.as_mut_ptr(), copy.len());
         after_copy(tid);
         // Not scheduled since `before`: still in the same call, with the
         // same registers, and its stack as copied.
-        let after = tasks.times_scheduled(tid)?;
+        let after = scheduling.times()?;
         if before != after {
             if attempt + 1 < ATTEMPTS {
                 RETAKES.fetch_add(1, Ordering::Relaxed);

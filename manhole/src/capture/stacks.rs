@@ -9,12 +9,14 @@
 //! info has it, and inlined frames expanded. Each address is resolved once
 //! per dump, however many threads share it.
 
+pub use crate::capture::symbols::Frame;
+pub(crate) use crate::capture::symbols::{trim_below_entry, write_frames, Symbols};
 use crate::capture::{self, Capture, Described, Outcome};
 use crate::instrument::{inflight, registry};
 use crate::options::Waits;
 use crate::os::procfs::Tasks;
 use crate::os::signals;
-use serde::{Serialize, Serializer};
+use serde::Serialize;
 use std::collections::HashMap;
 use std::fmt;
 use std::time::Duration;
@@ -87,25 +89,6 @@ pub enum CapturedWith {
     Signal,
     /// The thread that asked for the dump walked its own stack.
     Itself,
-}
-
-/// One stack frame. With inlining, several frames can share an address.
-#[derive(Debug, Clone, Serialize)]
-#[non_exhaustive]
-pub struct Frame {
-    /// The demangled function name, when the symbol is known.
-    pub function: Option<String>,
-    /// The source file, when debug info has it.
-    pub file: Option<String>,
-    /// The source line, when debug info has it.
-    pub line: Option<u32>,
-    /// The instruction address.
-    #[serde(serialize_with = "hex_address")]
-    pub address: usize,
-}
-
-fn hex_address<S: Serializer>(address: &usize, serializer: S) -> Result<S::Ok, S::Error> {
-    serializer.serialize_str(&format!("{address:#x}"))
 }
 
 /// Every thread of this process, with its frames, each other thread given
@@ -309,20 +292,19 @@ pub(crate) fn thread_list(tasks: &Tasks) -> Vec<ThreadStack> {
         .collect()
 }
 
-/// Loads the symbol tables once, so that the first `stacks` answer (and
-/// the first greeting) does not pay for it. The listener thread calls this before it starts
-/// accepting.
-pub(crate) fn prime() {
-    // Under the dump's turn, like every use of the symboliser, so that a
-    // fork meanwhile never leaves its lock held in the child.
-    let _turn = capture::turn();
+/// Records the outermost frames of a thread of this process, which a quiet
+/// capture uses to finish a stack it could not walk to the end. Loads no
+/// symbols: those are read on the first request that needs them, for the
+/// addresses it asks about, and let go again when unused (see
+/// [`crate::capture::symbols`]). The listener thread calls this before it
+/// starts accepting.
+pub(crate) fn learn_own_tail() {
     let own = current_addresses(&[]);
     capture::learn_tail(
         &own.iter()
             .map(|&address| address as u64)
             .collect::<Vec<_>>(),
     );
-    Symbols::default().frames(&own, false);
 }
 
 /// The calling thread's return addresses, without the walk's own frames:
@@ -343,87 +325,6 @@ fn current_addresses(own: &[usize]) -> Vec<usize> {
         addresses.drain(..=last_own);
     }
     addresses
-}
-
-/// Resolved frames per address, shared by every thread of one dump.
-#[derive(Default)]
-pub(crate) struct Symbols {
-    resolved: HashMap<usize, Vec<Frame>>,
-}
-
-impl Symbols {
-    /// Symbolises one thread's addresses. `interrupted` says the first one
-    /// is the exact program counter of a thread stopped by a signal, not a
-    /// return address.
-    pub(crate) fn frames(&mut self, addresses: &[usize], interrupted: bool) -> Vec<Frame> {
-        let mut frames = Vec::new();
-        for (index, &address) in addresses.iter().enumerate() {
-            // `backtrace::resolve` looks up `address - 1`, which lands
-            // inside the call instruction for a return address; an exact
-            // program counter is passed one further to cancel that.
-            let lookup = if index == 0 && interrupted {
-                address + 1
-            } else {
-                address
-            };
-            let resolved = self
-                .resolved
-                .entry(lookup)
-                .or_insert_with(|| resolve(lookup, address));
-            frames.extend(resolved.iter().cloned());
-        }
-        trim_below_entry(&mut frames);
-        frames.retain(|frame| frame.address != 0);
-        frames
-    }
-}
-
-/// Cuts a thread's frames at its entry point: below it lie only the
-/// runtime's start-up frames, which std's own short backtraces hide too.
-pub(crate) fn trim_below_entry(frames: &mut Vec<Frame>) {
-    if let Some(entry) = frames.iter().position(|frame| {
-        frame
-            .function
-            .as_deref()
-            .is_some_and(|name| name.ends_with("__rust_begin_short_backtrace"))
-    }) {
-        frames.truncate(entry);
-    }
-}
-
-/// Frames as `stacks` prints them: `  N: function`, then `at file:line`.
-pub(crate) fn write_frames(out: &mut impl fmt::Write, frames: &[Frame]) -> fmt::Result {
-    for (index, frame) in frames.iter().enumerate() {
-        match &frame.function {
-            Some(function) => writeln!(out, "  {index:>3}: {function}")?,
-            None => writeln!(out, "  {index:>3}: <unknown> at {:#x}", frame.address)?,
-        }
-        if let (Some(file), Some(line)) = (&frame.file, frame.line) {
-            writeln!(out, "           at {file}:{line}")?;
-        }
-    }
-    Ok(())
-}
-
-fn resolve(lookup: usize, address: usize) -> Vec<Frame> {
-    let mut frames = Vec::new();
-    backtrace::resolve(lookup as *mut std::ffi::c_void, |symbol| {
-        frames.push(Frame {
-            function: symbol.name().map(|name| format!("{name:#}")),
-            file: symbol.filename().map(|path| path.display().to_string()),
-            line: symbol.lineno(),
-            address,
-        });
-    });
-    if frames.is_empty() {
-        frames.push(Frame {
-            function: None,
-            file: None,
-            line: None,
-            address,
-        });
-    }
-    frames
 }
 
 impl fmt::Display for Stacks {

@@ -1,18 +1,20 @@
 //! The in-flight `async fn`s under `#[inspect(calls)]`: what `tasks` shows.
 //!
-//! Each instrumented call's future carries its own [`Node`], inline, so
-//! following a call allocates nothing: the node is registered (its address
-//! put in one of a few sharded lists) on the first poll, when the future is
-//! pinned and its address is final, and taken out when the future is
-//! dropped, before its memory can go. Every poll stores when it began and on
-//! which thread, and makes its node the thread's current one, so a call
-//! first polled inside another's poll records that one as its parent: nested
-//! calls form a tree, and a spawned task's outermost call is a root.
+//! Each instrumented call, on its first poll, claims a slot in a table of
+//! fixed-size slots that lives for the whole process, and gives it back
+//! when its future is dropped. Every poll stores when it began and on which
+//! thread in the slot, and makes the call the thread's current one, so a
+//! call first polled inside another's poll records that one as its parent:
+//! nested calls form a tree, and a spawned task's outermost call is a root.
 //!
-//! A poll touches only its own node's atomics and a thread-local. A call's
-//! start and end take one shard's lock for a push or a swap-remove; a
-//! reader takes each shard's lock in turn just long enough to copy its
-//! nodes' atomics, so no lock is held while the tree is built or rendered.
+//! Nothing is locked on the way and nothing is allocated per call: a
+//! thread keeps a small stack of free slots of its own, filled from (and
+//! emptied into) a shared pool a few dozen at a time. A reader scans the
+//! table without a lock, and tells a slot's call from the next one in the
+//! same slot by its generation, read before and after the fields (a
+//! seqlock): a call that ended or was replaced meanwhile is left out. The
+//! slots never go away, so a reader (the crash handler among them) can
+//! never touch freed memory.
 
 use super::clock::{now_ns, tid};
 use crate::instrument::calls::CallStats;
@@ -20,14 +22,24 @@ use crate::options::DEFAULT_SLOW_POLL;
 use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
-use std::marker::PhantomPinned;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicI32, AtomicU64, AtomicUsize, Ordering::Relaxed};
-use std::sync::{Mutex, MutexGuard, Once};
+use std::sync::atomic::{
+    fence, AtomicBool, AtomicI32, AtomicPtr, AtomicU64, AtomicUsize,
+    Ordering::{Acquire, Relaxed, Release},
+};
+use std::sync::{Mutex, MutexGuard};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-const SHARDS: usize = 16;
+/// Slots per chunk of the table; chunks are allocated as the number of
+/// calls in flight at once grows, and never freed.
+const CHUNK: usize = 1024;
+/// Chunks at most: a million calls in flight at once. A call past that is
+/// counted in `stats` but not shown in `tasks`.
+const CHUNKS: usize = 1024;
+/// Free slots a thread keeps for itself; it trades half of them with the
+/// shared pool when it runs out or over.
+const LOCAL: usize = 64;
 
 /// The installed manhole's `slow_poll`, in nanoseconds: a poll's end is
 /// compared with it to count slow polls in `stats`, without reaching for
@@ -42,77 +54,211 @@ pub(crate) fn count_polls_longer_than(slow_poll: Duration) {
     SLOW_POLL_NS.store(nanos, Relaxed);
 }
 
-/// The addresses of the registered nodes, by shard.
-static REGISTERED: [Mutex<Vec<usize>>; SHARDS] = [const { Mutex::new(Vec::new()) }; SHARDS];
-
-thread_local! {
-    /// The node being polled on this thread, if any (its address).
-    static CURRENT: Cell<usize> = const { Cell::new(0) };
-}
-
-fn lock(shard: usize) -> MutexGuard<'static, Vec<usize>> {
-    REGISTERED[shard]
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
-thread_local! {
-    /// Every shard's lock, held by the thread that forks, across the fork.
-    static HELD_ACROSS_FORK: RefCell<Vec<MutexGuard<'static, Vec<usize>>>> =
-        const { RefCell::new(Vec::new()) };
-}
-
-/// Makes `fork` take every shard's lock first and give them back after, in
-/// the parent and in the child: a lock held by another thread at the fork
-/// would otherwise stay held for good in the child, whose next
-/// instrumented call on that shard would hang.
-fn hold_shards_across_fork() {
-    static REGISTERED_HANDLERS: Once = Once::new();
-    REGISTERED_HANDLERS.call_once(|| {
-        // SAFETY: the handlers are plain `extern "C" fn()` that never
-        // unwind; pthread_atfork only records them.
-        let status = unsafe {
-            libc::pthread_atfork(
-                Some(lock_all_shards),
-                Some(unlock_all_shards),
-                Some(unlock_all_shards),
-            )
-        };
-        // Without them a fork is as safe as any program's mutex across a
-        // fork; nothing else to do.
-        let _ = status;
-    });
-}
-
-extern "C" fn lock_all_shards() {
-    let held: Vec<_> = (0..SHARDS).map(lock).collect();
-    HELD_ACROSS_FORK.with(|cell| *cell.borrow_mut() = held);
-}
-
-extern "C" fn unlock_all_shards() {
-    HELD_ACROSS_FORK.with(|cell| cell.borrow_mut().clear());
-}
-
-/// One in-flight call, inside its future.
-struct Node {
-    name: &'static str,
+/// One in-flight call's place in the table.
+struct Slot {
+    /// Twice the number of calls the slot has held, plus one while it holds
+    /// one: odd means in flight. Written last when a call starts and first
+    /// when it ends.
+    generation: AtomicU64,
+    name_start: AtomicPtr<u8>,
+    name_len: AtomicUsize,
     first_poll_ns: AtomicU64,
     poll_started_ns: AtomicU64,
     thread: AtomicI32,
+    /// The call this one was first polled inside, by id; 0 for none.
     parent: AtomicUsize,
-    /// Where its address sits in its shard's list, while registered.
-    slot: AtomicUsize,
-    /// Its shard, plus one; 0 while not registered.
-    shard: AtomicUsize,
 }
 
-/// An instrumented call's future: `future`, with the node that shows it
+impl Slot {
+    #[allow(clippy::declare_interior_mutable_const)] // a fresh slot's value, copied once per slot
+    const FREE: Slot = Slot {
+        generation: AtomicU64::new(0),
+        name_start: AtomicPtr::new(std::ptr::null_mut()),
+        name_len: AtomicUsize::new(0),
+        first_poll_ns: AtomicU64::new(0),
+        poll_started_ns: AtomicU64::new(0),
+        thread: AtomicI32::new(0),
+        parent: AtomicUsize::new(0),
+    };
+}
+
+static TABLE: [AtomicPtr<[Slot; CHUNK]>; CHUNKS] =
+    [const { AtomicPtr::new(std::ptr::null_mut()) }; CHUNKS];
+/// Slots handed out at least once: the table's used length.
+static USED: AtomicUsize = AtomicUsize::new(0);
+/// Free slots no thread holds.
+static POOL: Mutex<Vec<u32>> = Mutex::new(Vec::new());
+
+/// The slot at `index`, once its chunk exists.
+fn slot(index: usize) -> Option<&'static Slot> {
+    let chunk = TABLE.get(index / CHUNK)?.load(Acquire);
+    // SAFETY: a chunk, once published, is never freed or moved.
+    (!chunk.is_null()).then(|| unsafe { &(*chunk)[index % CHUNK] })
+}
+
+/// The id of the call in slot `index` in its `generation`: unique while
+/// the process lives (the generation's high bits set it apart from the
+/// next call in the same slot), never 0.
+fn id(index: usize, generation: u64) -> usize {
+    ((generation as usize) << 20) ^ (index + 1)
+}
+
+fn pool() -> MutexGuard<'static, Vec<u32>> {
+    POOL.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// A thread's own free slots.
+struct LocalSlots {
+    free: [u32; LOCAL],
+    len: usize,
+}
+
+impl LocalSlots {
+    /// A free slot: one of this thread's, or half a stack's worth from the
+    /// pool, or never-used ones from the table's end.
+    fn take(&mut self) -> Option<u32> {
+        if self.len == 0 {
+            self.refill();
+        }
+        self.len = self.len.checked_sub(1)?;
+        Some(self.free[self.len])
+    }
+
+    fn refill(&mut self) {
+        let wanted = LOCAL / 2;
+        {
+            let mut pool = pool();
+            let from = pool.len().saturating_sub(wanted);
+            for index in pool.drain(from..) {
+                self.free[self.len] = index;
+                self.len += 1;
+            }
+        }
+        if self.len > 0 {
+            return;
+        }
+        let Some(fresh) = fresh_slots(wanted) else {
+            return;
+        };
+        for index in fresh {
+            self.free[self.len] = index;
+            self.len += 1;
+        }
+    }
+
+    fn give(&mut self, index: u32) {
+        if self.len == LOCAL {
+            let mut pool = pool();
+            pool.extend_from_slice(&self.free[LOCAL / 2..]);
+            self.len = LOCAL / 2;
+        }
+        self.free[self.len] = index;
+        self.len += 1;
+    }
+}
+
+impl Drop for LocalSlots {
+    /// A thread that ends gives its free slots back to the pool.
+    fn drop(&mut self) {
+        pool().extend_from_slice(&self.free[..self.len]);
+    }
+}
+
+/// `count` never-used slots from the end of the table, their chunk
+/// allocated if it is the first use; `None` once the table is full.
+fn fresh_slots(count: usize) -> Option<std::ops::Range<u32>> {
+    // Under the pool's lock, so that one thread at a time grows the table.
+    let _pool = pool();
+    let first = USED.load(Relaxed);
+    let end = (first + count).min(CHUNK * CHUNKS);
+    if first >= end {
+        return None;
+    }
+    for chunk in &TABLE[first / CHUNK..=(end - 1) / CHUNK] {
+        if chunk.load(Relaxed).is_null() {
+            let slots: Box<[Slot; CHUNK]> = Box::new([Slot::FREE; CHUNK]);
+            chunk.store(Box::into_raw(slots), Release);
+        }
+    }
+    USED.store(end, Release);
+    Some(u32::try_from(first).ok()?..u32::try_from(end).ok()?)
+}
+
+thread_local! {
+    /// The call being polled on this thread, if any (its id).
+    static CURRENT: Cell<usize> = const { Cell::new(0) };
+    static FREE_SLOTS: RefCell<LocalSlots> =
+        const { RefCell::new(LocalSlots { free: [0; LOCAL], len: 0 }) };
+}
+
+/// A free slot's index, `None` when the table is full (or this thread is
+/// ending and the pool is all there is).
+fn claim() -> Option<u32> {
+    FREE_SLOTS
+        .try_with(|slots| slots.borrow_mut().take())
+        .unwrap_or_else(|_| {
+            let from_pool = pool().pop();
+            from_pool.or_else(|| fresh_slots(1).map(|range| range.start))
+        })
+}
+
+fn release(index: u32) {
+    if FREE_SLOTS
+        .try_with(|slots| slots.borrow_mut().give(index))
+        .is_err()
+    {
+        pool().push(index);
+    }
+}
+
+thread_local! {
+    /// The pool's lock, held by the thread that forks, across the fork.
+    static HELD_ACROSS_FORK: RefCell<Option<MutexGuard<'static, Vec<u32>>>> =
+        const { RefCell::new(None) };
+}
+
+/// Makes `fork` take the pool's lock first and give it back after, in the
+/// parent and in the child: a lock held by another thread at the fork
+/// would otherwise stay held for good in the child, whose next thread to
+/// run out of free slots would hang.
+///
+/// Registered by whichever call gets there first, without making the
+/// others wait: a `Once` would be seen mid-run by a child forked meanwhile,
+/// and wait for good.
+fn hold_pool_across_fork() {
+    static REGISTERED_HANDLERS: AtomicBool = AtomicBool::new(false);
+    if REGISTERED_HANDLERS.load(Relaxed) || REGISTERED_HANDLERS.swap(true, Relaxed) {
+        return;
+    }
+    // SAFETY: the handlers are plain `extern "C" fn()` that never unwind;
+    // pthread_atfork only records them.
+    let status =
+        unsafe { libc::pthread_atfork(Some(lock_pool), Some(unlock_pool), Some(unlock_pool)) };
+    // Without them a fork is as safe as any program's mutex across a fork;
+    // nothing else to do.
+    let _ = status;
+}
+
+extern "C" fn lock_pool() {
+    let held = pool();
+    HELD_ACROSS_FORK.with(|cell| *cell.borrow_mut() = Some(held));
+}
+
+extern "C" fn unlock_pool() {
+    HELD_ACROSS_FORK.with(|cell| cell.borrow_mut().take());
+}
+
+/// An instrumented call's future: `future`, with the slot that shows it
 /// in `tasks`, and its function's counters, which count its slow polls.
 pub struct InFlight<F> {
     future: F,
-    node: Node,
+    name: &'static str,
     stats: &'static CallStats,
-    _pinned: PhantomPinned,
+    /// Its slot's index plus one, 0 before the first poll (or with the
+    /// table full); and the generation it holds the slot in.
+    slot: u32,
+    generation: u64,
 }
 
 impl<F> InFlight<F> {
@@ -120,34 +266,53 @@ impl<F> InFlight<F> {
         stats.mark_async();
         InFlight {
             future,
+            name,
             stats,
-            node: Node {
-                name,
-                first_poll_ns: AtomicU64::new(0),
-                poll_started_ns: AtomicU64::new(0),
-                thread: AtomicI32::new(0),
-                parent: AtomicUsize::new(0),
-                slot: AtomicUsize::new(0),
-                shard: AtomicUsize::new(0),
-            },
-            _pinned: PhantomPinned,
+            slot: 0,
+            generation: 0,
         }
+    }
+
+    /// Takes a slot for this call, on its first poll.
+    #[cold]
+    fn start(&mut self, now: u64, parent: usize) -> Option<&'static Slot> {
+        hold_pool_across_fork();
+        let index = claim()?;
+        let Some(slot) = slot(index as usize) else {
+            release(index);
+            return None;
+        };
+        let generation = slot.generation.load(Relaxed) + 1;
+        // A reader that sees this call's fields must then see that the
+        // slot's previous call has ended (see `read`).
+        fence(Release);
+        slot.name_start
+            .store(self.name.as_ptr().cast_mut(), Relaxed);
+        slot.name_len.store(self.name.len(), Relaxed);
+        slot.first_poll_ns.store(now, Relaxed);
+        slot.parent.store(parent, Relaxed);
+        slot.generation.store(generation, Release);
+        self.slot = index + 1;
+        self.generation = generation;
+        Some(slot)
     }
 }
 
-/// Ends a poll, on return or unwind: the node is no longer polled, the
-/// thread's current node is the one before, and a poll longer than
+/// Ends a poll, on return or unwind: the call is no longer polled, the
+/// thread's current call is the one before, and a poll longer than
 /// `slow_poll` is counted.
-struct Polling<'a> {
-    node: &'a Node,
+struct Polling {
+    slot: Option<&'static Slot>,
     stats: &'static CallStats,
     started: u64,
     previous: usize,
 }
 
-impl Drop for Polling<'_> {
+impl Drop for Polling {
     fn drop(&mut self) {
-        self.node.poll_started_ns.store(0, Relaxed);
+        if let Some(slot) = self.slot {
+            slot.poll_started_ns.store(0, Relaxed);
+        }
         CURRENT.with(|current| current.set(self.previous));
         if now_ns().saturating_sub(self.started) > SLOW_POLL_NS.load(Relaxed) {
             self.stats.count_slow_poll();
@@ -160,28 +325,23 @@ impl<F: Future> Future for InFlight<F> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
         // SAFETY: nothing is moved out of `self`: `future` is polled in
-        // place, pinned as `self` is, and `node` stays where it is until
-        // `drop`, which takes it out of the registry first.
+        // place, pinned as `self` is.
         let this = unsafe { self.get_unchecked_mut() };
-        let node = &this.node;
-        let address = std::ptr::from_ref(node) as usize;
         let now = now_ns();
         let tid = tid();
-        let previous = CURRENT.with(|current| current.replace(address));
-        if node.shard.load(Relaxed) == 0 {
-            hold_shards_across_fork();
-            node.first_poll_ns.store(now, Relaxed);
-            node.parent.store(previous, Relaxed);
-            let shard = usize::try_from(tid).unwrap_or(0) % SHARDS;
-            let mut list = lock(shard);
-            node.slot.store(list.len(), Relaxed);
-            list.push(address);
-            node.shard.store(shard + 1, Relaxed);
+        let previous = CURRENT.with(Cell::get);
+        let slot = if this.slot == 0 {
+            this.start(now, previous)
+        } else {
+            slot(this.slot as usize - 1)
+        };
+        if let Some(slot) = slot {
+            slot.thread.store(tid, Relaxed);
+            slot.poll_started_ns.store(now, Relaxed);
+            CURRENT.with(|current| current.set(id(this.slot as usize - 1, this.generation)));
         }
-        node.thread.store(tid, Relaxed);
-        node.poll_started_ns.store(now, Relaxed);
         let _polling = Polling {
-            node,
+            slot,
             stats: this.stats,
             started: now,
             previous,
@@ -193,28 +353,13 @@ impl<F: Future> Future for InFlight<F> {
 
 impl<F> Drop for InFlight<F> {
     fn drop(&mut self) {
-        let node = &self.node;
-        let Some(shard) = node.shard.load(Relaxed).checked_sub(1) else {
+        let Some(index) = self.slot.checked_sub(1) else {
             return;
         };
-        let mut list = lock(shard);
-        let address = std::ptr::from_ref(node) as usize;
-        // Its slot, as kept up to date by every removal; looked for only if
-        // that ever went wrong, so that a drop can never panic.
-        let slot = node.slot.load(Relaxed);
-        let Some(slot) = (list.get(slot) == Some(&address))
-            .then_some(slot)
-            .or_else(|| list.iter().position(|&listed| listed == address))
-        else {
-            return;
-        };
-        list.swap_remove(slot);
-        if let Some(&moved) = list.get(slot) {
-            // SAFETY: a registered node's address stays valid until its
-            // future's `drop` removes it under this same lock, which we
-            // hold.
-            let moved = unsafe { &*(moved as *const Node) };
-            moved.slot.store(slot, Relaxed);
+        if let Some(slot) = slot(index as usize) {
+            slot.poll_started_ns.store(0, Relaxed);
+            slot.generation.store(self.generation + 1, Release);
+            release(index);
         }
     }
 }
@@ -250,34 +395,78 @@ pub(crate) fn polled(slow_poll: Duration) -> Vec<Call> {
     read(slow_poll, true)
 }
 
+/// One in-flight call's fields, read consistently: `None` for a free slot,
+/// or one whose call ended or changed while it was read.
+struct Seen {
+    id: usize,
+    parent: usize,
+    name: &'static str,
+    first_poll_ns: u64,
+    poll_started_ns: u64,
+    thread: i32,
+}
+
+/// Every in-flight call in the table, without a lock or an allocation.
+fn each_seen(each: &mut dyn FnMut(Seen)) {
+    let used = USED.load(Acquire);
+    for index in 0..used {
+        let Some(slot) = slot(index) else {
+            break;
+        };
+        let generation = slot.generation.load(Acquire);
+        if generation % 2 == 0 {
+            continue;
+        }
+        let name_start = slot.name_start.load(Relaxed);
+        let name_len = slot.name_len.load(Relaxed);
+        let seen = (
+            slot.parent.load(Relaxed),
+            slot.first_poll_ns.load(Relaxed),
+            slot.poll_started_ns.load(Relaxed),
+            slot.thread.load(Relaxed),
+        );
+        fence(Acquire);
+        if slot.generation.load(Relaxed) != generation {
+            continue;
+        }
+        // SAFETY: the generation did not change while the fields were
+        // read, so the pointer and length are the ones its call stored
+        // together, from a `&'static str`.
+        let name = unsafe {
+            std::str::from_utf8_unchecked(std::slice::from_raw_parts(name_start, name_len))
+        };
+        each(Seen {
+            id: id(index, generation),
+            parent: seen.0,
+            name,
+            first_poll_ns: seen.1,
+            poll_started_ns: seen.2,
+            thread: seen.3,
+        });
+    }
+}
+
 fn read(slow_poll: Duration, only_polled: bool) -> Vec<Call> {
     let now = now_ns();
+    let since = |ns: u64| Duration::from_nanos(now.saturating_sub(ns));
     let mut calls = Vec::new();
-    for shard in 0..SHARDS {
-        let list = lock(shard);
-        for &address in list.iter() {
-            // SAFETY: as in `drop`: registered, so alive while we hold the
-            // shard's lock.
-            let node = unsafe { &*(address as *const Node) };
-            let since = |ns: u64| Duration::from_nanos(now.saturating_sub(ns));
-            let started = node.poll_started_ns.load(Relaxed);
-            if only_polled && started == 0 {
-                continue;
-            }
-            let polling = (started != 0).then(|| (node.thread.load(Relaxed), since(started)));
-            let first_poll_ns = node.first_poll_ns.load(Relaxed);
-            calls.push(Call {
-                id: address,
-                parent: node.parent.load(Relaxed),
-                name: node.name,
-                age: since(first_poll_ns),
-                polling,
-                blocking: polling.is_some_and(|(_, poll)| poll > slow_poll),
-                first_poll_ns,
-                poll_started_ns: started,
-            });
+    each_seen(&mut |seen| {
+        let started = seen.poll_started_ns;
+        if only_polled && started == 0 {
+            return;
         }
-    }
+        let polling = (started != 0).then(|| (seen.thread, since(started)));
+        calls.push(Call {
+            id: seen.id,
+            parent: seen.parent,
+            name: seen.name,
+            age: since(seen.first_poll_ns),
+            polling,
+            blocking: polling.is_some_and(|(_, poll)| poll > slow_poll),
+            first_poll_ns: seen.first_poll_ns,
+            poll_started_ns: started,
+        });
+    });
     calls
 }
 
@@ -291,38 +480,20 @@ pub(crate) struct CrashView {
     pub(crate) polling: Option<(i32, u64)>,
 }
 
-/// Every registered call, for a crash report: async-signal-safe in
-/// practice (no allocation; a shard's lock is taken only when free, never
-/// waited for). Returns how many shards were skipped because their lock
-/// was held, perhaps by the crashing thread itself.
-pub(crate) fn each_in_crash(each: &mut dyn FnMut(CrashView)) -> usize {
+/// Every in-flight call, for a crash report: async-signal-safe (no lock,
+/// no allocation).
+pub(crate) fn each_in_crash(each: &mut dyn FnMut(CrashView)) {
     let now = now_ns();
-    let mut skipped = 0;
-    for shard in &REGISTERED {
-        let list = match shard.try_lock() {
-            Ok(list) => list,
-            Err(std::sync::TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
-            Err(std::sync::TryLockError::WouldBlock) => {
-                skipped += 1;
-                continue;
-            }
-        };
-        for &address in list.iter() {
-            // SAFETY: as in `calls`: registered, so alive while we hold the
-            // shard's lock.
-            let node = unsafe { &*(address as *const Node) };
-            let started = node.poll_started_ns.load(Relaxed);
-            each(CrashView {
-                id: address,
-                parent: node.parent.load(Relaxed),
-                name: node.name,
-                age_ns: now.saturating_sub(node.first_poll_ns.load(Relaxed)),
-                polling: (started != 0)
-                    .then(|| (node.thread.load(Relaxed), now.saturating_sub(started))),
-            });
-        }
-    }
-    skipped
+    each_seen(&mut |seen| {
+        let started = seen.poll_started_ns;
+        each(CrashView {
+            id: seen.id,
+            parent: seen.parent,
+            name: seen.name,
+            age_ns: now.saturating_sub(seen.first_poll_ns),
+            polling: (started != 0).then(|| (seen.thread, now.saturating_sub(started))),
+        });
+    });
 }
 
 /// The in-flight calls as a forest, oldest roots first, each node's
@@ -552,6 +723,69 @@ mod tests {
         assert!(found[0].polling.is_none(), "not polled now");
         drop(future);
         assert_eq!(listed(), 0, "listed after its drop");
+    }
+
+    #[test]
+    fn calls_started_and_dropped_on_other_threads_are_listed_exactly_once() {
+        static STATS: CallStats = CallStats::new();
+        const NAME: &str = "handed_between_threads";
+        struct Noop;
+        impl std::task::Wake for Noop {
+            fn wake(self: std::sync::Arc<Self>) {}
+        }
+        let listed = || {
+            let calls = calls(Duration::from_millis(100));
+            let ours: Vec<&Call> = calls.iter().filter(|call| call.name == NAME).collect();
+            let ids: HashSet<usize> = ours.iter().map(|call| call.id).collect();
+            assert_eq!(ids.len(), ours.len(), "a call listed twice");
+            ours.len()
+        };
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        // A reader scans all the while: it must never see more than were
+        // started, nor a torn name.
+        let reader = {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                while !stop.load(Relaxed) {
+                    for call in calls(Duration::from_millis(100)) {
+                        assert!(!call.name.is_empty() && call.name.is_ascii());
+                    }
+                }
+            })
+        };
+        let (sender, receiver) = std::sync::mpsc::channel();
+        let starters: Vec<_> = (0..4)
+            .map(|_| {
+                let sender = sender.clone();
+                std::thread::spawn(move || {
+                    let waker = std::task::Waker::from(std::sync::Arc::new(Noop));
+                    let mut context = Context::from_waker(&waker);
+                    for _ in 0..300 {
+                        let mut future =
+                            Box::pin(InFlight::new(NAME, &STATS, std::future::pending::<()>()));
+                        assert!(future.as_mut().poll(&mut context).is_pending());
+                        sender.send(future).unwrap();
+                    }
+                })
+            })
+            .collect();
+        drop(sender);
+        for starter in starters {
+            starter.join().unwrap();
+        }
+        let mut futures: Vec<_> = receiver.iter().collect();
+        assert_eq!(listed(), 1200);
+        // Ended on another thread than the one that started them.
+        let ender = std::thread::spawn(move || {
+            futures.truncate(500);
+            futures
+        });
+        let futures = ender.join().unwrap();
+        assert_eq!(listed(), 500);
+        drop(futures);
+        assert_eq!(listed(), 0);
+        stop.store(true, Relaxed);
+        reader.join().unwrap();
     }
 
     #[test]

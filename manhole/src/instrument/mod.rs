@@ -12,7 +12,7 @@
 
 pub(crate) mod async_commands;
 pub(crate) mod calls;
-mod clock;
+pub(crate) mod clock;
 pub(crate) mod heartbeat;
 pub(crate) mod inflight;
 pub(crate) mod registry;

@@ -47,6 +47,7 @@ const ENVIRONMENT_KEYS: &[&str] = &[
     "crash_timeout",
     "watchdog",
     "stuck_call",
+    "symbol_cache_idle",
 ];
 
 pub(super) fn apply_settings(mut options: Options, value: &str) -> Result<Option<Options>, Error> {
@@ -127,6 +128,9 @@ pub(super) fn apply_settings(mut options: Options, value: &str) -> Result<Option
             }),
             "stuck_call" => options
                 .stuck_call(parse_duration(text).ok_or_else(|| bad("a duration such as 5s"))?),
+            "symbol_cache_idle" => options.symbol_cache_idle(
+                parse_duration(text).ok_or_else(|| bad("a duration such as 1m"))?,
+            ),
             "crash_timeout" => options
                 .crash_timeout(parse_duration(text).ok_or_else(|| bad("a duration such as 10s"))?),
             "slow_poll" => options

@@ -33,6 +33,10 @@ pub const DEFAULT_CRASH_TIMEOUT: Duration = Duration::from_secs(10);
 /// otherwise.
 pub const DEFAULT_STUCK_CALL: Duration = Duration::from_secs(60);
 
+/// How long the symbol tables stay in memory with no request that needs
+/// them, unless [`Options::symbol_cache_idle`] says otherwise.
+pub const DEFAULT_SYMBOL_CACHE_IDLE: Duration = Duration::from_secs(60);
+
 /// The longest request line accepted by default, in bytes.
 pub const DEFAULT_MAX_LINE_LENGTH: usize = 64 * 1024;
 
@@ -183,6 +187,7 @@ pub struct Options {
     pub(crate) crash_timeout: Duration,
     pub(crate) watchdog: Option<Duration>,
     pub(crate) stuck_call: Duration,
+    pub(crate) symbol_cache_idle: Duration,
     /// Set when an option could not be parsed (from a name); reported by
     /// `install`, since builder methods cannot fail.
     pub(crate) invalid: Option<(&'static str, String)>,
@@ -214,6 +219,7 @@ impl Default for Options {
             crash_timeout: DEFAULT_CRASH_TIMEOUT,
             watchdog: None,
             stuck_call: DEFAULT_STUCK_CALL,
+            symbol_cache_idle: DEFAULT_SYMBOL_CACHE_IDLE,
             invalid: None,
             program: None,
         }
@@ -397,6 +403,17 @@ impl Options {
         self
     }
 
+    /// How long the symbol tables that a dump, a profile or `panics` read
+    /// stay in memory with no request that needs them (a minute by
+    /// default). Nothing is read before the first such request; after this
+    /// long without one, the tables are dropped and the freed heap is given
+    /// back to the kernel, so that an idle manhole's resident size returns
+    /// to what it was.
+    pub fn symbol_cache_idle(mut self, idle: Duration) -> Self {
+        self.symbol_cache_idle = idle;
+        self
+    }
+
     /// The tokio runtime that `async fn` commands run on. Without it,
     /// `install` takes the runtime it is called inside
     /// (`Handle::try_current`), if any; a call to an async command with no
@@ -488,6 +505,7 @@ impl Options {
             ("slow_poll", self.slow_poll),
             ("crash_timeout", self.crash_timeout),
             ("stuck_call", self.stuck_call),
+            ("symbol_cache_idle", self.symbol_cache_idle),
         ] {
             if timeout.is_zero() {
                 return Err(Error::InvalidOption {

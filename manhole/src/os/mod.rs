@@ -15,6 +15,7 @@ pub(crate) mod interrupted;
 pub(crate) mod limits;
 pub(crate) mod loader;
 pub(crate) mod mem;
+pub(crate) mod modules;
 pub(crate) mod process;
 pub(crate) mod procfs;
 pub(crate) mod signals;

@@ -94,6 +94,27 @@ pub(crate) struct SignalMasks {
     pub(crate) pending: u64,
 }
 
+/// One thread's `schedstat`, open.
+pub(crate) struct Scheduling {
+    fd: std::os::fd::OwnedFd,
+}
+
+impl Scheduling {
+    /// How many times the thread has been scheduled onto a CPU: unchanged
+    /// across a span means it did not run. `None` once it is gone.
+    pub(crate) fn times(&self) -> Option<u64> {
+        let mut buffer = [0u8; 128];
+        // The file is made anew by each read from its start.
+        let len = nix::sys::uio::pread(&self.fd, &mut buffer, 0).ok()?;
+        std::str::from_utf8(&buffer[..len])
+            .ok()?
+            .split_whitespace()
+            .nth(2)?
+            .parse()
+            .ok()
+    }
+}
+
 impl Tasks {
     pub(crate) fn open() -> Option<Tasks> {
         let dir = nix::fcntl::open(
@@ -164,6 +185,19 @@ impl Tasks {
         let mut buffer = [0u8; 128];
         let schedstat = self.read(tid, "schedstat", &mut buffer)?;
         schedstat.split_whitespace().nth(2)?.parse().ok()
+    }
+
+    /// `<tid>/schedstat`, kept open: how many times the thread has been
+    /// scheduled, read again at will with one `pread` and no new `open`.
+    pub(crate) fn scheduling(&self, tid: i32) -> Option<Scheduling> {
+        let fd = nix::fcntl::openat(
+            self.dir.as_fd(),
+            format!("{tid}/schedstat").as_str(),
+            nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_CLOEXEC,
+            nix::sys::stat::Mode::empty(),
+        )
+        .ok()?;
+        Some(Scheduling { fd })
     }
 
     /// How long the thread has run on a CPU, in nanoseconds, from

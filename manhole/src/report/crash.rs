@@ -41,13 +41,13 @@
 //!    program installed itself, runs then; without one the default action
 //!    kills the process and writes a core dump where the system does.
 
-use super::modules;
 use super::sections;
 use super::signal_safe as safe;
 use super::state::{
     index_of, Prepared, Shared, FATAL, LAST_LINE, ORIGINAL_CONTEXT, ORIGINAL_INFO, ORIGINAL_SIGNAL,
     OUT, REPORT_PATH, SHARED,
 };
+use crate::os::modules;
 use crate::os::{interrupted, signals};
 use std::ffi::CString;
 use std::os::unix::ffi::OsStrExt as _;

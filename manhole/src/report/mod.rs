@@ -16,7 +16,6 @@
 
 pub(crate) mod crash;
 mod helper;
-mod modules;
 pub(crate) mod panics;
 mod sections;
 mod signal_safe;

@@ -375,7 +375,7 @@ pub(super) fn in_flight_calls() {
     let calls = unsafe { &mut *CALLS.get() };
     let mut count = 0;
     let mut more = 0u64;
-    let skipped = crate::instrument::inflight::each_in_crash(&mut |view| {
+    crate::instrument::inflight::each_in_crash(&mut |view| {
         if count < MAX_CALLS {
             calls[count] = Some(Call {
                 id: view.id,
@@ -390,7 +390,7 @@ pub(super) fn in_flight_calls() {
         }
     });
     let calls = &calls[..count];
-    if calls.is_empty() && skipped == 0 {
+    if calls.is_empty() {
         OUT.str("  (none)\n");
     }
     let is_listed = |id: usize| calls.iter().flatten().any(|call| call.id == id);
@@ -444,11 +444,6 @@ pub(super) fn in_flight_calls() {
         OUT.str("  (and ");
         OUT.dec(more);
         OUT.str(" more)\n");
-    }
-    if skipped > 0 {
-        OUT.str("  (");
-        OUT.dec(skipped as u64);
-        OUT.str(" of 16 shards were locked at the crash and are left out)\n");
     }
 }
 

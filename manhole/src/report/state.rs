@@ -3,8 +3,8 @@
 //! what the first fault left. Written once by the one thread that reports
 //! (or at install), read by it and by the helper.
 
-use super::modules::Module;
 use super::signal_safe::{Out, PathBuf, ReporterOnly};
+use crate::os::modules::Module;
 use std::ffi::CString;
 use std::sync::atomic::{AtomicI32, AtomicPtr, AtomicU64};
 

@@ -20,11 +20,13 @@
 //!    first never creates a socket. (`posix_spawn`, which std's `Command`
 //!    uses when it can, runs no fork handlers at all.)
 
-use crate::capture;
+use crate::capture::{self, symbols};
 use crate::error::Error;
 use crate::instrument::inflight;
 use crate::log::{self, Log};
-use crate::options::{apply_environment, Activation, Options, Waits, DEFAULT_SLOW_POLL};
+use crate::options::{
+    apply_environment, Activation, Options, Waits, DEFAULT_SLOW_POLL, DEFAULT_SYMBOL_CACHE_IDLE,
+};
 use crate::os::signals;
 use crate::report::{crash, panics, watchdog};
 use crate::serve::listener::{self, Running, Settings, Start};
@@ -204,6 +206,7 @@ fn install(options: Options) -> Result<Handle, Error> {
     let running = Running::start(settings, start)?;
     watchdog::install(options.watchdog, options.stuck_call, options.waits());
     inflight::count_polls_longer_than(options.slow_poll);
+    symbols::keep_for(options.symbol_cache_idle);
     remove_socket_at_exit();
     let waiting = match options.activation {
         Activation::Always => "listening on".to_owned(),
@@ -256,6 +259,8 @@ fn uninstall_generation(generation: Option<u64>) -> bool {
     drop(installed.trigger);
     crash::uninstall();
     inflight::count_polls_longer_than(DEFAULT_SLOW_POLL);
+    symbols::keep_for(DEFAULT_SYMBOL_CACHE_IDLE);
+    symbols::release();
     Log::new(installed.options.verbose).verbose(format_args!(
         "uninstalled from {}",
         installed.path.display()

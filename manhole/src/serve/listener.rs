@@ -392,14 +392,14 @@ fn run(context: &Context, listening: Option<UnixListener>, start: Start) {
         signals::block_async_signals(Some(settings.stack_signal));
     }
     if let Some(listener) = listening {
-        stacks::prime();
+        stacks::learn_own_tail();
         serve(context, listener, false);
         return;
     }
     match start {
         Start::Listening => {}
         Start::Dormant { trigger, oneshot } => {
-            let mut primed = false;
+            let mut learned = false;
             while wait_for_trigger(context, trigger) {
                 let listener = match socket::bind(&settings.path) {
                     Ok((listener, file)) => {
@@ -411,9 +411,9 @@ fn run(context: &Context, listening: Option<UnixListener>, start: Start) {
                         continue;
                     }
                 };
-                if !primed {
-                    stacks::prime();
-                    primed = true;
+                if !learned {
+                    stacks::learn_own_tail();
+                    learned = true;
                 }
                 settings
                     .log

@@ -506,12 +506,32 @@ fn takes_a_while(request: &Request) -> bool {
 
 /// A response whose result is already written as JSON, with the members
 /// in the order [`json_response`] writes them.
-fn serialized_response(id: &Value, result: Result<String, Failure>) -> String {
-    match result {
-        Ok(result) => format!(r#"{{"id":{id},"jsonrpc":"2.0","result":{result}}}"#),
-        Err(failure) => json_response(id, Err(failure)),
-    }
+/// Writes a response whose result is serialised as it goes out, through a
+/// buffer of its own: nothing holds the whole result. A failure, known
+/// before anything is written, is returned as the response to write
+/// instead. A notification (no `id`) gets nothing.
+fn write_streamed(
+    out: &mut impl Write,
+    id: Option<Value>,
+    result: Result<builtins::Streamed, Failure>,
+) -> io::Result<Option<String>> {
+    let Some(id) = id else {
+        return Ok(None);
+    };
+    let streamed = match result {
+        Ok(streamed) => streamed,
+        Err(failure) => return Ok(Some(json_response(&id, Err(failure)))),
+    };
+    let mut buffered = io::BufWriter::with_capacity(STREAM_BUFFER, out);
+    write!(buffered, r#"{{"id":{id},"jsonrpc":"2.0","result":"#)?;
+    streamed.write_to(&mut buffered).map_err(io::Error::from)?;
+    buffered.write_all(b"}\n")?;
+    buffered.flush()?;
+    Ok(None)
 }
+
+/// How much of a streamed result is written to the client at a time.
+const STREAM_BUFFER: usize = 64 * 1024;
 
 /// How often `log follow` looks for new events.
 const FOLLOW_INTERVAL: Duration = manhole_wire::LOG_FOLLOW_INTERVAL;
@@ -563,11 +583,11 @@ fn serve_json<R: Input>(lines: &mut Lines<R>, out: &mut impl Write) -> io::Resul
                     match request {
                         Request::Stacks { collapse } => {
                             let result = builtins::stacks_json(asked, collapse);
-                            id.map(|id| serialized_response(&id, result))
+                            write_streamed(out, id, result)?
                         }
                         Request::Tasks { older_than } => {
                             let result = builtins::tasks_json(older_than, asked);
-                            id.map(|id| serialized_response(&id, result))
+                            write_streamed(out, id, Ok(result))?
                         }
                         request => {
                             let result = builtins::run(request, asked).map(|answer| answer.json);

@@ -1,9 +1,10 @@
-//! The loaded modules, as a crash report names them: path, load address,
-//! the address ranges of their code, and their GNU build id. Read in
-//! normal context (at install) with `dl_iterate_phdr`, so that the crash
-//! handler only reads what is already there.
+//! The loaded modules: path, load address, the address ranges of their
+//! code, and their GNU build id, as a crash report names them and as the
+//! symboliser finds each address's file. Read in normal context with
+//! `dl_iterate_phdr` (the crash report's at install, so that its handler
+//! only reads what is already there).
 
-use crate::os::loader::each_module;
+use super::loader::each_module;
 use std::fmt::Write as _;
 
 /// One loaded module.

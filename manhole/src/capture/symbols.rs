@@ -1,0 +1,447 @@
+//! Addresses to function names and `file:line`, read lazily and let go.
+//!
+//! Nothing is read while nobody asks. The first request that symbolises (a
+//! dump, a profile, `panics`) opens the files of the modules its addresses
+//! fall in, and [`addr2line`] parses their debug info one compilation unit
+//! at a time, only the units those addresses are in. A module without debug
+//! info (a system library) is named from its symbol table, or from the
+//! symbol table of its separate debug file (`/usr/lib/debug/.build-id/…`),
+//! whose debug info is not read: distributions compress it, and one look
+//! would cost its whole size decompressed (34 MiB for glibc's).
+//!
+//! Once no such request has come for `symbol_cache_idle` (a minute by
+//! default), a `manhole-symbols` thread drops what was read and hands the
+//! freed heap back to the kernel, then ends, so that an idle manhole
+//! neither holds the tables nor wakes.
+
+use crate::capture::turn;
+use crate::instrument::clock::now_ns;
+use crate::options::DEFAULT_SYMBOL_CACHE_IDLE;
+use crate::os::modules::{self, Module};
+use serde::{Serialize, Serializer};
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+/// One stack frame. With inlining, several frames can share an address.
+#[derive(Debug, Clone, Serialize)]
+#[non_exhaustive]
+pub struct Frame {
+    /// The demangled function name, when the symbol is known.
+    pub function: Option<String>,
+    /// The source file, when debug info has it.
+    pub file: Option<String>,
+    /// The source line, when debug info has it.
+    pub line: Option<u32>,
+    /// The instruction address.
+    #[serde(serialize_with = "hex_address")]
+    pub address: usize,
+}
+
+fn hex_address<S: Serializer>(address: &usize, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str(&format!("{address:#x}"))
+}
+
+/// Resolved frames per address, shared by every thread of one dump.
+#[derive(Default)]
+pub(crate) struct Symbols {
+    resolved: HashMap<usize, Vec<Frame>>,
+}
+
+impl Symbols {
+    /// Symbolises one thread's addresses. `interrupted` says the first one
+    /// is the exact program counter of a thread stopped by a signal, not a
+    /// return address.
+    pub(crate) fn frames(&mut self, addresses: &[usize], interrupted: bool) -> Vec<Frame> {
+        let mut loaded = loaded();
+        let mut frames = Vec::new();
+        for (index, &address) in addresses.iter().enumerate() {
+            // A return address points after its call: the call itself is
+            // the byte before. An exact program counter is looked up as is.
+            let probe = if index == 0 && interrupted {
+                address
+            } else {
+                address.saturating_sub(1)
+            };
+            let resolved = self
+                .resolved
+                .entry(probe)
+                .or_insert_with(|| loaded.resolve(probe, address));
+            frames.extend(resolved.iter().cloned());
+        }
+        trim_below_entry(&mut frames);
+        frames.retain(|frame| frame.address != 0);
+        frames
+    }
+}
+
+/// Cuts a thread's frames at its entry point: below it lie only the
+/// runtime's start-up frames, which std's own short backtraces hide too.
+pub(crate) fn trim_below_entry(frames: &mut Vec<Frame>) {
+    if let Some(entry) = frames.iter().position(|frame| {
+        frame
+            .function
+            .as_deref()
+            .is_some_and(|name| name.ends_with("__rust_begin_short_backtrace"))
+    }) {
+        frames.truncate(entry);
+    }
+}
+
+/// Frames as `stacks` prints them: `  N: function`, then `at file:line`.
+pub(crate) fn write_frames(out: &mut impl fmt::Write, frames: &[Frame]) -> fmt::Result {
+    for (index, frame) in frames.iter().enumerate() {
+        match &frame.function {
+            Some(function) => writeln!(out, "  {index:>3}: {function}")?,
+            None => writeln!(out, "  {index:>3}: <unknown> at {:#x}", frame.address)?,
+        }
+        if let (Some(file), Some(line)) = (&frame.file, frame.line) {
+            writeln!(out, "           at {file}:{line}")?;
+        }
+    }
+    Ok(())
+}
+
+/// The modules and what has been read of them, until released.
+static LOADED: Mutex<Option<Loaded>> = Mutex::new(None);
+
+/// Whatever has been read, locked for one thread's lookups, and noted as
+/// in use so that it is kept a while longer.
+fn loaded() -> LoadedGuard {
+    in_use();
+    LoadedGuard(LOADED.lock().unwrap_or_else(PoisonError::into_inner))
+}
+
+struct LoadedGuard(MutexGuard<'static, Option<Loaded>>);
+
+impl LoadedGuard {
+    fn resolve(&mut self, probe: usize, address: usize) -> Vec<Frame> {
+        let loaded = self.0.get_or_insert_with(Loaded::now);
+        let mut frames = loaded.resolve(probe as u64, address);
+        if frames.is_none() {
+            // Perhaps a library loaded since the modules were listed.
+            loaded.refresh();
+            frames = loaded.resolve(probe as u64, address);
+        }
+        match frames {
+            Some(frames) if !frames.is_empty() => frames,
+            _ => vec![Frame {
+                function: None,
+                file: None,
+                line: None,
+                address,
+            }],
+        }
+    }
+}
+
+/// The loaded modules, each with what has been read of its file.
+struct Loaded {
+    modules: Vec<(Module, Option<Source>)>,
+}
+
+/// What names the addresses of one module.
+enum Source {
+    /// Its own debug info, parsed unit by unit as addresses ask.
+    Debug(Box<addr2line::Loader>),
+    /// Function names only, from a symbol table.
+    Names(SymbolTable),
+    /// Nothing could be read.
+    Nothing,
+}
+
+impl Loaded {
+    fn now() -> Loaded {
+        Loaded {
+            modules: modules::loaded()
+                .into_iter()
+                .map(|module| (module, None))
+                .collect(),
+        }
+    }
+
+    /// Lists the modules again, keeping what was read of those still there.
+    fn refresh(&mut self) {
+        let mut old = std::mem::take(&mut self.modules);
+        self.modules = modules::loaded()
+            .into_iter()
+            .map(|module| {
+                let kept = old
+                    .iter()
+                    .position(|(known, _)| known.path == module.path && known.bias == module.bias)
+                    .and_then(|at| old.swap_remove(at).1);
+                (module, kept)
+            })
+            .collect();
+    }
+
+    /// The frames at `probe`, innermost first; `None` when no module holds
+    /// the address.
+    fn resolve(&mut self, probe: u64, address: usize) -> Option<Vec<Frame>> {
+        let (module, source) = self
+            .modules
+            .iter_mut()
+            .find(|(module, _)| module.code.iter().any(|range| range.contains(&probe)))?;
+        let relative = probe - module.bias;
+        let source = source.get_or_insert_with(|| Source::open(module));
+        Some(source.frames(relative, address))
+    }
+}
+
+impl Source {
+    fn open(module: &Module) -> Source {
+        let path = std::path::Path::new(&module.path);
+        match addr2line::Loader::new(path) {
+            Ok(loader) if loader.get_section_range(b".debug_info").is_some() => {
+                Source::Debug(Box::new(loader))
+            }
+            _ => {
+                let debug_file = (module.build_id.len() > 2).then(|| {
+                    let (head, rest) = module.build_id.split_at(2);
+                    format!("/usr/lib/debug/.build-id/{head}/{rest}.debug")
+                });
+                debug_file
+                    .and_then(|file| SymbolTable::read(std::path::Path::new(&file)))
+                    .or_else(|| SymbolTable::read(path))
+                    .map_or(Source::Nothing, Source::Names)
+            }
+        }
+    }
+
+    fn frames(&self, relative: u64, address: usize) -> Vec<Frame> {
+        match self {
+            Source::Debug(loader) => {
+                let mut frames = Vec::new();
+                if let Ok(mut found) = loader.find_frames(relative) {
+                    while let Ok(Some(frame)) = found.next() {
+                        let function = frame
+                            .function
+                            .as_ref()
+                            .and_then(|function| function.demangle().ok())
+                            .map(|name| name.into_owned());
+                        let location = frame.location.as_ref();
+                        frames.push(Frame {
+                            function,
+                            file: location.and_then(|at| at.file).map(str::to_owned),
+                            line: location.and_then(|at| at.line),
+                            address,
+                        });
+                    }
+                }
+                let unnamed = frames.iter().all(|frame| frame.function.is_none());
+                if unnamed {
+                    if let Some(name) = loader.find_symbol(relative) {
+                        let name = Some(demangled(name));
+                        match frames.first_mut() {
+                            Some(frame) => frame.function = name,
+                            None => frames.push(Frame {
+                                function: name,
+                                file: None,
+                                line: None,
+                                address,
+                            }),
+                        }
+                    }
+                }
+                frames
+            }
+            Source::Names(table) => table
+                .find(relative)
+                .map(|name| Frame {
+                    function: Some(demangled(name)),
+                    file: None,
+                    line: None,
+                    address,
+                })
+                .into_iter()
+                .collect(),
+            Source::Nothing => Vec::new(),
+        }
+    }
+}
+
+/// `name` demangled, without a Rust symbol's hash.
+fn demangled(name: &str) -> String {
+    match rustc_demangle::try_demangle(name) {
+        Ok(demangled) => format!("{demangled:#}"),
+        Err(_) => name.to_owned(),
+    }
+}
+
+/// A module's functions by address, with their sizes, so that an address
+/// between two functions is not given the name of the one before.
+struct SymbolTable {
+    /// Start, end and name, by start.
+    functions: Vec<(u64, u64, Box<str>)>,
+}
+
+impl SymbolTable {
+    fn read(path: &std::path::Path) -> Option<SymbolTable> {
+        use object::{Object as _, ObjectSymbol as _};
+        let data = std::fs::read(path).ok()?;
+        let file = object::File::parse(&*data).ok()?;
+        let mut functions: Vec<(u64, u64, Box<str>)> = file
+            .symbols()
+            .chain(file.dynamic_symbols())
+            .filter(|symbol| symbol.kind() == object::SymbolKind::Text && symbol.size() > 0)
+            .filter_map(|symbol| {
+                let name = symbol.name().ok()?;
+                let start = symbol.address();
+                Some((start, start + symbol.size(), name.into()))
+            })
+            .collect();
+        // Of the names one function goes by, people know the plain one
+        // (`poll`, not `__GI___poll`): fewest leading underscores first.
+        functions.sort_by(|a, b| {
+            let underscores = |name: &str| name.len() - name.trim_start_matches('_').len();
+            (a.0, underscores(&a.2), a.2.len()).cmp(&(b.0, underscores(&b.2), b.2.len()))
+        });
+        functions.dedup_by_key(|function| function.0);
+        functions.shrink_to_fit();
+        (!functions.is_empty()).then_some(SymbolTable { functions })
+    }
+
+    fn find(&self, address: u64) -> Option<&str> {
+        let at = self
+            .functions
+            .partition_point(|function| function.0 <= address)
+            .checked_sub(1)?;
+        let (_, end, name) = &self.functions[at];
+        (address < *end).then_some(&**name)
+    }
+}
+
+// A minute fits a u64 of nanoseconds many times over.
+static IDLE_NS: AtomicU64 = AtomicU64::new(DEFAULT_SYMBOL_CACHE_IDLE.as_nanos() as u64);
+
+/// When symbols were last looked up (the coarse clock), 0 before the first.
+static LAST_USE_NS: AtomicU64 = AtomicU64::new(0);
+
+/// Whether a `manhole-symbols` thread is waiting to release the tables.
+static RELEASER: AtomicBool = AtomicBool::new(false);
+
+/// Keeps the tables for `idle` after their last use, from now on.
+pub(crate) fn keep_for(idle: Duration) {
+    IDLE_NS.store(u64::try_from(idle.as_nanos()).unwrap_or(u64::MAX), Relaxed);
+}
+
+/// Set to make the `manhole-symbols` thread let the tables go now.
+static RELEASE_NOW: Mutex<bool> = Mutex::new(false);
+static RELEASE_ASKED: Condvar = Condvar::new();
+
+/// Notes that symbols are being looked up, and makes sure a thread will let
+/// them go once idle. Called under the dump's turn, as every lookup is.
+fn in_use() {
+    LAST_USE_NS.store(now_ns(), Relaxed);
+    if !RELEASER.swap(true, Relaxed) {
+        *release_now() = false;
+        let started = std::thread::Builder::new()
+            .name("manhole-symbols".to_owned())
+            .spawn(release_when_idle);
+        if started.is_err() {
+            // Kept until the next lookup tries again: memory, not a fault.
+            RELEASER.store(false, Relaxed);
+        }
+    }
+}
+
+fn release_now() -> MutexGuard<'static, bool> {
+    RELEASE_NOW.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Lets the tables go now, and ends the thread that would have: the
+/// manhole is being uninstalled.
+pub(crate) fn release() {
+    *release_now() = true;
+    RELEASE_ASKED.notify_all();
+}
+
+fn release_when_idle() {
+    loop {
+        let idle = IDLE_NS.load(Relaxed);
+        let since = now_ns().saturating_sub(LAST_USE_NS.load(Relaxed));
+        let mut asked = release_now();
+        if !*asked && since < idle {
+            asked = RELEASE_ASKED
+                .wait_timeout(asked, Duration::from_nanos(idle - since))
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+            if !*asked {
+                continue;
+            }
+        }
+        drop(asked);
+        // Under the turn, so that no lookup runs while the tables go, and a
+        // lookup that comes after sees no releaser and starts one.
+        let _turn = turn();
+        let idle_now = now_ns().saturating_sub(LAST_USE_NS.load(Relaxed)) >= IDLE_NS.load(Relaxed);
+        if !idle_now && !*release_now() {
+            continue;
+        }
+        let released = LOADED.lock().unwrap_or_else(PoisonError::into_inner).take();
+        drop(released);
+        give_back_freed_heap();
+        RELEASER.store(false, Relaxed);
+        return;
+    }
+}
+
+/// Returns the free pages of the heap to the kernel: the tables are many
+/// small allocations, which the allocator would otherwise keep for reuse,
+/// and the point of letting them go is the process's resident size.
+fn give_back_freed_heap() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: `malloc_trim` only walks glibc's own arenas under their
+    // locks; it has no preconditions.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[inline(never)]
+    fn a_function_to_find() -> usize {
+        std::hint::black_box(a_function_to_find as *const () as usize)
+    }
+
+    #[test]
+    fn a_function_of_this_binary_is_named_with_its_file() {
+        let address = a_function_to_find();
+        let _turn = turn();
+        let frames = Symbols::default().frames(&[address], true);
+        let frame = frames.first().expect("a frame");
+        assert!(
+            frame
+                .function
+                .as_deref()
+                .is_some_and(|name| name.ends_with("a_function_to_find")),
+            "{frames:?}"
+        );
+        assert!(frame
+            .file
+            .as_deref()
+            .is_some_and(|file| file.ends_with("symbols.rs")));
+    }
+
+    #[test]
+    fn a_libc_function_is_named_and_an_unknown_address_is_not() {
+        let address = libc::getpid as *const () as usize;
+        let _turn = turn();
+        let mut symbols = Symbols::default();
+        let frames = symbols.frames(&[address], true);
+        assert!(
+            frames[0]
+                .function
+                .as_deref()
+                .is_some_and(|name| name.contains("getpid")),
+            "{frames:?}"
+        );
+        let nowhere = symbols.frames(&[16], true);
+        assert!(nowhere[0].function.is_none());
+    }
+}
