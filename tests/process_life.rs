@@ -451,3 +451,59 @@ fn every_manhole_descriptor_is_close_on_exec() {
     // The listening socket, its watch, the wake-up pipe, the session...
     assert!(checked >= 4, "only {checked} descriptors found");
 }
+
+fn resident_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap()
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|value| value.trim().trim_end_matches(" kB").trim().parse().ok())
+        .unwrap()
+}
+
+fn has_thread(pid: u32, name: &str) -> bool {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .map(|tasks| {
+            tasks.flatten().any(|task| {
+                std::fs::read_to_string(task.path().join("comm"))
+                    .is_ok_and(|comm| comm.trim_end() == name)
+            })
+        })
+        .unwrap_or(false)
+}
+
+#[test]
+fn symbols_are_read_on_the_first_dump_and_let_go_when_idle() {
+    let off = Service::spawn_with_env("service", &[], &[("MANHOLE", "off")], None);
+    let on = Service::spawn_with_env("service", &[], &[("MANHOLE", "symbol_cache_idle=1s")], None);
+    on.wait_for_socket();
+    std::thread::sleep(Duration::from_millis(300));
+    let (off_kib, rest_kib) = (resident_kib(off.pid), resident_kib(on.pid));
+    // A resting manhole has read no debug info: its threads and code only.
+    assert!(
+        rest_kib < off_kib + 4 * 1024,
+        "at rest {rest_kib} KiB against {off_kib} KiB with MANHOLE=off"
+    );
+    assert!(!has_thread(on.pid, "manhole-symbols"));
+
+    let dump = on.json().request("stacks", serde_json::json!({}));
+    assert!(
+        dump["result"]["threads"]
+            .as_array()
+            .is_some_and(|threads| !threads.is_empty()),
+        "{dump}"
+    );
+    let dumped_kib = resident_kib(on.pid);
+    assert!(has_thread(on.pid, "manhole-symbols"), "no releaser");
+    wait_until("the symbols to be let go", || {
+        !has_thread(on.pid, "manhole-symbols")
+    });
+    let released_kib = resident_kib(on.pid);
+    assert!(
+        released_kib + 8 * 1024 < dumped_kib,
+        "{dumped_kib} KiB after the dump, {released_kib} KiB once let go"
+    );
+    // And read again when asked again.
+    let again = on.text().ask("stacks");
+    assert!(again.contains("main"), "{again}");
+}

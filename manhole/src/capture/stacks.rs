@@ -299,6 +299,9 @@ pub(crate) fn thread_list(tasks: &Tasks) -> Vec<ThreadStack> {
 /// [`crate::capture::symbols`]). The listener thread calls this before it
 /// starts accepting.
 pub(crate) fn learn_own_tail() {
+    // Under the dump's turn, like every walk with `backtrace`, whose lock a
+    // fork meanwhile would otherwise leave held in the child.
+    let _turn = capture::turn();
     let own = current_addresses(&[]);
     capture::learn_tail(
         &own.iter()

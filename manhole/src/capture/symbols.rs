@@ -22,7 +22,7 @@ use serde::{Serialize, Serializer};
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
-use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
+use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 /// One stack frame. With inlining, several frames can share an address.
@@ -319,71 +319,72 @@ static IDLE_NS: AtomicU64 = AtomicU64::new(DEFAULT_SYMBOL_CACHE_IDLE.as_nanos() 
 /// When symbols were last looked up (the coarse clock), 0 before the first.
 static LAST_USE_NS: AtomicU64 = AtomicU64::new(0);
 
-/// Whether a `manhole-symbols` thread is waiting to release the tables.
-static RELEASER: AtomicBool = AtomicBool::new(false);
+/// The `manhole-symbols` thread that will release the tables, and the
+/// process it belongs to: a forked child has none, whatever it inherited.
+/// Set and taken under the dump's turn, which a fork waits for.
+static RELEASER: Mutex<Option<(u32, std::thread::Thread)>> = Mutex::new(None);
+
+/// Set to make the releaser let the tables go now.
+static RELEASE_NOW: AtomicBool = AtomicBool::new(false);
+
+fn releaser() -> MutexGuard<'static, Option<(u32, std::thread::Thread)>> {
+    RELEASER.lock().unwrap_or_else(PoisonError::into_inner)
+}
 
 /// Keeps the tables for `idle` after their last use, from now on.
 pub(crate) fn keep_for(idle: Duration) {
     IDLE_NS.store(u64::try_from(idle.as_nanos()).unwrap_or(u64::MAX), Relaxed);
 }
 
-/// Set to make the `manhole-symbols` thread let the tables go now.
-static RELEASE_NOW: Mutex<bool> = Mutex::new(false);
-static RELEASE_ASKED: Condvar = Condvar::new();
-
 /// Notes that symbols are being looked up, and makes sure a thread will let
 /// them go once idle. Called under the dump's turn, as every lookup is.
 fn in_use() {
     LAST_USE_NS.store(now_ns(), Relaxed);
-    if !RELEASER.swap(true, Relaxed) {
-        *release_now() = false;
-        let started = std::thread::Builder::new()
-            .name("manhole-symbols".to_owned())
-            .spawn(release_when_idle);
-        if started.is_err() {
-            // Kept until the next lookup tries again: memory, not a fault.
-            RELEASER.store(false, Relaxed);
-        }
+    let pid = std::process::id();
+    let mut releaser = releaser();
+    if releaser.as_ref().is_some_and(|(owner, _)| *owner == pid) {
+        return;
     }
-}
-
-fn release_now() -> MutexGuard<'static, bool> {
-    RELEASE_NOW.lock().unwrap_or_else(PoisonError::into_inner)
+    RELEASE_NOW.store(false, Relaxed);
+    // A thread that fails to start leaves the tables until the next lookup
+    // tries again: memory, not a fault.
+    *releaser = std::thread::Builder::new()
+        .name("manhole-symbols".to_owned())
+        .spawn(release_when_idle)
+        .ok()
+        .map(|started| (pid, started.thread().clone()));
 }
 
 /// Lets the tables go now, and ends the thread that would have: the
 /// manhole is being uninstalled.
 pub(crate) fn release() {
-    *release_now() = true;
-    RELEASE_ASKED.notify_all();
+    RELEASE_NOW.store(true, Relaxed);
+    if let Some((owner, thread)) = releaser().as_ref() {
+        if *owner == std::process::id() {
+            thread.unpark();
+        }
+    }
 }
 
 fn release_when_idle() {
     loop {
         let idle = IDLE_NS.load(Relaxed);
         let since = now_ns().saturating_sub(LAST_USE_NS.load(Relaxed));
-        let mut asked = release_now();
-        if !*asked && since < idle {
-            asked = RELEASE_ASKED
-                .wait_timeout(asked, Duration::from_nanos(idle - since))
-                .unwrap_or_else(PoisonError::into_inner)
-                .0;
-            if !*asked {
-                continue;
-            }
+        if !RELEASE_NOW.load(Relaxed) && since < idle {
+            std::thread::park_timeout(Duration::from_nanos(idle - since));
+            continue;
         }
-        drop(asked);
         // Under the turn, so that no lookup runs while the tables go, and a
         // lookup that comes after sees no releaser and starts one.
         let _turn = turn();
         let idle_now = now_ns().saturating_sub(LAST_USE_NS.load(Relaxed)) >= IDLE_NS.load(Relaxed);
-        if !idle_now && !*release_now() {
+        if !idle_now && !RELEASE_NOW.load(Relaxed) {
             continue;
         }
         let released = LOADED.lock().unwrap_or_else(PoisonError::into_inner).take();
         drop(released);
         give_back_freed_heap();
-        RELEASER.store(false, Relaxed);
+        *releaser() = None;
         return;
     }
 }

@@ -100,7 +100,7 @@ fn slot(index: usize) -> Option<&'static Slot> {
 /// the process lives (the generation's high bits set it apart from the
 /// next call in the same slot), never 0.
 fn id(index: usize, generation: u64) -> usize {
-    ((generation as usize) << 20) ^ (index + 1)
+    ((generation as usize) << 21) ^ (index + 1)
 }
 
 fn pool() -> MutexGuard<'static, Vec<u32>> {
