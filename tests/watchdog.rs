@@ -13,6 +13,11 @@ use support::Service;
 fn stalls_service(manhole: &str) -> Service {
     let service = Service::spawn_with_env("stalls", &[], &[("MANHOLE", manhole)], None);
     service.wait_for_socket();
+    // The watchdog reads the symbol tables before its first look, under
+    // the dump's turn; a dump returns once they are read (by either), so
+    // that the stalls a test starts next are all looked at. (A debug build
+    // takes a few hundred milliseconds.)
+    support::Json::connect(&service.socket).result("stacks", json!({}));
     service
 }
 

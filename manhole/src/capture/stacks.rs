@@ -9,6 +9,7 @@
 //! info has it, and inlined frames expanded. Each address is resolved once
 //! per dump, however many threads share it.
 
+use crate::capture::symbols;
 pub use crate::capture::symbols::Frame;
 pub(crate) use crate::capture::symbols::{trim_below_entry, write_frames, Symbols};
 use crate::capture::{self, Capture, Described, Outcome};
@@ -308,6 +309,17 @@ pub(crate) fn learn_own_tail() {
             .map(|&address| address as u64)
             .collect::<Vec<_>>(),
     );
+}
+
+/// Reads now the symbols of the calling thread's own stack (the program's
+/// and the C library's), and keeps every table read for as long as the
+/// guard lives.
+pub(crate) fn symbols_kept() -> symbols::Kept {
+    let kept = symbols::Kept::new();
+    let _turn = capture::turn();
+    let own = current_addresses(&[]);
+    Symbols::default().frames(&own, false);
+    kept
 }
 
 /// The calling thread's return addresses, without the walk's own frames:

@@ -21,7 +21,7 @@ use crate::os::modules::{self, Module};
 use serde::{Serialize, Serializer};
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -287,7 +287,9 @@ impl SymbolTable {
             .chain(file.dynamic_symbols())
             .filter(|symbol| symbol.kind() == object::SymbolKind::Text && symbol.size() > 0)
             .filter_map(|symbol| {
-                let name = symbol.name().ok()?;
+                // `clock_nanosleep@GLIBC_2.2.5`: the version is not part of
+                // the name people know.
+                let name = symbol.name().ok()?.split('@').next()?;
                 let start = symbol.address();
                 Some((start, start + symbol.size(), name.into()))
             })
@@ -326,6 +328,27 @@ static RELEASER: Mutex<Option<(u32, std::thread::Thread)>> = Mutex::new(None);
 
 /// Set to make the releaser let the tables go now.
 static RELEASE_NOW: AtomicBool = AtomicBool::new(false);
+
+/// How many [`Kept`] guards live: while any does, the tables stay.
+static KEPT: AtomicUsize = AtomicUsize::new(0);
+
+/// While it lives, the tables read are kept however long they go unused:
+/// the watchdog holds one, so that a report names its frames at once
+/// instead of waiting for debug info to be read again.
+pub(crate) struct Kept(());
+
+impl Kept {
+    pub(crate) fn new() -> Kept {
+        KEPT.fetch_add(1, Relaxed);
+        Kept(())
+    }
+}
+
+impl Drop for Kept {
+    fn drop(&mut self) {
+        KEPT.fetch_sub(1, Relaxed);
+    }
+}
 
 fn releaser() -> MutexGuard<'static, Option<(u32, std::thread::Thread)>> {
     RELEASER.lock().unwrap_or_else(PoisonError::into_inner)
@@ -370,15 +393,17 @@ fn release_when_idle() {
     loop {
         let idle = IDLE_NS.load(Relaxed);
         let since = now_ns().saturating_sub(LAST_USE_NS.load(Relaxed));
-        if !RELEASE_NOW.load(Relaxed) && since < idle {
-            std::thread::park_timeout(Duration::from_nanos(idle - since));
+        let kept = KEPT.load(Relaxed) > 0;
+        if !RELEASE_NOW.load(Relaxed) && (since < idle || kept) {
+            let wait = if kept { idle } else { idle - since };
+            std::thread::park_timeout(Duration::from_nanos(wait));
             continue;
         }
         // Under the turn, so that no lookup runs while the tables go, and a
         // lookup that comes after sees no releaser and starts one.
         let _turn = turn();
         let idle_now = now_ns().saturating_sub(LAST_USE_NS.load(Relaxed)) >= IDLE_NS.load(Relaxed);
-        if !idle_now && !RELEASE_NOW.load(Relaxed) {
+        if (!idle_now || KEPT.load(Relaxed) > 0) && !RELEASE_NOW.load(Relaxed) {
             continue;
         }
         let released = LOADED.lock().unwrap_or_else(PoisonError::into_inner).take();

@@ -161,6 +161,10 @@ fn interval(threshold: Option<Duration>, beats: &[&'static Heartbeat]) -> Durati
 
 /// The thread's loop.
 fn watch() {
+    // Read before the first look and kept while the watchdog runs: a report
+    // names its thread's frames, and reading debug info at that moment
+    // would hold the watchdog past the looks that follow.
+    let _symbols = crate::capture::stacks::symbols_kept();
     let mut detector = Detector::default();
     loop {
         let limit = threshold();
