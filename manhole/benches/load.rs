@@ -146,11 +146,30 @@ impl Session {
     }
 }
 
-/// Alternating rounds on one open session to each server: the median of
-/// the paired ratios, with the median round-trip times.
+/// Puts every thread of this process, and so every thread they start, on
+/// one CPU: a wake-up then never crosses cores, which on a virtual machine
+/// costs an interrupt to a halted CPU and swamps the work measured.
+fn pin_to_one_cpu() {
+    // SAFETY: a zeroed `cpu_set_t` is the empty set; CPU_SET writes within it.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    // SAFETY: CPU 0 is within the set's size.
+    unsafe { libc::CPU_SET(0, &mut set) };
+    for task in std::fs::read_dir("/proc/self/task").unwrap().flatten() {
+        let Some(tid) = task.file_name().to_str().and_then(|tid| tid.parse().ok()) else {
+            continue;
+        };
+        // SAFETY: `set` is a valid set of the size given; the thread is ours.
+        unsafe { libc::sched_setaffinity(tid, std::mem::size_of_val(&set), &set) };
+    }
+}
+
+/// Alternating rounds on one open session to each server, every thread on
+/// one CPU: the median of the paired ratios, with the median round-trip
+/// times.
 fn paired_rounds(echo_path: &Path, manhole_path: &Path, echo_expected: &str) {
     const PAIRS: usize = 200;
     const PER_ROUND: usize = 100;
+    pin_to_one_cpu();
     let mut echo = Session::open(echo_path);
     let mut manhole = Session::open(manhole_path);
     // Warm both paths (and the manhole's JSON detection) first.
@@ -176,7 +195,7 @@ fn paired_rounds(echo_path: &Path, manhole_path: &Path, echo_expected: &str) {
     let mut sorted = ratios.clone();
     sorted.sort_by(f64::total_cmp);
     println!(
-        "one session each, {PAIRS} alternating pairs of {PER_ROUND}-call rounds: \
+        "one session each, every thread on CPU 0, {PAIRS} alternating pairs of {PER_ROUND}-call rounds: \
          echo {:.1} µs, manhole call {:.1} µs a round trip (medians); \
          median of the paired ratios {:.2}x (quartiles {:.2}x to {:.2}x)",
         median(echo_times),

@@ -242,7 +242,14 @@ struct Lines<R> {
     max: usize,
     idle_timeout: Duration,
     served: Served,
+    /// The wait last given to the input, so that a line that starts
+    /// with the same wait as the one before costs no system call to set it.
+    wait: Option<Option<Duration>>,
 }
+
+/// How far a read's wait may be from the one set before and still keep it:
+/// a millisecond more on an idle timeout of minutes.
+const WAIT_SLACK: Duration = Duration::from_millis(1);
 
 impl<R: Input> Lines<R> {
     fn new(input: R, config: SessionConfig) -> Self {
@@ -251,6 +258,7 @@ impl<R: Input> Lines<R> {
             max: config.max_line_length,
             idle_timeout: config.idle_timeout,
             served: config.served,
+            wait: None,
         }
     }
 
@@ -281,7 +289,15 @@ impl<R: Input> Lines<R> {
                 if left.is_some_and(|left| left.is_zero()) {
                     return Ok(Line::Idle);
                 }
-                self.reader.get_ref().limit_wait(left)?;
+                let same = match (self.wait, left) {
+                    (Some(None), None) => true,
+                    (Some(Some(set)), Some(left)) => set.abs_diff(left) <= WAIT_SLACK,
+                    _ => false,
+                };
+                if !same {
+                    self.reader.get_ref().limit_wait(left)?;
+                    self.wait = Some(left);
+                }
             }
             let available = match self.reader.fill_buf() {
                 Ok(available) => available,
