@@ -182,6 +182,13 @@ fn install_own_handler() {
     unsafe { libc::signal(libc::SIGSEGV, own as *const () as usize) };
 }
 
+/// Ends the process from inside a command, before it answers: what a
+/// client sees of a process that dies while answering.
+#[manhole::command]
+fn exit_while_answering() -> u64 {
+    std::process::exit(7)
+}
+
 #[manhole::main]
 fn main() {
     let mode = std::env::args().nth(1).unwrap_or_default();

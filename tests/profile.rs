@@ -428,4 +428,61 @@ fn manhole_cli_prints_the_table_and_writes_each_file() {
     let done = cli(&["profile", "1", "--hz", "0"]);
     assert_eq!(done.code, Some(1), "{done:?}");
     assert!(done.stderr.contains("from 1 to 1000"), "{done:?}");
+
+    // Checked before sampling: a name whose format is unknown, unless
+    // `--format` says; a file that cannot be made.
+    let png = support::scratch("x.png");
+    let started = std::time::Instant::now();
+    let done = cli(&["profile", "5", "-o", png.to_str().unwrap()]);
+    assert_eq!(done.code, Some(1), "{done:?}");
+    assert!(
+        done.stderr
+            .contains(".svg (a flame graph), .folded or .txt"),
+        "{done:?}"
+    );
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(4),
+        "it sampled first"
+    );
+    assert!(!png.exists());
+    let done = cli(&[
+        "profile",
+        "1",
+        "--format",
+        "svg",
+        "-o",
+        png.to_str().unwrap(),
+    ]);
+    assert_eq!(done.code, Some(0), "{done:?}");
+    assert!(std::fs::read(&png).unwrap().starts_with(b"<?xml"));
+    let _ = std::fs::remove_file(&png);
+    let started = std::time::Instant::now();
+    let done = cli(&["profile", "5", "-o", "/no-such-directory/cpu.svg"]);
+    assert_eq!(done.code, Some(2), "{done:?}");
+    assert!(
+        done.stderr.contains("/no-such-directory/cpu.svg"),
+        "{done:?}"
+    );
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(4),
+        "it sampled first"
+    );
+
+    // A profile with no samples (only a thread that sleeps, in CPU mode)
+    // writes nothing and says why.
+    let empty = support::scratch("empty.svg");
+    let done = cli(&[
+        "profile",
+        "1",
+        "--thread",
+        "profiled",
+        "-o",
+        empty.to_str().unwrap(),
+    ]);
+    assert_eq!(done.code, Some(1), "{done:?}");
+    assert!(
+        done.stderr.contains("the profile has no samples"),
+        "{done:?}"
+    );
+    assert!(!empty.exists());
 }

@@ -44,16 +44,19 @@ fn greeting_shows_banner_every_thread_and_a_prompt() {
         greeting.contains(&format!("thread {} \"service\"", service.pid)),
         "{greeting}"
     );
-    // Every thread has real frames: the serving session its own, the
-    // others captured by the stack signal, each where it really waits.
+    // The greeting folds the runtime's frames (`stacks --short`): the
+    // program's own stay, each run of std's and the manhole's is one line.
+    assert!(greeting.contains(" runtime frames\n"), "{greeting}");
     assert!(
-        greeting.contains("manhole::serve::session::serve"),
+        !greeting.contains("manhole::serve::listener::serve\n"),
         "{greeting}"
     );
-    assert!(
-        greeting.contains("manhole::serve::listener::serve\n"),
-        "{greeting}"
-    );
+    // Every thread has real frames in a full dump: the serving session its
+    // own, the others captured by the stack signal, each where it really
+    // waits.
+    let full = session.ask("stacks");
+    assert!(full.contains("manhole::serve::session::serve"), "{full}");
+    assert!(full.contains("manhole::serve::listener::serve\n"), "{full}");
     let workers = greeting.matches("service::worker\n").count();
     let collapsed = greeting.contains("2 threads (sleeping): ");
     assert!(
@@ -116,7 +119,7 @@ fn help_shows_builtins_signatures_and_docs() {
     ));
     assert!(session
         .ask("help stacks")
-        .starts_with("stacks [--collapse] (built-in)\n"));
+        .starts_with("stacks [--collapse] [--short] [TID|NAME] (built-in)\n"));
     assert_eq!(
         session.ask("help nothing_here"),
         "error: unknown name `nothing_here`; `list` shows what is registered\n"
@@ -471,4 +474,75 @@ fn collapse_shows_a_pool_of_alike_threads_once() {
             .unwrap()
             .contains("20 threads (sleeping): ")
     });
+}
+
+#[test]
+fn stacks_of_one_thread_or_a_name_and_shortened() {
+    let service = Service::start();
+    let mut session = Text::connect_silent(&service.socket);
+    session.greeting();
+    let headers = |text: &str| -> Vec<String> {
+        text.lines()
+            .filter(|line| line.starts_with("thread "))
+            .map(str::to_owned)
+            .collect()
+    };
+
+    let workers = session.ask("stacks worker-");
+    let names = headers(&workers);
+    assert_eq!(names.len(), 2, "{workers}");
+    assert!(
+        names.iter().all(|line| line.contains("\"worker-")),
+        "{workers}"
+    );
+    assert!(workers.contains("service::worker\n"), "{workers}");
+
+    let main = session.ask(&format!("stacks {}", service.pid));
+    let names = headers(&main);
+    assert_eq!(names.len(), 1, "{main}");
+    assert!(
+        names[0].starts_with(&format!("thread {} \"service\"", service.pid)),
+        "{main}"
+    );
+
+    let none = session.ask("stacks no-such-thread");
+    assert!(
+        none.starts_with("error: no thread's name starts with `no-such-thread`"),
+        "{none}"
+    );
+    let none = session.ask("stacks 1");
+    assert!(none.starts_with("error: no thread has tid 1;"), "{none}");
+
+    // Shortened: the program's frames and the innermost stay; the runs of
+    // std's frames go.
+    let short = session.ask("stacks --short worker-0");
+    assert!(short.contains("service::worker\n"), "{short}");
+    assert!(short.contains(" runtime frames\n"), "{short}");
+    assert!(!short.contains("std::thread::"), "{short}");
+    let innermost = short
+        .lines()
+        .find(|line| line.trim_start().starts_with("0: "))
+        .unwrap_or_default();
+    assert!(innermost.contains("sleep"), "{short}");
+
+    // The same over JSON, with each fold as {"folded": N}.
+    let mut json = support::Json::connect(&service.socket);
+    let dump = json.result("stacks", json!({"thread": "worker-", "short": true}));
+    let threads = dump["threads"].as_array().unwrap();
+    assert_eq!(threads.len(), 2, "{dump}");
+    let frames = threads[0]["frames"].as_array().unwrap();
+    assert!(
+        frames
+            .iter()
+            .any(|frame| frame["folded"].as_u64() >= Some(2)),
+        "{dump}"
+    );
+    assert!(
+        frames
+            .iter()
+            .any(|frame| frame["function"] == "service::worker"),
+        "{dump}"
+    );
+    let one = json.result("stacks", json!({"thread": service.pid}));
+    assert_eq!(one["threads"].as_array().unwrap().len(), 1, "{one}");
 }

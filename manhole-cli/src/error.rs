@@ -69,6 +69,14 @@ pub enum Error {
         peer: Peer,
     },
 
+    /// The connection closed without a byte because the process it leads
+    /// to is gone: it died (or exited) while it had our request.
+    #[error("pid {pid} exited while answering")]
+    Exited {
+        /// The process that served the socket.
+        pid: i32,
+    },
+
     /// Connecting, reading or writing took longer than `--timeout`.
     #[error("timed out after {} {doing}; raise --timeout if the process is just slow", humanize(*timeout))]
     Timeout {

@@ -14,7 +14,7 @@ use crate::rpc::Client;
 use crate::style;
 use crate::watch::{self, Watch};
 use manhole_wire::{
-    Builtin, ProfileFormat, Reason, Request, COLLAPSE_FLAG, FORMAT_FLAG, PROFILE_FLAGS,
+    Builtin, ProfileFormat, Reason, Request, COLLAPSE_FLAG, FORMAT_FLAG, PROFILE_FLAGS, SHORT_FLAG,
 };
 use rustyline::completion::{Completer, Pair};
 use rustyline::error::ReadlineError;
@@ -262,6 +262,7 @@ impl Names {
                 "tail",
                 "follow",
                 COLLAPSE_FLAG,
+                SHORT_FLAG,
             ]
             .into_iter()
             .chain(PROFILE_FLAGS)
@@ -298,7 +299,7 @@ impl Names {
                 Some(Builtin::Set) => self.writable.iter().collect(),
                 Some(Builtin::Stats) => self.words(&["reset", "--sort", "--window"]),
                 Some(Builtin::Log) => self.words(&["set", "reset", "tail", "follow"]),
-                Some(Builtin::Stacks) => self.words(&[COLLAPSE_FLAG]),
+                Some(Builtin::Stacks) => self.words(&[COLLAPSE_FLAG, SHORT_FLAG]),
                 Some(Builtin::Profile) => self.words(&PROFILE_FLAGS),
                 _ => Vec::new(),
             },
@@ -417,7 +418,10 @@ mod tests {
             ["follow", "reset", "set", "tail"]
         );
         assert_eq!(names.candidates(&["stats"], "--"), ["--sort", "--window"]);
-        assert_eq!(names.candidates(&["stacks"], ""), [COLLAPSE_FLAG]);
+        assert_eq!(
+            names.candidates(&["stacks"], ""),
+            [COLLAPSE_FLAG, SHORT_FLAG]
+        );
         assert_eq!(names.candidates(&["profile", "5"], "--p"), ["--per-thread"]);
         assert_eq!(names.candidates(&["profile", "--format"], "f"), ["folded"]);
         assert_eq!(names.candidates(&["stats", "reset"], ""), ["handle"]);

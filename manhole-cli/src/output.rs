@@ -56,18 +56,52 @@ pub struct Written {
     pub hint: String,
 }
 
+/// The file names `-o` knows for a `profile`, and what each holds.
+const PROFILE_FILE_NAMES: &str =
+    ".svg (a flame graph), .folded or .txt (collapsed stacks), .pb.gz or .pprof (gzipped pprof)";
+
 /// The format a `profile` written to `path` takes when `--format` does
 /// not say: `.svg` a flame graph, `.folded`/`.txt` collapsed stacks,
-/// anything else gzipped pprof.
-fn profile_format_for(path: &Path) -> ProfileFormat {
+/// `.pb.gz`/`.pprof` gzipped pprof.
+///
+/// # Errors
+///
+/// A `bad_params` failure for any other name, which lists the known ones.
+fn profile_format_for(path: &Path) -> Result<ProfileFormat, Failure> {
     let name = path.to_string_lossy();
     if name.ends_with(".svg") {
-        ProfileFormat::Svg
+        Ok(ProfileFormat::Svg)
     } else if name.ends_with(".folded") || name.ends_with(".txt") {
-        ProfileFormat::Folded
+        Ok(ProfileFormat::Folded)
+    } else if name.ends_with(".pb.gz") || name.ends_with(".pprof") {
+        Ok(ProfileFormat::Pprof)
     } else {
-        ProfileFormat::Pprof
+        Err(Failure::new(
+            Reason::BadParams,
+            format!(
+                "cannot tell which format to write to {name} from its name; name it {PROFILE_FILE_NAMES}, or say which with --format svg|folded|pprof|top"
+            ),
+        ))
     }
+}
+
+/// Makes sure `path` can be written before anything is asked, so that a
+/// long profile does not end in a file that cannot be made. A file that
+/// was not there is not left behind.
+fn check_writable(path: &Path) -> Result<(), Error> {
+    let existed = path.exists();
+    std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .open(path)
+        .map_err(|source| Error::Io {
+            doing: format!("write {}", path.display()),
+            source,
+        })?;
+    if !existed {
+        let _ = std::fs::remove_file(path);
+    }
+    Ok(())
 }
 
 /// Asks `request`, whose answer is a file, and writes it to `path`: what
@@ -87,7 +121,13 @@ pub fn write(client: &mut Client, request: &Request, path: &Path) -> Result<Repl
         ),
         Request::Profile(profile) => {
             let mut profile = profile.clone();
-            let format = *profile.format.get_or_insert_with(|| profile_format_for(path));
+            let format = match profile.format {
+                Some(format) => format,
+                None => match profile_format_for(path) {
+                    Ok(format) => *profile.format.insert(format),
+                    Err(failure) => return Ok(Err(failure.into())),
+                },
+            };
             let hint = match format {
                 ProfileFormat::Pprof => format!("gzipped pprof: `go tool pprof -http=: {shown}`"),
                 ProfileFormat::Svg => format!("a flame graph: open {shown} in a browser"),
@@ -106,10 +146,24 @@ pub fn write(client: &mut Client, request: &Request, path: &Path) -> Result<Repl
             .into()))
         }
     };
+    check_writable(path)?;
     let answer = match client.ask(&request)? {
         Ok(answer) => answer,
         Err(reply) => return Ok(Err(reply)),
     };
+    if matches!(request, Request::Profile(_)) && answer.get("samples") == Some(&Value::from(0)) {
+        let mode = answer.get("mode").and_then(Value::as_str).unwrap_or("cpu");
+        let why = if mode == "wall" {
+            "no thread could be sampled"
+        } else {
+            "no thread chosen ran on a CPU meanwhile (`--wall` samples blocked threads too)"
+        };
+        return Ok(Err(Failure::new(
+            Reason::ProfileFailed,
+            format!("the profile has no samples: {why}; {shown} is not written"),
+        )
+        .into()));
+    }
     let data = answer.get("data").and_then(Value::as_str).unwrap_or("");
     let bytes = if base64 {
         base64::engine::general_purpose::STANDARD
@@ -134,16 +188,19 @@ mod tests {
 
     #[test]
     fn a_profile_file_takes_its_format_from_its_name() {
-        assert_eq!(profile_format_for(Path::new("cpu.svg")), ProfileFormat::Svg);
-        assert_eq!(
-            profile_format_for(Path::new("cpu.folded")),
-            ProfileFormat::Folded
+        let format = |name: &str| profile_format_for(Path::new(name)).ok();
+        assert_eq!(format("cpu.svg"), Some(ProfileFormat::Svg));
+        assert_eq!(format("cpu.folded"), Some(ProfileFormat::Folded));
+        assert_eq!(format("cpu.txt"), Some(ProfileFormat::Folded));
+        assert_eq!(format("cpu.pb.gz"), Some(ProfileFormat::Pprof));
+        assert_eq!(format("cpu.pprof"), Some(ProfileFormat::Pprof));
+        let unknown = profile_format_for(Path::new("x.png")).unwrap_err();
+        assert!(
+            unknown.message.contains(".svg (a flame graph)"),
+            "{}",
+            unknown.message
         );
-        assert_eq!(
-            profile_format_for(Path::new("cpu.pb.gz")),
-            ProfileFormat::Pprof
-        );
-        assert_eq!(profile_format_for(Path::new("cpu")), ProfileFormat::Pprof);
+        assert!(unknown.message.contains("--format"), "{}", unknown.message);
     }
 
     fn words(words: &[&str]) -> Vec<String> {

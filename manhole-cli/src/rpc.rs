@@ -169,9 +169,9 @@ impl Client {
             }
             if hung_up && !self.answered {
                 // It may have said why before it hung up (`busy`).
-                return Err(self.last_word().unwrap_or(Error::Refused {
-                    peer: self.link.peer.clone(),
-                }));
+                return Err(self
+                    .last_word()
+                    .unwrap_or_else(|| self.link.closed_without_a_byte()));
             }
             return Err(self.failure(err, "sending a request to"));
         }
@@ -211,9 +211,7 @@ impl Client {
                                 peer: self.link.peer.clone(),
                             }
                         } else {
-                            Error::Refused {
-                                peer: self.link.peer.clone(),
-                            }
+                            self.link.closed_without_a_byte()
                         }
                     }));
                 }
@@ -306,7 +304,7 @@ impl Client {
             },
             // The server hung up: before its first byte that is a refusal.
             ErrorKind::ConnectionReset | ErrorKind::BrokenPipe if !self.answered => {
-                Error::Refused { peer }
+                self.link.closed_without_a_byte()
             }
             ErrorKind::ConnectionReset | ErrorKind::BrokenPipe => Error::Closed { peer },
             _ => Error::io(format!("{doing} {peer}"), err),

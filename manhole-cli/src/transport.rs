@@ -10,6 +10,7 @@ use crate::connect::Connection;
 use crate::error::Error;
 use crate::peer::Peer;
 use crate::ssh::{Bridge, Tunnel};
+use nix::sys::socket::{getsockopt, sockopt};
 use std::io::{Read, Write};
 use std::os::fd::AsFd;
 use std::time::Duration;
@@ -36,11 +37,16 @@ pub struct Link {
     /// The socket file, or the remote process.
     pub peer: Peer,
     tunnel: Option<Tunnel>,
+    /// The local process that listens on the socket (`SO_PEERCRED`).
+    pid: Option<i32>,
 }
 
 impl Transport {
     /// A connected local socket; its own timeouts are already set.
     pub fn socket(connection: Connection) -> Result<Transport, Error> {
+        let pid = getsockopt(&connection.stream, sockopt::PeerCredentials)
+            .ok()
+            .map(|credentials| credentials.pid());
         let writer = connection.stream.try_clone().map_err(|err| {
             Error::io(
                 format!("use the connection to {}", connection.path.display()),
@@ -51,6 +57,7 @@ impl Transport {
             reader: Box::new(connection.stream),
             writer: Box::new(writer),
             link: Link {
+                pid,
                 peer: Peer::Socket(connection.path),
                 tunnel: None,
             },
@@ -65,12 +72,36 @@ impl Transport {
             link: Link {
                 peer: Peer::Remote { pid },
                 tunnel: Some(bridge.tunnel),
+                pid: None,
             },
         }
     }
 }
 
 impl Link {
+    /// Why the server closed the connection before its first byte: the
+    /// process is gone (it died while answering), or else a live manhole
+    /// refused us, which it does to any user but its own.
+    pub fn closed_without_a_byte(&self) -> Error {
+        if let Some(pid) = self.pid {
+            // Descriptors close early in a process's exit: give it a moment
+            // to become a zombie, or to vanish.
+            let deadline = std::time::Instant::now() + Duration::from_millis(300);
+            loop {
+                if !process_lives(pid) {
+                    return Error::Exited { pid };
+                }
+                if std::time::Instant::now() >= deadline {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+        Error::Refused {
+            peer: self.peer.clone(),
+        }
+    }
+
     /// Why the stream ended or failed, when the far end can say more than
     /// the stream itself: for a tunnel, ssh's failure, waiting at most
     /// `wait` for it to exit. `None` for a socket, and for a tunnel whose
@@ -78,4 +109,14 @@ impl Link {
     pub fn failure(&mut self, wait: Duration) -> Option<Error> {
         self.tunnel.as_mut()?.failure(wait)
     }
+}
+
+/// Whether `pid` is a process that runs: not gone, not a zombie.
+fn process_lives(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        // `pid (name) S ...`: the state follows the name's last `)`.
+        stat.rfind(')')
+            .and_then(|close| stat[close + 1..].trim_start().chars().next())
+            .is_some_and(|state| !matches!(state, 'Z' | 'X' | 'x'))
+    })
 }

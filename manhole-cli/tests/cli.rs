@@ -592,6 +592,21 @@ fn no_such_process_exits_2() {
 }
 
 #[test]
+fn a_process_that_dies_while_answering_is_said_to_have_exited() {
+    let mut crashy = Service::spawn("crashy", &["panic-thread"], None);
+    crashy.wait_for_stdout("ready");
+    crashy.wait_for_socket();
+    let pid = crashy.pid.to_string();
+    let run = cli(&[&pid, "call", "exit_while_answering"]);
+    assert_exit(&run, 2);
+    assert_eq!(
+        run.stderr,
+        format!("manhole-cli: pid {pid} exited while answering\n"),
+        "{run:#?}"
+    );
+}
+
+#[test]
 fn another_users_process_is_not_connected_to() {
     if !root() {
         let init_uid = std::fs::read_to_string("/proc/1/status")

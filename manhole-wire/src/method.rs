@@ -151,12 +151,22 @@ impl Builtin {
                 name: "stacks",
                 aliases: &[],
                 protocols: Protocols::Both,
-                params: &[Param {
-                    name: "collapse",
-                    required: false,
-                }],
-                usage: "stacks [--collapse]",
-                summary: "show every thread's stack; --collapse shows threads with the same stack once",
+                params: &[
+                    Param {
+                        name: "collapse",
+                        required: false,
+                    },
+                    Param {
+                        name: "short",
+                        required: false,
+                    },
+                    Param {
+                        name: "thread",
+                        required: false,
+                    },
+                ],
+                usage: "stacks [--collapse] [--short] [TID|NAME]",
+                summary: "show every thread's stack, or one thread's (by tid) or those whose name starts with NAME; --collapse shows threads with the same stack once, --short folds the runtime's frames",
             },
             Builtin::Threads => &Spec {
                 name: "threads",

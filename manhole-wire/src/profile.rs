@@ -175,6 +175,19 @@ fn hz(value: Option<u64>, given: &str) -> Result<u32, Failure> {
     }
 }
 
+/// The JSON param `thread`, of `profile` and `stacks`: a tid, or a name or
+/// the start of one.
+pub(crate) fn thread_param(given: Option<Value>) -> Result<Option<String>, Failure> {
+    match given {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(name)) => thread(&name).map(Some),
+        Some(Value::Number(tid)) => Ok(Some(tid.to_string())),
+        Some(given) => Err(bad_params(format!(
+            "`thread` is a thread's name (or the start of it) or its tid; got {given}"
+        ))),
+    }
+}
+
 fn thread(name: &str) -> Result<String, Failure> {
     if name.is_empty() {
         Err(bad_params(
@@ -261,16 +274,7 @@ impl ProfileRequest {
             };
             request.format = Some(ProfileFormat::parse(name)?);
         }
-        match take("thread") {
-            None => {}
-            Some(Value::String(name)) => request.thread = Some(thread(&name)?),
-            Some(Value::Number(tid)) => request.thread = Some(tid.to_string()),
-            Some(given) => {
-                return Err(bad_params(format!(
-                    "`thread` is a thread's name (or the start of it) or its tid; got {given}"
-                )))
-            }
-        }
+        request.thread = thread_param(take("thread"))?;
         match take("per_thread") {
             None => {}
             Some(Value::Bool(per_thread)) => request.per_thread = per_thread,

@@ -9,7 +9,7 @@
 //! a text command line as its structured method.
 
 use crate::method::{Builtin, Protocols};
-use crate::profile::ProfileRequest;
+use crate::profile::{thread_param, ProfileRequest};
 use crate::{split_words, Failure, Reason};
 use serde_json::{json, Map, Value};
 use std::time::Duration;
@@ -30,11 +30,17 @@ pub enum Request {
     Help(Option<String>),
     /// Every command and item.
     List,
-    /// Every thread's stack.
+    /// Every thread's stack, or the chosen threads'.
     Stacks {
         /// Whether threads with the same state and frames are shown once,
         /// with their count and tids.
         collapse: bool,
+        /// Whether runs of frames of std, core, alloc, tokio, futures and
+        /// the manhole are folded into one line each.
+        short: bool,
+        /// Only the thread with this tid, or the threads whose name starts
+        /// with it.
+        thread: Option<String>,
     },
     /// One line per thread.
     Threads,
@@ -381,6 +387,9 @@ impl SortBy {
 /// The flag of `stacks` that shows threads with the same stack once.
 pub const COLLAPSE_FLAG: &str = "--collapse";
 
+/// The flag of `stacks` that folds the runtime's frames.
+pub const SHORT_FLAG: &str = "--short";
+
 /// The flag of `mem` that asks for jemalloc's heap profile.
 pub const HEAP_PROFILE_FLAG: &str = "--heap-profile";
 
@@ -599,6 +608,25 @@ fn bare_call(first: &str, rest: &[String]) -> Request {
     }
 }
 
+/// `stacks [--collapse] [--short] [TID|NAME]`, after the word `stacks`.
+fn parse_stacks(words: &[String]) -> Option<Request> {
+    let (mut collapse, mut short, mut thread) = (false, false, None);
+    for word in words {
+        match word.as_str() {
+            COLLAPSE_FLAG => collapse = true,
+            SHORT_FLAG => short = true,
+            flag if flag.starts_with("--") => return None,
+            name if thread.is_none() => thread = Some(name.to_owned()),
+            _ => return None,
+        }
+    }
+    Some(Request::Stacks {
+        collapse,
+        short,
+        thread,
+    })
+}
+
 /// Parses one text line. `Ok(None)` is an empty line.
 ///
 /// # Errors
@@ -643,11 +671,7 @@ pub fn parse_text(line: &str) -> Result<Option<Request>, Failure> {
             _ => return Err(usage(builtin)),
         },
         Builtin::List => no_args(Request::List)?,
-        Builtin::Stacks => match rest {
-            [] => Request::Stacks { collapse: false },
-            [flag] if flag == COLLAPSE_FLAG => Request::Stacks { collapse: true },
-            _ => return Err(usage(builtin)),
-        },
+        Builtin::Stacks => parse_stacks(rest).ok_or_else(|| usage(builtin))?,
         Builtin::Threads => no_args(Request::Threads)?,
         Builtin::Panics => no_args(Request::Panics)?,
         Builtin::Stalls => no_args(Request::Stalls)?,
@@ -889,6 +913,8 @@ fn json_request(method: &str, params: Map<String, Value>) -> Result<Request, Fai
         Builtin::List => Request::List,
         Builtin::Stacks => Request::Stacks {
             collapse: params.flag("collapse")?,
+            short: params.flag("short")?,
+            thread: thread_param(params.value("thread"))?,
         },
         Builtin::Threads => Request::Threads,
         Builtin::Panics => Request::Panics,
@@ -1046,9 +1072,30 @@ impl Request {
             Request::Help(None) => (method(Builtin::Help), Value::Null),
             Request::Help(Some(name)) => (method(Builtin::Help), json!({ "name": name })),
             Request::List => (method(Builtin::List), Value::Null),
-            Request::Stacks { collapse: false } => (method(Builtin::Stacks), Value::Null),
-            Request::Stacks { collapse: true } => {
-                (method(Builtin::Stacks), json!({"collapse": true}))
+            Request::Stacks {
+                collapse,
+                short,
+                thread,
+            } => {
+                let mut params = Map::new();
+                if *collapse {
+                    params.insert("collapse".to_owned(), Value::Bool(true));
+                }
+                if *short {
+                    params.insert("short".to_owned(), Value::Bool(true));
+                }
+                if let Some(thread) = thread {
+                    let thread = thread
+                        .parse::<i32>()
+                        .map_or_else(|_| json!(thread), |tid| json!(tid));
+                    params.insert("thread".to_owned(), thread);
+                }
+                let params = if params.is_empty() {
+                    Value::Null
+                } else {
+                    Value::Object(params)
+                };
+                (method(Builtin::Stacks), params)
             }
             Request::Threads => (method(Builtin::Threads), Value::Null),
             Request::Panics => (method(Builtin::Panics), Value::Null),
@@ -1185,20 +1232,44 @@ mod tests {
 
     #[test]
     fn stacks_collapse_is_a_flag_in_text_and_a_boolean_in_json() {
+        let stacks = |collapse, short, thread: Option<&str>| Request::Stacks {
+            collapse,
+            short,
+            thread: thread.map(str::to_owned),
+        };
         assert_eq!(
             parse_text("stacks").unwrap(),
-            Some(Request::Stacks { collapse: false })
+            Some(stacks(false, false, None))
         );
         let collapsed = parse_text("stacks --collapse").unwrap().unwrap();
-        assert_eq!(collapsed, Request::Stacks { collapse: true });
+        assert_eq!(collapsed, stacks(true, false, None));
         assert_eq!(
             collapsed.to_json().unwrap(),
             ("stacks", json!({"collapse": true}))
         );
         assert_eq!(
             parse_text("stacks --colapse").unwrap_err().message,
-            "usage: stacks [--collapse]"
+            "usage: stacks [--collapse] [--short] [TID|NAME]"
         );
+        assert_eq!(
+            parse_text("stacks --short worker").unwrap(),
+            Some(stacks(false, true, Some("worker")))
+        );
+        let one = stacks(true, true, Some("4242"));
+        assert_eq!(
+            one.to_json().unwrap(),
+            (
+                "stacks",
+                json!({"collapse": true, "short": true, "thread": 4242})
+            )
+        );
+        assert!(parse_text("stacks a b").is_err());
+        let JsonLine::Request { request, .. } = parse_json(
+            br#"{"jsonrpc":"2.0","id":1,"method":"stacks","params":{"thread":"work","short":true}}"#,
+        ) else {
+            panic!("not a request")
+        };
+        assert_eq!(request, stacks(false, true, Some("work")));
         let JsonLine::Request { request, .. } = parse_json(
             br#"{"jsonrpc":"2.0","id":1,"method":"greeting","params":{"collapse":true}}"#,
         ) else {

@@ -31,7 +31,7 @@ mod watchdog;
 pub(crate) use answer::{Answer, Asked, Streamed};
 pub(crate) use items::get;
 pub(crate) use log::{follow, Follow};
-pub(crate) use stacks::{greeting, stacks_json};
+pub(crate) use stacks::{greeting, stacks_json, Shown};
 pub(crate) use tasks::tasks_json;
 
 use crate::instrument::registry;
@@ -50,7 +50,18 @@ fn answer(request: Request, asked: Asked<'_>) -> Result<Answer, Failure> {
         Request::Help(None) => Ok(help::help_all()),
         Request::Help(Some(name)) => help::help_one(&name),
         Request::List => Ok(help::list()),
-        Request::Stacks { collapse } => stacks::stacks(asked, collapse),
+        Request::Stacks {
+            collapse,
+            short,
+            ref thread,
+        } => stacks::stacks(
+            asked,
+            Shown {
+                collapse,
+                short,
+                thread: thread.as_deref(),
+            },
+        ),
         Request::Threads => Ok(stacks::threads()),
         Request::Panics => Ok(panics::panics()),
         Request::Watchdog(setting) => Ok(watchdog::watchdog(setting)),

@@ -11,7 +11,7 @@
 
 use crate::capture::symbols;
 pub use crate::capture::symbols::Frame;
-pub(crate) use crate::capture::symbols::{trim_below_entry, write_frames, Symbols};
+pub(crate) use crate::capture::symbols::{trim_below_entry, write_frame, write_frames, Symbols};
 use crate::capture::{self, Capture, Described, Outcome};
 use crate::instrument::{inflight, registry};
 use crate::options::Waits;
@@ -118,6 +118,40 @@ pub(crate) fn snapshot_unless(
     entry: Option<usize>,
 ) -> Option<Stacks> {
     selected_unless(waits, abandoned, entry, &|_| true)
+}
+
+/// The thread whose tid is `wanted`, or those whose name starts with it
+/// (as `profile --thread` chooses), with [`snapshot_unless`]'s waits.
+#[inline(never)]
+pub(crate) fn snapshot_of(
+    waits: Waits,
+    abandoned: &dyn Fn() -> bool,
+    wanted: &str,
+) -> Option<Stacks> {
+    let tasks = Tasks::open()?;
+    let chosen: Vec<i32> = match wanted.parse::<i32>() {
+        Ok(tid) => tasks
+            .tids()
+            .into_iter()
+            .filter(|&each| each == tid)
+            .collect(),
+        Err(_) => tasks
+            .tids()
+            .into_iter()
+            .filter(|&tid| {
+                tasks
+                    .stat(tid)
+                    .is_some_and(|stat| stat.name.starts_with(wanted))
+            })
+            .collect(),
+    };
+    if chosen.is_empty() {
+        return Some(Stacks {
+            threads: Vec::new(),
+        });
+    }
+    let entry = Some(snapshot_of as *const () as usize);
+    selected_unless(waits, abandoned, entry, &|tid| chosen.contains(&tid))
 }
 
 /// The threads among `tids` (those still alive), for the watchdog: each
@@ -345,14 +379,124 @@ fn current_addresses(own: &[usize]) -> Vec<usize> {
 impl fmt::Display for Stacks {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         for thread in &self.threads {
-            write!(f, "{thread}")?;
+            thread.write(f, false)?;
         }
         Ok(())
     }
 }
 
+/// A snapshot, or a collapsed one, shown with the runtime's frames folded
+/// (`stacks --short`): see [`short_lines`].
+pub(crate) struct Short<'a, T>(pub(crate) &'a T);
+
+impl fmt::Display for Short<'_, Stacks> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for thread in &self.0.threads {
+            thread.write(f, true)?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Display for Short<'_, Collapsed<'_>> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.write(f, true)
+    }
+}
+
+/// The crates whose frames `--short` folds: what runs under the program's
+/// own code.
+const RUNTIME_CRATES: &[&str] = &[
+    "std",
+    "core",
+    "alloc",
+    "tokio",
+    "tokio_util",
+    "futures",
+    "futures_core",
+    "futures_util",
+    "futures_executor",
+    "futures_task",
+    "manhole",
+];
+
+/// Whether a frame's function belongs to the runtime: one of
+/// [`RUNTIME_CRATES`], or a C function (the C library's, the vDSO's). An
+/// unknown frame is kept: it may be the program's.
+pub(crate) fn is_runtime_function(function: Option<&str>) -> bool {
+    let Some(name) = function else {
+        return false;
+    };
+    // `<std::…::Parker>::park`, `<alloc::boxed::Box<F> as …>::call_once`.
+    let path = name.trim_start_matches('<');
+    match path.find("::") {
+        None => true,
+        Some(end) => RUNTIME_CRATES.contains(&&path[..end]),
+    }
+}
+
+/// One line of a shortened stack.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ShortLine {
+    /// The frame at this index, kept.
+    Kept(usize),
+    /// This many runtime frames, folded into one line.
+    Folded(usize),
+}
+
+/// The lines of a stack whose frames are runtime ones where `runtime` says
+/// so: each run of two or more runtime frames folded into one line; the
+/// innermost frame (the system call a thread waits in) always kept.
+pub(crate) fn short_lines(runtime: &[bool]) -> Vec<ShortLine> {
+    fn close(lines: &mut Vec<ShortLine>, start: usize, end: usize) {
+        lines.push(if end - start == 1 {
+            ShortLine::Kept(start)
+        } else {
+            ShortLine::Folded(end - start)
+        });
+    }
+    let mut lines = Vec::new();
+    let mut run = None;
+    for (index, &is_runtime) in runtime.iter().enumerate() {
+        if index > 0 && is_runtime {
+            run.get_or_insert(index);
+            continue;
+        }
+        if let Some(start) = run.take() {
+            close(&mut lines, start, index);
+        }
+        lines.push(ShortLine::Kept(index));
+    }
+    if let Some(start) = run {
+        close(&mut lines, start, runtime.len());
+    }
+    lines
+}
+
+/// Frames as `stacks --short` prints them.
+fn write_short(f: &mut impl fmt::Write, frames: &[Frame]) -> fmt::Result {
+    let runtime: Vec<bool> = frames
+        .iter()
+        .map(|frame| is_runtime_function(frame.function.as_deref()))
+        .collect();
+    for line in short_lines(&runtime) {
+        match line {
+            ShortLine::Kept(index) => write_frame(f, index, &frames[index])?,
+            ShortLine::Folded(count) => writeln!(f, "       … {count} runtime frames")?,
+        }
+    }
+    Ok(())
+}
+
 impl fmt::Display for ThreadStack {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.write(f, false)
+    }
+}
+
+impl ThreadStack {
+    /// Its header line, then its frames, all of them or `short`.
+    fn write(&self, f: &mut fmt::Formatter<'_>, short: bool) -> fmt::Result {
         write!(f, "thread {} {:?} ({})", self.tid, self.name, self.state)?;
         if let Some(polling) = &self.polling {
             write!(
@@ -369,16 +513,18 @@ impl fmt::Display for ThreadStack {
             write!(f, ", waiting on {lock}")?;
         }
         writeln!(f)?;
-        self.write_frames(f)
+        self.write_frames(f, short)
     }
-}
 
-impl ThreadStack {
-    fn write_frames(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+    fn write_frames(&self, f: &mut fmt::Formatter<'_>, short: bool) -> fmt::Result {
         if let Some(reason) = &self.frames_missing {
             writeln!(f, "    {reason}")?;
         }
-        write_frames(f, &self.frames)
+        if short {
+            write_short(f, &self.frames)
+        } else {
+            write_frames(f, &self.frames)
+        }
     }
 }
 
@@ -443,10 +589,16 @@ struct ThreadGroup<'a> {
 
 impl fmt::Display for Collapsed<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.write(f, false)
+    }
+}
+
+impl Collapsed<'_> {
+    fn write(&self, f: &mut fmt::Formatter<'_>, short: bool) -> fmt::Result {
         for group in &self.threads {
             let first = group.first;
             if group.count == 1 {
-                write!(f, "{first}")?;
+                first.write(f, short)?;
                 continue;
             }
             write!(f, "{} threads ", group.count)?;
@@ -463,7 +615,7 @@ impl fmt::Display for Collapsed<'_> {
                 }
             }
             writeln!(f)?;
-            first.write_frames(f)?;
+            first.write_frames(f, short)?;
         }
         Ok(())
     }

@@ -93,13 +93,19 @@ pub(crate) fn trim_below_entry(frames: &mut Vec<Frame>) {
 /// Frames as `stacks` prints them: `  N: function`, then `at file:line`.
 pub(crate) fn write_frames(out: &mut impl fmt::Write, frames: &[Frame]) -> fmt::Result {
     for (index, frame) in frames.iter().enumerate() {
-        match &frame.function {
-            Some(function) => writeln!(out, "  {index:>3}: {function}")?,
-            None => writeln!(out, "  {index:>3}: <unknown> at {:#x}", frame.address)?,
-        }
-        if let (Some(file), Some(line)) = (&frame.file, frame.line) {
-            writeln!(out, "           at {file}:{line}")?;
-        }
+        write_frame(out, index, frame)?;
+    }
+    Ok(())
+}
+
+/// Frame number `index` as `stacks` prints it.
+pub(crate) fn write_frame(out: &mut impl fmt::Write, index: usize, frame: &Frame) -> fmt::Result {
+    match &frame.function {
+        Some(function) => writeln!(out, "  {index:>3}: {function}")?,
+        None => writeln!(out, "  {index:>3}: <unknown> at {:#x}", frame.address)?,
+    }
+    if let (Some(file), Some(line)) = (&frame.file, frame.line) {
+        writeln!(out, "           at {file}:{line}")?;
     }
     Ok(())
 }
@@ -192,6 +198,11 @@ impl Loaded {
 
 impl Source {
     fn open(module: &Module) -> Source {
+        if module.path.starts_with("linux-vdso") || module.path.starts_with("linux-gate") {
+            return vdso_image(module)
+                .and_then(SymbolTable::parse)
+                .map_or(Source::Nothing, Source::Names);
+        }
         let path = std::path::Path::new(&module.path);
         match addr2line::Loader::new(path) {
             Ok(loader) if loader.get_section_range(b".debug_info").is_some() => {
@@ -277,11 +288,45 @@ struct SymbolTable {
     functions: Vec<(u64, u64, Box<str>)>,
 }
 
+/// The kernel's vDSO, whose functions (`clock_gettime`, `gettimeofday`)
+/// a busy program calls often: no file holds it, but its whole ELF image,
+/// symbol table included, is mapped in every process.
+fn vdso_image(module: &Module) -> Option<&'static [u8]> {
+    // SAFETY: `getauxval` reads the auxiliary vector, always there.
+    let start = unsafe { libc::getauxval(libc::AT_SYSINFO_EHDR) };
+    let end = module.code.iter().map(|range| range.end).max()?;
+    if start == 0 || end <= start || !module.code.iter().any(|range| range.start >= start) {
+        return None;
+    }
+    // The section headers, which hold the symbol table's place, lie past
+    // the code: the image runs to the end of them, as the ELF header says
+    // (`e_shoff` at 0x28, `e_shentsize` and `e_shnum` at 0x3a and 0x3c).
+    // SAFETY: the kernel maps the vDSO, ELF header first, readable for the
+    // life of the process.
+    let header = unsafe { std::slice::from_raw_parts(start as usize as *const u8, 64) };
+    let word = |at: usize| u64::from(u16::from_ne_bytes([header[at], header[at + 1]]));
+    let section_headers_at = u64::from_ne_bytes(header[0x28..0x30].try_into().ok()?);
+    let image_end = start
+        .checked_add(section_headers_at)?
+        .checked_add(word(0x3a) * word(0x3c))?;
+    // A vDSO is a few pages; a header that says otherwise is not trusted
+    // with a read past what is mapped.
+    if image_end - start > 64 * 1024 {
+        return None;
+    }
+    let len = usize::try_from(end.max(image_end) - start).ok()?;
+    // SAFETY: as above: the whole image is mapped, to its section headers.
+    Some(unsafe { std::slice::from_raw_parts(start as usize as *const u8, len) })
+}
+
 impl SymbolTable {
     fn read(path: &std::path::Path) -> Option<SymbolTable> {
+        Self::parse(&std::fs::read(path).ok()?)
+    }
+
+    fn parse(data: &[u8]) -> Option<SymbolTable> {
         use object::{Object as _, ObjectSymbol as _};
-        let data = std::fs::read(path).ok()?;
-        let file = object::File::parse(&*data).ok()?;
+        let file = object::File::parse(data).ok()?;
         let mut functions: Vec<(u64, u64, Box<str>)> = file
             .symbols()
             .chain(file.dynamic_symbols())
@@ -452,6 +497,41 @@ mod tests {
             .file
             .as_deref()
             .is_some_and(|file| file.ends_with("symbols.rs")));
+    }
+
+    #[test]
+    fn the_vdso_is_named_from_its_image_in_memory() {
+        use object::{Object as _, ObjectSymbol as _};
+        // SAFETY: reads the auxiliary vector.
+        let start = unsafe { libc::getauxval(libc::AT_SYSINFO_EHDR) } as usize;
+        assert_ne!(start, 0, "no vDSO");
+        // Its ELF header says how far its sections reach; read once here
+        // to find a function, independently of the symboliser.
+        // SAFETY: the vDSO image is mapped readable; 8 KiB covers it.
+        let image = unsafe { std::slice::from_raw_parts(start as *const u8, 8192) };
+        let file = object::File::parse(image).expect("the vDSO parses");
+        let lowest = file.segments().next().map(|segment| {
+            use object::ObjectSegment as _;
+            segment.address()
+        });
+        let function = file
+            .dynamic_symbols()
+            .find(|symbol| {
+                symbol
+                    .name()
+                    .is_ok_and(|name| name.contains("clock_gettime"))
+            })
+            .expect("clock_gettime in the vDSO");
+        let address = start + (function.address() - lowest.unwrap_or(0)) as usize + 1;
+        let _turn = turn();
+        let frames = Symbols::default().frames(&[address], true);
+        assert!(
+            frames[0]
+                .function
+                .as_deref()
+                .is_some_and(|name| name.contains("clock_gettime")),
+            "{frames:?}"
+        );
     }
 
     #[test]

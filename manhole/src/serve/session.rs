@@ -597,8 +597,17 @@ fn serve_json<R: Input>(lines: &mut Lines<R>, out: &mut impl Write) -> io::Resul
                 JsonLine::Request { id, request } => {
                     let asked = lines.asked(&client_gone);
                     match request {
-                        Request::Stacks { collapse } => {
-                            let result = builtins::stacks_json(asked, collapse);
+                        Request::Stacks {
+                            collapse,
+                            short,
+                            thread,
+                        } => {
+                            let shown = builtins::Shown {
+                                collapse,
+                                short,
+                                thread: thread.as_deref(),
+                            };
+                            let result = builtins::stacks_json(asked, shown);
                             write_streamed(out, id, result)?
                         }
                         Request::Tasks { older_than } => {
