@@ -593,7 +593,7 @@ fn no_such_process_exits_2() {
 
 #[test]
 fn a_process_that_dies_while_answering_is_said_to_have_exited() {
-    let mut crashy = Service::spawn("crashy", &["panic-thread"], None);
+    let crashy = Service::spawn("crashy", &["panic-thread"], None);
     crashy.wait_for_stdout("ready");
     crashy.wait_for_socket();
     let pid = crashy.pid.to_string();
