@@ -19,7 +19,7 @@ manhole-cli [OPTIONS] <PID|PATH>                    an interactive session
        manhole-cli [OPTIONS] --all COMMAND [ARG]...        one command on every live manhole
        manhole-cli [OPTIONS] --ssh DEST... <PID|--all> [COMMAND [ARG]...]   the same on other hosts
        manhole-cli [OPTIONS] --stdio <PID|PATH>            join stdin and stdout to a manhole
-       manhole-cli list [--clean] [--json]                 every manhole on the machine (alias: ps)
+       manhole-cli list [--clean|--prune] [--json]         every manhole on the machine (alias: ps)
        manhole-cli symbolize REPORT [--exe PATH]           symbolise a raw crash report, offline";
 
 const AFTER_HELP: &str = "\
@@ -33,7 +33,7 @@ Examples:
                                         a wall-clock flame graph, written here (also
                                         -o cpu.pb.gz for pprof, -o cpu.folded)
   manhole-cli /run/app/mh.sock          a socket path instead of a pid
-  manhole-cli list --clean              list every manhole; remove your stale sockets
+  manhole-cli list --prune              list every manhole; remove your stale sockets
   manhole-cli symbolize /tmp/manhole-crash-1234.txt --exe ./target/release/app
                                         a raw crash report with function and file:line
   manhole-cli --all threads             one command on every live manhole here
@@ -97,8 +97,9 @@ pub struct Cli {
     #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
     pub timeout: Duration,
 
-    /// With `list`: remove the stale sockets that you own.
-    #[arg(long)]
+    /// With `list`: remove the stale sockets that you own, whose process
+    /// is gone, and say how many (also `--prune`).
+    #[arg(long, visible_alias = "prune")]
     pub clean: bool,
 
     /// Run COMMAND on every live manhole that `list` shows (on each --ssh

@@ -10,6 +10,7 @@
 //! again before the next line is sent.
 
 use crate::error::Error;
+use crate::interrupt::Cancellable;
 use crate::rpc::Client;
 use crate::style;
 use crate::watch::{self, Watch};
@@ -100,11 +101,22 @@ fn prompt_loop(
     editor: &mut Editor<Names, FileHistory>,
     prompt: &str,
 ) -> Result<(), Error> {
+    // Whether the last thing at the prompt was a Ctrl-C: a second one in a
+    // row ends the session.
+    let mut interrupted = false;
     loop {
         let line = match editor.readline(prompt) {
-            Ok(line) => line,
-            // Ctrl-C drops the line being typed, as in a shell.
-            Err(ReadlineError::Interrupted) => continue,
+            Ok(line) => {
+                interrupted = false;
+                line
+            }
+            // Ctrl-C drops the line being typed; twice in a row, it leaves.
+            Err(ReadlineError::Interrupted) if interrupted => return Ok(()),
+            Err(ReadlineError::Interrupted) => {
+                interrupted = true;
+                eprintln!("(Ctrl-C again, or Ctrl-D, to leave)");
+                continue;
+            }
             Err(ReadlineError::Eof) => return Ok(()),
             Err(err) => return Err(Error::io("read a line", std::io::Error::other(err))),
         };
@@ -138,7 +150,20 @@ fn prompt_loop(
             }
             continue;
         }
-        match client.text(&line) {
+        let cancellable = Cancellable::new(client.reply_fd());
+        let answer = client.text(&line);
+        let cancelled = cancellable.cancelled();
+        drop(cancellable);
+        if cancelled {
+            // The connection was cut off mid-answer; the server gives the
+            // command up when it sees its client gone.
+            drop(answer);
+            *client = reconnect()?;
+            client.show_countdown(std::io::stderr().is_terminal());
+            eprintln!("^C: cancelled");
+            continue;
+        }
+        match answer {
             Ok(Ok(text)) => write_stdout(&text),
             Ok(Err(reply)) => write_stdout(&style::error_line(
                 &reply.failure.one_line(),

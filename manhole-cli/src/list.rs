@@ -105,6 +105,11 @@ pub fn run(clean: bool, json: bool) -> Result<(), Error> {
         }
         text
     };
+    if clean && !json {
+        let count = removed.len();
+        let sockets = if count == 1 { "socket" } else { "sockets" };
+        eprintln!("manhole-cli: removed {count} stale {sockets} of yours whose process is gone");
+    }
     let _ = stdout.write_all(text.as_bytes());
     Ok(())
 }

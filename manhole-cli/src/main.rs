@@ -23,6 +23,7 @@ mod discover;
 mod error;
 mod fanout;
 mod interactive;
+mod interrupt;
 mod list;
 mod oneshot;
 mod output;

@@ -179,6 +179,13 @@ impl Client {
         self.read_reply(id)
     }
 
+    /// The descriptor replies are read from: what Ctrl-C cuts off to cancel
+    /// a command (see [`crate::interrupt`]).
+    pub fn reply_fd(&self) -> std::os::fd::RawFd {
+        use std::os::fd::{AsFd as _, AsRawFd as _};
+        self.reader.get_ref().as_fd().as_raw_fd()
+    }
+
     /// Sends one text-protocol line through the `text` method: the reply is
     /// the text a text session would print for it.
     pub fn text(&mut self, line: &str) -> Result<Reply<String>, Error> {

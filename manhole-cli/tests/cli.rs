@@ -479,11 +479,17 @@ fn list_shows_live_waiting_and_stale_and_clean_removes_only_stale() {
     assert_eq!(row(waiting.pid)["socket"], Value::Null);
     assert_eq!(row(dead)["state"], "stale");
 
-    let run = cli(&["list", "--clean"]);
+    let run = cli(&["list", "--prune"]);
     assert_exit(&run, 0);
     assert!(
         run.stdout
             .contains(&format!("removed stale socket {}\n", stale.0.display())),
+        "{run:?}"
+    );
+    // How many, counting any other stale socket of ours that was there.
+    assert!(
+        run.stderr.contains("manhole-cli: removed ")
+            && run.stderr.contains(" of yours whose process is gone"),
         "{run:?}"
     );
     assert!(!stale.0.exists(), "the stale socket is removed");
@@ -1043,6 +1049,41 @@ mod interactive {
             );
         }
         assert!(!history.contains("add 1 1"), "a cancelled line is not kept");
+    }
+
+    #[test]
+    fn ctrl_c_cancels_the_running_command_and_twice_at_the_prompt_leaves() {
+        let service = Service::start();
+        let state = ScratchDir::new("state-ctrl-c");
+        let mut session = spawn(&service, &state.0, true);
+        let prompt = format!("manhole {}> ", service.pid);
+        session.expect(prompt.as_str()).unwrap();
+
+        // `top 20` holds its session for 20 s; Ctrl-C cuts it off.
+        session.send_line("top 20").unwrap();
+        std::thread::sleep(Duration::from_millis(300));
+        let sent = Instant::now();
+        session.send(ControlCode::EndOfText).unwrap();
+        session.expect("^C: cancelled").unwrap();
+        session.expect(prompt.as_str()).unwrap();
+        assert!(
+            sent.elapsed() < Duration::from_secs(5),
+            "not cancelled at once"
+        );
+        // The session goes on, on a new connection.
+        session.send_line("call add 40 2").unwrap();
+        session.expect("\r\n42\r\n").unwrap();
+        session.expect(prompt.as_str()).unwrap();
+
+        // Once at the prompt: a hint; twice in a row: the session ends.
+        session.send(ControlCode::EndOfText).unwrap();
+        session.expect("Ctrl-C again, or Ctrl-D, to leave").unwrap();
+        session.send(ControlCode::EndOfText).unwrap();
+        session.expect(Eof).unwrap();
+        assert!(matches!(
+            exit_status(&mut session),
+            WaitStatus::Exited(_, 0)
+        ));
     }
 
     #[test]
