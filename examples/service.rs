@@ -100,6 +100,34 @@ fn reload_config(hold_ms: Option<u64>) -> Result<String, std::io::Error> {
     ))
 }
 
+/// A report of `rows` rows, produced as it is serialised: holding it costs
+/// nothing, however long it is.
+struct Report {
+    rows: u64,
+}
+
+impl serde::Serialize for Report {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeSeq as _;
+        let mut rows = serializer.serialize_seq(Some(self.rows as usize))?;
+        for id in 0..self.rows {
+            rows.serialize_element(&serde_json::json!({
+                "id": id,
+                "name": format!("row {id}"),
+                "value": id * 3,
+            }))?;
+        }
+        rows.end()
+    }
+}
+
+/// A report of `rows` rows (about 40 bytes of JSON each), made as it is
+/// sent: for trying replies larger than `max_reply_bytes`.
+#[manhole::command]
+fn lazy_report(rows: u64) -> Report {
+    Report { rows }
+}
+
 /// Add two numbers.
 #[manhole::command]
 fn add(a: i64, b: i64) -> i64 {

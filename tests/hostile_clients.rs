@@ -359,3 +359,92 @@ fn clients_that_leave_free_their_sessions_with_their_requests_unrun() {
         42
     );
 }
+
+/// The highest `VmRSS` of the service while `during` runs, read every 10 ms.
+fn peak_kib_during<R>(service: &Service, during: impl FnOnce() -> R) -> (R, u64) {
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        let reader = scope.spawn(|| {
+            let mut peak = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                peak = peak.max(resident_kib(service));
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            peak.max(resident_kib(service))
+        });
+        let returned = during();
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        (returned, reader.join().unwrap())
+    })
+}
+
+#[test]
+fn a_huge_reply_is_refused_whole_and_a_large_one_streams_without_being_held() {
+    const MAX_REPLY: u64 = 8 * 1024 * 1024;
+    let mut service = Service::spawn_with_env(
+        "service",
+        &[],
+        &[("MANHOLE", &format!("max_reply_bytes={MAX_REPLY}"))],
+        None,
+    );
+    service.wait_for_socket();
+    // Over text, the refusal on a line of its own. (The text session's
+    // greeting reads the symbol tables, which are then in the baseline.)
+    let text = Text::connect(&service.socket).ask("lazy_report 2000000");
+    assert!(
+        text.starts_with("error: the reply is larger than max_reply_bytes (8388608 bytes"),
+        "{text}"
+    );
+    wait_until("the text session to end", || sessions(&service) == 0);
+    let baseline = resident_kib(&service);
+    let call = |rows: u64| {
+        let mut client = connect(&service.socket);
+        client
+            .set_read_timeout(Some(Duration::from_secs(60)))
+            .unwrap();
+        let request = format!(
+            "{{\"jsonrpc\":\"2.0\",\"id\":7,\"method\":\"call\",\"params\":{{\"name\":\"lazy_report\",\"args\":[{rows}]}}}}\n"
+        );
+        client.write_all(request.as_bytes()).unwrap();
+        let mut line = Vec::new();
+        let mut byte = [0u8; 64 * 1024];
+        while !line.ends_with(b"\n") {
+            match client.read(&mut byte) {
+                Ok(0) => break,
+                Ok(read) => line.extend_from_slice(&byte[..read]),
+                Err(err) => panic!("reading the reply: {err}"),
+            }
+        }
+        line
+    };
+    // Two million rows, some 80 MB of JSON: measured, refused, not sent.
+    let (refused, peak) = peak_kib_during(&service, || call(2_000_000));
+    let refused: serde_json::Value = serde_json::from_slice(&refused).unwrap();
+    assert_eq!(refused["id"], 7, "{refused}");
+    assert_eq!(
+        refused["error"]["data"]["reason"], "reply_too_large",
+        "{refused}"
+    );
+    let limit_kib = MAX_REPLY / 1024;
+    assert!(
+        peak < baseline + limit_kib + 20 * 1024,
+        "peak {peak} KiB against a baseline of {baseline} KiB"
+    );
+    // 150,000 rows, about 6 MB: sent whole, serialised as it goes out.
+    let (sent, peak) = peak_kib_during(&service, || call(150_000));
+    let sent: serde_json::Value = serde_json::from_slice(&sent).unwrap();
+    let rows = sent["result"].as_array().expect("the rows");
+    assert_eq!(rows.len(), 150_000);
+    assert_eq!(rows[149_999]["name"], "row 149999");
+    assert!(
+        peak < baseline + limit_kib + 20 * 1024,
+        "peak {peak} KiB against a baseline of {baseline} KiB"
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    let after = resident_kib(&service);
+    assert!(
+        after < baseline + 20 * 1024,
+        "{after} KiB 2 s after, against a baseline of {baseline} KiB"
+    );
+    assert_unharmed(&mut service, baseline);
+}

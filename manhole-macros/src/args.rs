@@ -35,6 +35,7 @@ pub(crate) struct MainArgs {
     pub(crate) crash_timeout_ms: Option<syn::LitInt>,
     pub(crate) watchdog_ms: Option<syn::LitInt>,
     pub(crate) stuck_call_ms: Option<syn::LitInt>,
+    pub(crate) max_reply_bytes: Option<syn::LitInt>,
     /// The keys in the order they were written, so that an error about two
     /// options that cannot go together points at the later one.
     pub(crate) keys: Vec<Ident>,
@@ -154,6 +155,15 @@ const MAIN_OPTIONS: &[(&str, SetMainOption)] = &[
             key,
             "a number of milliseconds",
             "5000",
+        )
+    }),
+    ("max_reply_bytes", |args, meta, key| {
+        set_once(
+            &mut args.max_reply_bytes,
+            meta,
+            key,
+            "a number of bytes",
+            "16777216",
         )
     }),
 ];

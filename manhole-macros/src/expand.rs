@@ -456,6 +456,7 @@ fn expand_main(item: &ItemFn, args: &MainArgs) -> TokenStream {
         call_if_given("crash_timeout", crash_timeout.as_ref()),
         call_if_given("watchdog", watchdog.as_ref()),
         call_if_given("stuck_call", stuck_call.as_ref()),
+        call_if_given("max_reply_bytes", args.max_reply_bytes.as_ref()),
     ];
     quote! {
         #(#outer)*

@@ -122,6 +122,9 @@ reasons! {
     /// A profile could not start: the stack signal could not be installed,
     /// or `/proc/self/task` could not be read.
     ProfileFailed = "profile_failed", INTERNAL_ERROR;
+    /// A command's reply is larger than `max_reply_bytes`; nothing of it
+    /// was sent.
+    ReplyTooLarge = "reply_too_large", INTERNAL_ERROR;
 }
 
 impl fmt::Display for Reason {

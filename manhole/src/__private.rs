@@ -60,13 +60,11 @@ pub fn guarded(adapter: impl FnOnce() -> Outcome) -> Outcome {
     catch_panic(adapter).and_then(|outcome| outcome)
 }
 
+/// The reply: measured against `max_reply_bytes`, then written straight
+/// to the client when its session set that up (`Null` here then), or else
+/// as a value (see [`crate::serve::reply`]).
 fn to_value<T: ?Sized + Serialize>(value: &T) -> Outcome {
-    serde_json::to_value(value).map_err(|err| {
-        Failure::new(
-            Reason::NotSerialisable,
-            format!("the value could not be turned into JSON: {err}"),
-        )
-    })
+    crate::serve::reply::reply(value).map(Option::unwrap_or_default)
 }
 
 /// Marks a `Result` return value.

@@ -48,6 +48,7 @@ const ENVIRONMENT_KEYS: &[&str] = &[
     "watchdog",
     "stuck_call",
     "symbol_cache_idle",
+    "max_reply_bytes",
 ];
 
 pub(super) fn apply_settings(mut options: Options, value: &str) -> Result<Option<Options>, Error> {
@@ -128,6 +129,10 @@ pub(super) fn apply_settings(mut options: Options, value: &str) -> Result<Option
             }),
             "stuck_call" => options
                 .stuck_call(parse_duration(text).ok_or_else(|| bad("a duration such as 5s"))?),
+            "max_reply_bytes" => options.max_reply_bytes(
+                text.parse()
+                    .map_err(|_| bad("a number of bytes, such as 16777216"))?,
+            ),
             "symbol_cache_idle" => options.symbol_cache_idle(
                 parse_duration(text).ok_or_else(|| bad("a duration such as 1m"))?,
             ),

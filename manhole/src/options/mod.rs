@@ -37,6 +37,9 @@ pub const DEFAULT_STUCK_CALL: Duration = Duration::from_secs(60);
 /// them, unless [`Options::symbol_cache_idle`] says otherwise.
 pub const DEFAULT_SYMBOL_CACHE_IDLE: Duration = Duration::from_secs(60);
 
+/// The largest reply a command may give by default, in bytes of JSON.
+pub const DEFAULT_MAX_REPLY_BYTES: usize = 64 * 1024 * 1024;
+
 /// The longest request line accepted by default, in bytes.
 pub const DEFAULT_MAX_LINE_LENGTH: usize = 64 * 1024;
 
@@ -188,6 +191,7 @@ pub struct Options {
     pub(crate) watchdog: Option<Duration>,
     pub(crate) stuck_call: Duration,
     pub(crate) symbol_cache_idle: Duration,
+    pub(crate) max_reply_bytes: usize,
     /// Set when an option could not be parsed (from a name); reported by
     /// `install`, since builder methods cannot fail.
     pub(crate) invalid: Option<(&'static str, String)>,
@@ -220,6 +224,7 @@ impl Default for Options {
             watchdog: None,
             stuck_call: DEFAULT_STUCK_CALL,
             symbol_cache_idle: DEFAULT_SYMBOL_CACHE_IDLE,
+            max_reply_bytes: DEFAULT_MAX_REPLY_BYTES,
             invalid: None,
             program: None,
         }
@@ -403,6 +408,17 @@ impl Options {
         self
     }
 
+    /// The largest reply a command may give, in bytes of JSON (64 MiB by
+    /// default). A reply is measured before it is sent, without being
+    /// built, and then serialised straight to the socket; one past this
+    /// is not sent, and the client gets reason `reply_too_large`. The
+    /// bound keeps a command that returns too much (a whole table, say)
+    /// from taking the process's memory with it.
+    pub fn max_reply_bytes(mut self, bytes: usize) -> Self {
+        self.max_reply_bytes = bytes;
+        self
+    }
+
     /// How long the symbol tables that a dump, a profile or `panics` read
     /// stay in memory with no request that needs them (a minute by
     /// default). Nothing is read before the first such request; after this
@@ -490,6 +506,14 @@ impl Options {
             return Err(Error::InvalidOption {
                 option: "max_line_length",
                 reason: "must be at least 1 byte; the default is 65536".to_owned(),
+            });
+        }
+        if self.max_reply_bytes < 1024 {
+            return Err(Error::InvalidOption {
+                option: "max_reply_bytes",
+                reason: format!(
+                    "must be at least 1024 bytes; the default is {DEFAULT_MAX_REPLY_BYTES}"
+                ),
             });
         }
         if self.max_sessions == 0 {

@@ -25,11 +25,13 @@ use crate::error::Error;
 use crate::instrument::inflight;
 use crate::log::{self, Log};
 use crate::options::{
-    apply_environment, Activation, Options, Waits, DEFAULT_SLOW_POLL, DEFAULT_SYMBOL_CACHE_IDLE,
+    apply_environment, Activation, Options, Waits, DEFAULT_MAX_REPLY_BYTES, DEFAULT_SLOW_POLL,
+    DEFAULT_SYMBOL_CACHE_IDLE,
 };
 use crate::os::signals;
 use crate::report::{crash, panics, watchdog};
 use crate::serve::listener::{self, Running, Settings, Start};
+use crate::serve::reply;
 use crate::serve::session::SessionConfig;
 use crate::signal_names;
 use std::cell::RefCell;
@@ -207,6 +209,7 @@ fn install(options: Options) -> Result<Handle, Error> {
     watchdog::install(options.watchdog, options.stuck_call, options.waits());
     inflight::count_polls_longer_than(options.slow_poll);
     symbols::keep_for(options.symbol_cache_idle);
+    reply::limit(options.max_reply_bytes);
     remove_socket_at_exit();
     let waiting = match options.activation {
         Activation::Always => "listening on".to_owned(),
@@ -261,6 +264,7 @@ fn uninstall_generation(generation: Option<u64>) -> bool {
     inflight::count_polls_longer_than(DEFAULT_SLOW_POLL);
     symbols::keep_for(DEFAULT_SYMBOL_CACHE_IDLE);
     symbols::release();
+    reply::limit(DEFAULT_MAX_REPLY_BYTES);
     Log::new(installed.options.verbose).verbose(format_args!(
         "uninstalled from {}",
         installed.path.display()

@@ -10,4 +10,5 @@
 
 pub(crate) mod lifecycle;
 pub(crate) mod listener;
+pub(crate) mod reply;
 pub(crate) mod session;

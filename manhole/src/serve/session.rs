@@ -8,6 +8,7 @@
 
 use crate::builtins::{self, Asked};
 use crate::options::{deadline_after, Options, Served};
+use crate::serve::reply;
 use manhole_wire::{
     json_response, parse_json, parse_text, Failure, JsonLine, LogRequest, Reason, Request,
 };
@@ -614,6 +615,27 @@ fn serve_json<R: Input>(lines: &mut Lines<R>, out: &mut impl Write) -> io::Resul
                             let result = builtins::tasks_json(older_than, asked);
                             write_streamed(out, id, Ok(result))?
                         }
+                        request @ Request::Call { .. } => match id {
+                            // The reply goes straight out as it is
+                            // serialised; a failure (or an async command's
+                            // value) is answered here as usual.
+                            Some(id) => {
+                                let (result, written) = reply::streaming(out, &id, || {
+                                    builtins::run(request, asked).map(|answer| answer.json)
+                                });
+                                match written {
+                                    Some(Ok(())) => None,
+                                    // Cut off part way: the client left, or
+                                    // could not keep up within write_timeout.
+                                    Some(Err(err)) => return Err(err),
+                                    None => Some(json_response(&id, result)),
+                                }
+                            }
+                            None => {
+                                let _ = builtins::run(request, asked);
+                                None
+                            }
+                        },
                         request => {
                             let result = builtins::run(request, asked).map(|answer| answer.json);
                             id.map(|id| json_response(&id, result))
