@@ -59,7 +59,7 @@ async fn fetch_backend(id: u64) -> u64 {
 }
 
 /// A request that awaits its backend for ever.
-#[manhole::inspect(calls)]
+#[manhole::inspect(calls, args)]
 async fn handle(id: u64) -> u64 {
     fetch_backend(id).await
 }

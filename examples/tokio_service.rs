@@ -38,14 +38,14 @@ async fn hold_sessions(seconds: f64) -> String {
 
 /// Serves one request: asks the backend, then answers. Counted by `stats`,
 /// and shown by `tasks` while in flight.
-#[manhole::inspect(calls)]
+#[manhole::inspect(calls, args)]
 async fn handle_request(id: u64) -> u64 {
     fetch_backend(id).await + 1
 }
 
 /// The backend, which never answers request 0: that request stays in
 /// flight, waiting, as one stuck on a slow backend does.
-#[manhole::inspect(calls)]
+#[manhole::inspect(calls, args)]
 async fn fetch_backend(id: u64) -> u64 {
     let wait = if id == 0 { 3_600_000 } else { 10 };
     tokio::time::sleep(Duration::from_millis(wait)).await;

@@ -349,7 +349,10 @@ fn tasks_shows_the_in_flight_tree_and_the_poll_that_blocks_a_worker() {
     support::wait_until("the stuck request in tasks", || {
         let tasks = session.result("tasks", json!({}));
         match oldest_root(&tasks, "handle_request") {
-            Some(root) if root["children"][0]["name"] == "fetch_backend" => {
+            // Request 0 is the one stuck on its backend; others pass by.
+            Some(root)
+                if root["children"][0]["name"] == "fetch_backend" && root["args"] == "id=0" =>
+            {
                 stuck = root.clone();
                 true
             }
@@ -357,6 +360,9 @@ fn tasks_shows_the_in_flight_tree_and_the_poll_that_blocks_a_worker() {
         }
     });
     assert_eq!(stuck["state"], "waiting", "{stuck}");
+    // `inspect(calls, args)`: which request it is.
+    assert_eq!(stuck["args"], "id=0", "{stuck}");
+    assert_eq!(stuck["children"][0]["args"], "id=0", "{stuck}");
     assert_eq!(stuck["thread"], Value::Null, "{stuck}");
     assert_eq!(stuck["poll_ms"], Value::Null, "{stuck}");
     assert_eq!(stuck["blocking"], false, "{stuck}");
@@ -416,8 +422,8 @@ fn tasks_shows_the_in_flight_tree_and_the_poll_that_blocks_a_worker() {
     assert!(dump.contains(", polling compact for "), "{dump}");
     assert!(dump.contains(": blocking its worker\n"), "{dump}");
     let shown = text.ask("tasks");
-    assert!(shown.contains("\nhandle_request  "), "{shown}");
-    assert!(shown.contains("\n  fetch_backend  "), "{shown}");
+    assert!(shown.contains("\nhandle_request(id=0)  "), "{shown}");
+    assert!(shown.contains("\n  fetch_backend(id=0)  "), "{shown}");
     assert!(shown.contains("waiting\n"), "{shown}");
     assert!(
         shown.contains(": blocking its worker\n") || !shown.contains("\ncompact "),

@@ -116,11 +116,16 @@ fn a_stuck_request_is_reported_with_its_subtree() {
     let line = service.wait_for_stderr("manhole watchdog: stuck_call");
     assert!(line.contains("has been in flight for"), "{line}");
     let reports = reports_of(&service, "stuck_call", Duration::from_secs(5));
+    // `handle` shows its arguments (`inspect(calls, args)`), in the line
+    // and in the tree.
+    let handle_line = service.wait_for_stderr("stuck_call `handle(id=7)`");
+    assert!(handle_line.contains("(handle(id=7))"), "{handle_line}");
     let handle = reports
         .iter()
         .find(|report| report["name"] == "handle")
         .unwrap_or_else(|| panic!("{reports:?}"));
     assert_eq!(handle["tree"]["name"], "handle");
+    assert_eq!(handle["tree"]["args"], "id=7", "{handle}");
     assert_eq!(
         handle["tree"]["children"][0]["name"], "fetch_backend",
         "{handle}"

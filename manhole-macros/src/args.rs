@@ -16,6 +16,8 @@ pub(crate) struct ItemArgs {
     pub(crate) calls: Option<Ident>,
     /// `inspect(writable)`: let `set` replace the static's value.
     pub(crate) writable: Option<Ident>,
+    /// `inspect(calls, args)`: show each in-flight call's arguments.
+    pub(crate) args: Option<Ident>,
 }
 
 /// Options of `#[manhole::main(...)]`.
@@ -42,7 +44,7 @@ pub(crate) struct MainArgs {
 }
 
 const COMMAND_KEYS: &[&str] = &["name"];
-const INSPECT_KEYS: &[&str] = &["name", "calls", "writable"];
+const INSPECT_KEYS: &[&str] = &["name", "calls", "writable", "args"];
 
 /// Reads the value of one `main` option, given its key, into `MainArgs`.
 type SetMainOption = fn(&mut MainArgs, &ParseNestedMeta<'_>, &str) -> syn::Result<()>;
@@ -185,6 +187,7 @@ impl ItemArgs {
                 Some("name") => set_once(&mut args.name, &meta, "name", "a string", "\"reload\""),
                 Some("calls") => set_flag(&mut args.calls, &meta, "calls"),
                 Some("writable") => set_flag(&mut args.writable, &meta, "writable"),
+                Some("args") => set_flag(&mut args.args, &meta, "args"),
                 _ => Err(unknown_key(&meta, keys.iter().copied())),
             }
         })

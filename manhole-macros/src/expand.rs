@@ -341,17 +341,53 @@ fn expand_inspect_calls(function: &Function<'_>, args: &ItemArgs) -> TokenStream
     let stmts = &block.stmts;
     let body = if sig.asyncness.is_some() {
         let name = registered_name(args, &sig.ident);
-        quote! {
+        // With `args`, each named parameter's `Debug` text, taken before
+        // the body moves them; a parameter that is not `Debug` is an error
+        // at that parameter.
+        let call_args = match &args.args {
+            Some(_) => {
+                let mut format = String::new();
+                let mut values = Vec::new();
+                for arg in &sig.inputs {
+                    let syn::FnArg::Typed(typed) = arg else {
+                        continue;
+                    };
+                    let syn::Pat::Ident(pat) = &*typed.pat else {
+                        continue;
+                    };
+                    let ident = &pat.ident;
+                    if !format.is_empty() {
+                        format.push_str(", ");
+                    }
+                    format.push_str(&format!(
+                        "{}={{:?}}",
+                        ident.to_string().trim_start_matches("r#")
+                    ));
+                    values.push(quote_spanned! {typed.ty.span()=>
+                        ::manhole::__private::arg_debug(&#ident)
+                    });
+                }
+                quote!(::manhole::__private::CallArgs::new(
+                    ::core::format_args!(#format, #(#values),*)
+                ))
+            }
+            None => quote!(::manhole::__private::NoArgs),
+        };
+        // Taken in a statement of its own, so that the formatting's
+        // borrows end before the `.await` (and the future stays `Send`).
+        quote! {{
+            let __manhole_args = #call_args;
             ::manhole::__private::in_flight(
                 #name,
                 &__MANHOLE_CALLS,
+                __manhole_args,
                 ::manhole::__private::typed_future::<#returned, _>(async move {
                     #(#rebind)*
                     #(#stmts)*
                 }),
             )
             .await
-        }
+        }}
     } else {
         quote! {
             ::manhole::__private::call_once(move || -> #returned {

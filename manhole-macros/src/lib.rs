@@ -142,6 +142,11 @@ pub fn command(args: TokenStream, item: TokenStream) -> TokenStream {
 /// whose call is timed from its first poll until the future completes; a
 /// future dropped before completing is counted as cancelled.
 ///
+/// On an `async fn`, `#[manhole::inspect(calls, args)]` also records each
+/// call's arguments by their `Debug` text (at most 96 bytes, cut with `…`),
+/// which `tasks`, the watchdog and crash reports show beside the call:
+/// `handle(id=7)`. Every named parameter must be `Debug`.
+///
 /// ```
 /// /// Parses a port number.
 /// #[manhole::inspect(calls)]

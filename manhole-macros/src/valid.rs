@@ -138,6 +138,7 @@ pub(crate) fn inspect_fn(function: &Function<'_>, args: &ItemArgs) -> syn::Resul
     let mut errors = Errors::default();
     check_name(args.name.as_ref(), &mut errors);
     check_no_writable(args, &mut errors);
+    check_args(Some(function), args, &mut errors);
     check_plain_fn(function.item, "#[manhole::inspect]", &mut errors);
     if let Some(param) = function.params.first() {
         errors.push(syn::Error::new_spanned(
@@ -174,10 +175,30 @@ fn check_no_writable(args: &ItemArgs, errors: &mut Errors) {
     }
 }
 
+/// `args` shows an async call's arguments in `tasks`: it needs `calls`, on
+/// an `async fn`.
+fn check_args(function: Option<&Function<'_>>, args: &ItemArgs, errors: &mut Errors) {
+    let Some(word) = &args.args else {
+        return;
+    };
+    if args.calls.is_none() {
+        errors.push(syn::Error::new_spanned(
+            word,
+            "`args` shows each in-flight call's arguments, which only a counted function has; write #[manhole::inspect(calls, args)]",
+        ));
+    } else if function.is_some_and(|function| function.item.sig.asyncness.is_none()) {
+        errors.push(syn::Error::new_spanned(
+            word,
+            "`args` shows the arguments of an `async fn`'s calls in `tasks`, where a sync function's calls are not listed; leave `args` out",
+        ));
+    }
+}
+
 pub(crate) fn inspect_calls(function: &Function<'_>, args: &ItemArgs) -> syn::Result<()> {
     let mut errors = Errors::default();
     check_name(args.name.as_ref(), &mut errors);
     check_no_writable(args, &mut errors);
+    check_args(Some(function), args, &mut errors);
     if let Some(attr) = function
         .item
         .attrs
@@ -202,6 +223,7 @@ pub(crate) fn inspect_static(item: &Static<'_>, args: &ItemArgs) -> syn::Result<
     let mut errors = Errors::default();
     check_name(args.name.as_ref(), &mut errors);
     check_no_calls(args, &mut errors);
+    check_args(None, args, &mut errors);
     if let syn::StaticMutability::Mut(token) = &item.item.mutability {
         errors.push(syn::Error::new_spanned(
             token,

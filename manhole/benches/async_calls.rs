@@ -72,6 +72,13 @@ async fn followed(x: u64, yields: u32) -> u64 {
 }
 
 #[inline(never)]
+#[manhole::inspect(calls, args)]
+async fn followed_args(x: u64, yields: u32) -> u64 {
+    Yield { left: yields }.await;
+    work(x)
+}
+
+#[inline(never)]
 #[async_backtrace::framed]
 async fn framed(x: u64, yields: u32) -> u64 {
     Yield { left: yields }.await;
@@ -109,6 +116,9 @@ fn calls(c: &mut Criterion) {
         });
         group.bench_function(format!("{case}/manhole"), |b| {
             b.iter(|| drive(followed(black_box(7), yields), &waker))
+        });
+        group.bench_function(format!("{case}/manhole_args"), |b| {
+            b.iter(|| drive(followed_args(black_box(7), yields), &waker))
         });
         group.bench_function(format!("{case}/framed"), |b| {
             b.iter(|| drive(framed(black_box(7), yields), &waker))
@@ -168,10 +178,12 @@ fn paired_rounds(_c: &mut Criterion) {
     };
     for yields in [0, 10] {
         let mut manhole = Vec::with_capacity(ROUNDS);
+        let mut with_args = Vec::with_capacity(ROUNDS);
         let mut framed_added = Vec::with_capacity(ROUNDS);
         for _ in 0..ROUNDS {
             let base = per_call(&|x| drive(plain(x, yields), &waker));
             manhole.push(per_call(&|x| drive(followed(x, yields), &waker)) - base);
+            with_args.push(per_call(&|x| drive(followed_args(x, yields), &waker)) - base);
             framed_added.push(per_call(&|x| drive(framed(x, yields), &waker)) - base);
         }
         let median = |values: &mut Vec<f64>| {
@@ -179,9 +191,10 @@ fn paired_rounds(_c: &mut Criterion) {
             values[values.len() / 2]
         };
         println!(
-            "paired rounds, {} pending(s) first: added per call, median of {ROUNDS}: manhole {:.1} ns, #[framed] {:.1} ns",
+            "paired rounds, {} pending(s) first: added per call, median of {ROUNDS}: manhole {:.1} ns, with args (one u64) {:.1} ns, #[framed] {:.1} ns",
             yields,
             median(&mut manhole),
+            median(&mut with_args),
             median(&mut framed_added),
         );
     }

@@ -339,14 +339,35 @@ pub fn typed_future<R, F: std::future::Future<Output = R>>(future: F) -> F {
 }
 
 /// An `async fn` under `inspect(calls)`, followed by `tasks` while in
-/// flight under the name `stats` shows.
+/// flight under the name `stats` shows, with its arguments under
+/// `inspect(calls, args)`.
 #[inline]
-pub fn in_flight<F: std::future::Future>(
+pub fn in_flight<F: std::future::Future, A: ArgsOfCall>(
     name: &'static str,
     stats: &'static CallStats,
+    args: A,
     future: F,
-) -> InFlight<F> {
-    InFlight::new(name, stats, future)
+) -> InFlight<F, A> {
+    InFlight::new(name, stats, args, future)
+}
+
+pub use crate::instrument::inflight::{ArgsOfCall, CallArgs, NoArgs};
+
+/// A parameter of an `inspect(calls, args)` function, shown by its `Debug`
+/// text.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not `Debug`, so `inspect(calls, args)` cannot show it",
+    label = "not `Debug`",
+    note = "leave `args` out of `#[manhole::inspect(calls, args)]`, or implement (or derive) `Debug` for `{Self}`"
+)]
+pub trait ArgDebug: std::fmt::Debug {}
+
+impl<T: ?Sized + std::fmt::Debug> ArgDebug for T {}
+
+/// `value`, checked to be `Debug` with a message that says what to do.
+#[inline]
+pub fn arg_debug<T: ?Sized + ArgDebug>(value: &T) -> &T {
+    value
 }
 
 /// A static that `set` can write: the std atomics, and a `Mutex` or

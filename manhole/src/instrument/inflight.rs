@@ -67,6 +67,10 @@ struct Slot {
     thread: AtomicI32,
     /// The call this one was first polled inside, by id; 0 for none.
     parent: AtomicUsize,
+    /// Its arguments' text under `inspect(calls, args)`: the length plus
+    /// one (0 for none), and the bytes.
+    args_len: AtomicUsize,
+    args: [AtomicU64; ARGS_WORDS],
 }
 
 impl Slot {
@@ -79,7 +83,131 @@ impl Slot {
         poll_started_ns: AtomicU64::new(0),
         thread: AtomicI32::new(0),
         parent: AtomicUsize::new(0),
+        args_len: AtomicUsize::new(0),
+        args: [const { AtomicU64::new(0) }; ARGS_WORDS],
     };
+
+    fn store_args(&self, args: Option<&CallArgs>) {
+        let Some(args) = args else {
+            self.args_len.store(0, Relaxed);
+            return;
+        };
+        for (word, bytes) in self.args.iter().zip(args.text.chunks(8)) {
+            let mut buffer = [0u8; 8];
+            buffer[..bytes.len()].copy_from_slice(bytes);
+            word.store(u64::from_ne_bytes(buffer), Relaxed);
+        }
+        self.args_len.store(usize::from(args.len) + 1, Relaxed);
+    }
+
+    fn load_args(&self) -> Option<CallArgs> {
+        let len = self.args_len.load(Relaxed).checked_sub(1)?;
+        let mut args = CallArgs {
+            text: [0; ARGS_BYTES],
+            len: u8::try_from(len.min(ARGS_BYTES)).unwrap_or(0),
+        };
+        for (word, bytes) in self.args.iter().zip(args.text.chunks_mut(8)) {
+            bytes.copy_from_slice(&word.load(Relaxed).to_ne_bytes()[..bytes.len()]);
+        }
+        Some(args)
+    }
+}
+
+/// The longest text of a call's arguments, in bytes.
+const ARGS_BYTES: usize = 96;
+const ARGS_WORDS: usize = ARGS_BYTES / 8;
+
+/// The `Debug` text of a call's arguments under `inspect(calls, args)`
+/// (`id=7, user="ann"`), written into a fixed buffer when the call starts:
+/// at most 96 bytes, a longer text cut with `…`. No allocation.
+#[derive(Clone, Copy)]
+pub struct CallArgs {
+    text: [u8; ARGS_BYTES],
+    len: u8,
+}
+
+impl CallArgs {
+    /// Formats `args`, cutting what does not fit.
+    pub fn new(args: std::fmt::Arguments<'_>) -> CallArgs {
+        struct Cut {
+            text: [u8; ARGS_BYTES],
+            len: usize,
+            full: bool,
+        }
+        impl std::fmt::Write for Cut {
+            fn write_str(&mut self, part: &str) -> std::fmt::Result {
+                let room = ARGS_BYTES - self.len;
+                let taken = part.len().min(room);
+                self.text[self.len..self.len + taken].copy_from_slice(&part.as_bytes()[..taken]);
+                self.len += taken;
+                if taken < part.len() {
+                    self.full = true;
+                    // Nothing more is needed: stop formatting.
+                    return Err(std::fmt::Error);
+                }
+                Ok(())
+            }
+        }
+        let mut cut = Cut {
+            text: [0; ARGS_BYTES],
+            len: 0,
+            full: false,
+        };
+        let _ = std::fmt::write(&mut cut, args);
+        if cut.full {
+            const ELLIPSIS: &[u8] = "…".as_bytes();
+            // Back to a character's start, leaving room for the ellipsis.
+            let mut end = ARGS_BYTES - ELLIPSIS.len();
+            while end > 0 && cut.text[end] & 0xC0 == 0x80 {
+                end -= 1;
+            }
+            cut.text[end..end + ELLIPSIS.len()].copy_from_slice(ELLIPSIS);
+            cut.len = end + ELLIPSIS.len();
+        }
+        CallArgs {
+            text: cut.text,
+            len: u8::try_from(cut.len).unwrap_or(0),
+        }
+    }
+
+    /// The text.
+    pub(crate) fn as_str(&self) -> &str {
+        let bytes = &self.text[..usize::from(self.len)];
+        // Cut at a character's start, so always UTF-8; a torn read
+        // elsewhere would show as nothing rather than as garbage.
+        std::str::from_utf8(bytes).unwrap_or("")
+    }
+}
+
+impl std::fmt::Debug for CallArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What an instrumented future carries of its call's arguments: nothing
+/// ([`NoArgs`]), or their text ([`CallArgs`]).
+pub trait ArgsOfCall {
+    #[doc(hidden)]
+    fn call_args(&self) -> Option<&CallArgs>;
+}
+
+/// A call whose arguments are not shown: costs nothing in its future.
+#[derive(Clone, Copy)]
+pub struct NoArgs;
+
+impl ArgsOfCall for NoArgs {
+    #[inline]
+    fn call_args(&self) -> Option<&CallArgs> {
+        None
+    }
+}
+
+impl ArgsOfCall for CallArgs {
+    #[inline]
+    fn call_args(&self) -> Option<&CallArgs> {
+        Some(self)
+    }
 }
 
 static TABLE: [AtomicPtr<[Slot; CHUNK]>; CHUNKS] =
@@ -251,23 +379,25 @@ extern "C" fn unlock_pool() {
 
 /// An instrumented call's future: `future`, with the slot that shows it
 /// in `tasks`, and its function's counters, which count its slow polls.
-pub struct InFlight<F> {
+pub struct InFlight<F, A = NoArgs> {
     future: F,
     name: &'static str,
     stats: &'static CallStats,
+    args: A,
     /// Its slot's index plus one, 0 before the first poll (or with the
     /// table full); and the generation it holds the slot in.
     slot: u32,
     generation: u64,
 }
 
-impl<F> InFlight<F> {
-    pub(crate) fn new(name: &'static str, stats: &'static CallStats, future: F) -> Self {
+impl<F, A: ArgsOfCall> InFlight<F, A> {
+    pub(crate) fn new(name: &'static str, stats: &'static CallStats, args: A, future: F) -> Self {
         stats.mark_async();
         InFlight {
             future,
             name,
             stats,
+            args,
             slot: 0,
             generation: 0,
         }
@@ -291,6 +421,7 @@ impl<F> InFlight<F> {
         slot.name_len.store(self.name.len(), Relaxed);
         slot.first_poll_ns.store(now, Relaxed);
         slot.parent.store(parent, Relaxed);
+        slot.store_args(self.args.call_args());
         slot.generation.store(generation, Release);
         self.slot = index + 1;
         self.generation = generation;
@@ -320,7 +451,7 @@ impl Drop for Polling {
     }
 }
 
-impl<F: Future> Future for InFlight<F> {
+impl<F: Future, A: ArgsOfCall> Future for InFlight<F, A> {
     type Output = F::Output;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
@@ -351,7 +482,7 @@ impl<F: Future> Future for InFlight<F> {
     }
 }
 
-impl<F> Drop for InFlight<F> {
+impl<F, A> Drop for InFlight<F, A> {
     fn drop(&mut self) {
         let Some(index) = self.slot.checked_sub(1) else {
             return;
@@ -380,6 +511,18 @@ pub(crate) struct Call {
     /// next at the same address.
     pub(crate) first_poll_ns: u64,
     pub(crate) poll_started_ns: u64,
+    /// Its arguments' text, under `inspect(calls, args)`.
+    pub(crate) args: Option<CallArgs>,
+}
+
+impl Call {
+    /// `name`, or `name(args)` when its arguments are shown.
+    pub(crate) fn label(&self) -> String {
+        match &self.args {
+            Some(args) => format!("{}({})", self.name, args.as_str()),
+            None => self.name.to_owned(),
+        }
+    }
 }
 
 /// Every in-flight call, read shard by shard; a poll longer than
@@ -404,6 +547,7 @@ struct Seen {
     first_poll_ns: u64,
     poll_started_ns: u64,
     thread: i32,
+    args: Option<CallArgs>,
 }
 
 /// Every in-flight call in the table, without a lock or an allocation.
@@ -425,6 +569,7 @@ fn each_seen(each: &mut dyn FnMut(Seen)) {
             slot.poll_started_ns.load(Relaxed),
             slot.thread.load(Relaxed),
         );
+        let args = slot.load_args();
         fence(Acquire);
         if slot.generation.load(Relaxed) != generation {
             continue;
@@ -442,6 +587,7 @@ fn each_seen(each: &mut dyn FnMut(Seen)) {
             first_poll_ns: seen.1,
             poll_started_ns: seen.2,
             thread: seen.3,
+            args,
         });
     }
 }
@@ -465,6 +611,7 @@ fn read(slow_poll: Duration, only_polled: bool) -> Vec<Call> {
             blocking: polling.is_some_and(|(_, poll)| poll > slow_poll),
             first_poll_ns: seen.first_poll_ns,
             poll_started_ns: started,
+            args: seen.args,
         });
     });
     calls
@@ -478,6 +625,7 @@ pub(crate) struct CrashView {
     pub(crate) age_ns: u64,
     /// The polling thread and how long its poll has run, while polled.
     pub(crate) polling: Option<(i32, u64)>,
+    pub(crate) args: Option<CallArgs>,
 }
 
 /// Every in-flight call, for a crash report: async-signal-safe (no lock,
@@ -492,6 +640,7 @@ pub(crate) fn each_in_crash(each: &mut dyn FnMut(CrashView)) {
             name: seen.name,
             age_ns: now.saturating_sub(seen.first_poll_ns),
             polling: (started != 0).then(|| (seen.thread, now.saturating_sub(started))),
+            args: seen.args,
         });
     });
 }
@@ -547,15 +696,16 @@ fn millis(duration: Duration) -> f64 {
     (duration.as_secs_f64() * 10_000.0).round() / 10.0
 }
 
-/// `{"name","age_ms","state","thread","poll_ms","blocking","children"}`,
+/// `{"name","args","age_ms","state","thread","poll_ms","blocking","children"}`,
 /// written straight out: ten thousand calls in flight are a megabyte of
 /// JSON, which would cost as much again built as a `Value` first.
 impl serde::Serialize for Tree {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeStruct as _;
         let call = &self.call;
-        let mut node = serializer.serialize_struct("Tree", 7)?;
+        let mut node = serializer.serialize_struct("Tree", 8)?;
         node.serialize_field("name", call.name)?;
+        node.serialize_field("args", &call.args.as_ref().map(CallArgs::as_str))?;
         node.serialize_field("age_ms", &millis(call.age))?;
         let state = if call.polling.is_some() {
             "polling"
@@ -586,7 +736,7 @@ impl Tree {
             text,
             "{:indent$}{}  {}  ",
             "",
-            call.name,
+            call.label(),
             human(call.age),
             indent = depth * 2
         );
@@ -633,6 +783,7 @@ mod tests {
             blocking: false,
             first_poll_ns: 0,
             poll_started_ns: 0,
+            args: None,
         }
     }
 
@@ -678,6 +829,39 @@ mod tests {
     }
 
     #[test]
+    fn arguments_are_kept_whole_or_cut_with_an_ellipsis() {
+        let short = CallArgs::new(format_args!("id={:?}, user={:?}", 7, "ann"));
+        assert_eq!(short.as_str(), "id=7, user=\"ann\"");
+        let long = CallArgs::new(format_args!("text={:?}", "é".repeat(100)));
+        assert!(long.as_str().ends_with('…'), "{}", long.as_str());
+        assert!(long.as_str().len() <= ARGS_BYTES);
+        assert!(long.as_str().starts_with("text=\"éé"));
+
+        static STATS: CallStats = CallStats::new();
+        struct Noop;
+        impl std::task::Wake for Noop {
+            fn wake(self: std::sync::Arc<Self>) {}
+        }
+        let waker = std::task::Waker::from(std::sync::Arc::new(Noop));
+        let mut context = Context::from_waker(&waker);
+        let mut future = Box::pin(InFlight::new(
+            "with_args",
+            &STATS,
+            short,
+            std::future::pending::<()>(),
+        ));
+        assert!(future.as_mut().poll(&mut context).is_pending());
+        let found: Vec<Call> = calls(Duration::from_millis(100))
+            .into_iter()
+            .filter(|call| call.name == "with_args")
+            .collect();
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].label(), "with_args(id=7, user=\"ann\")");
+        let tree = &forest(&found, Duration::ZERO)[0];
+        assert_eq!(tree.to_json()["args"], "id=7, user=\"ann\"");
+    }
+
+    #[test]
     fn a_long_poll_blocks_its_worker() {
         let mut blocked = call(1, 0, "compact", 1200);
         blocked.polling = Some((42, Duration::from_millis(1200)));
@@ -706,7 +890,12 @@ mod tests {
                 .count()
         };
         static STATS: CallStats = CallStats::new();
-        let mut future = Box::pin(InFlight::new(name, &STATS, std::future::pending::<()>()));
+        let mut future = Box::pin(InFlight::new(
+            name,
+            &STATS,
+            NoArgs,
+            std::future::pending::<()>(),
+        ));
         assert_eq!(listed(), 0, "listed before its first poll");
         struct Noop;
         impl std::task::Wake for Noop {
@@ -761,8 +950,12 @@ mod tests {
                     let waker = std::task::Waker::from(std::sync::Arc::new(Noop));
                     let mut context = Context::from_waker(&waker);
                     for _ in 0..300 {
-                        let mut future =
-                            Box::pin(InFlight::new(NAME, &STATS, std::future::pending::<()>()));
+                        let mut future = Box::pin(InFlight::new(
+                            NAME,
+                            &STATS,
+                            NoArgs,
+                            std::future::pending::<()>(),
+                        ));
                         assert!(future.as_mut().poll(&mut context).is_pending());
                         sender.send(future).unwrap();
                     }
@@ -801,6 +994,7 @@ mod tests {
             let mut future = Box::pin(InFlight::new(
                 "forked_amid",
                 &STATS,
+                NoArgs,
                 std::future::pending::<()>(),
             ));
             let _ = future.as_mut().poll(&mut context);

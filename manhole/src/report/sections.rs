@@ -367,6 +367,7 @@ pub(super) fn in_flight_calls() {
         name: &'static str,
         age_ns: u64,
         polling: Option<(i32, u64)>,
+        args: Option<crate::instrument::inflight::CallArgs>,
     }
     static CALLS: safe::ReporterOnly<[Option<Call>; MAX_CALLS]> =
         safe::ReporterOnly::new([const { None }; MAX_CALLS]);
@@ -383,6 +384,7 @@ pub(super) fn in_flight_calls() {
                 name: view.name,
                 age_ns: view.age_ns,
                 polling: view.polling,
+                args: view.args,
             });
             count += 1;
         } else {
@@ -399,6 +401,11 @@ pub(super) fn in_flight_calls() {
             OUT.str("  ");
         }
         OUT.str(call.name);
+        if let Some(args) = &call.args {
+            OUT.str("(");
+            OUT.str(args.as_str());
+            OUT.str(")");
+        }
         OUT.str("  ");
         seconds(call.age_ns);
         match call.polling {

@@ -63,6 +63,23 @@ async fn later(x: u32) -> Result<u32, String> {
     Ok(y)
 }
 
+/// Arguments shown in `tasks`: any `Debug` parameter, by value or by
+/// reference, `mut` or a pattern (left out).
+#[manhole::inspect(calls, args)]
+async fn with_args(id: u64, user: &str, mut tags: Vec<String>, (a, _b): (u8, u8)) -> usize {
+    tags.push(format!("{id}{user}{a}"));
+    tags.len()
+}
+
+struct Handler;
+
+impl Handler {
+    #[manhole::inspect(calls, args)]
+    async fn handle(&self, r#type: u8) -> u8 {
+        r#type
+    }
+}
+
 #[manhole::inspect(calls)]
 unsafe fn raw_read(pointer: *const u32) -> u32 {
     // SAFETY: the caller passes a valid pointer.
@@ -142,6 +159,8 @@ fn main() {
     let _ = opaque(&[1, 2]).count();
     let _ = mutable_params(1, (2, 3));
     let _ = later(1);
+    let _ = with_args(7, "ann", Vec::new(), (1, 2));
+    let _ = Handler.handle(3);
     let value = 5;
     // SAFETY: `value` is a live u32.
     let _ = unsafe { raw_read(&value) };

@@ -160,7 +160,7 @@ impl Detector {
                         },
                         &format!(
                             "`{}` ({chain}) has been in one poll for {} on thread {tid}, blocking its worker",
-                            call.name,
+                            call.label(),
                             human(poll_ms)
                         ),
                     );
@@ -202,7 +202,7 @@ impl Detector {
                     },
                     &format!(
                         "`{}` ({}) has been in flight for {}, {state}",
-                        call.name,
+                        call.label(),
                         chain(every, call),
                         human(age_ms)
                     ),
@@ -461,9 +461,10 @@ fn stack_of(tid: i32) -> Vec<Frame> {
         .map_or_else(Vec::new, |thread: ThreadStack| thread.frames)
 }
 
-/// `root > parent > call`: the chain of calls that polled `call` first.
+/// `root > parent > call`: the chain of calls that polled `call` first,
+/// each with its arguments where they are shown.
 fn chain(calls: &[inflight::Call], call: &inflight::Call) -> String {
-    let mut names = vec![call.name];
+    let mut names = vec![call.label()];
     let mut parent = call.parent;
     while parent != 0 && names.len() < 32 {
         let Some(above) = calls
@@ -472,7 +473,7 @@ fn chain(calls: &[inflight::Call], call: &inflight::Call) -> String {
         else {
             break;
         };
-        names.push(above.name);
+        names.push(above.label());
         parent = above.parent;
     }
     names.reverse();
