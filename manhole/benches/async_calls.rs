@@ -191,7 +191,7 @@ fn paired_rounds(_c: &mut Criterion) {
             values[values.len() / 2]
         };
         println!(
-            "paired rounds, {} pending(s) first: added per call, median of {ROUNDS}: manhole {:.1} ns, with args (one u64) {:.1} ns, #[framed] {:.1} ns",
+            "paired rounds, {} pending(s) first: added per call, median of {ROUNDS}: manhole {:.1} ns, with args (two integers) {:.1} ns, #[framed] {:.1} ns",
             yields,
             median(&mut manhole),
             median(&mut with_args),
