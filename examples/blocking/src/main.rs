@@ -1,4 +1,4 @@
-//! Six threads, each blocked in one system call in a loop, counting the
+//! Eight threads, each blocked in one system call in a loop, counting the
 //! calls that return `EINTR`. Rust's std retries `EINTR` for you, but much
 //! C code, and Rust code that calls libc directly as this does, treats it as
 //! an error: a debugger that makes these calls fail changes the program.
@@ -19,17 +19,21 @@ use std::time::Duration;
 const WAIT_MS: i32 = 300;
 
 /// Calls made, per blocking call.
-static CALLS: [AtomicU64; 6] = [const { AtomicU64::new(0) }; 6];
+static CALLS: [AtomicU64; KINDS] = [const { AtomicU64::new(0) }; KINDS];
 /// Calls that returned `EINTR`, per blocking call.
-static INTERRUPTED: [AtomicU64; 6] = [const { AtomicU64::new(0) }; 6];
+static INTERRUPTED: [AtomicU64; KINDS] = [const { AtomicU64::new(0) }; KINDS];
 
-const NAMES: [&str; 6] = [
+const KINDS: usize = 8;
+
+const NAMES: [&str; KINDS] = [
     "poll",
     "epoll_wait",
     "select",
     "nanosleep",
     "pipe_read",
     "futex",
+    "accept",
+    "recv",
 ];
 
 /// How many calls of each kind returned `EINTR`.
@@ -44,7 +48,7 @@ fn calls() -> BTreeMap<&'static str, u64> {
     by_name(&CALLS)
 }
 
-fn by_name(counts: &[AtomicU64; 6]) -> BTreeMap<&'static str, u64> {
+fn by_name(counts: &[AtomicU64; KINDS]) -> BTreeMap<&'static str, u64> {
     NAMES
         .iter()
         .zip(counts)
@@ -152,15 +156,73 @@ fn blocked_on_a_futex() -> ! {
     }
 }
 
+#[inline(never)]
+fn blocked_in_accept() -> ! {
+    // A listening socket under an abstract name (no file), which nobody
+    // connects to.
+    // SAFETY: creates a socket this thread owns.
+    let listening =
+        unsafe { libc::socket(libc::AF_UNIX, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) };
+    assert!(listening >= 0, "socket");
+    // SAFETY: a zeroed sockaddr_un is valid; the name is written within it.
+    let mut address: libc::sockaddr_un = unsafe { std::mem::zeroed() };
+    address.sun_family = libc::AF_UNIX as libc::sa_family_t;
+    let name = format!("manhole-blocking-{}", std::process::id());
+    for (slot, byte) in address.sun_path[1..].iter_mut().zip(name.bytes()) {
+        *slot = byte as libc::c_char;
+    }
+    let length = std::mem::size_of::<libc::sa_family_t>() + 1 + name.len();
+    // SAFETY: a valid socket and address of the length given.
+    let bound = unsafe {
+        libc::bind(
+            listening,
+            (&raw const address).cast(),
+            length as libc::socklen_t,
+        )
+    };
+    assert_eq!(bound, 0, "bind");
+    // SAFETY: a bound socket.
+    assert_eq!(unsafe { libc::listen(listening, 1) }, 0, "listen");
+    loop {
+        // SAFETY: a listening socket; the peer's address is not wanted.
+        let result = unsafe { libc::accept(listening, std::ptr::null_mut(), std::ptr::null_mut()) };
+        count(6, result.into());
+    }
+}
+
+#[inline(never)]
+fn blocked_in_recv() -> ! {
+    let mut pair = [0; 2];
+    // SAFETY: socketpair writes two descriptors; the other end is kept
+    // open and never written, so the receive blocks for good.
+    let made = unsafe {
+        libc::socketpair(
+            libc::AF_UNIX,
+            libc::SOCK_STREAM | libc::SOCK_CLOEXEC,
+            0,
+            pair.as_mut_ptr(),
+        )
+    };
+    assert_eq!(made, 0, "socketpair");
+    let mut byte = 0u8;
+    loop {
+        // SAFETY: a valid socket and a one-byte buffer.
+        let result = unsafe { libc::recv(pair[0], (&raw mut byte).cast(), 1, 0) };
+        count(7, result as libc::c_long);
+    }
+}
+
 #[manhole::main]
 fn main() {
-    let bodies: [fn() -> !; 6] = [
+    let bodies: [fn() -> !; KINDS] = [
         blocked_in_poll,
         blocked_in_epoll_wait,
         blocked_in_select,
         blocked_in_nanosleep,
         blocked_reading_a_pipe,
         blocked_on_a_futex,
+        blocked_in_accept,
+        blocked_in_recv,
     ];
     for (name, body) in NAMES.iter().zip(bodies) {
         std::thread::Builder::new()

@@ -88,13 +88,15 @@ impl Session {
     }
 }
 
-const BLOCKED: [(&str, &str); 6] = [
+const BLOCKED: [(&str, &str); 8] = [
     ("poll", "blocked_in_poll"),
     ("epoll_wait", "blocked_in_epoll_wait"),
     ("select", "blocked_in_select"),
     ("nanosleep", "blocked_in_nanosleep"),
     ("pipe_read", "blocked_reading_a_pipe"),
     ("futex", "blocked_on_a_futex"),
+    ("accept", "blocked_in_accept"),
+    ("recv", "blocked_in_recv"),
 ];
 
 #[test]
@@ -174,4 +176,17 @@ fn a_wall_profile_samples_blocked_threads_and_interrupts_none() {
     for (name, _) in BLOCKED {
         assert_eq!(interrupted[name], 0, "{name} saw EINTR: {interrupted}");
     }
+    // No look was skipped: the main thread, asleep in `std::thread::sleep`,
+    // is taken from `/proc` too; and the manhole's own threads are not in
+    // the profile.
+    assert_eq!(profile["skipped"], 0, "{profile}");
+    assert_eq!(profile["skipped_threads"], json!([]), "{profile}");
+    assert!(
+        folded.lines().any(|line| line.starts_with("blocking;")),
+        "the main thread: {profile}"
+    );
+    assert!(
+        !folded.lines().any(|line| line.starts_with("manhole")),
+        "a manhole thread in the profile: {profile}"
+    );
 }

@@ -27,13 +27,39 @@ pub(super) fn run_profile(request: &ProfileRequest, asked: Asked<'_>) -> Result<
         .collect::<std::collections::HashSet<_>>()
         .len();
     let seconds = request.duration.as_secs_f64();
-    let heading = format!(
+    let name_of = |tid: i32| {
+        collected
+            .threads
+            .get(&tid)
+            .map_or("?", |thread| thread.name.as_str())
+    };
+    let mut skipped_threads: Vec<(i32, &str, u64)> = collected
+        .skipped_by_thread
+        .iter()
+        .map(|(&tid, &looks)| (tid, name_of(tid), looks))
+        .collect();
+    skipped_threads.sort_unstable();
+    let mut heading = format!(
         "{} profile of pid {}: {seconds} s at {} Hz, {samples} samples from {sampled_threads} threads ({} dropped)",
         request.mode.name(),
         std::process::id(),
         request.hz,
         collected.dropped,
     );
+    // A look that could not be taken leaves its thread out of the picture:
+    // the table and the flame graph's title say so, and whose.
+    if collected.skipped > 0 {
+        let whose: Vec<String> = skipped_threads
+            .iter()
+            .map(|(tid, name, looks)| format!("{name:?} ({tid}) {looks}"))
+            .collect();
+        let _ = write!(
+            heading,
+            "; {} looks skipped, of {}",
+            collected.skipped,
+            whose.join(", ")
+        );
+    }
     let mut unsampled: Vec<(i32, &str, &str)> = collected
         .threads
         .iter()
@@ -88,6 +114,10 @@ pub(super) fn run_profile(request: &ProfileRequest, asked: Asked<'_>) -> Result<
         "elapsed_s": collected.elapsed.as_secs_f64(),
         "threads": sampled_threads,
         "skipped": collected.skipped,
+        "skipped_threads": skipped_threads
+            .iter()
+            .map(|(tid, name, looks)| json!({"tid": tid, "name": name, "looks": looks}))
+            .collect::<Vec<_>>(),
         "truncated": collected.truncated,
         "unsampled": unsampled
             .iter()

@@ -186,6 +186,16 @@ fn unwind_with(
     }
 }
 
+#[cfg(target_arch = "x86_64")]
+/// Whether `address` lies in the program's entry point (`_start`), whose
+/// frame is the outermost of the main thread: a return address there
+/// follows its call of `__libc_start_main`, a few dozen bytes in.
+fn in_program_entry(address: u64) -> bool {
+    // SAFETY: `getauxval` reads the auxiliary vector, always there.
+    let entry = unsafe { libc::getauxval(libc::AT_ENTRY) };
+    entry != 0 && (entry..entry.saturating_add(64)).contains(&address)
+}
+
 /// A thread's return addresses from only its pc and sp (all that
 /// `/proc/self/task/TID/syscall` gives) and its copied stack.
 ///
@@ -233,7 +243,14 @@ pub(crate) fn unwind_without_frame_pointer(
             // An end is believed only at a frame seen ending complete
             // stacks: a frame pointer restored as 0 from a register that
             // held data ends a walk early, and looks just like the end.
-            End::Complete => known_tail(*addresses.last()?).map(|_| false),
+            // The program's entry point (`_start`) ends the main thread's
+            // stack: the kernel says where it is.
+            End::Complete => {
+                let last = *addresses.last()?;
+                known_tail(last)
+                    .map(|_| false)
+                    .or_else(|| in_program_entry(last).then_some(false))
+            }
             End::CopyEnded => Some(true),
             End::NeedsFramePointer { .. } => {
                 let tail = known_tail(*addresses.last()?)?;

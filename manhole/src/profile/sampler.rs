@@ -79,11 +79,19 @@ pub(crate) struct Collected {
     /// Wall-mode ticks of blocked threads whose stack could not be read
     /// from outside, and that were not signalled.
     pub(crate) skipped: u64,
+    /// Of `skipped`, how many per thread.
+    pub(crate) skipped_by_thread: HashMap<i32, u64>,
     /// Samples whose stack was deeper than the copy.
     pub(crate) truncated: u64,
 }
 
 impl Collected {
+    /// Counts a look at thread `tid` that could not be taken.
+    fn skip(&mut self, tid: i32) {
+        self.skipped += 1;
+        *self.skipped_by_thread.entry(tid).or_default() += 1;
+    }
+
     /// Counts `ticks` more on `stack` of thread `tid`.
     fn count(&mut self, tid: i32, stack: Vec<u64>, ticks: u64) {
         *self.stacks.entry((tid, stack)).or_default() += ticks;
@@ -190,7 +198,9 @@ impl Selector<'_> {
             return false;
         }
         match self.thread {
-            None => true,
+            // The manhole's own threads (listener, sessions, watchdog) are
+            // not the program's work: left out unless asked for by name.
+            None => !name.starts_with("manhole"),
             Some(wanted) => match wanted.parse::<i32>() {
                 Ok(wanted_tid) => wanted_tid == tid,
                 Err(_) => name.starts_with(wanted),
@@ -273,6 +283,7 @@ pub(crate) fn run(
             threads: HashMap::new(),
             dropped: 0,
             skipped: 0,
+            skipped_by_thread: HashMap::new(),
             truncated: 0,
         },
     };
@@ -444,7 +455,7 @@ impl Profile<'_> {
                         state.last = Some(stack.clone());
                         self.collected.count(tid, stack, 1);
                     }
-                    _ => self.collected.skipped += 1,
+                    _ => self.collected.skip(tid),
                 }
                 continue;
             }
@@ -457,14 +468,14 @@ impl Profile<'_> {
                 // where it was, and signalled from the next look on.
                 match &state.last {
                     Some(stack) => self.collected.count(tid, stack.clone(), 1),
-                    None => self.collected.skipped += 1,
+                    None => self.collected.skip(tid),
                 }
                 continue;
             }
             match signals::send_to_thread(self.signal, tid, self.tick) {
                 Ok(()) => {}
                 Err(err) if err.raw_os_error() == Some(libc::ESRCH) => {}
-                Err(_) => self.collected.skipped += 1,
+                Err(_) => self.collected.skip(tid),
             }
         }
     }
