@@ -256,6 +256,15 @@ impl Source {
                         }
                     }
                 }
+                // The innermost frame without a place (an address the
+                // function records leave out, as some prologues are): the
+                // line table alone may still have it.
+                if let Some(innermost) = frames.first_mut().filter(|frame| frame.line.is_none()) {
+                    if let Ok(Some(location)) = loader.find_location(relative) {
+                        innermost.file = location.file.map(str::to_owned);
+                        innermost.line = location.line;
+                    }
+                }
                 frames
             }
             Source::Names(table) => table

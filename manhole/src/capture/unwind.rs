@@ -14,7 +14,7 @@
 //! unloaded since.
 
 pub(crate) use crate::os::interrupted::Registers;
-use crate::os::loader::each_module;
+use crate::os::loader::{each_module, module_name};
 use framehop::{
     Error as UnwindError, ExplicitModuleSectionInfo, FrameAddress, Module, Unwinder as _,
 };
@@ -600,14 +600,8 @@ unsafe fn module(
             eh_frame_svma.end - eh_frame_svma.start,
         )
     };
-    let name = if info.dlpi_name.is_null() {
-        String::new()
-    } else {
-        // SAFETY: the loader's NUL-terminated name.
-        unsafe { std::ffi::CStr::from_ptr(info.dlpi_name) }
-            .to_string_lossy()
-            .into_owned()
-    };
+    // SAFETY: called from the loader's callback, with its info.
+    let name = unsafe { module_name(info) };
     let name = if name.is_empty() {
         "[main]".to_owned()
     } else {

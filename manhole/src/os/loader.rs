@@ -22,3 +22,19 @@ pub(crate) fn each_module(visit: &mut dyn FnMut(&libc::dl_phdr_info)) {
     // SAFETY: the callback only hands each info to the visitor.
     unsafe { libc::dl_iterate_phdr(Some(each), (&raw mut visit).cast()) };
 }
+
+/// A module's name as the loader has it: its path, empty for the main
+/// program (whose path `/proc/self/exe` gives).
+///
+/// # Safety
+///
+/// Call only from a `dl_iterate_phdr` callback, with the info it was given.
+pub(crate) unsafe fn module_name(info: &libc::dl_phdr_info) -> String {
+    if info.dlpi_name.is_null() {
+        return String::new();
+    }
+    // SAFETY: the loader's NUL-terminated name, valid during the callback.
+    unsafe { std::ffi::CStr::from_ptr(info.dlpi_name) }
+        .to_string_lossy()
+        .into_owned()
+}

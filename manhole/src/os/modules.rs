@@ -4,7 +4,7 @@
 //! `dl_iterate_phdr` (the crash report's at install, so that its handler
 //! only reads what is already there).
 
-use super::loader::each_module;
+use super::loader::{each_module, module_name};
 use std::fmt::Write as _;
 
 /// One loaded module.
@@ -66,14 +66,8 @@ unsafe fn describe(info: &libc::dl_phdr_info) -> Module {
             break;
         }
     }
-    let name = if info.dlpi_name.is_null() {
-        String::new()
-    } else {
-        // SAFETY: the loader's NUL-terminated name.
-        unsafe { std::ffi::CStr::from_ptr(info.dlpi_name) }
-            .to_string_lossy()
-            .into_owned()
-    };
+    // SAFETY: called from the loader's callback, with its info.
+    let name = unsafe { module_name(info) };
     let path = if name.is_empty() {
         std::fs::read_link("/proc/self/exe")
             .map_or_else(|_| "[main]".to_owned(), |path| path.display().to_string())

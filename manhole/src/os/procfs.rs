@@ -153,15 +153,20 @@ impl Tasks {
 
     /// Reads `<tid>/<file>` into `buffer`; `None` once the thread is gone.
     fn read<'b>(&self, tid: i32, file: &str, buffer: &'b mut [u8]) -> Option<&'b str> {
-        let fd = nix::fcntl::openat(
+        let fd = self.open_file(tid, file)?;
+        let len = nix::unistd::read(&fd, buffer).ok()?;
+        std::str::from_utf8(&buffer[..len]).ok()
+    }
+
+    /// `<tid>/<file>`, open for reading; `None` once the thread is gone.
+    fn open_file(&self, tid: i32, file: &str) -> Option<std::os::fd::OwnedFd> {
+        nix::fcntl::openat(
             self.dir.as_fd(),
             format!("{tid}/{file}").as_str(),
             nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_CLOEXEC,
             nix::sys::stat::Mode::empty(),
         )
-        .ok()?;
-        let len = nix::unistd::read(&fd, buffer).ok()?;
-        std::str::from_utf8(&buffer[..len]).ok()
+        .ok()
     }
 
     /// Name and state, from `<tid>/stat`.
@@ -190,14 +195,9 @@ impl Tasks {
     /// `<tid>/schedstat`, kept open: how many times the thread has been
     /// scheduled, read again at will with one `pread` and no new `open`.
     pub(crate) fn scheduling(&self, tid: i32) -> Option<Scheduling> {
-        let fd = nix::fcntl::openat(
-            self.dir.as_fd(),
-            format!("{tid}/schedstat").as_str(),
-            nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_CLOEXEC,
-            nix::sys::stat::Mode::empty(),
-        )
-        .ok()?;
-        Some(Scheduling { fd })
+        Some(Scheduling {
+            fd: self.open_file(tid, "schedstat")?,
+        })
     }
 
     /// How long the thread has run on a CPU, in nanoseconds, from
