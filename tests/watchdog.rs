@@ -172,7 +172,12 @@ fn a_sync_call_stuck_past_stuck_call_is_reported_with_its_thread() {
 fn a_heartbeat_that_stops_is_reported_with_the_stack_of_its_thread_even_with_the_watchdog_off() {
     let service = stalls_service("");
     call(&service, "start_heartbeat", json!([]));
-    let beat = support::Json::connect(&service.socket).result("get", json!({"name": "MAIN_LOOP"}));
+    // Its thread is known from its first beat on.
+    let mut beat = Value::Null;
+    support::wait_until("the first beat", || {
+        beat = support::Json::connect(&service.socket).result("get", json!({"name": "MAIN_LOOP"}));
+        beat["thread"].as_i64().is_some()
+    });
     assert_eq!(beat["period_ms"], 300, "{beat}");
     assert!(beat["thread"].as_i64().unwrap() > 0, "{beat}");
     std::thread::sleep(Duration::from_millis(500));

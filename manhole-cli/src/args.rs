@@ -18,6 +18,7 @@ manhole-cli [OPTIONS] <PID|PATH>                    an interactive session
        manhole-cli [OPTIONS] <PID|PATH> COMMAND [ARG]...   one command, for scripts
        manhole-cli [OPTIONS] --all COMMAND [ARG]...        one command on every live manhole
        manhole-cli [OPTIONS] --ssh DEST... <PID|--all> [COMMAND [ARG]...]   the same on other hosts
+       manhole-cli [OPTIONS] <PID|PATH> dash [--interval DURATION]   a live dashboard (also with --ssh DEST)
        manhole-cli [OPTIONS] --stdio <PID|PATH>            join stdin and stdout to a manhole
        manhole-cli list [--clean|--prune] [--json]         every manhole on the machine (alias: ps)
        manhole-cli symbolize REPORT [--exe PATH]           symbolise a raw crash report, offline";
@@ -32,6 +33,8 @@ Examples:
   manhole-cli 1234 profile 30 --wall -o flame.svg
                                         a wall-clock flame graph, written here (also
                                         -o cpu.pb.gz for pprof, -o cpu.folded)
+  manhole-cli 1234 dash                 a live dashboard: threads, tasks, calls, runtime,
+                                        log and stalls, every second (`?` for keys)
   manhole-cli /run/app/mh.sock          a socket path instead of a pid
   manhole-cli list --prune              list every manhole; remove your stale sockets
   manhole-cli symbolize /tmp/manhole-crash-1234.txt --exe ./target/release/app

@@ -19,6 +19,7 @@
 mod args;
 mod bridge;
 mod connect;
+mod dash;
 mod discover;
 mod error;
 mod fanout;
@@ -79,6 +80,29 @@ fn run(cli: &Cli) -> Result<ExitCode, Error> {
             })?;
             Ok(ExitCode::SUCCESS)
         }),
+        Mode::OneShot(endpoint, words)
+            if words.first().map(String::as_str) == Some(dash::DASH_COMMAND) =>
+        {
+            on_host_of(&endpoint, || {
+                let interval = match dash::interval_of(&words[1..]) {
+                    Ok(interval) => interval,
+                    Err(usage) => {
+                        eprintln!("{FAILURE_PREFIX}{usage}");
+                        return Ok(ExitCode::from(status::NO_CONNECTION));
+                    }
+                };
+                let client = open(&endpoint, cli.timeout.max(interval * 3))?;
+                let (who, pid) = match &endpoint {
+                    Endpoint::Remote(remote) => (format!("{}:{}", remote.host, remote.pid), None),
+                    Endpoint::Local(Local::Pid(pid, _)) => (format!("pid {pid}"), Some(*pid)),
+                    Endpoint::Local(Local::Path(path)) => (path.display().to_string(), None),
+                };
+                let again = endpoint.clone();
+                let timeout = cli.timeout.max(interval * 3);
+                dash::run(client, who, pid, interval, move || open(&again, timeout))?;
+                Ok(ExitCode::SUCCESS)
+            })
+        }
         Mode::OneShot(endpoint, words) => on_host_of(&endpoint, || {
             let mut client = open(&endpoint, cli.timeout)?;
             Ok(match oneshot::run(&mut client, &words, cli.json)? {

@@ -1,15 +1,17 @@
 //! `top`: how much CPU each thread used over an interval.
 //!
-//! Two readings of every thread's user and system time
-//! (`/proc/self/task/*/stat`), the interval apart; the difference over the
-//! wall-clock time between them is the thread's share of one core. The
-//! session that asked sleeps in between, holding nothing: no lock, no
+//! Two readings of every thread's CPU-time clock (one `clock_gettime`
+//! each), the interval apart; the difference over the wall-clock time
+//! between them is the thread's share of one core. Names and states come
+//! from one read of each thread's `/proc/self/task/TID/stat` at the end.
+//! The session that asked sleeps in between, holding nothing: no lock, no
 //! dump turn, so every other session and every application thread runs on.
 
 use super::answer::Answer;
-use crate::os::procfs::{clock_ticks_per_second, Tasks};
+use crate::os::procfs::{thread_cpu_ns, Tasks};
 use serde_json::json;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 /// One thread's CPU use over the interval.
@@ -23,15 +25,16 @@ pub(crate) struct ThreadCpu {
     pub(crate) cpu_percent: f64,
 }
 
-/// Every thread's user plus system time, in clock ticks.
-fn cpu_ticks(tasks: &Tasks) -> HashMap<i32, u64> {
-    tasks
-        .tids()
-        .into_iter()
-        .filter_map(|tid| {
-            let times = tasks.times(tid)?.times;
-            Some((tid, times.utime + times.stime))
-        })
+/// Each thread's name and state at the end of the last `top`: a thread
+/// that has not run since cannot have changed either, so `top` does not
+/// read its `stat` again (one `/proc` read a thread is most of what a
+/// `top` of a thousand idle threads costs).
+static DESCRIBED: Mutex<BTreeMap<i32, (String, &'static str)>> = Mutex::new(BTreeMap::new());
+
+/// Every thread's CPU time so far, in nanoseconds.
+fn cpu_ns(tids: &[i32]) -> HashMap<i32, u64> {
+    tids.iter()
+        .filter_map(|&tid| Some((tid, thread_cpu_ns(tid)?)))
         .collect()
 }
 
@@ -42,27 +45,47 @@ pub(crate) fn sample(interval: Duration) -> Vec<ThreadCpu> {
     let Some(tasks) = Tasks::open() else {
         return Vec::new();
     };
-    let before = cpu_ticks(&tasks);
+    let before = cpu_ns(&tasks.tids());
     let started = Instant::now();
     std::thread::sleep(interval);
     let elapsed = started.elapsed().as_secs_f64();
-    let hz = clock_ticks_per_second() as f64;
+    let mut described = DESCRIBED
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let mut threads: Vec<ThreadCpu> = tasks
         .tids()
         .into_iter()
         .filter_map(|tid| {
-            let now = tasks.times(tid)?;
-            let used = (now.times.utime + now.times.stime)
-                .saturating_sub(before.get(&tid).copied().unwrap_or(0));
-            let percent = used as f64 / hz / elapsed * 100.0;
+            let now = thread_cpu_ns(tid)?;
+            let used = now.saturating_sub(before.get(&tid).copied().unwrap_or(0));
+            // A thread that did not run kept the name and state it had:
+            // changing either takes running (but for one woken and still
+            // waiting for a CPU, shown asleep until it runs). Its `stat` is
+            // read again only when it ran, or is new.
+            let known = described
+                .get(&tid)
+                .filter(|_| used == 0 && before.contains_key(&tid));
+            let (name, state) = match known {
+                Some((name, state)) => (name.clone(), *state),
+                None => {
+                    let stat = tasks.stat(tid)?;
+                    (stat.name, stat.state)
+                }
+            };
+            let percent = used as f64 / 1e9 / elapsed * 100.0;
             Some(ThreadCpu {
                 tid,
-                name: now.name,
-                state: now.state,
+                name,
+                state,
                 cpu_percent: (percent * 10.0).round() / 10.0,
             })
         })
         .collect();
+    *described = threads
+        .iter()
+        .map(|thread| (thread.tid, (thread.name.clone(), thread.state)))
+        .collect();
+    drop(described);
     threads.sort_by(|a, b| {
         b.cpu_percent
             .total_cmp(&a.cpu_percent)
