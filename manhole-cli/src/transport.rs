@@ -88,7 +88,7 @@ impl Link {
             // to become a zombie, or to vanish.
             let deadline = std::time::Instant::now() + Duration::from_millis(300);
             loop {
-                if !process_lives(pid) {
+                if !crate::procfs::runs(pid) {
                     return Error::Exited { pid };
                 }
                 if std::time::Instant::now() >= deadline {
@@ -109,14 +109,4 @@ impl Link {
     pub fn failure(&mut self, wait: Duration) -> Option<Error> {
         self.tunnel.as_mut()?.failure(wait)
     }
-}
-
-/// Whether `pid` is a process that runs: not gone, not a zombie.
-fn process_lives(pid: i32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
-        // `pid (name) S ...`: the state follows the name's last `)`.
-        stat.rfind(')')
-            .and_then(|close| stat[close + 1..].trim_start().chars().next())
-            .is_some_and(|state| !matches!(state, 'Z' | 'X' | 'x'))
-    })
 }

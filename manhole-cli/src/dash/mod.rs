@@ -304,15 +304,6 @@ fn lacks(reply: &ErrorReply) -> bool {
         .any(|reason| reply.failure.is(*reason))
 }
 
-/// Whether `pid` still runs on this machine.
-fn alive(pid: i32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
-        stat.rfind(')')
-            .and_then(|close| stat[close + 1..].trim_start().chars().next())
-            .is_some_and(|state| !matches!(state, 'Z' | 'X'))
-    })
-}
-
 /// The poller: rounds of requests, one at a time, until the UI is gone.
 fn poll(
     client: Client,
@@ -362,7 +353,7 @@ fn poll(
             continue;
         }
         let Some(session) = client.as_mut() else {
-            if pid.is_some_and(|pid| !alive(pid)) {
+            if pid.is_some_and(|pid| !crate::procfs::runs(pid)) {
                 let pid = pid.unwrap_or_default();
                 let _ = updates.send(Update::Status(format!("process {pid} has exited"), true));
                 std::thread::sleep(Duration::from_millis(500));
