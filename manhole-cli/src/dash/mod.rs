@@ -64,7 +64,7 @@ enum Update {
 
 /// Puts the terminal back as it was when dropped: on quit, on an error,
 /// and on a panic (the hook restores it before the message is printed).
-struct Terminal_ {
+struct TerminalGuard {
     terminal: Terminal<CrosstermBackend<std::io::Stdout>>,
 }
 
@@ -75,8 +75,8 @@ fn restore_terminal() {
     let _ = stdout.execute(crossterm::cursor::Show);
 }
 
-impl Terminal_ {
-    fn open() -> Result<Terminal_, Error> {
+impl TerminalGuard {
+    fn open() -> Result<TerminalGuard, Error> {
         let failed = |err: std::io::Error| Error::io("set up the terminal", err);
         terminal::enable_raw_mode().map_err(failed)?;
         let previous = std::panic::take_hook();
@@ -87,11 +87,11 @@ impl Terminal_ {
         let mut stdout = std::io::stdout();
         stdout.execute(EnterAlternateScreen).map_err(failed)?;
         let terminal = Terminal::new(CrosstermBackend::new(stdout)).map_err(failed)?;
-        Ok(Terminal_ { terminal })
+        Ok(TerminalGuard { terminal })
     }
 }
 
-impl Drop for Terminal_ {
+impl Drop for TerminalGuard {
     fn drop(&mut self) {
         restore_terminal();
     }
@@ -120,7 +120,7 @@ pub fn run(
         .name("manhole-dash".to_owned())
         .spawn(move || poll(client, interval, pid, reconnect, &asked, &updates))
         .map_err(|err| Error::io("start the dashboard's poller", err))?;
-    let mut terminal = Terminal_::open()?;
+    let mut terminal = TerminalGuard::open()?;
     let mut view = View::default();
     let mut screen = Screen {
         status: format!("{label} · connecting"),

@@ -246,7 +246,7 @@ pub fn draw(frame: &mut Frame<'_>, view: &View, screen: &Screen) {
             Pane::Tasks => draw_tasks(frame, inner, view, screen),
             Pane::Calls => draw_calls(frame, inner, view, screen),
             Pane::Runtime => draw_runtime(frame, inner, view),
-            Pane::Log => draw_log(frame, inner, view, screen),
+            Pane::Log => draw_log(frame, inner, view),
             Pane::Stalls => draw_stalls(frame, inner, view, screen),
         }
     }
@@ -498,8 +498,7 @@ fn level_style(level: &str) -> Style {
     }
 }
 
-fn draw_log(frame: &mut Frame<'_>, area: Rect, view: &View, screen: &Screen) {
-    let _ = screen;
+fn draw_log(frame: &mut Frame<'_>, area: Rect, view: &View) {
     let Some(log) = &view.log else {
         return;
     };
