@@ -142,7 +142,15 @@ fn a_sync_call_stuck_past_stuck_call_is_reported_with_its_thread() {
         line.contains("`sync_step` (sync_step) has been running for"),
         "{line}"
     );
-    let reports = reports_of(&service, "stuck_call", Duration::from_secs(5));
+    // Both calls are reported, the outer one and the inner one, in the
+    // same look or the next.
+    let mut reports = Vec::new();
+    support::wait_until("both sync calls reported", || {
+        reports = reports_of(&service, "stuck_call", Duration::from_secs(5));
+        ["sync_step", "sync_inner"]
+            .iter()
+            .all(|name| reports.iter().any(|report| report["name"] == *name))
+    });
     let inner = reports
         .iter()
         .find(|report| report["name"] == "sync_inner")
