@@ -412,47 +412,55 @@ fn round(session: &mut Client, interval: Duration, view: &mut View) -> Result<()
     let tasks = session.ask(&Request::Tasks {
         older_than: Duration::ZERO,
     })?;
-    match (&top, &tasks) {
-        (Ok(top), Ok(tasks)) => view.set_threads(top, Some(tasks)),
-        (Ok(top), Err(_)) => view.set_threads(top, None),
-        (Err(reply), _) if lacks(reply) => view.threads = None,
-        (Err(_), _) => {}
-    }
-    match &tasks {
-        Ok(tasks) => view.set_tasks(tasks),
-        Err(reply) if lacks(reply) => view.tasks = None,
-        Err(_) => {}
-    }
-    match session.ask(&Request::Stats {
+    // A thread's poll comes from `tasks`, when there is one.
+    let polls = tasks.as_ref().ok();
+    apply(
+        view,
+        &top,
+        &mut |view, top| view.set_threads(top, polls),
+        |view| {
+            view.threads = None;
+        },
+    );
+    apply(view, &tasks, &mut View::set_tasks, |view| view.tasks = None);
+    let stats = session.ask(&Request::Stats {
         sort: SortBy::Name,
         window: Some(interval.max(Duration::from_secs(1))),
-    })? {
-        Ok(stats) => view.set_calls(&stats),
-        Err(reply) if lacks(&reply) => view.calls = None,
-        Err(_) => {}
+    })?;
+    apply(view, &stats, &mut View::set_calls, |view| view.calls = None);
+    let runtime = session.ask(&Request::Runtime)?;
+    apply(view, &runtime, &mut View::set_runtime, |view| {
+        view.runtime = None
+    });
+    // The filter in force, then the events after the newest kept.
+    let shown = session.ask(&Request::Log(LogRequest::Show))?;
+    apply(view, &shown, &mut View::set_log_filter, |view| {
+        view.log = None
+    });
+    if shown.is_ok() {
+        let events = session.ask(&Request::Log(LogRequest::After(view.newest_log())))?;
+        apply(view, &events, &mut View::add_log, |view| view.log = None);
     }
-    match session.ask(&Request::Runtime)? {
-        Ok(runtime) => view.set_runtime(&runtime),
-        Err(reply) if lacks(&reply) => view.runtime = None,
-        Err(_) => {}
-    }
-    match session.ask(&Request::Log(LogRequest::Show))? {
-        Ok(shown) => {
-            view.log_filter = shown["filter"].as_str().map(str::to_owned);
-            let after = session.ask(&Request::Log(LogRequest::After(view.newest_log())))?;
-            if let Ok(events) = after {
-                view.add_log(&events);
-            }
-        }
-        Err(reply) if lacks(&reply) => view.log = None,
-        Err(_) => {}
-    }
-    match session.ask(&Request::Stalls)? {
-        Ok(stalls) => view.set_stalls(&stalls),
-        Err(reply) if lacks(&reply) => view.stalls = None,
-        Err(_) => {}
-    }
+    let stalls = session.ask(&Request::Stalls)?;
+    apply(view, &stalls, &mut View::set_stalls, |view| {
+        view.stalls = None
+    });
     Ok(())
+}
+
+/// One built-in's answer for its pane: shown; the pane hidden when the
+/// server lacks the built-in; or, after a passing error, left as it was.
+fn apply(
+    view: &mut View,
+    answer: &Result<Value, ErrorReply>,
+    show: &mut dyn FnMut(&mut View, &Value),
+    hide: fn(&mut View),
+) {
+    match answer {
+        Ok(value) => show(view, value),
+        Err(reply) if lacks(reply) => hide(view),
+        Err(_) => {}
+    }
 }
 
 /// A thread's stack, shortened, for the popup.

@@ -211,6 +211,11 @@ impl View {
         });
     }
 
+    /// The log filter in force, from `log`.
+    pub fn set_log_filter(&mut self, shown: &Value) {
+        self.log_filter = shown["filter"].as_str().map(str::to_owned);
+    }
+
     /// New log events, after those already kept.
     pub fn add_log(&mut self, events: &Value) {
         let log = self.log.get_or_insert_with(VecDeque::new);

@@ -17,6 +17,7 @@
 use crate::capture::turn;
 use crate::instrument::clock::now_ns;
 use crate::options::DEFAULT_SYMBOL_CACHE_IDLE;
+use crate::os::loader::load_counters;
 use crate::os::modules::{self, Module};
 use serde::{Serialize, Serializer};
 use std::collections::HashMap;
@@ -126,8 +127,9 @@ impl LoadedGuard {
     fn resolve(&mut self, probe: usize, address: usize) -> Vec<Frame> {
         let loaded = self.0.get_or_insert_with(Loaded::now);
         let mut frames = loaded.resolve(probe as u64, address);
-        if frames.is_none() {
-            // Perhaps a library loaded since the modules were listed.
+        // Perhaps a library loaded since the modules were listed: the
+        // loader's counters say whether any was.
+        if frames.is_none() && load_counters() != loaded.counters {
             loaded.refresh();
             frames = loaded.resolve(probe as u64, address);
         }
@@ -146,6 +148,8 @@ impl LoadedGuard {
 /// The loaded modules, each with what has been read of its file.
 struct Loaded {
     modules: Vec<(Module, Option<Source>)>,
+    /// The loader's load and unload counts when the modules were listed.
+    counters: (u64, u64),
 }
 
 /// What names the addresses of one module.
@@ -161,6 +165,7 @@ enum Source {
 impl Loaded {
     fn now() -> Loaded {
         Loaded {
+            counters: load_counters(),
             modules: modules::loaded()
                 .into_iter()
                 .map(|module| (module, None))
@@ -170,6 +175,7 @@ impl Loaded {
 
     /// Lists the modules again, keeping what was read of those still there.
     fn refresh(&mut self) {
+        self.counters = load_counters();
         let mut old = std::mem::take(&mut self.modules);
         self.modules = modules::loaded()
             .into_iter()

@@ -14,7 +14,7 @@
 //! unloaded since.
 
 pub(crate) use crate::os::interrupted::Registers;
-use crate::os::loader::{each_module, module_name};
+use crate::os::loader::{each_module, load_counters, module_name};
 use framehop::{
     Error as UnwindError, ExplicitModuleSectionInfo, FrameAddress, Module, Unwinder as _,
 };
@@ -448,27 +448,6 @@ fn start_registers(registers: Registers) -> UnwindRegs {
 #[cfg(target_arch = "aarch64")]
 fn start_registers(registers: Registers) -> UnwindRegs {
     UnwindRegs::new(registers.lr, registers.sp, registers.fp)
-}
-
-/// The loader's counts of loads and unloads, which change whenever the
-/// module list does.
-fn load_counters() -> (u64, u64) {
-    unsafe extern "C" fn first(
-        info: *mut libc::dl_phdr_info,
-        _size: usize,
-        data: *mut libc::c_void,
-    ) -> libc::c_int {
-        // SAFETY: the loader passes a valid info; `data` is the tuple below.
-        unsafe {
-            let info = &*info;
-            *data.cast::<(u64, u64)>() = (info.dlpi_adds, info.dlpi_subs);
-        }
-        1
-    }
-    let mut counters = (0u64, 0u64);
-    // SAFETY: the callback only reads the info and writes the tuple.
-    unsafe { libc::dl_iterate_phdr(Some(first), (&raw mut counters).cast()) };
-    counters
 }
 
 /// Every loaded module with its unwind sections copied out.

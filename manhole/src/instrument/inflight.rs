@@ -384,10 +384,10 @@ pub struct InFlight<F, A = NoArgs> {
     name: &'static str,
     stats: &'static CallStats,
     args: A,
-    /// Its slot's index plus one, 0 before the first poll (or with the
-    /// table full); and the generation it holds the slot in.
-    slot: u32,
-    generation: u64,
+    /// Its slot, from the first poll on (none with the table full): the
+    /// slot itself, kept so that a poll does not look it up again, its
+    /// index, and the generation the call holds it in.
+    slot: Option<(&'static Slot, u32, u64)>,
 }
 
 impl<F, A: ArgsOfCall> InFlight<F, A> {
@@ -398,14 +398,13 @@ impl<F, A: ArgsOfCall> InFlight<F, A> {
             name,
             stats,
             args,
-            slot: 0,
-            generation: 0,
+            slot: None,
         }
     }
 
     /// Takes a slot for this call, on its first poll.
     #[cold]
-    fn start(&mut self, now: u64, parent: usize) -> Option<&'static Slot> {
+    fn start(&mut self, now: u64, parent: usize) -> Option<(&'static Slot, u32, u64)> {
         hold_pool_across_fork();
         let index = claim()?;
         let Some(slot) = slot(index as usize) else {
@@ -414,7 +413,7 @@ impl<F, A: ArgsOfCall> InFlight<F, A> {
         };
         let generation = slot.generation.load(Relaxed) + 1;
         // A reader that sees this call's fields must then see that the
-        // slot's previous call has ended (see `read`).
+        // slot's previous call has ended (see `each_seen`).
         fence(Release);
         slot.name_start
             .store(self.name.as_ptr().cast_mut(), Relaxed);
@@ -423,9 +422,7 @@ impl<F, A: ArgsOfCall> InFlight<F, A> {
         slot.parent.store(parent, Relaxed);
         slot.store_args(self.args.call_args());
         slot.generation.store(generation, Release);
-        self.slot = index + 1;
-        self.generation = generation;
-        Some(slot)
+        Some((slot, index, generation))
     }
 }
 
@@ -461,18 +458,16 @@ impl<F: Future, A: ArgsOfCall> Future for InFlight<F, A> {
         let now = now_ns();
         let tid = tid();
         let previous = CURRENT.with(Cell::get);
-        let slot = if this.slot == 0 {
-            this.start(now, previous)
-        } else {
-            slot(this.slot as usize - 1)
-        };
-        if let Some(slot) = slot {
+        if this.slot.is_none() {
+            this.slot = this.start(now, previous);
+        }
+        if let Some((slot, index, generation)) = this.slot {
             slot.thread.store(tid, Relaxed);
             slot.poll_started_ns.store(now, Relaxed);
-            CURRENT.with(|current| current.set(id(this.slot as usize - 1, this.generation)));
+            CURRENT.with(|current| current.set(id(index as usize, generation)));
         }
         let _polling = Polling {
-            slot,
+            slot: this.slot.map(|(slot, ..)| slot),
             stats: this.stats,
             started: now,
             previous,
@@ -484,12 +479,9 @@ impl<F: Future, A: ArgsOfCall> Future for InFlight<F, A> {
 
 impl<F, A> Drop for InFlight<F, A> {
     fn drop(&mut self) {
-        let Some(index) = self.slot.checked_sub(1) else {
-            return;
-        };
-        if let Some(slot) = slot(index as usize) {
+        if let Some((slot, index, generation)) = self.slot {
             slot.poll_started_ns.store(0, Relaxed);
-            slot.generation.store(self.generation + 1, Release);
+            slot.generation.store(generation + 1, Release);
             release(index);
         }
     }
@@ -525,8 +517,8 @@ impl Call {
     }
 }
 
-/// Every in-flight call, read shard by shard; a poll longer than
-/// `slow_poll` is blocking its worker.
+/// Every in-flight call; a poll longer than `slow_poll` is blocking its
+/// worker.
 pub(crate) fn calls(slow_poll: Duration) -> Vec<Call> {
     read(slow_poll, false)
 }
@@ -550,8 +542,9 @@ struct Seen {
     args: Option<CallArgs>,
 }
 
-/// Every in-flight call in the table, without a lock or an allocation.
-fn each_seen(each: &mut dyn FnMut(Seen)) {
+/// Every in-flight call in the table (or only those being polled), without
+/// a lock or an allocation.
+fn each_seen(only_polled: bool, each: &mut dyn FnMut(Seen)) {
     let used = USED.load(Acquire);
     for index in 0..used {
         let Some(slot) = slot(index) else {
@@ -559,6 +552,11 @@ fn each_seen(each: &mut dyn FnMut(Seen)) {
         };
         let generation = slot.generation.load(Acquire);
         if generation % 2 == 0 {
+            continue;
+        }
+        // The watchdog's frequent looks want only the polled calls: a
+        // waiting one costs them this one read, not the copy of its text.
+        if only_polled && slot.poll_started_ns.load(Relaxed) == 0 {
             continue;
         }
         let name_start = slot.name_start.load(Relaxed);
@@ -596,7 +594,7 @@ fn read(slow_poll: Duration, only_polled: bool) -> Vec<Call> {
     let now = now_ns();
     let since = |ns: u64| Duration::from_nanos(now.saturating_sub(ns));
     let mut calls = Vec::new();
-    each_seen(&mut |seen| {
+    each_seen(only_polled, &mut |seen| {
         let started = seen.poll_started_ns;
         if only_polled && started == 0 {
             return;
@@ -632,7 +630,7 @@ pub(crate) struct CrashView {
 /// no allocation).
 pub(crate) fn each_in_crash(each: &mut dyn FnMut(CrashView)) {
     let now = now_ns();
-    each_seen(&mut |seen| {
+    each_seen(false, &mut |seen| {
         let started = seen.poll_started_ns;
         each(CrashView {
             id: seen.id,

@@ -38,3 +38,24 @@ pub(crate) unsafe fn module_name(info: &libc::dl_phdr_info) -> String {
         .to_string_lossy()
         .into_owned()
 }
+
+/// The loader's counts of loads and unloads, which change whenever the
+/// module list does.
+pub(crate) fn load_counters() -> (u64, u64) {
+    unsafe extern "C" fn first(
+        info: *mut libc::dl_phdr_info,
+        _size: usize,
+        data: *mut libc::c_void,
+    ) -> libc::c_int {
+        // SAFETY: the loader passes a valid info; `data` is the tuple below.
+        unsafe {
+            let info = &*info;
+            *data.cast::<(u64, u64)>() = (info.dlpi_adds, info.dlpi_subs);
+        }
+        1
+    }
+    let mut counters = (0u64, 0u64);
+    // SAFETY: the callback only reads the info and writes the tuple.
+    unsafe { libc::dl_iterate_phdr(Some(first), (&raw mut counters).cast()) };
+    counters
+}

@@ -129,15 +129,36 @@ pub(crate) fn reply<T: ?Sized + Serialize>(value: &T) -> Result<Option<Value>, F
 }
 
 /// `{"id":…,"jsonrpc":"2.0","result":VALUE}` and a newline, through a
-/// buffer of its own.
+/// buffer of its own, with VALUE serialised straight into it.
 fn write_response<T: ?Sized + Serialize>(
     out: &mut dyn Write,
     id: &Value,
     value: &T,
 ) -> io::Result<()> {
-    let mut buffered = io::BufWriter::with_capacity(64 * 1024, out);
+    write_result(out, id, &mut |buffered| {
+        serde_json::to_writer(buffered, value)
+    })
+}
+
+/// How much of a result is written to the client at a time.
+const RESULT_BUFFER: usize = 64 * 1024;
+
+/// A response whose result `write_value` serialises as it goes out: what
+/// both a command's reply and a large built-in's result (`stacks`,
+/// `tasks`) are written with, so that nothing holds the whole result.
+///
+/// # Errors
+///
+/// When `out` fails (the client went away, or stayed stuck past
+/// `write_timeout`), or the value cannot be written as JSON.
+pub(crate) fn write_result(
+    out: &mut dyn Write,
+    id: &Value,
+    write_value: &mut dyn FnMut(&mut dyn Write) -> serde_json::Result<()>,
+) -> io::Result<()> {
+    let mut buffered = io::BufWriter::with_capacity(RESULT_BUFFER, out);
     write!(buffered, r#"{{"id":{id},"jsonrpc":"2.0","result":"#)?;
-    serde_json::to_writer(&mut buffered, value).map_err(io::Error::from)?;
+    write_value(&mut buffered).map_err(io::Error::from)?;
     buffered.write_all(b"}\n")?;
     buffered.flush()
 }

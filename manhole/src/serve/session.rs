@@ -539,16 +539,9 @@ fn write_streamed(
         Ok(streamed) => streamed,
         Err(failure) => return Ok(Some(json_response(&id, Err(failure)))),
     };
-    let mut buffered = io::BufWriter::with_capacity(STREAM_BUFFER, out);
-    write!(buffered, r#"{{"id":{id},"jsonrpc":"2.0","result":"#)?;
-    streamed.write_to(&mut buffered).map_err(io::Error::from)?;
-    buffered.write_all(b"}\n")?;
-    buffered.flush()?;
+    reply::write_result(out, &id, &mut |buffered| streamed.write_to(buffered))?;
     Ok(None)
 }
-
-/// How much of a streamed result is written to the client at a time.
-const STREAM_BUFFER: usize = 64 * 1024;
 
 /// How often `log follow` looks for new events.
 const FOLLOW_INTERVAL: Duration = manhole_wire::LOG_FOLLOW_INTERVAL;
