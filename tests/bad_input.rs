@@ -129,5 +129,10 @@ fn as_many_sessions_as_the_limit_are_all_served_at_once() {
         assert_eq!(session.ask(&format!("add {i} 1")), format!("{}\n", i + 1));
     }
     drop(sessions);
+    // Each session ends when its thread sees its client gone, a moment
+    // after: until then a 17th client would be one too many.
+    support::wait_until("the sessions to end", || {
+        support::threads_named(service.pid, "manhole-session").is_empty()
+    });
     still_serving(&mut service);
 }
