@@ -473,7 +473,9 @@ impl Options {
     /// The longest a dying process waits for its symbolised crash report
     /// ([`DEFAULT_CRASH_TIMEOUT`] by default) before it dies with the raw
     /// one, so that a crash report never keeps alive a process that should
-    /// die.
+    /// die. Zero starts no symboliser at all: the report stays raw (frames
+    /// as module and offset), for `manhole-cli symbolize` to finish
+    /// offline; for a process that may not be traced, or must die at once.
     pub fn crash_timeout(mut self, timeout: Duration) -> Self {
         self.crash_timeout = timeout;
         self
@@ -527,7 +529,6 @@ impl Options {
             ("write_timeout", self.write_timeout),
             ("command_timeout", self.command_timeout),
             ("slow_poll", self.slow_poll),
-            ("crash_timeout", self.crash_timeout),
             ("stuck_call", self.stuck_call),
             ("symbol_cache_idle", self.symbol_cache_idle),
         ] {

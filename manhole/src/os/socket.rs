@@ -43,6 +43,11 @@ impl SocketFile {
         .is_ok_and(|stat| identity(&stat) == self.identity)
     }
 
+    /// The device and inode of the socket file bound.
+    pub(crate) fn identity(&self) -> (u64, u64) {
+        self.identity
+    }
+
     /// Removes the socket if the path still holds the file this manhole
     /// bound. Safe to call from `atexit`: no allocation, no panic.
     pub(crate) fn remove(&self) {

@@ -41,23 +41,21 @@
 //!    program installed itself, runs then; without one the default action
 //!    kills the process and writes a core dump where the system does.
 
+use super::helper;
 use super::sections;
 use super::signal_safe as safe;
 use super::state::{
-    index_of, Prepared, Shared, FATAL, LAST_LINE, ORIGINAL_CONTEXT, ORIGINAL_INFO, ORIGINAL_SIGNAL,
-    OUT, REPORT_PATH, SHARED,
+    Prepared, FATAL, LAST_LINE, ORIGINAL_CONTEXT, ORIGINAL_INFO, ORIGINAL_SIGNAL, OUT, REPORT_PATH,
+    SHARED,
 };
 use crate::os::modules;
 use crate::os::{interrupted, signals};
 use std::ffi::CString;
 use std::os::unix::ffi::OsStrExt as _;
 use std::path::Path;
-use std::sync::atomic::{AtomicI32, AtomicPtr, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicPtr, AtomicU32, AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
-
-/// The environment variable that makes a re-executed binary the symboliser.
-pub(crate) const HELPER_VARIABLE: &str = "MANHOLE_CRASH_HELPER";
 
 /// The report's sections, in order; the helper finds them by these titles.
 pub(crate) const SECTIONS: [&str; 8] = [
@@ -100,11 +98,58 @@ static FAULTED: AtomicU32 = AtomicU32::new(u32::MAX);
 static FILE_FD: AtomicI32 = AtomicI32::new(-1);
 static SCRATCH_FD: AtomicI32 = AtomicI32::new(-1);
 
-/// Helper start-up test hook: `MANHOLE_CRASH_HELPER_PATH` names another
-/// executable for the helper (a path that does not exist keeps it from
-/// running). Read at install.
-const HELPER_PATH_VARIABLE: &str = "MANHOLE_CRASH_HELPER_PATH";
-static HELPER_PATH: AtomicPtr<CString> = AtomicPtr::new(std::ptr::null_mut());
+/// The socket this process bound, by device and inode; `[0, 0]` while
+/// there is none (before the bind, in a dormant manhole, after install
+/// failed): a crash unlinks only that file.
+static SOCKET_IDENTITY: [AtomicU64; 2] = [AtomicU64::new(0), AtomicU64::new(0)];
+/// The write end of the pipe that tells the listener the process survived
+/// a fatal signal (-1 before the first install).
+static SURVIVAL_WRITE: AtomicI32 = AtomicI32::new(-1);
+static SURVIVAL_READ: AtomicI32 = AtomicI32::new(-1);
+
+/// Records the socket file the listener bound (`None` once it is gone),
+/// so that a crash removes that file and never one that replaced it.
+/// Normal context.
+pub(crate) fn socket_bound(identity: Option<(u64, u64)>) {
+    let (device, inode) = identity.unwrap_or((0, 0));
+    SOCKET_IDENTITY[0].store(0, Ordering::Release);
+    SOCKET_IDENTITY[1].store(inode, Ordering::Release);
+    SOCKET_IDENTITY[0].store(device, Ordering::Release);
+}
+
+/// The read end of the pipe written when the process survives a fatal
+/// signal: the listener then puts its socket back. Normal context.
+pub(crate) fn survivals() -> Option<std::os::fd::BorrowedFd<'static>> {
+    let fd = SURVIVAL_READ.load(Ordering::Acquire);
+    // SAFETY: made at install and never closed.
+    (fd >= 0).then(|| unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) })
+}
+
+/// Empties the survival pipe; `true` when it held anything. Normal
+/// context.
+pub(crate) fn drain_survivals() -> bool {
+    let fd = SURVIVAL_READ.load(Ordering::Acquire);
+    let mut any = false;
+    let mut buffer = [0u8; 16];
+    // SAFETY: reads into `buffer` from our own non-blocking pipe.
+    while fd >= 0 && unsafe { libc::read(fd, buffer.as_mut_ptr().cast(), buffer.len()) } > 0 {
+        any = true;
+    }
+    any
+}
+
+/// Makes the survival pipe, once per process. Normal context.
+fn make_survival_pipe() {
+    if SURVIVAL_READ.load(Ordering::Acquire) >= 0 {
+        return;
+    }
+    let mut pipe = [-1; 2];
+    // SAFETY: pipe2 fills two descriptors.
+    if unsafe { libc::pipe2(pipe.as_mut_ptr(), libc::O_CLOEXEC | libc::O_NONBLOCK) } == 0 {
+        SURVIVAL_WRITE.store(pipe[1], Ordering::Release);
+        SURVIVAL_READ.store(pipe[0], Ordering::Release);
+    }
+}
 
 /// Installs the crash handler for every fatal signal. Normal context.
 ///
@@ -134,10 +179,8 @@ pub(crate) fn install(settings: &Settings) -> std::io::Result<()> {
         uptime_at_install_ms: facts.uptime_s.map_or(0, |s| (s * 1000.0) as u64),
         monotonic_at_install_ms: safe::monotonic_ms(),
     });
-    if let Some(path) = std::env::var_os(HELPER_PATH_VARIABLE) {
-        let path = Box::new(CString::new(path.as_bytes()).unwrap_or_default());
-        HELPER_PATH.store(Box::into_raw(path), Ordering::Release);
-    }
+    make_secret();
+    make_survival_pipe();
     // The previous `Prepared` may still be read by a handler running now;
     // it is left allocated (a few kilobytes per reinstall).
     PREPARED.store(Box::into_raw(prepared), Ordering::Release);
@@ -149,6 +192,39 @@ pub(crate) fn install(settings: &Settings) -> std::io::Result<()> {
         PREVIOUS[index].store(Box::into_raw(Box::new(previous)), Ordering::Release);
     }
     Ok(())
+}
+
+/// Makes the secret a helper must show (once per process image: a forked
+/// child keeps its parent's, which it may read anyway). Normal context.
+fn make_secret() {
+    if SHARED
+        .token
+        .iter()
+        .any(|word| word.load(Ordering::Acquire) != 0)
+    {
+        return;
+    }
+    let mut bytes = [0u8; 16];
+    // SAFETY: getrandom fills `bytes`; a short or failed read leaves
+    // zeroes, checked below.
+    let filled = unsafe { libc::getrandom(bytes.as_mut_ptr().cast(), bytes.len(), 0) };
+    let bytes = if filled == 16 {
+        Some(bytes)
+    } else {
+        std::fs::File::open("/dev/urandom")
+            .ok()
+            .and_then(|mut file| {
+                use std::io::Read as _;
+                file.read_exact(&mut bytes).ok().map(|()| bytes)
+            })
+    };
+    // Without randomness no helper can prove itself: the raw report stays.
+    if let Some(bytes) = bytes {
+        for (word, chunk) in SHARED.token.iter().zip(bytes.chunks_exact(8)) {
+            let value = u64::from_ne_bytes(chunk.try_into().unwrap_or([0; 8]));
+            word.store(value, Ordering::Release);
+        }
+    }
 }
 
 /// Gives every fatal signal back the action it had before [`install`].
@@ -234,8 +310,36 @@ extern "C" fn on_fatal(
         }
     }
     let original = ORIGINAL_SIGNAL.load(Ordering::Acquire);
-    die(original, ORIGINAL_INFO.load(Ordering::Acquire));
+    if die(original, ORIGINAL_INFO.load(Ordering::Acquire)) {
+        // A sent signal whose chained handler returned: the process lives
+        // on, and so does its manhole.
+        survived();
+    }
     safe::set_errno(saved_errno);
+}
+
+/// Takes the fatal signals back and forgets the report, after a fatal
+/// signal the process survived; wakes the listener to put its socket back.
+/// Compromised context.
+fn survived() {
+    for (signal, _) in FATAL {
+        let _ = signals::take_fatal(signal, on_fatal);
+    }
+    for descriptor in [&FILE_FD, &SCRATCH_FD] {
+        let fd = descriptor.swap(-1, Ordering::AcqRel);
+        if fd >= 0 {
+            // SAFETY: our own descriptor; close is async-signal-safe.
+            unsafe { libc::close(fd) };
+        }
+    }
+    OUT.clear();
+    SECTION.store(0, Ordering::Release);
+    FAULTED.store(u32::MAX, Ordering::Release);
+    CRASHING.store(0, Ordering::Release);
+    let wake = SURVIVAL_WRITE.load(Ordering::Acquire);
+    if wake >= 0 {
+        safe::write_all(wake, b"1");
+    }
 }
 
 /// Whether a thread is writing a crash report: the process is dying, and
@@ -244,21 +348,21 @@ pub(crate) fn dying() -> bool {
     CRASHING.load(Ordering::Acquire) != 0
 }
 
-/// Puts the previous action back and lets the signal take it. Compromised
-/// context.
-fn die(signal: libc::c_int, info: *mut libc::siginfo_t) {
-    let previous = index_of(signal).map(|index| PREVIOUS[index].load(Ordering::Acquire));
-    match previous {
-        Some(previous) if !previous.is_null() => {
-            // SAFETY: never freed once stored.
-            let previous = unsafe { &*previous };
-            if signals::runs_a_handler(previous) {
-                signals::restore(signal, previous);
-            } else {
-                signals::restore(signal, &default_action());
+/// Puts every fatal signal's previous action back and lets the signal
+/// take it: the report is out, and a follow-up signal (std's overflow
+/// handler aborts) must not run this handler again on top of the first,
+/// which would overflow a small alternate stack. Returns `true` when it
+/// raised a sent signal again and is still alive. Compromised context.
+fn die(signal: libc::c_int, info: *mut libc::siginfo_t) -> bool {
+    for (index, (fatal, _)) in FATAL.iter().enumerate() {
+        let previous = PREVIOUS[index].load(Ordering::Acquire);
+        // SAFETY: never freed once stored.
+        match unsafe { previous.as_ref() } {
+            Some(previous) if signals::runs_a_handler(previous) => {
+                signals::restore(*fatal, previous);
             }
+            _ => signals::restore(*fatal, &default_action()),
         }
-        _ => signals::restore(signal, &default_action()),
     }
     // A fault raised by the hardware repeats when the handler returns; an
     // abort or a signal someone sent does not, so it is raised again.
@@ -272,6 +376,7 @@ fn die(signal: libc::c_int, info: *mut libc::siginfo_t) {
             libc::syscall(libc::SYS_tgkill, libc::getpid(), safe::gettid(), signal);
         }
     }
+    sent
 }
 
 fn default_action() -> libc::sigaction {
@@ -285,7 +390,11 @@ fn open_outputs(prepared: &Prepared) {
     OUT.clear();
     // SAFETY: memfd_create with a constant name; async-signal-safe syscall.
     let scratch = unsafe {
-        libc::syscall(libc::SYS_memfd_create, c"manhole-crash".as_ptr(), 0) as libc::c_int
+        libc::syscall(
+            libc::SYS_memfd_create,
+            c"manhole-crash".as_ptr(),
+            libc::MFD_CLOEXEC,
+        ) as libc::c_int
     };
     if scratch >= 0 {
         SCRATCH_FD.store(scratch, Ordering::Release);
@@ -305,12 +414,12 @@ fn open_outputs(prepared: &Prepared) {
             path.clear();
             return;
         }
-        // SAFETY: a NUL-terminated path; open is async-signal-safe. No
-        // O_CLOEXEC: the helper inherits the descriptor to rewrite it.
+        // SAFETY: a NUL-terminated path; open is async-signal-safe.
+        // Close-on-exec: only the helper gets it, by name, in the child.
         let fd = unsafe {
             libc::open(
                 path.as_cstr().as_ptr(),
-                libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW,
+                libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW | libc::O_CLOEXEC,
                 0o600,
             )
         };
@@ -388,12 +497,30 @@ fn finish(prepared: &Prepared) {
     }
 }
 
-/// Removes the socket file, only in the process that created it.
+/// Removes the socket file, only in the process that created it, and only
+/// while the path still names the socket it bound. Compromised context.
 fn remove_socket(prepared: &Prepared) {
+    let device = SOCKET_IDENTITY[0].load(Ordering::Acquire);
+    let inode = SOCKET_IDENTITY[1].load(Ordering::Acquire);
     // SAFETY: getpid cannot fail.
-    if unsafe { libc::getpid() } == prepared.pid && !prepared.socket_path.is_empty() {
-        // SAFETY: a NUL-terminated path; unlink is async-signal-safe.
-        unsafe { libc::unlink(prepared.socket_path.as_ptr()) };
+    if unsafe { libc::getpid() } != prepared.pid
+        || prepared.socket_path.is_empty()
+        || (device, inode) == (0, 0)
+    {
+        return;
+    }
+    // SAFETY: a NUL-terminated path; fstatat and unlinkat are
+    // async-signal-safe, and the stat is plain data.
+    unsafe {
+        let mut stat: libc::stat = std::mem::zeroed();
+        let path = prepared.socket_path.as_ptr();
+        #[allow(clippy::useless_conversion)]
+        let same = libc::fstatat(libc::AT_FDCWD, path, &mut stat, libc::AT_SYMLINK_NOFOLLOW) == 0
+            && stat.st_mode & libc::S_IFMT == libc::S_IFSOCK
+            && (u64::from(stat.st_dev), u64::from(stat.st_ino)) == (device, inode);
+        if same {
+            libc::unlinkat(libc::AT_FDCWD, path, 0);
+        }
     }
 }
 
@@ -418,24 +545,45 @@ fn copy_to_stderr(fd: libc::c_int) {
 
 /// Starts the symboliser and waits for it, at most `crash_timeout`.
 /// `true` when it wrote the symbolised report. Compromised context.
+///
+/// The child gets exactly three descriptors (the raw report's memory file,
+/// the report file, the read end of a pipe): every descriptor of the crash
+/// path is close-on-exec, and the child clears that flag on these three
+/// only, between `clone` and `execve`. Once the child's PID is known, it
+/// alone is named this process's tracer, and only then is the secret sent
+/// down the pipe: the helper waits for it before it traces anything.
 fn run_helper(prepared: &Prepared) -> bool {
     static ENVIRONMENT: safe::ReporterOnly<[u8; 256]> = safe::ReporterOnly::new([0; 256]);
     static ENVP: safe::ReporterOnly<[*const libc::c_char; 1024]> =
         safe::ReporterOnly::new([std::ptr::null(); 1024]);
     static ARGV: safe::ReporterOnly<[*const libc::c_char; 2]> =
         safe::ReporterOnly::new([std::ptr::null(); 2]);
-    let scratch = SCRATCH_FD.load(Ordering::Acquire);
-    if scratch < 0 {
-        return false;
-    }
     static VARIABLE: safe::ReporterOnly<safe::PathBuf<256>> =
         safe::ReporterOnly::new(safe::PathBuf::new());
+    let scratch = SCRATCH_FD.load(Ordering::Acquire);
+    let file = FILE_FD.load(Ordering::Acquire);
+    if scratch < 0 || prepared.timeout_ms == 0 || !HELPER_RUNS {
+        return false;
+    }
+    let secret: [u64; 2] = [
+        SHARED.token[0].load(Ordering::Acquire),
+        SHARED.token[1].load(Ordering::Acquire),
+    ];
+    if secret == [0, 0] {
+        return false;
+    }
+    let mut pipe = [-1; 2];
+    // SAFETY: pipe2 fills two descriptors; async-signal-safe.
+    if unsafe { libc::pipe2(pipe.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return false;
+    }
+    let [secret_read, secret_write] = pipe;
     // SAFETY: only the reporting thread gets here.
     let variable = unsafe { &mut *VARIABLE.get() };
     variable.clear();
     // SAFETY: getpid cannot fail.
     let pid = unsafe { libc::getpid() } as u64;
-    let built = variable.push(HELPER_VARIABLE.as_bytes())
+    let built = variable.push(helper::VARIABLE.as_bytes())
         && variable.push(b"=")
         && variable.push_dec(pid)
         && variable.push(b" ")
@@ -443,19 +591,13 @@ fn run_helper(prepared: &Prepared) -> bool {
         && variable.push(b" ")
         && variable.push_dec(scratch as u64)
         && variable.push(b" ")
-        && push_signed(variable, FILE_FD.load(Ordering::Acquire))
+        && push_signed(variable, file)
         && variable.push(b" ")
-        && variable.push_dec(&SHARED as *const Shared as usize as u64);
+        && variable.push_dec(secret_read as u64);
     if !built {
+        close_both(pipe);
         return false;
     }
-    let helper_path = HELPER_PATH.load(Ordering::Acquire);
-    let program: *const libc::c_char = if helper_path.is_null() {
-        c"/proc/self/exe".as_ptr()
-    } else {
-        // SAFETY: never freed once stored.
-        unsafe { (*helper_path).as_ptr() }
-    };
     // SAFETY: only the reporting thread writes these statics, before the
     // clone; the child only reads them for execve.
     unsafe {
@@ -469,7 +611,7 @@ fn run_helper(prepared: &Prepared) -> bool {
         let mut inherited = environ_pointer();
         while !inherited.is_null() && !(*inherited).is_null() && count < envp.len() - 1 {
             let entry = std::ffi::CStr::from_ptr(*inherited).to_bytes();
-            if !entry.starts_with(HELPER_VARIABLE.as_bytes()) {
+            if !entry.starts_with(helper::VARIABLE.as_bytes()) {
                 envp[count] = *inherited;
                 count += 1;
             }
@@ -481,23 +623,25 @@ fn run_helper(prepared: &Prepared) -> bool {
         argv[1] = std::ptr::null();
     }
     SHARED.done.store(0, Ordering::Release);
-    // Any process may trace us while we wait: the helper is our child, not
-    // our ancestor, which Yama's default scope would otherwise refuse.
-    // SAFETY: prctl is a plain syscall.
-    unsafe { libc::prctl(libc::PR_SET_PTRACER, libc::PR_SET_PTRACER_ANY, 0, 0, 0) };
     // A raw clone: no fork handlers run and no lock is taken; the child
-    // only calls execve.
+    // only clears three close-on-exec flags and calls execve.
     // SAFETY: with only SIGCHLD as flags, clone behaves as fork; the child
     // touches nothing but the statics prepared above before execve.
     let child =
         unsafe { libc::syscall(libc::SYS_clone, libc::SIGCHLD as libc::c_ulong, 0, 0, 0, 0) };
     if child == 0 {
-        // SAFETY: execve with NUL-terminated arrays prepared above; on
-        // failure the child ends at once.
+        // SAFETY: fcntl on our own descriptors, then execve with
+        // NUL-terminated arrays prepared above; on failure the child ends
+        // at once.
         unsafe {
+            for fd in [scratch, file, secret_read] {
+                if fd >= 0 {
+                    libc::syscall(libc::SYS_fcntl, fd, libc::F_SETFD, 0);
+                }
+            }
             libc::syscall(
                 libc::SYS_execve,
-                program,
+                c"/proc/self/exe".as_ptr(),
                 ARGV.get().cast::<*const libc::c_char>(),
                 ENVP.get().cast::<*const libc::c_char>(),
             );
@@ -505,30 +649,59 @@ fn run_helper(prepared: &Prepared) -> bool {
         }
         return false;
     }
+    // SAFETY: our own descriptor; the child has its copy.
+    unsafe { libc::close(secret_read) };
     if child < 0 {
+        // SAFETY: our own descriptor.
+        unsafe { libc::close(secret_write) };
         return false;
     }
     let child = child as libc::pid_t;
+    // Only the helper may trace us while we wait: it is our child, not our
+    // ancestor, which Yama's scope 1 would otherwise refuse. Without Yama
+    // the call fails and nothing needs it.
+    // SAFETY: prctl is a plain syscall.
+    unsafe { libc::prctl(libc::PR_SET_PTRACER, child as libc::c_ulong, 0, 0, 0) };
+    let mut bytes = [0u8; 16];
+    bytes[..8].copy_from_slice(&secret[0].to_ne_bytes());
+    bytes[8..].copy_from_slice(&secret[1].to_ne_bytes());
+    safe::write_all(secret_write, &bytes);
+    // SAFETY: our own descriptor.
+    unsafe { libc::close(secret_write) };
     let deadline = safe::monotonic_ms().saturating_add(prepared.timeout_ms);
-    loop {
+    let symbolised = loop {
         if SHARED.done.load(Ordering::Acquire) == 1 {
             reap(child);
-            return true;
+            break true;
         }
         let mut status = 0;
         // SAFETY: waitpid is async-signal-safe.
         let waited = unsafe { libc::waitpid(child, &mut status, libc::WNOHANG) };
         if waited == child || (waited < 0 && safe::errno() == libc::ECHILD) {
-            return SHARED.done.load(Ordering::Acquire) == 1;
+            break SHARED.done.load(Ordering::Acquire) == 1;
         }
         if safe::monotonic_ms() >= deadline {
             // SAFETY: our own child.
             unsafe { libc::kill(child, libc::SIGKILL) };
             reap(child);
             OUT.str("[the symboliser did not finish within crash_timeout]\n");
-            return false;
+            break false;
         }
         safe::sleep_ms(5);
+    };
+    // SAFETY: prctl is a plain syscall; the helper is gone.
+    unsafe { libc::prctl(libc::PR_SET_PTRACER, 0, 0, 0, 0) };
+    symbolised
+}
+
+/// Whether this build can start the helper: musl never runs the
+/// `.preinit_array` its entry lives in (see [`super::helper`]).
+const HELPER_RUNS: bool = !cfg!(target_env = "musl");
+
+fn close_both(pipe: [libc::c_int; 2]) {
+    for fd in pipe {
+        // SAFETY: our own descriptors; close is async-signal-safe.
+        unsafe { libc::close(fd) };
     }
 }
 

@@ -1,46 +1,74 @@
-//! The crash symboliser: the crashed binary, run again by the dying
-//! process with `MANHOLE_CRASH_HELPER` set, becomes this before the
-//! program's `main` runs (an `.init_array` entry), turns the raw report
-//! into a symbolised one, and exits.
+//! The crash symboliser's entry, and the proof it asks for before it acts.
 //!
-//! It runs in *normal context*, in a process of its own: it may allocate,
-//! and a fault here costs only the symbolised report. It stops every
-//! thread of the crashed process with `ptrace` (the dying process allowed
-//! it with `PR_SET_PTRACER`), reads their registers and copies their
-//! stacks, unwinds them with this binary's own unwind tables placed where
-//! the crashed process has each module (`/proc/PID/maps`), and symbolises
-//! with this binary's own debug info. Sections it cannot improve on (the
-//! registers, the in-flight calls, the log, the modules) are kept as the
-//! raw report wrote them. It replaces the raw report in the report file,
-//! writes the symbolised one to stderr, and tells the dying process it is
-//! done by writing to its memory.
+//! A dying process starts its symboliser by re-executing its own binary
+//! (`/proc/self/exe`) with `MANHOLE_CRASH_HELPER` set; this module's entry
+//! sees the variable before anything of the program runs, turns the raw
+//! report into a symbolised one ([`super::symboliser`]) and exits.
+//!
+//! # Nothing of the program runs in the helper
+//!
+//! The entry sits in `.preinit_array`, which the loader runs before any
+//! `.init_array` and before every shared library's constructors: no
+//! constructor of the program, of a C or C++ library, or of std runs twice
+//! for one crash. What is safe there: the loader has relocated everything,
+//! set up thread-local storage and initialised glibc's early state, and
+//! the entry gets `argc`, `argv` and `envp` as arguments, so it reads the
+//! environment from `envp` and never through `getenv`. `malloc`, `open`,
+//! `ptrace` and std's I/O work from there (sanitizers start the same way).
+//!
+//! Limits: a `.preinit_array` runs only in an executable (a manhole linked
+//! into a shared library never acts as the helper: its crashes leave the
+//! raw report), and musl does not run `.preinit_array` at all, so there the
+//! dying process starts no helper and leaves the raw report, which
+//! `manhole-cli symbolize` turns into the symbolised one offline.
+//!
+//! # Trust
+//!
+//! Anyone may set the variable, so the entry acts only when every one of
+//! these holds; otherwise it removes the variable from the environment,
+//! says nothing, and the program starts as if it had never been set:
+//! - the program runs without privileges it was given at `exec`
+//!   (`getauxval(AT_SECURE)` is 0: not set-user-ID, set-group-ID or with
+//!   file capabilities);
+//! - the process it is asked about is its parent, runs the same executable
+//!   (device and inode of `/proc/PID/exe`), and has the thread it names;
+//! - the parent proves the crash is real: it sends the 128-bit secret it
+//!   made at install ([`Shared::token`]) through a pipe that only this
+//!   child inherits, after it named the child its only tracer
+//!   (`PR_SET_PTRACER`), and the helper compares it with the secret it
+//!   reads from the parent's memory. The address it reads is not taken
+//!   from the variable: it is where this very binary keeps `SHARED`,
+//!   moved by the difference of the two processes' entry points (auxv).
+//!
+//! The variable carries only numbers: the parent's PID, the crashing
+//! thread, and the three inherited descriptors. It names no path.
 
-use super::signal_safe as safe;
-use super::state::{Shared, FIRST_LINE, LAST_LINE};
-use crate::capture::stacks::{self, Frame, Stacks, Symbols, ThreadStack};
-use crate::capture::unwind::{Registers, Remote};
-use std::collections::HashMap;
-use std::fmt::Write as _;
-use std::path::PathBuf;
+use super::state::{Shared, SHARED};
+use super::symboliser::{self, Request};
+use std::ffi::{c_char, c_int, CStr};
+use std::os::unix::fs::MetadataExt as _;
 
-/// Runs before `main` in every program that links the manhole: one
-/// `getenv`, and nothing more unless the variable is set.
+/// The environment variable that makes a re-executed binary the symboliser.
+pub(crate) const VARIABLE: &str = "MANHOLE_CRASH_HELPER";
+
+/// The longest the helper waits for its parent's secret.
+const SECRET_WAIT_MS: c_int = 30_000;
+
+/// Runs before every constructor of the program: one scan of `envp`, and
+/// nothing more unless the variable is there.
 #[used]
-#[link_section = ".init_array"]
-static START: extern "C" fn() = start;
+#[link_section = ".preinit_array"]
+static START: extern "C" fn(c_int, *const *const c_char, *mut *mut c_char) = start;
 
-extern "C" fn start() {
-    // SAFETY: getenv with a constant name, before `main`, while the
-    // process has one thread.
-    let value = unsafe { libc::getenv(c"MANHOLE_CRASH_HELPER".as_ptr()) };
-    if value.is_null() {
+extern "C" fn start(_argc: c_int, _argv: *const *const c_char, envp: *mut *mut c_char) {
+    // SAFETY: the loader passes the process's environment array, or null.
+    let Some(value) = (unsafe { take_variable(envp) }) else {
         return;
-    }
-    // SAFETY: getenv's NUL-terminated value.
-    let value = unsafe { std::ffi::CStr::from_ptr(value) }
-        .to_string_lossy()
-        .into_owned();
-    let status = match Request::parse(&value).and_then(|request| run(&request)) {
+    };
+    let Some(request) = verify(&value) else {
+        return;
+    };
+    let status = match symboliser::run(&request) {
         Ok(()) => 0,
         Err(why) => {
             eprintln!("manhole crash symboliser: {why}; the raw report follows");
@@ -52,463 +80,155 @@ extern "C" fn start() {
     unsafe { libc::_exit(status) };
 }
 
-/// What the dying process tells the helper.
-struct Request {
-    pid: libc::pid_t,
-    tid: libc::pid_t,
-    scratch_fd: libc::c_int,
-    file_fd: libc::c_int,
-    shared: usize,
-}
-
-impl Request {
-    fn parse(value: &str) -> Result<Request, String> {
-        let fields: Vec<&str> = value.split_whitespace().collect();
-        let [pid, tid, scratch, file, shared] = fields.as_slice() else {
-            return Err(format!("cannot read {value:?}"));
-        };
-        let number = |text: &str| {
-            text.parse::<i64>()
-                .map_err(|_| format!("cannot read {value:?}"))
-        };
-        Ok(Request {
-            pid: number(pid)? as libc::pid_t,
-            tid: number(tid)? as libc::pid_t,
-            scratch_fd: number(scratch)? as libc::c_int,
-            file_fd: number(file)? as libc::c_int,
-            shared: number(shared)? as usize,
-        })
+/// The variable's value, removed from `envp` (every copy of it), so that a
+/// program that starts normally never sees it.
+///
+/// # Safety
+///
+/// `envp` is null or a null-terminated array of NUL-terminated strings
+/// that this thread alone may change (the loader's, before constructors).
+unsafe fn take_variable(envp: *mut *mut c_char) -> Option<Vec<u8>> {
+    if envp.is_null() {
+        return None;
     }
-}
-
-/// The most of each stack copied, from its stack pointer up.
-const STACK_COPY: usize = 512 * 1024;
-const PAGE: usize = 4096;
-
-fn run(request: &Request) -> Result<(), String> {
-    let raw = read_all(request.scratch_fd)?;
-    let shared = read_shared(request)?;
-    let maps = Maps::read(request.pid)?;
-    // The crashed process's own module list, as its raw report gives it,
-    // comes first: its memory map may also hold a file mapped again whole
-    // (a symboliser reading its symbols), which the map cannot tell apart.
-    let listed = listed_biases(&raw);
-    let mut remote = Remote::new(&|name, lowest| {
-        let path = if name == "[main]" {
-            maps.exe.as_str()
-        } else {
-            name
-        };
-        listed
-            .get(path)
-            .copied()
-            .or_else(|| maps.bias_of(name, lowest))
-    });
-    let tids = thread_ids(request.pid)?;
-    let mut threads = Vec::new();
-    for &tid in &tids {
-        let registers = if tid == request.tid {
-            Some(shared)
-        } else {
-            stop_and_read_registers(tid)
-        };
-        let stack = registers.map(|registers| copy_stack(request.pid, registers.sp));
-        threads.push((tid, registers, stack));
-    }
-    for &tid in &tids {
-        if tid != request.tid {
-            // SAFETY: detaching a thread we seized; errors mean it is gone.
-            unsafe { libc::ptrace(libc::PTRACE_DETACH, tid, 0, 0) };
-        }
-    }
-    let mut symbols = Symbols::default();
-    let mut crashing = None;
-    let mut others = Vec::new();
-    for (tid, registers, stack) in threads {
-        let (name, mut state) = name_and_state(request.pid, tid);
-        if tid == request.tid {
-            state = "crashed".to_owned();
-        }
-        let mut thread = ThreadStack {
-            tid,
-            name,
-            state,
-            frames: Vec::new(),
-            frames_missing: None,
-            captured_with: None,
-            polling: None,
-            waiting_on: None,
-        };
-        match (registers, stack) {
-            (Some(registers), Some(stack)) => {
-                let unwound = remote.unwind(registers, &stack);
-                thread.frames = symbolise(&remote, &mut symbols, &unwound.addresses);
-                if unwound.truncated {
-                    thread.frames_missing = Some(format!(
-                        "(the stack is deeper than the {} KiB copied)",
-                        STACK_COPY / 1024
-                    ));
+    let mut value = None;
+    let mut read = envp;
+    let mut write = envp;
+    // SAFETY: walks the array up to its null entry, moving the entries that
+    // stay down over the removed ones, as unsetenv does.
+    unsafe {
+        while !(*read).is_null() {
+            let entry = CStr::from_ptr(*read).to_bytes();
+            match entry
+                .strip_prefix(VARIABLE.as_bytes())
+                .and_then(|rest| rest.strip_prefix(b"="))
+            {
+                Some(found) => value = Some(found.to_vec()),
+                None => {
+                    *write = *read;
+                    write = write.add(1);
                 }
             }
-            _ => thread.frames_missing = Some("(its registers could not be read)".to_owned()),
+            read = read.add(1);
         }
-        if tid == request.tid {
-            crashing = Some(thread);
-        } else {
-            others.push(thread);
-        }
+        *write = std::ptr::null_mut();
     }
-    let report = compose(&raw, crashing, others);
-    if request.file_fd >= 0 {
-        // SAFETY: the report file the dying process opened for us.
-        unsafe { libc::ftruncate(request.file_fd, 0) };
-        pwrite_all(request.file_fd, report.as_bytes())?;
-    }
-    pwrite_or_write_stderr(report.as_bytes());
-    tell_done(request)
+    value
 }
 
-/// The raw report, from the dying process's memory file.
-fn read_all(fd: libc::c_int) -> Result<String, String> {
-    let mut bytes = Vec::new();
-    let mut chunk = vec![0u8; 64 * 1024];
-    loop {
-        // SAFETY: reads into `chunk` at the offset read so far.
-        let read = unsafe {
-            libc::pread(
-                fd,
-                chunk.as_mut_ptr().cast(),
-                chunk.len(),
-                bytes.len() as libc::off_t,
-            )
-        };
-        if read < 0 {
-            return Err(format!(
-                "cannot read the raw report: {}",
-                std::io::Error::last_os_error()
-            ));
-        }
-        if read == 0 {
-            break;
-        }
-        bytes.extend_from_slice(&chunk[..read as usize]);
+/// The request, when every check of the module's doc holds.
+fn verify(value: &[u8]) -> Option<Request> {
+    // SAFETY: getauxval and getppid cannot fail.
+    let (secure, parent) = unsafe { (libc::getauxval(libc::AT_SECURE), libc::getppid()) };
+    if secure != 0 {
+        return None;
     }
-    Ok(String::from_utf8_lossy(&bytes).into_owned())
-}
-
-fn read_shared(request: &Request) -> Result<Registers, String> {
-    let mut words = [0u8; 32];
-    if safe::read_process_memory(request.pid, request.shared, &mut words) != words.len() {
-        return Err(format!(
-            "cannot read the crashed process's registers: {}",
-            std::io::Error::last_os_error()
-        ));
-    }
-    let word = |index: usize| {
-        u64::from_ne_bytes(words[index * 8..index * 8 + 8].try_into().unwrap_or([0; 8]))
+    let value = std::str::from_utf8(value).ok()?;
+    let fields: Vec<i64> = value
+        .split(' ')
+        .map(str::parse)
+        .collect::<Result<_, _>>()
+        .ok()?;
+    let &[pid, tid, scratch_fd, file_fd, secret_fd] = fields.as_slice() else {
+        return None;
     };
-    Ok(Registers {
-        pc: word(0),
-        sp: word(1),
-        fp: word(2),
-        lr: word(3),
+    let pid = libc::pid_t::try_from(pid).ok()?;
+    let tid = libc::pid_t::try_from(tid).ok()?;
+    let [scratch_fd, file_fd, secret_fd] =
+        [scratch_fd, file_fd, secret_fd].map(|fd| c_int::try_from(fd).unwrap_or(-1));
+    if pid <= 1 || pid != parent || tid <= 0 {
+        return None;
+    }
+    let same_binary = match (
+        std::fs::metadata("/proc/self/exe"),
+        std::fs::metadata(format!("/proc/{pid}/exe")),
+    ) {
+        (Ok(ours), Ok(theirs)) => (ours.dev(), ours.ino()) == (theirs.dev(), theirs.ino()),
+        _ => false,
+    };
+    if !same_binary || !std::path::Path::new(&format!("/proc/{pid}/task/{tid}")).exists() {
+        return None;
+    }
+    let kind_is = |fd: c_int, kind: libc::mode_t| {
+        // SAFETY: fstat of a descriptor number into a zeroed struct; a
+        // number that is not open fails.
+        unsafe {
+            let mut stat: libc::stat = std::mem::zeroed();
+            libc::fstat(fd, &mut stat) == 0 && stat.st_mode & libc::S_IFMT == kind
+        }
+    };
+    if !kind_is(secret_fd, libc::S_IFIFO)
+        || !kind_is(scratch_fd, libc::S_IFREG)
+        || (file_fd != -1 && !kind_is(file_fd, libc::S_IFREG))
+    {
+        return None;
+    }
+    let sent = read_secret(secret_fd)?;
+    let shared = parents_shared(pid)?;
+    let mut held = [0u8; 16];
+    let at = shared + std::mem::offset_of!(Shared, token);
+    if super::signal_safe::read_process_memory(pid, at, &mut held) != held.len() {
+        return None;
+    }
+    let differs = sent
+        .iter()
+        .zip(&held)
+        .fold(0u8, |acc, (sent, held)| acc | (sent ^ held));
+    if differs != 0 || held == [0; 16] {
+        return None;
+    }
+    Some(Request {
+        pid,
+        tid,
+        scratch_fd,
+        file_fd,
+        shared,
     })
 }
 
-fn tell_done(request: &Request) -> Result<(), String> {
-    let one = 1u64.to_ne_bytes();
-    let local = libc::iovec {
-        iov_base: one.as_ptr() as *mut libc::c_void,
-        iov_len: 8,
-    };
-    let remote = libc::iovec {
-        iov_base: (request.shared + std::mem::offset_of!(Shared, done)) as *mut libc::c_void,
-        iov_len: 8,
-    };
-    // SAFETY: writes 8 bytes into the `done` word the dying process named.
-    let written = unsafe { libc::process_vm_writev(request.pid, &local, 1, &remote, 1, 0) };
-    if written == 8 {
-        Ok(())
-    } else {
-        Err(format!(
-            "cannot tell the crashed process it is done: {}",
-            std::io::Error::last_os_error()
-        ))
-    }
-}
-
-fn thread_ids(pid: libc::pid_t) -> Result<Vec<libc::pid_t>, String> {
-    let mut tids: Vec<libc::pid_t> = std::fs::read_dir(format!("/proc/{pid}/task"))
-        .map_err(|err| format!("cannot list the crashed process's threads: {err}"))?
-        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse().ok())
-        .collect();
-    tids.sort_unstable();
-    Ok(tids)
-}
-
-/// Stops `tid` with `PTRACE_SEIZE` and `PTRACE_INTERRUPT`, and reads its
-/// registers.
-fn stop_and_read_registers(tid: libc::pid_t) -> Option<Registers> {
-    // SAFETY: ptrace requests on a thread of the process that allowed us;
-    // each fails cleanly if it is not allowed or the thread is gone.
-    unsafe {
-        if libc::ptrace(libc::PTRACE_SEIZE, tid, 0, 0) != 0 {
-            return None;
-        }
-        if libc::ptrace(libc::PTRACE_INTERRUPT, tid, 0, 0) != 0 {
-            return None;
-        }
-        let mut status = 0;
-        if libc::waitpid(tid, &mut status, libc::__WALL) != tid {
-            return None;
-        }
-        let mut regs: libc::user_regs_struct = std::mem::zeroed();
-        let mut vector = libc::iovec {
-            iov_base: (&raw mut regs).cast(),
-            iov_len: std::mem::size_of::<libc::user_regs_struct>(),
+/// The 16 bytes the parent sends once it has named this process its
+/// tracer, or `None` when they do not come in time.
+fn read_secret(fd: c_int) -> Option<[u8; 16]> {
+    let mut secret = [0u8; 16];
+    let mut filled = 0;
+    while filled < secret.len() {
+        let mut ready = libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
         };
-        if libc::ptrace(
-            libc::PTRACE_GETREGSET,
-            tid,
-            libc::NT_PRSTATUS as usize,
-            &raw mut vector,
-        ) != 0
-        {
-            return None;
-        }
-        Some(registers_of(&regs))
-    }
-}
-
-#[cfg(target_arch = "x86_64")]
-fn registers_of(regs: &libc::user_regs_struct) -> Registers {
-    Registers {
-        pc: regs.rip,
-        sp: regs.rsp,
-        fp: regs.rbp,
-        lr: 0,
-    }
-}
-
-#[cfg(target_arch = "aarch64")]
-fn registers_of(regs: &libc::user_regs_struct) -> Registers {
-    Registers {
-        pc: regs.pc,
-        sp: regs.sp,
-        fp: regs.regs[29],
-        lr: regs.regs[30],
-    }
-}
-
-/// The stack from `sp` up, page by page, as far as it is mapped (at most
-/// [`STACK_COPY`]). A stack pointer in the guard page (an overflow) gives
-/// zeroes up to the first mapped page.
-fn copy_stack(pid: libc::pid_t, sp: u64) -> Vec<u8> {
-    let mut copy = vec![0u8; STACK_COPY];
-    let start = sp as usize;
-    let mut at = 0;
-    let mut started = false;
-    while at < STACK_COPY {
-        let page_end = ((start + at) / PAGE + 1) * PAGE;
-        let len = (page_end - (start + at)).min(STACK_COPY - at);
-        let copied = safe::read_process_memory(pid, start + at, &mut copy[at..at + len]);
-        if copied < len {
-            if started {
-                copy.truncate(at + copied);
-                return copy;
+        // SAFETY: poll on one descriptor, then a read into the rest of
+        // `secret`.
+        let read = unsafe {
+            if libc::poll(&mut ready, 1, SECRET_WAIT_MS) != 1 {
+                return None;
             }
-            // Still below the mapped stack: skip the page.
-        } else {
-            started = true;
-        }
-        at += len;
-    }
-    copy
-}
-
-/// Each module's bias (its load address), from the raw report's
-/// `modules:` section: `  0xBIAS PATH [build id ID]`.
-fn listed_biases(raw: &str) -> HashMap<String, u64> {
-    let mut biases = HashMap::new();
-    let Some(at) = raw.find("\nmodules:\n") else {
-        return biases;
-    };
-    for line in raw[at + 10..].lines() {
-        let Some(rest) = line.strip_prefix("  0x") else {
-            break;
-        };
-        let Some((bias, rest)) = rest.split_once(' ') else {
-            continue;
-        };
-        let path = rest.split(" build id ").next().unwrap_or(rest);
-        if let Ok(bias) = u64::from_str_radix(bias, 16) {
-            biases.insert(path.to_owned(), bias);
-        }
-    }
-    biases
-}
-
-/// The crashed process's memory map: where it has each file mapped.
-struct Maps {
-    /// The lowest address of each file's mapping at offset 0.
-    starts: HashMap<String, u64>,
-    exe: String,
-}
-
-impl Maps {
-    fn read(pid: libc::pid_t) -> Result<Maps, String> {
-        let text = std::fs::read_to_string(format!("/proc/{pid}/maps"))
-            .map_err(|err| format!("cannot read the crashed process's memory map: {err}"))?;
-        let mut starts: HashMap<String, u64> = HashMap::new();
-        for line in text.lines() {
-            let mut fields = line.split_whitespace();
-            let (Some(range), Some(_perms), Some(offset), Some(_dev), Some(_inode)) = (
-                fields.next(),
-                fields.next(),
-                fields.next(),
-                fields.next(),
-                fields.next(),
-            ) else {
-                continue;
-            };
-            let path = fields.collect::<Vec<_>>().join(" ");
-            if path.is_empty() || u64::from_str_radix(offset, 16) != Ok(0) {
-                continue;
-            }
-            let Some(start) = range
-                .split('-')
-                .next()
-                .and_then(|start| u64::from_str_radix(start, 16).ok())
-            else {
-                continue;
-            };
-            let entry = starts.entry(path).or_insert(start);
-            *entry = (*entry).min(start);
-        }
-        let exe = std::fs::read_link(format!("/proc/{pid}/exe"))
-            .map(|path| path.display().to_string())
-            .unwrap_or_default();
-        Ok(Maps { starts, exe })
-    }
-
-    /// A module's bias there, from our name for it.
-    fn bias_of(&self, name: &str, lowest: u64) -> Option<u64> {
-        let path = match name {
-            "[main]" => self.exe.clone(),
-            name if name.starts_with("linux-vdso") || name.starts_with("linux-gate") => {
-                "[vdso]".to_owned()
-            }
-            name => std::fs::canonicalize(name).map_or_else(
-                |_| name.to_owned(),
-                |path: PathBuf| path.display().to_string(),
-            ),
-        };
-        let start = *self.starts.get(&path)?;
-        start.checked_sub(lowest & !(PAGE as u64 - 1))
-    }
-}
-
-/// Symbolises a thread's addresses there, with our own debug info.
-fn symbolise(remote: &Remote, symbols: &mut Symbols, addresses: &[u64]) -> Vec<Frame> {
-    let mut frames = Vec::new();
-    for (index, &address) in addresses.iter().enumerate() {
-        let Some(ours) = remote.to_ours(address) else {
-            frames.push(Frame {
-                function: None,
-                file: None,
-                line: None,
-                address: address as usize,
-            });
-            continue;
-        };
-        for mut frame in symbols.frames(&[ours as usize], index == 0) {
-            frame.address = address as usize;
-            frames.push(frame);
-        }
-    }
-    stacks::trim_below_entry(&mut frames);
-    frames
-}
-
-fn name_and_state(pid: libc::pid_t, tid: libc::pid_t) -> (String, String) {
-    let name = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/comm"))
-        .map(|name| name.trim_end().to_owned())
-        .unwrap_or_else(|_| "?".to_owned());
-    let state = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/stat"))
-        .ok()
-        .and_then(|stat| {
-            let close = stat.rfind(')')?;
-            stat[close + 1..].trim_start().chars().next()
-        })
-        .map_or("?", crate::os::procfs::state_word);
-    (name, state.to_owned())
-}
-
-/// The symbolised report: the raw one with its first line made final and
-/// its two stack sections replaced.
-fn compose(raw: &str, crashing: Option<ThreadStack>, others: Vec<ThreadStack>) -> String {
-    let mut report = String::new();
-    for block in raw.split("\n\n") {
-        if !report.is_empty() {
-            report.push('\n');
-        }
-        if block.starts_with(FIRST_LINE) {
-            report.push_str(&block.replacen(" (raw):", ":", 1));
-        } else if block.starts_with("crashing thread") {
-            match &crashing {
-                Some(thread) => {
-                    let _ = write!(report, "crashing thread:\n{thread}");
-                    report.truncate(report.trim_end().len());
-                }
-                None => report.push_str(block),
-            }
-        } else if block.starts_with("threads:") {
-            let _ = writeln!(report, "threads ({} more):", others.len());
-            let stacks = Stacks {
-                threads: others.clone(),
-            };
-            let _ = write!(report, "{}", stacks.collapsed());
-            report.truncate(report.trim_end().len());
-        } else {
-            report.push_str(block);
-        }
-        report.push('\n');
-    }
-    report.truncate(report.trim_end().len());
-    if !report.ends_with(LAST_LINE) {
-        report.push('\n');
-        report.push_str(LAST_LINE);
-    }
-    report.push('\n');
-    report
-}
-
-fn pwrite_all(fd: libc::c_int, bytes: &[u8]) -> Result<(), String> {
-    let mut at = 0;
-    while at < bytes.len() {
-        // SAFETY: writes from `bytes` at offset `at`.
-        let written = unsafe {
-            libc::pwrite(
+            libc::read(
                 fd,
-                bytes[at..].as_ptr().cast(),
-                bytes.len() - at,
-                at as libc::off_t,
+                secret[filled..].as_mut_ptr().cast(),
+                secret.len() - filled,
             )
         };
-        if written <= 0 {
-            return Err(format!(
-                "cannot write the report file: {}",
-                std::io::Error::last_os_error()
-            ));
+        if read <= 0 {
+            return None;
         }
-        at += written as usize;
+        filled += read as usize;
     }
-    Ok(())
+    Some(secret)
 }
 
-fn pwrite_or_write_stderr(bytes: &[u8]) {
-    use std::io::Write as _;
-    let mut stderr = std::io::stderr().lock();
-    let _ = stderr.write_all(bytes);
-    let _ = stderr.flush();
+/// Where the parent, which runs this same executable, keeps [`SHARED`]:
+/// our own address of it, moved by how far its entry point is from ours.
+fn parents_shared(pid: libc::pid_t) -> Option<usize> {
+    let auxv = std::fs::read(format!("/proc/{pid}/auxv")).ok()?;
+    let word = std::mem::size_of::<usize>();
+    let theirs = auxv.chunks_exact(2 * word).find_map(|pair| {
+        let key = usize::from_ne_bytes(pair[..word].try_into().ok()?);
+        let value = usize::from_ne_bytes(pair[word..].try_into().ok()?);
+        (key == libc::AT_ENTRY as usize).then_some(value)
+    })?;
+    // SAFETY: getauxval cannot fail.
+    let ours = unsafe { libc::getauxval(libc::AT_ENTRY) } as usize;
+    let own_shared = &SHARED as *const Shared as usize;
+    Some(own_shared.wrapping_sub(ours).wrapping_add(theirs))
 }

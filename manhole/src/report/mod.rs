@@ -20,4 +20,5 @@ pub(crate) mod panics;
 mod sections;
 mod signal_safe;
 mod state;
+mod symboliser;
 pub(crate) mod watchdog;

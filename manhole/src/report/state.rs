@@ -43,7 +43,8 @@ pub(super) static ORIGINAL_CONTEXT: AtomicPtr<libc::c_void> = AtomicPtr::new(std
 
 pub(super) static OUT: Out = Out::new();
 /// What the helper reads from, and writes to, the crashed process: the
-/// crashing thread's registers at the fault, and whether it finished.
+/// crashing thread's registers at the fault, whether it finished, and the
+/// secret that proves a helper was started by this process's crash.
 #[repr(C)]
 pub(crate) struct Shared {
     pub(crate) pc: AtomicU64,
@@ -51,6 +52,10 @@ pub(crate) struct Shared {
     pub(crate) fp: AtomicU64,
     pub(crate) lr: AtomicU64,
     pub(crate) done: AtomicU64,
+    /// 128 random bits made at install (zero before): the dying process
+    /// sends them through a pipe only its helper gets, and the helper
+    /// compares them with these words before it traces anything.
+    pub(crate) token: [AtomicU64; 2],
 }
 
 pub(super) static SHARED: Shared = Shared {
@@ -59,6 +64,7 @@ pub(super) static SHARED: Shared = Shared {
     fp: AtomicU64::new(0),
     lr: AtomicU64::new(0),
     done: AtomicU64::new(0),
+    token: [AtomicU64::new(0), AtomicU64::new(0)],
 };
 
 /// The report file's path, once opened (empty until then, or for stderr

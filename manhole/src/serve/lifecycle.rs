@@ -205,7 +205,15 @@ fn install(options: Options) -> Result<Handle, Error> {
         crash::uninstall();
         watchdog::uninstall();
     }
-    let running = Running::start(settings, start)?;
+    let running = match Running::start(settings, start) {
+        Ok(running) => running,
+        Err(err) => {
+            // No socket of ours exists for a crash to remove, and no
+            // manhole is left to report for.
+            crash::uninstall();
+            return Err(err);
+        }
+    };
     watchdog::install(options.watchdog, options.stuck_call, options.waits());
     inflight::count_polls_longer_than(options.slow_poll);
     symbols::keep_for(options.symbol_cache_idle);

@@ -66,6 +66,20 @@ impl Shared {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
+    /// Keeps the socket file just bound, and tells the crash handler which
+    /// file is ours.
+    fn keep_socket(&self, file: SocketFile) {
+        crash::socket_bound(Some(file.identity()));
+        *self.socket() = Some(file);
+    }
+
+    /// The socket file, taken out (the crash handler then removes nothing).
+    fn take_socket(&self) -> Option<SocketFile> {
+        let file = self.socket().take();
+        crash::socket_bound(None);
+        file
+    }
+
     fn stopping(&self) -> bool {
         self.stop.load(Ordering::SeqCst)
     }
@@ -161,13 +175,13 @@ impl Running {
         let listening = match start {
             Start::Listening => {
                 let (listener, file) = socket::bind(&settings.path)?;
-                *shared.socket() = Some(file);
+                shared.keep_socket(file);
                 Some(listener)
             }
             Start::Dormant { .. } => None,
         };
         let remove_socket = || {
-            if let Some(file) = shared.socket().take() {
+            if let Some(file) = shared.take_socket() {
                 file.remove();
             }
         };
@@ -216,7 +230,7 @@ impl Running {
         }
         self.shared.sessions.close_all();
         self.shared.refusals.stop();
-        if let Some(file) = self.shared.socket().take() {
+        if let Some(file) = self.shared.take_socket() {
             file.remove();
         }
     }
@@ -403,7 +417,7 @@ fn run(context: &Context, listening: Option<UnixListener>, start: Start) {
             while wait_for_trigger(context, trigger) {
                 let listener = match socket::bind(&settings.path) {
                     Ok((listener, file)) => {
-                        *context.shared.socket() = Some(file);
+                        context.shared.keep_socket(file);
                         listener
                     }
                     Err(err) => {
@@ -426,7 +440,7 @@ fn run(context: &Context, listening: Option<UnixListener>, start: Start) {
                 // are dropped before the socket goes, so that a signal sent
                 // once the socket is seen gone opens the next session.
                 drain(trigger);
-                if let Some(file) = context.shared.socket().take() {
+                if let Some(file) = context.shared.take_socket() {
                     file.remove();
                 }
                 settings.log.verbose(format_args!(
@@ -531,7 +545,7 @@ fn keep_in_place(context: &Context, listener: &mut UnixListener, watch: &mut Opt
         match socket::bind(path) {
             Ok((replacement, file)) => {
                 *listener = replacement;
-                *context.shared.socket() = Some(file);
+                context.shared.keep_socket(file);
                 *watch = self::watch(path);
                 context.settings.log.verbose(format_args!(
                     "{} was removed; created it again",
@@ -562,12 +576,17 @@ fn serve(context: &Context, mut listener: UnixListener, oneshot: bool) {
         if let Some(watch) = &watch {
             fds.push(PollFd::new(watch.fd(), PollFlags::POLLIN));
         }
+        if let Some(survivals) = crash::survivals() {
+            fds.push(PollFd::new(survivals, PollFlags::POLLIN));
+        }
         wait_without_spinning(context, &mut fds, Sampling::On);
         drop(fds);
         if context.shared.stopping() {
             return;
         }
-        if watch.as_ref().is_some_and(SocketWatch::drain) {
+        // The socket went with a fatal signal the process survived.
+        let survived = crash::drain_survivals();
+        if watch.as_ref().is_some_and(SocketWatch::drain) || survived {
             keep_in_place(context, &mut listener, &mut watch);
         }
         match listener.accept() {
