@@ -13,6 +13,14 @@
 //! `threads-1000`, `previous-handler`; and `panic-thread`, which only
 //! panics in a thread of its own and stays up.
 //!
+//! Three modes stand in for an attacker's victim and tool instead:
+//! `main-ran` says so and exits; `victim` prints `victim PID`, watches
+//! whether anything traces it, and prints `traced N` when stdin ends;
+//! `forge-helper [EXE [UID]]` starts EXE (itself by default; as UID, when
+//! given) with a forged `MANHOLE_CRASH_HELPER` naming itself as the crashed
+//! parent, and prints what came of it. With `CRASHY_CONSTRUCTOR_LOG` set,
+//! a constructor of its own appends a line to that file at every start.
+//!
 //! Its global allocator takes a spin lock of its own around the system's,
 //! so that `allocator-lock` can crash while that lock is held: anything
 //! that allocated after the crash would spin for ever.
@@ -167,19 +175,35 @@ fn sleeper(name: &str) {
     let _ = running.recv();
 }
 
-/// Sets a SIGSEGV handler of the program's own, which says that it ran and
-/// gives the signal its default action back.
+/// Sets a SIGSEGV handler of the program's own, which says that it ran:
+/// a SIGSEGV someone sent is survived, and a real fault gets the default
+/// action back.
 fn install_own_handler() {
-    extern "C" fn own(_signal: libc::c_int) {
-        let text = b"crashy: the program's own SIGSEGV handler ran\n";
-        // SAFETY: write and signal are async-signal-safe.
+    extern "C" fn own(
+        _signal: libc::c_int,
+        info: *mut libc::siginfo_t,
+        _context: *mut libc::c_void,
+    ) {
+        // SAFETY: the kernel's siginfo; write and signal are
+        // async-signal-safe.
         unsafe {
+            if (*info).si_code <= 0 {
+                let text = b"crashy: survived a SIGSEGV that was sent\n";
+                libc::write(2, text.as_ptr().cast(), text.len());
+                return;
+            }
+            let text = b"crashy: the program's own SIGSEGV handler ran\n";
             libc::write(2, text.as_ptr().cast(), text.len());
             libc::signal(libc::SIGSEGV, libc::SIG_DFL);
         }
     }
-    // SAFETY: installs a plain handler.
-    unsafe { libc::signal(libc::SIGSEGV, own as *const () as usize) };
+    // SAFETY: installs a three-argument handler with an empty mask.
+    unsafe {
+        let mut action: libc::sigaction = std::mem::zeroed();
+        action.sa_sigaction = own as *const () as usize;
+        action.sa_flags = libc::SA_SIGINFO;
+        libc::sigaction(libc::SIGSEGV, &action, std::ptr::null_mut());
+    }
 }
 
 /// Ends the process from inside a command, before it answers: what a
@@ -189,9 +213,106 @@ fn exit_while_answering() -> u64 {
     std::process::exit(7)
 }
 
+/// A constructor of the program's own, as C and C++ libraries have: it
+/// must run once per start, never again in the crash symboliser.
+#[used]
+#[link_section = ".init_array"]
+static CONSTRUCTOR: extern "C" fn() = log_constructor;
+
+extern "C" fn log_constructor() {
+    if let Some(path) = std::env::var_os("CRASHY_CONSTRUCTOR_LOG") {
+        if let Ok(mut file) = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+        {
+            let _ = writeln!(file, "constructor ran in {}", std::process::id());
+        }
+    }
+}
+
+/// Whether anything traces this process, looked at every half millisecond
+/// from a thread of its own; the highest tracer PID seen.
+fn watch_for_tracers() -> std::sync::Arc<std::sync::atomic::AtomicI64> {
+    let seen = std::sync::Arc::new(std::sync::atomic::AtomicI64::new(0));
+    let kept = seen.clone();
+    std::thread::Builder::new()
+        .name("tracer-watch".to_owned())
+        .spawn(move || loop {
+            let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+            let tracer = status
+                .lines()
+                .find_map(|line| line.strip_prefix("TracerPid:"))
+                .and_then(|pid| pid.trim().parse::<i64>().ok())
+                .unwrap_or(0);
+            kept.fetch_max(tracer, Ordering::Relaxed);
+            std::thread::sleep(Duration::from_micros(500));
+        })
+        .unwrap();
+    seen
+}
+
+/// Starts `exe` as a crash symboliser of this process, as an attacker
+/// would: the right numbers, but a secret it cannot know.
+fn forge_helper(exe: &str, uid: Option<u32>) {
+    use std::os::unix::process::CommandExt as _;
+    let traced = watch_for_tracers();
+    let mut pipe = [0; 2];
+    // SAFETY: pipe fills two descriptors, inherited by the child.
+    assert_eq!(unsafe { libc::pipe(pipe.as_mut_ptr()) }, 0);
+    // SAFETY: writes 16 bytes from a local array.
+    unsafe { libc::write(pipe[1], [0x5a_u8; 16].as_ptr().cast(), 16) };
+    let scratch = std::fs::File::open("/proc/self/exe").unwrap();
+    let scratch = std::os::fd::AsRawFd::as_raw_fd(&scratch);
+    let me = std::process::id();
+    let mut command = std::process::Command::new(exe);
+    command.arg("main-ran").env(
+        "MANHOLE_CRASH_HELPER",
+        format!("{me} {me} {scratch} -1 {}", pipe[0]),
+    );
+    if let Some(uid) = uid {
+        command.uid(uid).gid(uid);
+    }
+    let output = command.output().unwrap();
+    std::thread::sleep(Duration::from_millis(20));
+    println!(
+        "forged: status {:?}, traced {}, stdout {:?}, stderr {:?}",
+        output.status.code(),
+        traced.load(Ordering::Relaxed),
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
 #[manhole::main]
 fn main() {
     let mode = std::env::args().nth(1).unwrap_or_default();
+    match mode.as_str() {
+        "main-ran" => {
+            // SAFETY: getauxval cannot fail.
+            let secure = unsafe { libc::getauxval(libc::AT_SECURE) };
+            let variable = std::env::var_os("MANHOLE_CRASH_HELPER").is_some();
+            println!("crashy: main ran; AT_SECURE {secure}; variable seen {variable}");
+            return;
+        }
+        "victim" => {
+            let traced = watch_for_tracers();
+            println!("victim {}", std::process::id());
+            let mut line = String::new();
+            let _ = std::io::stdin().lock().read_line(&mut line);
+            println!("traced {}", traced.load(Ordering::Relaxed));
+            return;
+        }
+        "forge-helper" => {
+            let exe = std::env::args()
+                .nth(2)
+                .unwrap_or_else(|| "/proc/self/exe".to_owned());
+            let uid = std::env::args().nth(3).and_then(|uid| uid.parse().ok());
+            forge_helper(&exe, uid);
+            return;
+        }
+        _ => {}
+    }
     sleeper("sleeper-a");
     sleeper("sleeper-b");
     if mode == "previous-handler" {
