@@ -284,6 +284,14 @@ fn forge_helper(exe: &str, uid: Option<u32>) {
     );
 }
 
+/// Makes the process non-dumpable, as a set-user-ID program is: then only
+/// a peer with `CAP_SYS_PTRACE` may connect.
+#[manhole::command]
+fn become_undumpable() -> i32 {
+    // SAFETY: prctl(PR_SET_DUMPABLE) takes no pointer.
+    unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) }
+}
+
 #[manhole::main]
 fn main() {
     let mode = std::env::args().nth(1).unwrap_or_default();

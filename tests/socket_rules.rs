@@ -339,3 +339,45 @@ fn a_socket_planted_by_another_user_is_never_removed() {
         std::fs::remove_file(&path).unwrap();
     }
 }
+
+/// A process that is not dumpable serves only a peer with CAP_SYS_PTRACE,
+/// as the kernel lets only such a peer trace it: its own user is refused
+/// with zero bytes, and root is served.
+#[test]
+fn a_process_that_is_not_dumpable_serves_only_a_peer_that_may_trace_it() {
+    if !running_as_root("running the service as another uid") {
+        return;
+    }
+    use std::os::unix::process::CommandExt;
+    let nobody = 65534;
+    let mut command = std::process::Command::new(support::example("crashy"));
+    command
+        .arg("panic-thread")
+        .env_remove("MANHOLE")
+        .uid(nobody)
+        .gid(nobody);
+    let service = Service::spawn_command(command, None);
+    service.wait_for_socket();
+    service.wait_for_stdout("ready");
+    assert_eq!(
+        connect_as(nobody, &service.socket, b"help\n"),
+        1,
+        "served while dumpable"
+    );
+    assert_eq!(service.text().ask("become_undumpable"), "0\n");
+    for request in [
+        &b"help\n"[..],
+        br#"{"jsonrpc":"2.0","id":1,"method":"list"}"#,
+    ] {
+        let outcome = connect_as(nobody, &service.socket, request);
+        assert!(
+            [0, 6].contains(&outcome),
+            "outcome {outcome} for {request:?}"
+        );
+    }
+    assert_eq!(
+        service.text().ask("become_undumpable"),
+        "0\n",
+        "root is still served"
+    );
+}

@@ -282,10 +282,37 @@ pub(crate) fn peer_credentials(stream: &UnixStream) -> nix::Result<UnixCredentia
     getsockopt(stream, PeerCredentials)
 }
 
-/// Only the process's own effective user, or root, may open a session.
+/// Who may open a session: the process's own effective user, or root; and
+/// while the process is not dumpable (a set-user-ID program, an
+/// execute-only binary, `prctl(PR_SET_DUMPABLE, 0)`), only a peer with
+/// `CAP_SYS_PTRACE`, as the kernel allows `ptrace` then. Read on every
+/// accept, since a program may change it.
 pub(crate) fn peer_allowed(credentials: &UnixCredentials) -> bool {
     let uid = credentials.uid();
-    uid == 0 || uid == nix::unistd::geteuid().as_raw()
+    if uid != 0 && uid != nix::unistd::geteuid().as_raw() {
+        return false;
+    }
+    // SAFETY: prctl(PR_GET_DUMPABLE) takes no pointer.
+    let dumpable = unsafe { libc::prctl(libc::PR_GET_DUMPABLE, 0, 0, 0, 0) };
+    dumpable == 1 || may_trace_anything(credentials)
+}
+
+/// Whether the peer holds `CAP_SYS_PTRACE` in its effective set
+/// (`/proc/PID/status`); a peer whose status cannot be read is judged by
+/// its uid alone (root).
+fn may_trace_anything(credentials: &UnixCredentials) -> bool {
+    const CAP_SYS_PTRACE: u32 = 19;
+    let status = std::fs::read_to_string(format!("/proc/{}/status", credentials.pid()));
+    let effective = status.ok().and_then(|status| {
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix("CapEff:"))
+            .and_then(|bits| u64::from_str_radix(bits.trim(), 16).ok())
+    });
+    match effective {
+        Some(bits) => bits & (1 << CAP_SYS_PTRACE) != 0,
+        None => credentials.uid() == 0,
+    }
 }
 
 #[cfg(test)]

@@ -627,7 +627,7 @@ fn admit(stream: UnixStream, context: &Context, inline: bool) -> bool {
         }
         Ok(peer) => {
             log.verbose(format_args!(
-                "refused a connection from pid {} (uid {}): only the owner (uid {}) or root may connect",
+                "refused a connection from pid {} (uid {}): only the owner (uid {}) or root may connect, and only CAP_SYS_PTRACE while the process is not dumpable",
                 peer.pid(),
                 peer.uid(),
                 nix::unistd::geteuid()
