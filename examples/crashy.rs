@@ -10,8 +10,9 @@
 //! plants a symlink at the report's name in between). Modes: `null`,
 //! `bus`, `ill`, `fpe`, `abort`, `c-panic`, `overflow-main`,
 //! `overflow-thread`, `two-threads`, `allocator-lock`, `during-dump`,
-//! `threads-1000`, `previous-handler`; and `panic-thread`, which only
-//! panics in a thread of its own and stays up.
+//! `threads-1000`, `previous-handler`; `panic-thread`, which only
+//! panics in a thread of its own and stays up; and `big-lock`, which
+//! stays up with a large inspected `Mutex` its own thread takes often.
 //!
 //! Three modes stand in for an attacker's victim and tool instead:
 //! `main-ran` says so and exits; `victim` prints `victim PID`, watches
@@ -284,6 +285,39 @@ fn forge_helper(exe: &str, uid: Option<u32>) {
     );
 }
 
+/// A large value behind a lock, for a client that reads its reply slowly
+/// (mode `big-lock`).
+#[manhole::inspect]
+static BIG: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+
+/// The longest the program's own `locker` thread waited for [`BIG`], in
+/// microseconds.
+static LONGEST_WAIT_US: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// The longest wait of the program's own code for `BIG`, in microseconds,
+/// since the last time this was asked.
+#[manhole::command]
+fn longest_wait_us() -> u64 {
+    LONGEST_WAIT_US.swap(0, Ordering::Relaxed)
+}
+
+/// Fills [`BIG`] with 4 MB and takes its lock every 5 ms from a thread of
+/// its own, timing each wait.
+fn lock_big_often() {
+    *BIG.lock().unwrap() = (0..40_000).map(|row| format!("{row:0>100}")).collect();
+    std::thread::Builder::new()
+        .name("locker".to_owned())
+        .spawn(|| loop {
+            let began = std::time::Instant::now();
+            let guard = BIG.lock().unwrap();
+            let waited = began.elapsed().as_micros() as u64;
+            drop(guard);
+            LONGEST_WAIT_US.fetch_max(waited, Ordering::Relaxed);
+            std::thread::sleep(Duration::from_millis(5));
+        })
+        .unwrap();
+}
+
 /// Makes the process non-dumpable, as a set-user-ID program is: then only
 /// a peer with `CAP_SYS_PTRACE` may connect.
 #[manhole::command]
@@ -337,6 +371,9 @@ fn main() {
             .join();
         assert!(ended.is_err());
     }
+    if mode == "big-lock" {
+        lock_big_often();
+    }
     if mode == "threads-1000" {
         for index in 0..998 {
             sleeper(&format!("idle-{index}"));
@@ -383,7 +420,7 @@ fn main() {
             }
         }
         "allocator-lock" => crash_holding_the_allocator_lock(),
-        "panic-thread" => {
+        "panic-thread" | "big-lock" => {
             // Stays up to be asked about it; the test ends it.
             std::thread::sleep(Duration::from_secs(600));
         }

@@ -448,3 +448,77 @@ fn a_huge_reply_is_refused_whole_and_a_large_one_streams_without_being_held() {
     );
     assert_unharmed(&mut service, baseline);
 }
+
+/// A client that reads a locked item's reply a little at a time, as the
+/// review's attacker did (64 KiB every so often): the program's own code
+/// still takes that lock at once, since the reply is copied and the guard
+/// dropped before the first byte goes out; and the whole reply must be
+/// taken within `write_timeout`, not each `send`, so the dribbling client
+/// is cut off.
+#[test]
+fn a_slow_reader_of_a_locked_item_never_holds_the_programs_lock() {
+    let service = Service::spawn_with_env(
+        "crashy",
+        &["big-lock"],
+        &[("MANHOLE", "write_timeout=2s")],
+        None,
+    );
+    service.wait_for_socket();
+    service.wait_for_stdout("ready");
+    let mut slow = connect(&service.socket);
+    slow.write_all(
+        b"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"call\",\"params\":{\"name\":\"BIG\",\"bare\":true}}\n",
+    )
+    .unwrap();
+    let began = Instant::now();
+    let mut received = 0;
+    let mut chunk = vec![0u8; 64 * 1024];
+    let mut closed = false;
+    let mut reading = false;
+    let longest_wait = || -> u64 {
+        support::Json::connect(&service.socket)
+            .result(
+                "call",
+                serde_json::json!({"name": "longest_wait_us", "args": []}),
+            )
+            .as_u64()
+            .unwrap()
+    };
+    while began.elapsed() < Duration::from_secs(6) {
+        match slow.read(&mut chunk) {
+            Ok(0) => {
+                closed = true;
+                break;
+            }
+            Ok(read) => received += read,
+            Err(err) => panic!("reading the reply: {err}"),
+        }
+        if !reading {
+            reading = true;
+            // The reply is on its way: from here on the lock must be free
+            // (copying it under the lock, before, took what it took).
+            longest_wait();
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    assert!(received > 0, "no reply at all");
+    assert!(
+        closed,
+        "a client that took {received} bytes in 6 s was not cut off at write_timeout=2s"
+    );
+    assert!(
+        received < 4_000_000,
+        "the whole reply arrived: {received} bytes"
+    );
+    let waited: u64 = support::Json::connect(&service.socket)
+        .result(
+            "call",
+            serde_json::json!({"name": "longest_wait_us", "args": []}),
+        )
+        .as_u64()
+        .unwrap();
+    assert!(
+        waited < 100_000,
+        "the program waited {waited} µs for its own lock"
+    );
+}

@@ -67,6 +67,12 @@ fn to_value<T: ?Sized + Serialize>(value: &T) -> Outcome {
     crate::serve::reply::reply(value).map(Option::unwrap_or_default)
 }
 
+/// A value behind one of the program's locks: copied while the guard is
+/// held, and sent only after it is dropped.
+fn under_lock<T: ?Sized + Serialize>(value: &T) -> Outcome {
+    crate::serve::reply::detached(value)
+}
+
 /// Marks a `Result` return value.
 pub struct ResultReply;
 /// Marks any other return value.
@@ -223,7 +229,7 @@ impl MutexRead {
     ///
     /// An unavailable failure when the lock stays held past the timeout.
     pub fn read<T: ?Sized + Serialize>(self, lock: &Mutex<T>) -> Outcome {
-        wait_for(|| lock.try_lock(), |guard| to_value(&*guard))
+        wait_for(|| lock.try_lock(), |guard| under_lock(&*guard))
     }
 }
 
@@ -234,7 +240,7 @@ impl RwLockRead {
     ///
     /// An unavailable failure when a writer holds the lock past the timeout.
     pub fn read<T: ?Sized + Serialize>(self, lock: &RwLock<T>) -> Outcome {
-        wait_for(|| lock.try_read(), |guard| to_value(&*guard))
+        wait_for(|| lock.try_read(), |guard| under_lock(&*guard))
     }
 }
 
@@ -251,7 +257,7 @@ impl TokioMutexRead {
     pub fn read<T: ?Sized + Serialize>(self, lock: &tokio::sync::Mutex<T>) -> Outcome {
         wait_for(
             || lock.try_lock().map_err(|_| TryLockError::WouldBlock),
-            |guard| to_value(&*guard),
+            |guard| under_lock(&*guard),
         )
     }
 }
@@ -266,7 +272,7 @@ impl TokioRwLockRead {
     pub fn read<T: ?Sized + Serialize>(self, lock: &tokio::sync::RwLock<T>) -> Outcome {
         wait_for(
             || lock.try_read().map_err(|_| TryLockError::WouldBlock),
-            |guard| to_value(&*guard),
+            |guard| under_lock(&*guard),
         )
     }
 }

@@ -101,6 +101,36 @@ impl Write for Counter {
 /// `reply_too_large` past `max_reply_bytes`; `not_serialisable` when the
 /// value's `Serialize` fails.
 pub(crate) fn reply<T: ?Sized + Serialize>(value: &T) -> Result<Option<Value>, Failure> {
+    measure(value)?;
+    let Some(sink) = SINK.with(|slot| slot.take()) else {
+        return serde_json::to_value(value)
+            .map(Some)
+            .map_err(|err| not_serialisable(&err));
+    };
+    // SAFETY: set by `streaming` to its local, which outlives the command
+    // it runs; taken out of the slot, so that nothing else reaches it.
+    let sink = unsafe { &mut *sink };
+    let written = write_response(sink.out, sink.id, value);
+    sink.written = Some(written);
+    Ok(None)
+}
+
+/// A value read under one of the program's locks, as its reply: measured
+/// and copied here, never written to the client, so that the caller drops
+/// its guard before the first byte goes out. A client that reads slowly
+/// then holds only its session, never the program's lock.
+///
+/// # Errors
+///
+/// As [`reply`].
+pub(crate) fn detached<T: ?Sized + Serialize>(value: &T) -> Result<Value, Failure> {
+    measure(value)?;
+    serde_json::to_value(value).map_err(|err| not_serialisable(&err))
+}
+
+/// Serialises `value` into a counter: nothing is kept, and it stops past
+/// `max_reply_bytes`.
+fn measure<T: ?Sized + Serialize>(value: &T) -> Result<(), Failure> {
     let limit = MAX_REPLY_BYTES.load(Relaxed);
     let mut counter = Counter { bytes: 0, limit };
     if let Err(err) = serde_json::to_writer(&mut counter, value) {
@@ -115,17 +145,7 @@ pub(crate) fn reply<T: ?Sized + Serialize>(value: &T) -> Result<Option<Value>, F
             not_serialisable(&err)
         });
     }
-    let Some(sink) = SINK.with(|slot| slot.take()) else {
-        return serde_json::to_value(value)
-            .map(Some)
-            .map_err(|err| not_serialisable(&err));
-    };
-    // SAFETY: set by `streaming` to its local, which outlives the command
-    // it runs; taken out of the slot, so that nothing else reaches it.
-    let sink = unsafe { &mut *sink };
-    let written = write_response(sink.out, sink.id, value);
-    sink.written = Some(written);
-    Ok(None)
+    Ok(())
 }
 
 /// `{"id":…,"jsonrpc":"2.0","result":VALUE}` and a newline, through a

@@ -101,8 +101,8 @@ pub(crate) fn serve(stream: &UnixStream, config: SessionConfig) {
     let Some(first) = first_byte(stream) else {
         return;
     };
+    let mut out = Output::new(stream, config.write_timeout);
     let mut lines = Lines::new(stream, config);
-    let mut out = Output(stream);
     // An I/O error means the client is gone; there is no one to tell.
     let _ = if first == Some(b'{') {
         serve_json(&mut lines, &mut out)
@@ -125,6 +125,10 @@ pub(crate) fn serve_bytes(input: &[u8], config: &SessionConfig) -> Vec<u8> {
         serve_text(&mut lines, &mut out, Greet::No)
     };
     out
+}
+
+impl Replies for Vec<u8> {
+    fn begin_reply(&mut self) {}
 }
 
 /// Where a session's lines come from: a socket, or bytes in memory.
@@ -212,12 +216,69 @@ fn first_byte(stream: &UnixStream) -> Option<Option<u8>> {
     Some(first)
 }
 
-/// Writes with `MSG_NOSIGNAL`.
-struct Output<'a>(&'a UnixStream);
+/// The session's side of the socket: every reply must be taken by the
+/// client within `write_timeout` as a whole, not per `send`, so a client
+/// that reads a few bytes now and then is cut off all the same. Sends never
+/// block (`MSG_DONTWAIT`); when the socket is full, the session waits for
+/// room in `poll`, at most until the reply's deadline.
+pub(super) struct Output<'a> {
+    stream: &'a UnixStream,
+    write_timeout: Duration,
+    /// Set by the reply's first write; cleared by [`Output::begin_reply`].
+    deadline: Option<Instant>,
+}
+
+impl<'a> Output<'a> {
+    fn new(stream: &'a UnixStream, write_timeout: Duration) -> Self {
+        Output {
+            stream,
+            write_timeout,
+            deadline: None,
+        }
+    }
+}
+
+/// Where a session writes: a [`Write`] that knows where one reply ends and
+/// the next begins (each update of `watch` and `log follow` is a reply).
+pub(super) trait Replies: Write {
+    /// The next write starts a new reply, with a deadline of its own.
+    fn begin_reply(&mut self);
+}
+
+impl Replies for Output<'_> {
+    fn begin_reply(&mut self) {
+        self.deadline = None;
+    }
+}
 
 impl Write for Output<'_> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        send(self.0.as_raw_fd(), buf, MsgFlags::MSG_NOSIGNAL).map_err(io::Error::from)
+        let deadline = *self
+            .deadline
+            .get_or_insert_with(|| Instant::now() + self.write_timeout);
+        loop {
+            let flags = MsgFlags::MSG_NOSIGNAL | MsgFlags::MSG_DONTWAIT;
+            match send(self.stream.as_raw_fd(), buf, flags) {
+                Ok(sent) => return Ok(sent),
+                Err(Errno::EINTR) => {}
+                Err(Errno::EAGAIN) => {
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        return Err(io::Error::new(
+                            io::ErrorKind::TimedOut,
+                            "the client did not take the reply within write_timeout",
+                        ));
+                    }
+                    let millis = u16::try_from(left.as_millis().max(1)).unwrap_or(u16::MAX);
+                    let mut room = [PollFd::new(self.stream.as_fd(), PollFlags::POLLOUT)];
+                    match poll(&mut room, PollTimeout::from(millis)) {
+                        Ok(_) | Err(Errno::EINTR) => {}
+                        Err(err) => return Err(err.into()),
+                    }
+                }
+                Err(err) => return Err(err.into()),
+            }
+        }
     }
 
     fn flush(&mut self) -> io::Result<()> {
@@ -369,7 +430,7 @@ fn too_long(what: &str, max: usize) -> Failure {
 
 fn serve_text<R: Input>(
     lines: &mut Lines<R>,
-    out: &mut impl Write,
+    out: &mut impl Replies,
     greet: Greet,
 ) -> io::Result<()> {
     let input = *lines.reader.get_ref();
@@ -384,8 +445,11 @@ fn serve_text<R: Input>(
         }
     }
     loop {
+        out.begin_reply();
         out.write_all(PROMPT)?;
-        let reply = match lines.next()? {
+        let line = lines.next()?;
+        out.begin_reply();
+        let reply = match line {
             Line::End => return Ok(()),
             Line::Idle => {
                 out.write_all(error_line(&idle_failure(lines.idle_timeout)).as_bytes())?;
@@ -434,7 +498,7 @@ enum Watched {
 /// watch with its error.
 fn watch<R: Input>(
     lines: &mut Lines<R>,
-    out: &mut impl Write,
+    out: &mut impl Replies,
     name: &str,
     interval: Duration,
 ) -> io::Result<Watched> {
@@ -461,6 +525,7 @@ fn watch<R: Input>(
             Ok(answer) => {
                 let header = format!("[{:.1}s]", started.elapsed().as_secs_f64());
                 let body = answer.text;
+                out.begin_reply();
                 let shown = if body.lines().count() > 1 {
                     format!("{header}\n{body}")
                 } else {
@@ -485,12 +550,14 @@ fn watch<R: Input>(
 /// (counted from `started`) loses its session here too. `None` goes on.
 fn line_or_idle<R: Input>(
     lines: &mut Lines<R>,
-    out: &mut impl Write,
+    out: &mut impl Replies,
     wait: Duration,
     started: Instant,
 ) -> io::Result<Option<Watched>> {
     if lines.wait_readable(wait)? {
-        return Ok(Some(match lines.next()? {
+        let line = lines.next()?;
+        out.begin_reply();
+        return Ok(Some(match line {
             Line::End => Watched::ClientGone,
             Line::Idle => {
                 out.write_all(error_line(&idle_failure(lines.idle_timeout)).as_bytes())?;
@@ -500,6 +567,7 @@ fn line_or_idle<R: Input>(
         }));
     }
     if started.elapsed() >= lines.idle_timeout {
+        out.begin_reply();
         out.write_all(error_line(&idle_failure(lines.idle_timeout)).as_bytes())?;
         return Ok(Some(Watched::ClientGone));
     }
@@ -528,7 +596,7 @@ fn takes_a_while(request: &Request) -> bool {
 /// before anything is written, is returned as the response to write
 /// instead. A notification (no `id`) gets nothing.
 fn write_streamed(
-    out: &mut impl Write,
+    out: &mut impl Replies,
     id: Option<Value>,
     result: Result<builtins::Streamed, Failure>,
 ) -> io::Result<Option<String>> {
@@ -550,7 +618,7 @@ const FOLLOW_INTERVAL: Duration = manhole_wire::LOG_FOLLOW_INTERVAL;
 /// line (consumed, not run) or goes away.
 fn follow<R: Input>(
     lines: &mut Lines<R>,
-    out: &mut impl Write,
+    out: &mut impl Replies,
     heading: &str,
     mut next: builtins::Follow,
 ) -> io::Result<Watched> {
@@ -558,6 +626,7 @@ fn follow<R: Input>(
     out.write_all(heading.as_bytes())?;
     loop {
         let new = next();
+        out.begin_reply();
         if !new.is_empty() {
             out.write_all(new.as_bytes())?;
         }
@@ -567,11 +636,12 @@ fn follow<R: Input>(
     }
 }
 
-fn serve_json<R: Input>(lines: &mut Lines<R>, out: &mut impl Write) -> io::Result<()> {
+fn serve_json<R: Input>(lines: &mut Lines<R>, out: &mut impl Replies) -> io::Result<()> {
     let input = *lines.reader.get_ref();
     let client_gone = move || input.peer_gone();
     loop {
         let line = lines.next()?;
+        out.begin_reply();
         let idle = matches!(line, Line::Idle);
         let response = match line {
             Line::End => return Ok(()),
