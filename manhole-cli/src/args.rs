@@ -100,6 +100,12 @@ pub struct Cli {
     #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
     pub timeout: Duration,
 
+    /// The longest reply line to read, in bytes (or with K, M or G): past
+    /// it the CLI stops reading with an error [default: 65M, the server's
+    /// largest reply and a margin].
+    #[arg(long, value_name = "BYTES", value_parser = parse_size)]
+    pub max_reply: Option<usize>,
+
     /// With `list`: remove the stale sockets that you own, whose process
     /// is gone, and say how many (also `--prune`).
     #[arg(long, visible_alias = "prune")]
@@ -514,6 +520,28 @@ const LONGEST_TIMEOUT: Duration = Duration::from_secs(1_000_000_000);
 
 /// `5`, `5s`, `1.5s`, `500ms`, `2m`, as [`manhole_wire::parse_duration`]
 /// reads them; zero is a duration there, but a timeout must be positive.
+/// A size in bytes: `1048576`, `64K`, `65M`, `1G` (powers of 1024).
+pub fn parse_size(text: &str) -> Result<usize, String> {
+    let trimmed = text.trim();
+    let (digits, unit) = match trimmed.char_indices().find(|(_, c)| !c.is_ascii_digit()) {
+        Some((at, _)) => trimmed.split_at(at),
+        None => (trimmed, ""),
+    };
+    let scale: usize = match unit.to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kib" => 1 << 10,
+        "m" | "mib" => 1 << 20,
+        "g" | "gib" => 1 << 30,
+        _ => return Err(format!("{text:?} is not a size such as 65M")),
+    };
+    digits
+        .parse::<usize>()
+        .ok()
+        .and_then(|count| count.checked_mul(scale))
+        .filter(|bytes| *bytes >= 1024)
+        .ok_or_else(|| format!("{text:?} must be a size of at least 1K, such as 65M"))
+}
+
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let not_positive = || format!("{:?} must be a positive duration, such as 5s", text.trim());
     match manhole_wire::parse_duration(text) {

@@ -251,13 +251,13 @@ pub struct Shape {
 pub fn print(items: &[Item], json: bool, shape: Shape) {
     for item in items {
         if let Outcome::Unreached(err) = &item.outcome {
-            eprintln!("{}", unreached_line(item, err));
+            eprintln!("{}", crate::escape::field(&unreached_line(item, err)));
         }
     }
     if json {
         let array: Vec<Value> = items.iter().map(|item| item_json(item, shape)).collect();
         let text = serde_json::to_string_pretty(&array).unwrap_or_else(|_| "[]".to_owned());
-        let _ = writeln!(std::io::stdout().lock(), "{text}");
+        let _ = writeln!(std::io::stdout().lock(), "{}", crate::escape::json(text));
         return;
     }
     let colour = style::colour_for(&std::io::stdout());
@@ -270,8 +270,10 @@ pub fn print(items: &[Item], json: bool, shape: Shape) {
                 }
                 out.push_str(&header(item));
                 match answer {
-                    Answer::Text(Ok(text)) => out.push_str(text),
-                    Answer::Json(Ok(value)) => out.push_str(&format!("{value}\n")),
+                    Answer::Text(Ok(text)) => out.push_str(&crate::escape::text(text)),
+                    Answer::Json(Ok(value)) => {
+                        out.push_str(&crate::escape::json(format!("{value}\n")));
+                    }
                     Answer::Text(Err(reply)) | Answer::Json(Err(reply)) => {
                         out.push_str(&style::error_line(&reply.failure.one_line(), colour));
                     }
@@ -293,7 +295,7 @@ fn header(item: &Item) -> String {
         name.push_str(&format!("pid {pid}"));
     }
     if let Some(exe) = &item.exe {
-        name.push_str(&format!(" ({exe})"));
+        name.push_str(&format!(" ({})", crate::escape::field(exe)));
     }
     format!("==> {name} <==\n")
 }

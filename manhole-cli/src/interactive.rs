@@ -56,7 +56,7 @@ pub fn run(
         }
     };
     let pid = greeting.get("pid").and_then(Value::as_u64);
-    write_stdout(&client.text_field(&greeting)?);
+    write_stdout(&crate::escape::text(&client.text_field(&greeting)?));
     let names = match client.ask(&Request::Help(None))? {
         Ok(help) => Names::from_help(&help),
         // Completion is a convenience: without the server's names the
@@ -141,7 +141,7 @@ fn prompt_loop(
         }
         if let Some(watch) = Watch::parse(&line) {
             match watch::run(client, &line, &watch, true)? {
-                watch::Watching::Answered(text) => write_stdout(&text),
+                watch::Watching::Answered(text) => write_stdout(&crate::escape::text(&text)),
                 watch::Watching::Refused(reply) => write_stdout(&style::error_line(
                     &reply.failure.one_line(),
                     style::colour_for(&std::io::stdout()),
@@ -164,7 +164,7 @@ fn prompt_loop(
             continue;
         }
         match answer {
-            Ok(Ok(text)) => write_stdout(&text),
+            Ok(Ok(text)) => write_stdout(&crate::escape::text(&text)),
             Ok(Err(reply)) => write_stdout(&style::error_line(
                 &reply.failure.one_line(),
                 style::colour_for(&std::io::stdout()),

@@ -93,7 +93,7 @@ pub fn run(clean: bool, json: bool) -> Result<(), Error> {
             .collect();
         format!(
             "{}\n",
-            serde_json::to_string_pretty(&rows).unwrap_or_default()
+            crate::escape::json(serde_json::to_string_pretty(&rows).unwrap_or_default())
         )
     } else if entries.is_empty() {
         eprintln!("manhole-cli: no manhole found (only your own processes are listed, unless you are root)");
@@ -201,11 +201,11 @@ fn table(entries: &[Entry]) -> String {
             [
                 entry.pid.to_string(),
                 procfs::user_name(entry.uid).unwrap_or_else(|| entry.uid.to_string()),
-                entry.executable.clone(),
-                entry
-                    .socket
-                    .as_ref()
-                    .map_or_else(|| "-".to_owned(), |path| path.display().to_string()),
+                crate::escape::field(&entry.executable).into_owned(),
+                entry.socket.as_ref().map_or_else(
+                    || "-".to_owned(),
+                    |path| crate::escape::field(&path.display().to_string()).into_owned(),
+                ),
                 if entry.removed {
                     "stale (removed)".to_owned()
                 } else {

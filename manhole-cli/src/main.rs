@@ -22,6 +22,7 @@ mod connect;
 mod dash;
 mod discover;
 mod error;
+mod escape;
 mod fanout;
 mod interactive;
 mod interrupt;
@@ -52,13 +53,16 @@ fn main() -> ExitCode {
     match run(&cli) {
         Ok(code) => code,
         Err(err) => {
-            eprintln!("{FAILURE_PREFIX}{err}");
+            eprintln!("{FAILURE_PREFIX}{}", escape::text(&err.to_string()));
             ExitCode::from(status::NO_CONNECTION)
         }
     }
 }
 
 fn run(cli: &Cli) -> Result<ExitCode, Error> {
+    if let Some(bytes) = cli.max_reply {
+        rpc::limit_replies(bytes);
+    }
     match cli.mode() {
         Mode::List { clean } => {
             list::run(clean, cli.json)?;
@@ -70,7 +74,7 @@ fn run(cli: &Cli) -> Result<ExitCode, Error> {
             for warning in warnings {
                 eprintln!("{FAILURE_PREFIX}warning: {warning}");
             }
-            print!("{symbolised}");
+            print!("{}", escape::text(&symbolised));
             Ok(ExitCode::SUCCESS)
         }
         Mode::Interactive(endpoint) => on_host_of(&endpoint, || {

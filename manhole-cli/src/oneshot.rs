@@ -85,7 +85,9 @@ fn print_text(reply: Reply<String>) -> Outcome {
     match reply {
         Ok(text) => {
             // A reader that went away (`| head`) is not our failure.
-            let _ = std::io::stdout().lock().write_all(text.as_bytes());
+            let _ = std::io::stdout()
+                .lock()
+                .write_all(crate::escape::text(&text).as_bytes());
             Outcome::Success
         }
         Err(reply) => {
@@ -113,7 +115,7 @@ fn print_json(reply: Reply<Value>) -> Outcome {
         }
     };
     let text = serde_json::to_string_pretty(&value).unwrap_or_else(|_| value.to_string());
-    let _ = writeln!(std::io::stdout().lock(), "{text}");
+    let _ = writeln!(std::io::stdout().lock(), "{}", crate::escape::json(text));
     outcome
 }
 

@@ -67,6 +67,26 @@ pub struct Client {
     /// Whether the server ever sent a byte: a close before that is a
     /// refusal, after it the end of the session.
     answered: bool,
+    /// Whether every string of every reply is escaped for a terminal as it
+    /// arrives (the dashboard, which draws them all).
+    escape_strings: bool,
+}
+
+/// The longest reply line read by default: the server's largest reply
+/// (`max_reply_bytes`, 64 MiB) and a margin for its envelope.
+pub const DEFAULT_MAX_REPLY: usize = 65 * 1024 * 1024;
+
+/// How many responses to earlier requests (answered late, after this
+/// client gave up on them) are skipped while waiting for one reply; a
+/// server that sends more is not answering.
+const STALE_REPLIES: usize = 8;
+
+static MAX_REPLY: std::sync::atomic::AtomicUsize =
+    std::sync::atomic::AtomicUsize::new(DEFAULT_MAX_REPLY);
+
+/// Bounds every reply line this process reads (`--max-reply`).
+pub fn limit_replies(bytes: usize) {
+    MAX_REPLY.store(bytes, std::sync::atomic::Ordering::Relaxed);
 }
 
 impl Client {
@@ -82,7 +102,14 @@ impl Client {
             countdown: false,
             next_id: 1,
             answered: false,
+            escape_strings: false,
         }
+    }
+
+    /// Escapes every string of every reply from now on, for a view that
+    /// draws them all (see [`crate::escape::value`]).
+    pub fn escape_replies(&mut self) {
+        self.escape_strings = true;
     }
 
     /// Asks `request` through its JSON-RPC method and waits for the reply.
@@ -203,12 +230,67 @@ impl Client {
         }
     }
 
-    /// Reads lines until the response to `id`. A response to an earlier
-    /// request, which timed out here and was answered late, is skipped.
+    /// One reply line, read within `deadline` and at most `--max-reply`
+    /// bytes long: a server that streams an endless line, or trickles one,
+    /// costs this client neither its memory nor more than its timeout.
+    fn read_bounded_line(
+        &mut self,
+        line: &mut String,
+        deadline: Instant,
+    ) -> std::io::Result<usize> {
+        let limit = MAX_REPLY.load(std::sync::atomic::Ordering::Relaxed);
+        let mut bytes = Vec::new();
+        loop {
+            if self.reader.buffer().is_empty()
+                && !pipe::wait_ready(self.reader.get_ref().as_fd(), PollFlags::POLLIN, deadline)?
+            {
+                return Err(std::io::Error::new(
+                    ErrorKind::TimedOut,
+                    "the whole reply did not come within the timeout",
+                ));
+            }
+            let available = match self.reader.fill_buf() {
+                Ok(available) => available,
+                Err(err) if err.kind() == ErrorKind::Interrupted => continue,
+                Err(err) => return Err(err),
+            };
+            if available.is_empty() {
+                break;
+            }
+            let (taken, ended) = match available.iter().position(|&byte| byte == b'\n') {
+                Some(at) => (at + 1, true),
+                None => (available.len(), false),
+            };
+            if bytes.len() + taken > limit {
+                return Err(std::io::Error::new(
+                    ErrorKind::OutOfMemory,
+                    format!(
+                        "a reply line longer than {limit} bytes (--max-reply); stopped reading it"
+                    ),
+                ));
+            }
+            bytes.extend_from_slice(&available[..taken]);
+            self.reader.consume(taken);
+            if ended {
+                break;
+            }
+        }
+        let read = bytes.len();
+        *line = String::from_utf8(bytes).map_err(|_| {
+            std::io::Error::new(ErrorKind::InvalidData, "a reply that is not UTF-8")
+        })?;
+        Ok(read)
+    }
+
+    /// Reads lines until the response to `id`, all within the timeout. A
+    /// response to an earlier request, which timed out here and was
+    /// answered late, is skipped, a few times at most.
     fn read_reply(&mut self, id: u64) -> Result<Reply<Value>, Error> {
+        let deadline = Instant::now() + self.timeout;
+        let mut skipped = 0;
         loop {
             let mut line = String::new();
-            match self.reader.read_line(&mut line) {
+            match self.read_bounded_line(&mut line, deadline) {
                 Ok(0) => {
                     // A tunnel that ended before its remote side ever
                     // connected says why; otherwise the server hung up.
@@ -223,9 +305,14 @@ impl Client {
                     }));
                 }
                 Ok(_) => self.answered = true,
+                Err(err)
+                    if matches!(err.kind(), ErrorKind::OutOfMemory | ErrorKind::InvalidData) =>
+                {
+                    return Err(self.bad_reply(err.to_string()))
+                }
                 Err(err) => return Err(self.failure(err, "waiting for a reply from")),
             }
-            let response: Value = match serde_json::from_str(&line) {
+            let mut response: Value = match serde_json::from_str(&line) {
                 Ok(response) => response,
                 // Said to any client before it is served, such as `busy`
                 // past `max_sessions`; the server then hangs up.
@@ -238,11 +325,19 @@ impl Client {
             };
             match response.get("id") {
                 Some(Value::Number(answered)) if answered.as_u64() == Some(id) => {}
-                Some(Value::Number(answered)) if answered.as_u64() < Some(id) => continue,
+                Some(Value::Number(answered))
+                    if answered.as_u64() < Some(id) && skipped < STALE_REPLIES =>
+                {
+                    skipped += 1;
+                    continue;
+                }
                 // An error about a line whose id the server could not read
                 // (too long, say): with one request in flight, it is ours.
                 Some(Value::Null) if response.get("error").is_some() => {}
                 _ => return Err(self.bad_reply(format!("unexpected id in {response}"))),
+            }
+            if self.escape_strings {
+                crate::escape::value(&mut response);
             }
             if let Some(error) = response.get("error") {
                 return match ErrorReply::read(error) {
@@ -290,7 +385,8 @@ impl Client {
         match self.reader.fill_buf().map(|buffer| !buffer.is_empty()) {
             Ok(true) => {
                 let mut line = String::new();
-                let _ = self.reader.read_line(&mut line);
+                let deadline = Instant::now() + self.timeout;
+                let _ = self.read_bounded_line(&mut line, deadline);
                 Some(last_word_of(&line))
             }
             Ok(false) | Err(_) => Some(String::new()),

@@ -10,8 +10,10 @@ pub fn colour_for(stream: &impl IsTerminal) -> bool {
     std::env::var_os("NO_COLOR").is_none_or(|value| value.is_empty()) && stream.is_terminal()
 }
 
-/// `error: MESSAGE` and a newline, red when `colour` is set.
+/// `error: MESSAGE` and a newline, red when `colour` is set. The message
+/// is often another process's, so its control characters are escaped.
 pub fn error_line(message: &str, colour: bool) -> String {
+    let message = crate::escape::field(message);
     if colour {
         format!("\x1b[31m{REFUSAL_PREFIX}{message}\x1b[0m\n")
     } else {

@@ -117,7 +117,7 @@ fn follow_log(client: &mut Client, stop_at_end_of_input: bool) -> Result<Watchin
                     .flatten()
                     .map(manhole_wire::log_event_line)
                     .collect();
-                write_stdout(&lines);
+                write_stdout(&crate::escape::text(&lines));
                 newest = found
                     .get("newest")
                     .and_then(Value::as_u64)
@@ -156,6 +156,7 @@ fn watch_item(
         match read {
             Ok(body) => {
                 let header = format!("[{:.1}s]", started.elapsed().as_secs_f64());
+                let body = crate::escape::text(&body);
                 if body.lines().count() > 1 {
                     write_stdout(&format!("{header}\n{body}"));
                 } else {

@@ -1158,3 +1158,77 @@ mod interactive {
         ));
     }
 }
+
+/// No raw ESC from a server reaches stdout or stderr: in text, in
+/// `--json` (which stays valid JSON) and in an error.
+#[test]
+fn a_servers_escape_sequences_are_shown_escaped() {
+    use cli_support::{fake_server, Hostile, HOSTILE_TEXT};
+    let path = scratch("escapes.sock");
+    let _listener = fake_server(&path, Hostile::Escapes);
+    let _file = SocketFile(path.clone());
+    let run = cli(&[path.to_str().unwrap(), "threads"]);
+    assert_exit(&run, 0);
+    assert!(
+        !run.stdout.contains('\u{1b}') && !run.stdout.contains('\u{9b}'),
+        "{run:?}"
+    );
+    assert!(run.stdout.contains("name\\e]52;c;SGVsbG8=\\x07"), "{run:?}");
+    let json = cli(&["--json", path.to_str().unwrap(), "threads"]);
+    assert_exit(&json, 0);
+    assert!(
+        !json.stdout.chars().any(|c| c.is_control() && c != '\n'),
+        "{json:?}"
+    );
+    assert_eq!(stdout_json(&json)["threads"][0]["name"], HOSTILE_TEXT);
+}
+
+/// A server that streams one endless line: the CLI stops reading at
+/// `--max-reply` (or its deadline), with a clear error and bounded memory.
+#[test]
+fn an_endless_reply_line_is_cut_off() {
+    use cli_support::{fake_server, Hostile};
+    let path = scratch("endless.sock");
+    let _listener = fake_server(&path, Hostile::EndlessLine);
+    let _file = SocketFile(path.clone());
+    let started = Instant::now();
+    let mut command = cli_command(&["--timeout", "2s", path.to_str().unwrap(), "threads"]);
+    // SAFETY: setrlimit is async-signal-safe.
+    unsafe {
+        command.pre_exec(|| {
+            let bound = libc::rlimit {
+                rlim_cur: 512 << 20,
+                rlim_max: 512 << 20,
+            };
+            libc::setrlimit(libc::RLIMIT_AS, &bound);
+            Ok(())
+        });
+    }
+    let run = run_with_timeout(&mut command, CLI_LIMIT);
+    assert!(started.elapsed() < Duration::from_secs(10), "{run:?}");
+    assert_exit(&run, 2);
+    assert!(
+        run.stderr.contains("longer than") || run.stderr.contains("timed out"),
+        "{run:?}"
+    );
+    let small = cli(&["--max-reply", "1M", path.to_str().unwrap(), "threads"]);
+    assert_exit(&small, 2);
+    assert!(
+        small
+            .stderr
+            .contains("a reply line longer than 1048576 bytes (--max-reply)"),
+        "{small:?}"
+    );
+}
+
+/// A server that answers only with stale ids is not waited on for ever.
+#[test]
+fn a_server_repeating_stale_ids_is_given_up_on() {
+    use cli_support::{fake_server, Hostile};
+    let path = scratch("stale-ids.sock");
+    let _listener = fake_server(&path, Hostile::StaleIds);
+    let _file = SocketFile(path.clone());
+    let run = cli(&["--timeout", "2s", path.to_str().unwrap(), "threads"]);
+    assert_exit(&run, 2);
+    assert!(run.stderr.contains("unexpected id"), "{run:?}");
+}

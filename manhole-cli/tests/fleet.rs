@@ -253,6 +253,40 @@ mod stdio {
 mod all {
     use super::*;
 
+    /// One hostile manhole (this test process's own `/tmp/manhole-PID`,
+    /// streaming an endless line) costs only its own row: the real
+    /// manhole's answer is printed.
+    #[test]
+    fn a_hostile_server_costs_only_its_own_row() {
+        use cli_support::{fake_server, Hostile};
+        let _all = every_manhole();
+        let service = Service::start();
+        let path = PathBuf::from(format!("/tmp/manhole-{}", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        let _listener = fake_server(&path, Hostile::EndlessLine);
+        struct Remove(PathBuf);
+        impl Drop for Remove {
+            fn drop(&mut self) {
+                let _ = std::fs::remove_file(&self.0);
+            }
+        }
+        let _remove = Remove(path);
+        let started = std::time::Instant::now();
+        let run = cli(&["--timeout", "2s", "--max-reply", "4M", "--all", "threads"]);
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(20),
+            "{run:?}"
+        );
+        let header = format!("==> pid {} (", service.pid);
+        assert!(run.stdout.contains(&header), "{run:#?}");
+        assert!(
+            run.stderr
+                .contains(&format!("pid {}: ", std::process::id())),
+            "{run:#?}"
+        );
+        assert_ne!(run.code, Some(0), "{run:#?}");
+    }
+
     #[test]
     fn one_command_on_every_live_manhole_with_a_header_each() {
         let _all = every_manhole();

@@ -110,9 +110,19 @@ pub fn run(
     who: String,
     pid: Option<i32>,
     interval: Duration,
-    reconnect: impl FnMut() -> Result<Client, Error> + Send + 'static,
+    mut reconnect: impl FnMut() -> Result<Client, Error> + Send + 'static,
 ) -> Result<(), Error> {
     client.show_countdown(false);
+    // Everything drawn came from the server: no control character of it
+    // reaches the terminal.
+    client.escape_replies();
+    let reconnect = move || {
+        reconnect().map(|mut client| {
+            client.escape_replies();
+            client
+        })
+    };
+    let who = crate::escape::field(&who).into_owned();
     let (asks, asked) = mpsc::channel();
     let (updates, updated) = mpsc::channel();
     let label = format!("{who} · every {}", humanize(interval));

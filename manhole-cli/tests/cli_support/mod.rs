@@ -70,3 +70,73 @@ impl Drop for ScratchDir {
         let _ = std::fs::remove_dir_all(&self.0);
     }
 }
+
+/// What a fake manhole answers each request line with.
+#[derive(Clone, Copy)]
+pub enum Hostile {
+    /// A `text` result (and an error message) full of terminal escapes:
+    /// OSC 52 (the clipboard), a title, erase-line, a C1 CSI.
+    Escapes,
+    /// One reply line that never ends.
+    EndlessLine,
+    /// `{"id":0}` lines, for ever.
+    StaleIds,
+}
+
+/// The escapes [`Hostile::Escapes`] sends.
+pub const HOSTILE_TEXT: &str =
+    "name\u{1b}]52;c;SGVsbG8=\u{7}\u{1b}]0;TITLE\u{7}\u{1b}[2K\r\u{9b}31m end\n";
+
+/// A fake manhole at `path`, on a thread of its own, serving each
+/// connection as `hostile` says until the client leaves.
+pub fn fake_server(path: &std::path::Path, hostile: Hostile) -> std::os::unix::net::UnixListener {
+    let listener = std::os::unix::net::UnixListener::bind(path).unwrap();
+    let serving = listener.try_clone().unwrap();
+    std::thread::spawn(move || {
+        for stream in serving.incoming() {
+            let Ok(stream) = stream else { return };
+            std::thread::spawn(move || serve_hostile(stream, hostile));
+        }
+    });
+    listener
+}
+
+fn serve_hostile(stream: std::os::unix::net::UnixStream, hostile: Hostile) {
+    use std::io::{BufRead, Write};
+    let mut reader = std::io::BufReader::new(stream.try_clone().unwrap());
+    let mut out = stream;
+    let mut line = String::new();
+    while reader.read_line(&mut line).is_ok_and(|read| read > 0) {
+        let id = serde_json::from_str::<Value>(&line)
+            .ok()
+            .and_then(|request| request.get("id").cloned())
+            .unwrap_or(Value::Null);
+        line.clear();
+        let written = match hostile {
+            Hostile::Escapes => {
+                let response = serde_json::json!({
+                    "jsonrpc": "2.0", "id": id,
+                    "result": {"text": HOSTILE_TEXT, "threads": [{"name": HOSTILE_TEXT}]},
+                });
+                writeln!(out, "{response}")
+            }
+            Hostile::EndlessLine => {
+                let chunk = [b'a'; 65536];
+                let _ = write!(out, "{{\"jsonrpc\":\"2.0\",\"id\":{id},\"result\":\"");
+                loop {
+                    if out.write_all(&chunk).is_err() {
+                        return;
+                    }
+                }
+            }
+            Hostile::StaleIds => loop {
+                if out.write_all(b"{\"id\":0}\n").is_err() {
+                    return;
+                }
+            },
+        };
+        if written.is_err() {
+            return;
+        }
+    }
+}
