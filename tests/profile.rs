@@ -486,3 +486,54 @@ fn manhole_cli_prints_the_table_and_writes_each_file() {
     );
     assert!(!empty.exists());
 }
+
+/// The signals queued on a process's user (`SigQ` in `/proc/PID/status`),
+/// which every process of that user shares under `RLIMIT_SIGPENDING`.
+fn queued_signals(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let field = status
+        .lines()
+        .find_map(|line| line.strip_prefix("SigQ:"))
+        .expect("SigQ in status");
+    field.trim().split('/').next().unwrap().parse().unwrap()
+}
+
+/// A thread that blocks the stack signal is never sent another one while
+/// it does: 40 dumps and a 5-second wall profile at 1000 Hz queue at most
+/// two. The program runs as a user of its own (nobody), so that the count,
+/// which is per user, is not moved by the other tests' processes.
+#[test]
+fn signals_do_not_pile_up_on_a_thread_that_blocks_them() {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: geteuid cannot fail.
+    if unsafe { libc::geteuid() } != 0 {
+        assert!(std::env::var_os("CI").is_none(), "CI must run as root");
+        eprintln!("skipped: running the program as another user needs root");
+        return;
+    }
+    let _serial = serial();
+    let mut command = std::process::Command::new(support::example("profiled"));
+    command
+        .args(["--busy", "1", "--blocks-signal"])
+        .env_remove("MANHOLE")
+        .uid(65534)
+        .gid(65534);
+    let service = Service::spawn_command(command, None);
+    service.wait_for_socket();
+    let before = queued_signals(service.pid);
+    let mut session = service.json();
+    for _ in 0..40 {
+        let stacks = session.result("stacks", json!({}));
+        assert!(stacks["threads"].is_array(), "{stacks}");
+    }
+    let profile = session.result(
+        "profile",
+        json!({"seconds": 5, "hz": 1000, "mode": "wall", "per_thread": true}),
+    );
+    assert!(profile["samples"].as_u64().unwrap() > 0, "{profile}");
+    let after = queued_signals(service.pid);
+    assert!(
+        after <= before + 2,
+        "SigQ went from {before} to {after}: signals pile up on the blocking thread"
+    );
+}

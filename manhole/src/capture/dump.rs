@@ -265,11 +265,6 @@ fn bit(signal: libc::c_int) -> u64 {
     1u64 << (signal - 1)
 }
 
-/// Threads that did not answer the last dump because they block the
-/// signal. They are checked before they are sent another one, so that
-/// queued requests do not pile up on them.
-static UNRESPONSIVE: Mutex<Vec<libc::pid_t>> = Mutex::new(Vec::new());
-
 /// Why a thread that was sent nothing cannot answer, if it cannot.
 fn cannot_answer(tasks: &Tasks, tid: libc::pid_t, signal: libc::c_int) -> Option<String> {
     let masks = tasks.signal_masks(tid)?;
@@ -361,9 +356,6 @@ pub(crate) fn capture<D>(
             break generation;
         }
     };
-    let mut unresponsive = UNRESPONSIVE
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let mut outcomes: Vec<Option<Outcome>> = Vec::with_capacity(tids.len());
     // (position in tids, slot index)
     let mut waiting: Vec<(usize, usize)> = Vec::with_capacity(tids.len());
@@ -389,11 +381,12 @@ pub(crate) fn capture<D>(
             outcomes.push(Some(outcome));
             continue;
         }
-        if unresponsive.contains(&tid) {
-            if let Some(reason) = cannot_answer(tasks, tid, signal) {
-                outcomes.push(Some(Outcome::Missing(reason)));
-                continue;
-            }
+        // Every signal sent to a thread that blocks it, or has one pending
+        // already, would stay queued against the user's RLIMIT_SIGPENDING:
+        // such a thread is named, never signalled again.
+        if let Some(reason) = cannot_answer(tasks, tid, signal) {
+            outcomes.push(Some(Outcome::Missing(reason)));
+            continue;
         }
         // A thread that runs now may be on its way out of a system call
         // that a pending signal would still turn into `EINTR` (`select`
@@ -432,6 +425,10 @@ pub(crate) fn capture<D>(
             let waiting_for_a_cpu = on_cpu.is_some() && tasks.on_cpu_ns(tid) == on_cpu;
             if waiting_for_a_cpu && !out_of_time {
                 return true;
+            }
+            if let Some(reason) = cannot_answer(tasks, tid, signal) {
+                outcomes[position] = Some(Outcome::Missing(reason));
+                return false;
             }
             match signal_thread(tid, signal, generation, &mut next_slot) {
                 Ok(index) => waiting.push((position, index)),
@@ -491,7 +488,6 @@ pub(crate) fn capture<D>(
             );
         }
     }
-    unresponsive.clear();
     for (position, index) in waiting {
         let slot = slot(index).expect("armed slots exist");
         let done = slot.state.load(Ordering::Acquire) == state(generation, DONE)
@@ -501,12 +497,7 @@ pub(crate) fn capture<D>(
         } else {
             let tid = tids[position];
             match silence(tasks, tid, signal, timeout) {
-                Some(reason) => {
-                    if reason.contains("(SigBlk)") || reason.contains("still pending") {
-                        unresponsive.push(tid);
-                    }
-                    Outcome::Missing(reason)
-                }
+                Some(reason) => Outcome::Missing(reason),
                 None => Outcome::Gone,
             }
         });

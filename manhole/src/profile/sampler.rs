@@ -221,6 +221,13 @@ struct WallThread {
     running: bool,
     /// Its latest stack, however taken.
     last: Option<Vec<u64>>,
+    /// Signals sent since the last sample of it was drained.
+    unanswered: u32,
+    /// The drain after which its signal masks were last read, and whether
+    /// they said it blocks the signal or has one pending: then it is sent
+    /// nothing, since each signal would stay queued against the user's
+    /// `RLIMIT_SIGPENDING`.
+    masks_read: Option<(u64, bool)>,
 }
 
 /// Whether a drain waits for the dump's turn.
@@ -238,6 +245,8 @@ struct Profile<'a> {
     selector: Selector<'a>,
     timers: HashMap<i32, Timer>,
     wall: HashMap<i32, WallThread>,
+    /// How many times the ring was drained.
+    drains: u64,
     /// Threads the selector left out, not looked at again.
     ignored: HashSet<i32>,
     collected: Collected,
@@ -274,6 +283,7 @@ pub(crate) fn run(
         },
         timers: HashMap::new(),
         wall: HashMap::new(),
+        drains: 0,
         ignored: HashSet::new(),
         collected: Collected {
             mode: request.mode,
@@ -472,6 +482,25 @@ impl Profile<'_> {
                 }
                 continue;
             }
+            // Unanswered so far: read its masks, once per drain at most.
+            if state.unanswered > 0 {
+                let deaf = match state.masks_read {
+                    Some((drain, deaf)) if drain == self.drains => deaf,
+                    _ => {
+                        let bit = 1u64 << (self.signal - 1);
+                        let deaf = tasks
+                            .signal_masks(tid)
+                            .is_some_and(|masks| (masks.blocked | masks.pending) & bit != 0);
+                        state.masks_read = Some((self.drains, deaf));
+                        deaf
+                    }
+                };
+                if deaf {
+                    self.collected.skip(tid);
+                    continue;
+                }
+            }
+            state.unanswered += 1;
             match signals::send_to_thread(self.signal, tid, self.tick) {
                 Ok(()) => {}
                 Err(err) if err.raw_os_error() == Some(libc::ESRCH) => {}
@@ -491,6 +520,7 @@ impl Profile<'_> {
                 None => return,
             },
         };
+        self.drains += 1;
         let collected = &mut self.collected;
         let wall = &mut self.wall;
         samples::drain(&mut |sample| {
@@ -502,6 +532,7 @@ impl Profile<'_> {
                 capture::learn_tail(&unwound.addresses);
             }
             if let Some(state) = wall.get_mut(&sample.tid) {
+                state.unanswered = 0;
                 state.last = Some(unwound.addresses.clone());
             }
             collected.count(sample.tid, unwound.addresses, u64::from(sample.weight));
