@@ -375,3 +375,92 @@ fn a_fatal_signal_the_process_survives_leaves_the_manhole_working() {
         "{second}"
     );
 }
+
+/// Another user pre-creates every name of the old `/tmp` report (and its
+/// numbered suffixes): the report still goes to a file of the crashing
+/// user's own, in its private directory.
+#[test]
+fn squatted_names_in_tmp_do_not_divert_the_report() {
+    // SAFETY: geteuid cannot fail.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipped: squatting as another user needs root");
+        return;
+    }
+    let dir = scratch("crash-squatted");
+    std::fs::create_dir_all(&dir).unwrap();
+    let _cleanup = RemoveDir(dir.clone());
+    let mut child = Guard(
+        crashy(&["null"], &[])
+            .env("MANHOLE", format!("socket_path={}/sock", dir.display()))
+            .spawn()
+            .unwrap(),
+    );
+    let line = child.line();
+    let pid: u32 = line.trim().strip_prefix("ready ").unwrap().parse().unwrap();
+    let mut squatted = Vec::new();
+    for suffix in std::iter::once(String::new()).chain((1..100).map(|n| format!(".{n}"))) {
+        let name = std::path::PathBuf::from(format!("/tmp/manhole-crash-{pid}.txt{suffix}"));
+        std::fs::write(&name, "squatted\n").unwrap();
+        std::os::unix::fs::chown(&name, Some(65534), Some(65534)).unwrap();
+        squatted.push(RemoveFile(name));
+    }
+    assert_eq!(go(&mut child).signal(), Some(libc::SIGSEGV));
+    let report_path = format!("/tmp/manhole-crashes-0/crash-{pid}.txt");
+    let _report = RemoveFile(report_path.clone().into());
+    let report = std::fs::read_to_string(&report_path).unwrap();
+    assert!(
+        report.ends_with("end of manhole crash report\n"),
+        "{report}"
+    );
+    assert!(
+        report.contains(&format!("report file: {report_path}")),
+        "{report}"
+    );
+    let meta = std::fs::metadata(&report_path).unwrap();
+    assert_eq!((meta.uid(), meta.mode() & 0o777), (0, 0o600));
+    let private = std::fs::metadata("/tmp/manhole-crashes-0").unwrap();
+    assert_eq!((private.uid(), private.mode() & 0o777), (0, 0o700));
+}
+
+/// The private directory of a user, made beforehand by another user: the
+/// manhole says so at install, writes nothing there, and the report goes
+/// to stderr.
+#[test]
+fn a_private_report_directory_made_by_another_user_is_refused() {
+    // SAFETY: geteuid cannot fail.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipped: running as another user needs root");
+        return;
+    }
+    let squatted = std::path::PathBuf::from("/tmp/manhole-crashes-65534");
+    let _ = std::fs::remove_dir_all(&squatted);
+    std::fs::create_dir(&squatted).unwrap();
+    std::fs::set_permissions(&squatted, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let _cleanup = RemoveDir(squatted.clone());
+    let mut command = crashy(&["null"], &[]);
+    command.uid(65534).gid(65534);
+    let mut child = Guard(command.spawn().unwrap());
+    let line = child.line();
+    assert!(line.starts_with("ready "), "{line:?}");
+    child.0.stdin.as_mut().unwrap().write_all(b"go\n").unwrap();
+    assert_eq!(
+        child.wait(Duration::from_secs(60)).signal(),
+        Some(libc::SIGSEGV)
+    );
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(child.0.stderr.as_mut().unwrap(), &mut stderr).unwrap();
+    assert!(
+        stderr.contains("crash reports go to stderr only: /tmp/manhole-crashes-65534 is not a directory that only uid 65534 may write"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("end of manhole crash report"), "{stderr}");
+    assert_eq!(std::fs::read_dir(&squatted).unwrap().count(), 0);
+}
+
+struct RemoveFile(std::path::PathBuf);
+
+impl Drop for RemoveFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}

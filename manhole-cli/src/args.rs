@@ -37,7 +37,7 @@ Examples:
                                         log and stalls, every second (`?` for keys)
   manhole-cli /run/app/mh.sock          a socket path instead of a pid
   manhole-cli list --prune              list every manhole; remove your stale sockets
-  manhole-cli symbolize /tmp/manhole-crash-1234.txt --exe ./target/release/app
+  manhole-cli symbolize /tmp/manhole-crashes-1000/crash-1234.txt --exe ./target/release/app
                                         a raw crash report with function and file:line
   manhole-cli --all threads             one command on every live manhole here
   manhole-cli --ssh db1 1234            a session with pid 1234 on host db1

@@ -201,7 +201,7 @@ pub fn inspect(args: TokenStream, item: TokenStream) -> TokenStream {
 /// (default `true`), `reinstall_on_fork = bool` (default `true`) and
 /// `reinstall_delay_ms = 500`, `command_timeout_ms = 60000`, `slow_poll_ms = 100`,
 /// `crash_report = bool` (default `true`), `crash_file = "..."` (default
-/// `/tmp/manhole-crash-{pid}.txt`; `""` for stderr only) and
+/// `/tmp/manhole-crashes-{uid}/crash-{pid}.txt`; `""` for stderr only) and
 /// `crash_timeout_ms = 10000`, `watchdog_ms = 500` (default off),
 /// `stuck_call_ms = 60000` and `max_reply_bytes = 67108864`; they mean what the `manhole::Options` methods
 /// of the same names do, and the `MANHOLE` environment variable overrides

@@ -21,8 +21,10 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 /// Where a crash report is written unless [`Options::crash_file`] says
-/// otherwise; `{pid}` is the crashing process's id.
-pub const DEFAULT_CRASH_FILE: &str = "/tmp/manhole-crash-{pid}.txt";
+/// otherwise; `{uid}` is the process's effective user, `{pid}` the
+/// crashing process's id. The directory is made private (0700) and used
+/// only while it is a directory that no other user may write.
+pub const DEFAULT_CRASH_FILE: &str = "/tmp/manhole-crashes-{uid}/crash-{pid}.txt";
 
 /// How long a dying process waits for its symbolised crash report by
 /// default, before it dies with the raw one.
@@ -460,8 +462,12 @@ impl Options {
     }
 
     /// Where the crash report is written, besides stderr: a path template
-    /// in which `{pid}` is the crashing process's id. The default is
-    /// [`DEFAULT_CRASH_FILE`]. The file is created with mode 0600 and never
+    /// in which `{pid}` is the crashing process's id and `{uid}` its
+    /// effective user. The default is [`DEFAULT_CRASH_FILE`], in a
+    /// directory of the user's own that the manhole makes (0700) and
+    /// checks at install, so that another user can neither plant nor
+    /// squat a report's name there. The directory of a path you set is
+    /// opened as it is, at install. The file is created with mode 0600 and never
     /// through a symlink or over an existing file: a taken name gets a
     /// numbered suffix (`.1`, `.2`, ...). An empty string writes the report
     /// to stderr only.

@@ -45,8 +45,8 @@ use super::helper;
 use super::sections;
 use super::signal_safe as safe;
 use super::state::{
-    Prepared, FATAL, LAST_LINE, ORIGINAL_CONTEXT, ORIGINAL_INFO, ORIGINAL_SIGNAL, OUT, REPORT_PATH,
-    SHARED,
+    Prepared, ReportFile, FATAL, LAST_LINE, ORIGINAL_CONTEXT, ORIGINAL_INFO, ORIGINAL_SIGNAL, OUT,
+    REPORT_PATH, SHARED,
 };
 use crate::os::modules;
 use crate::os::{interrupted, signals};
@@ -170,7 +170,7 @@ pub(crate) fn install(settings: &Settings) -> std::io::Result<()> {
     let prepared = Box::new(Prepared {
         // SAFETY: getpid cannot fail.
         pid: unsafe { libc::getpid() },
-        file: settings.file.as_ref().map(|file| file.as_bytes().to_vec()),
+        file: settings.file.as_deref().and_then(report_file),
         timeout_ms: u64::try_from(settings.timeout.as_millis()).unwrap_or(u64::MAX),
         socket_path: CString::new(settings.socket_path.as_os_str().as_bytes()).unwrap_or_default(),
         exe: CString::new(exe.as_os_str().as_bytes()).unwrap_or_default(),
@@ -192,6 +192,87 @@ pub(crate) fn install(settings: &Settings) -> std::io::Result<()> {
         PREVIOUS[index].store(Box::into_raw(Box::new(previous)), Ordering::Release);
     }
     Ok(())
+}
+
+/// The directory a report goes to, opened now, and the file's name in it.
+/// A directory whose path holds `{uid}` (the default,
+/// `/tmp/manhole-{uid}/`) is the manhole's own: made 0700 when missing,
+/// and used only when it is a real directory of this user that nobody
+/// else may write, so that no other user can plant or squat the report's
+/// name. Another directory is the user's choice, taken as it is; one that
+/// cannot be opened yet is looked up by path at the crash. `None` (stderr
+/// only, said on stderr now) when the private directory is not safe.
+/// Normal context.
+fn report_file(template: &str) -> Option<ReportFile> {
+    use std::os::unix::fs::{DirBuilderExt as _, MetadataExt as _};
+    // SAFETY: geteuid cannot fail.
+    let uid = unsafe { libc::geteuid() };
+    let template = template.replace("{uid}", &uid.to_string());
+    let private = settings_dir_is_private(&template);
+    let (dir, name) = match template.rsplit_once('/') {
+        Some(("", name)) => ("/", name),
+        Some((dir, name)) => (dir, name),
+        None => (".", template.as_str()),
+    };
+    let fallback = || ReportFile {
+        dir: libc::AT_FDCWD,
+        dir_path: Vec::new(),
+        name: template.as_bytes().to_vec(),
+    };
+    if private {
+        let _ = std::fs::DirBuilder::new().mode(0o700).create(dir);
+    }
+    let Ok(path) = CString::new(dir) else {
+        return Some(fallback());
+    };
+    let mut flags = libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC;
+    if private {
+        flags |= libc::O_NOFOLLOW;
+    }
+    // SAFETY: a NUL-terminated path; the descriptor is ours, kept for the
+    // life of the process.
+    let fd = unsafe { libc::open(path.as_ptr(), flags) };
+    if fd < 0 {
+        if private {
+            crate::log::always(format_args!(
+                "crash reports go to stderr only: cannot open {dir}: {}",
+                std::io::Error::last_os_error()
+            ));
+            return None;
+        }
+        return Some(fallback());
+    }
+    if private {
+        let safe = std::fs::metadata(format!("/proc/self/fd/{fd}"))
+            .is_ok_and(|meta| meta.is_dir() && meta.uid() == uid && meta.mode() & 0o022 == 0);
+        if !safe {
+            // SAFETY: our own descriptor.
+            unsafe { libc::close(fd) };
+            crate::log::always(format_args!(
+                "crash reports go to stderr only: {dir} is not a directory that only uid {uid} may write; remove it, or set crash_file"
+            ));
+            return None;
+        }
+    }
+    let mut dir_path = dir.as_bytes().to_vec();
+    if !dir_path.ends_with(b"/") {
+        dir_path.push(b'/');
+    }
+    Some(ReportFile {
+        dir: fd,
+        dir_path,
+        name: name.as_bytes().to_vec(),
+    })
+}
+
+/// Whether the report's directory is the manhole's own private one:
+/// its path held `{uid}` before it was filled in.
+fn settings_dir_is_private(filled: &str) -> bool {
+    // SAFETY: geteuid cannot fail.
+    let uid = unsafe { libc::geteuid() };
+    let private = crate::options::DEFAULT_CRASH_FILE.replace("{uid}", &uid.to_string());
+    let private_dir = private.rsplit_once('/').map_or("", |(dir, _)| dir);
+    filled.rsplit_once('/').map_or("", |(dir, _)| dir) == private_dir
 }
 
 /// Makes the secret a helper must show (once per process image: a forked
@@ -400,25 +481,36 @@ fn open_outputs(prepared: &Prepared) {
         SCRATCH_FD.store(scratch, Ordering::Release);
         OUT.add(scratch);
     }
-    let Some(template) = &prepared.file else {
+    let Some(file) = &prepared.file else {
         return;
     };
     // SAFETY: getpid cannot fail.
     let pid = unsafe { libc::getpid() } as u64;
     // SAFETY: only the reporting thread gets here.
     let path = unsafe { &mut *REPORT_PATH.get() };
+    static NAME: safe::ReporterOnly<safe::PathBuf<4096>> =
+        safe::ReporterOnly::new(safe::PathBuf::new());
+    // SAFETY: only the reporting thread gets here.
+    let name = unsafe { &mut *NAME.get() };
     for attempt in 0..100u64 {
-        if !fill_template(path, template, pid)
-            || (attempt > 0 && !(path.push(b".") && path.push_dec(attempt)))
+        if !fill_template(name, &file.name, pid)
+            || (attempt > 0 && !(name.push(b".") && name.push_dec(attempt)))
         {
             path.clear();
             return;
         }
-        // SAFETY: a NUL-terminated path; open is async-signal-safe.
-        // Close-on-exec: only the helper gets it, by name, in the child.
+        path.clear();
+        if !(path.push(&file.dir_path) && path.push(name.as_bytes())) {
+            path.clear();
+            return;
+        }
+        // SAFETY: a NUL-terminated name in a directory opened at install;
+        // openat is async-signal-safe. Close-on-exec: only the helper gets
+        // it, by name, in the child.
         let fd = unsafe {
-            libc::open(
-                path.as_cstr().as_ptr(),
+            libc::openat(
+                file.dir,
+                name.as_cstr().as_ptr(),
                 libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW | libc::O_CLOEXEC,
                 0o600,
             )

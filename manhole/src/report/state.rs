@@ -25,7 +25,7 @@ pub(crate) const LAST_LINE: &str = "end of manhole crash report";
 /// Everything the handler reads, built in normal context at install.
 pub(super) struct Prepared {
     pub(super) pid: libc::pid_t,
-    pub(super) file: Option<Vec<u8>>,
+    pub(super) file: Option<ReportFile>,
     pub(super) timeout_ms: u64,
     pub(super) socket_path: CString,
     pub(super) exe: CString,
@@ -33,6 +33,18 @@ pub(super) struct Prepared {
     pub(super) modules: Vec<Module>,
     pub(super) uptime_at_install_ms: u64,
     pub(super) monotonic_at_install_ms: u64,
+}
+
+/// Where the report file goes, opened at install: a directory, and the
+/// file's name template in it (`{pid}` filled in at the crash).
+pub(super) struct ReportFile {
+    /// The directory, open (`O_PATH`); `AT_FDCWD` when it could not be
+    /// opened at install, and `name` is then the whole path template.
+    pub(super) dir: libc::c_int,
+    /// The directory's path and a `/` (empty with `AT_FDCWD`), for the
+    /// header's `report file:` line.
+    pub(super) dir_path: Vec<u8>,
+    pub(super) name: Vec<u8>,
 }
 
 /// The first fault's signal, info and context, for the sections written
