@@ -72,7 +72,7 @@ fn run(cli: &Cli) -> Result<ExitCode, Error> {
             let (symbolised, warnings) =
                 symbolize::run(&report, exe.as_deref()).map_err(Error::Symbolize)?;
             for warning in warnings {
-                eprintln!("{FAILURE_PREFIX}warning: {warning}");
+                eprintln!("{FAILURE_PREFIX}warning: {}", escape::field(&warning));
             }
             print!("{}", escape::text(&symbolised));
             Ok(ExitCode::SUCCESS)

@@ -22,7 +22,12 @@ const FIRST_LINE: &str = "manhole crash report: ";
 /// Reads the report at `path`, symbolises its raw frames, and returns the
 /// symbolised report and its warnings.
 pub fn run(path: &Path, exe: Option<&Path>) -> Result<(String, Vec<String>), String> {
-    let report = std::fs::read_to_string(path)
+    let report = regular_file(path)
+        .and_then(|mut file| {
+            let mut text = String::new();
+            std::io::Read::read_to_string(&mut file, &mut text)?;
+            Ok(text)
+        })
         .map_err(|err| format!("cannot read {}: {err}", path.display()))?;
     let Some(rest) = report.strip_prefix(RAW_FIRST_LINE) else {
         return Err(format!(
@@ -122,8 +127,14 @@ impl Modules {
                 (Some(exe), Some(executable)) if executable == module => exe.clone(),
                 _ => PathBuf::from(module),
             };
-            let loaded =
-                addr2line::Loader::new(&file).map_err(|err| format!("{}: {err}", file.display()));
+            // A report names the files to open: a FIFO or a device planted
+            // under one of those names must not hang or feed the reader.
+            let loaded = regular_file(&file)
+                .map_err(|err| format!("{}: {err}", file.display()))
+                .and_then(|_| {
+                    addr2line::Loader::new(&file)
+                        .map_err(|err| format!("{}: {err}", file.display()))
+                });
             if let (Ok(_), Some(expected)) = (&loaded, self.build_ids.get(module)) {
                 match build_id_of(&file) {
                     Some(found) if &found == expected => {}
@@ -195,10 +206,28 @@ impl Modules {
     }
 }
 
+/// `path` opened for reading if it is a regular file: opened without
+/// blocking (a FIFO would wait for a writer) and checked on the open file.
+fn regular_file(path: &Path) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)?;
+    if !file.metadata()?.is_file() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "not a regular file",
+        ));
+    }
+    Ok(file)
+}
+
 /// The GNU build id of an ELF file, in hex.
 fn build_id_of(path: &Path) -> Option<String> {
     use object::Object as _;
-    let data = std::fs::read(path).ok()?;
+    let mut data = Vec::new();
+    std::io::Read::read_to_end(&mut regular_file(path).ok()?, &mut data).ok()?;
     let file = object::File::parse(&*data).ok()?;
     let id = file.build_id().ok()??;
     Some(id.iter().map(|byte| format!("{byte:02x}")).collect())

@@ -1232,3 +1232,38 @@ fn a_server_repeating_stale_ids_is_given_up_on() {
     assert_exit(&run, 2);
     assert!(run.stderr.contains("unexpected id"), "{run:?}");
 }
+
+/// `symbolize` opens only regular files: a FIFO planted under a module's
+/// name does not hang it; and a report's control characters are printed
+/// escaped.
+#[test]
+fn symbolize_opens_only_regular_files_and_escapes_the_report() {
+    let dir = ScratchDir::new("symbolize-fifo");
+    let fifo = dir.join("app");
+    let fifo_c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    // SAFETY: mkfifo with a NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(fifo_c.as_ptr(), 0o600) }, 0);
+    let report = dir.join("report.txt");
+    std::fs::write(
+        &report,
+        format!(
+            "manhole crash report (raw): SIGSEGV (SEGV_MAPERR) at address 0x0, thread 7 \"evil\u{1b}]0;TITLE\u{7}\"\n\
+             executable: {0}\n\
+             \n\
+             crashing thread:\n\
+             thread 7 \"evil\u{1b}[2K\" (crashed)\n  #0 0x1010 {0}+0x10\n\
+             \n\
+             end of manhole crash report\n",
+            fifo.display()
+        ),
+    )
+    .unwrap();
+    let run = cli(&["symbolize", report.to_str().unwrap()]);
+    assert_exit(&run, 0);
+    assert!(run.stderr.contains("not a regular file"), "{run:?}");
+    assert!(!run.stdout.contains('\u{1b}'), "{run:?}");
+    assert!(run.stdout.contains("evil\\e]0;TITLE\\x07"), "{run:?}");
+    let refused = cli(&["symbolize", fifo.to_str().unwrap()]);
+    assert_exit(&refused, 2);
+    assert!(refused.stderr.contains("not a regular file"), "{refused:?}");
+}

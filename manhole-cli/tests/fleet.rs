@@ -1065,3 +1065,32 @@ mod over_ssh {
         }
     }
 }
+
+/// A process whose executable's name holds a title-setting escape: `list`,
+/// `--all info` and `info` print it escaped, with no raw ESC.
+#[test]
+fn a_hostile_executable_name_is_printed_escaped() {
+    let _all = every_manhole();
+    let dir = ScratchDir::new("hostile-name");
+    let hostile = dir.join("svc\u{1b}]0;X\u{7}");
+    std::fs::copy(support::example("service"), &hostile).unwrap();
+    let mut command = Command::new(&hostile);
+    command.env_remove("MANHOLE");
+    let service = Service::spawn_command(command, None);
+    service.wait_for_socket();
+    for args in [
+        &["list"][..],
+        &["--all", "info"],
+        &["--all", "--json", "info"],
+        &[&service.pid.to_string(), "info"],
+    ] {
+        let run = cli(args);
+        assert!(
+            !run.stdout.contains('\u{1b}') && !run.stderr.contains('\u{1b}'),
+            "{args:?}: {run:?}"
+        );
+        if !args.contains(&"--json") {
+            assert!(run.stdout.contains("svc\\e]0;X\\x07"), "{args:?}: {run:?}");
+        }
+    }
+}
