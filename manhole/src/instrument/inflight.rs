@@ -16,15 +16,27 @@
 //! slots never go away, so a reader (the crash handler among them) can
 //! never touch freed memory.
 
+mod slot;
+
+/// The atomics and mutex the protocol of [`slot`] runs on: std's here,
+/// loom's in the model (`manhole/tests/loom_inflight.rs`).
+mod sync {
+    pub(super) use std::sync::atomic::{
+        fence, AtomicI32, AtomicPtr, AtomicU64, AtomicUsize, Ordering,
+    };
+    pub(super) use std::sync::{Mutex, MutexGuard};
+}
+
 use super::clock::{now_ns, tid};
 use crate::instrument::calls::CallStats;
 use crate::options::DEFAULT_SLOW_POLL;
+use slot::{LocalSlots, Pool, Slot, Started, ARGS_BYTES, ARGS_WORDS};
 use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{
-    fence, AtomicBool, AtomicI32, AtomicPtr, AtomicU64, AtomicUsize,
+    AtomicBool, AtomicI32, AtomicPtr, AtomicU64, AtomicUsize,
     Ordering::{Acquire, Relaxed, Release},
 };
 use std::sync::{Mutex, MutexGuard};
@@ -54,68 +66,19 @@ pub(crate) fn count_polls_longer_than(slow_poll: Duration) {
     SLOW_POLL_NS.store(nanos, Relaxed);
 }
 
-/// One in-flight call's place in the table.
-struct Slot {
-    /// Twice the number of calls the slot has held, plus one while it holds
-    /// one: odd means in flight. Written last when a call starts and first
-    /// when it ends.
-    generation: AtomicU64,
-    name_start: AtomicPtr<u8>,
-    name_len: AtomicUsize,
-    first_poll_ns: AtomicU64,
-    poll_started_ns: AtomicU64,
-    thread: AtomicI32,
-    /// The call this one was first polled inside, by id; 0 for none.
-    parent: AtomicUsize,
-    /// Its arguments' text under `inspect(calls, args)`: the length plus
-    /// one (0 for none), and the bytes.
-    args_len: AtomicUsize,
-    args: [AtomicU64; ARGS_WORDS],
-}
-
-impl Slot {
-    #[allow(clippy::declare_interior_mutable_const)] // a fresh slot's value, copied once per slot
-    const FREE: Slot = Slot {
-        generation: AtomicU64::new(0),
-        name_start: AtomicPtr::new(std::ptr::null_mut()),
-        name_len: AtomicUsize::new(0),
-        first_poll_ns: AtomicU64::new(0),
-        poll_started_ns: AtomicU64::new(0),
-        thread: AtomicI32::new(0),
-        parent: AtomicUsize::new(0),
-        args_len: AtomicUsize::new(0),
-        args: [const { AtomicU64::new(0) }; ARGS_WORDS],
-    };
-
-    fn store_args(&self, args: Option<&CallArgs>) {
-        let Some(args) = args else {
-            self.args_len.store(0, Relaxed);
-            return;
-        };
-        for (word, bytes) in self.args.iter().zip(args.text.chunks(8)) {
-            let mut buffer = [0u8; 8];
-            buffer[..bytes.len()].copy_from_slice(bytes);
-            word.store(u64::from_ne_bytes(buffer), Relaxed);
-        }
-        self.args_len.store(usize::from(args.len) + 1, Relaxed);
-    }
-
-    fn load_args(&self) -> Option<CallArgs> {
-        let len = self.args_len.load(Relaxed).checked_sub(1)?;
-        let mut args = CallArgs {
-            text: [0; ARGS_BYTES],
-            len: u8::try_from(len.min(ARGS_BYTES)).unwrap_or(0),
-        };
-        for (word, bytes) in self.args.iter().zip(args.text.chunks_mut(8)) {
-            bytes.copy_from_slice(&word.load(Relaxed).to_ne_bytes()[..bytes.len()]);
-        }
-        Some(args)
-    }
-}
-
-/// The longest text of a call's arguments, in bytes.
-const ARGS_BYTES: usize = 96;
-const ARGS_WORDS: usize = ARGS_BYTES / 8;
+/// A fresh slot's value, copied once per slot of a new chunk.
+#[allow(clippy::declare_interior_mutable_const)]
+const FREE_SLOT: Slot = Slot {
+    generation: AtomicU64::new(0),
+    name_start: AtomicPtr::new(std::ptr::null_mut()),
+    name_len: AtomicUsize::new(0),
+    first_poll_ns: AtomicU64::new(0),
+    poll_started_ns: AtomicU64::new(0),
+    thread: AtomicI32::new(0),
+    parent: AtomicUsize::new(0),
+    args_len: AtomicUsize::new(0),
+    args: [const { AtomicU64::new(0) }; ARGS_WORDS],
+};
 
 /// The `Debug` text of a call's arguments under `inspect(calls, args)`
 /// (`id=7, user="ann"`), written into a fixed buffer when the call starts:
@@ -215,7 +178,7 @@ static TABLE: [AtomicPtr<[Slot; CHUNK]>; CHUNKS] =
 /// Slots handed out at least once: the table's used length.
 static USED: AtomicUsize = AtomicUsize::new(0);
 /// Free slots no thread holds.
-static POOL: Mutex<Vec<u32>> = Mutex::new(Vec::new());
+static POOL: Pool = Mutex::new(Vec::new());
 
 /// The slot at `index`, once its chunk exists.
 fn slot(index: usize) -> Option<&'static Slot> {
@@ -232,64 +195,15 @@ fn id(index: usize, generation: u64) -> usize {
 }
 
 fn pool() -> MutexGuard<'static, Vec<u32>> {
-    POOL.lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
+    slot::lock(&POOL)
 }
 
-/// A thread's own free slots.
-struct LocalSlots {
-    free: [u32; LOCAL],
-    len: usize,
-}
+/// A thread's own free slots, which it gives back when it ends.
+struct ThreadSlots(LocalSlots<LOCAL>);
 
-impl LocalSlots {
-    /// A free slot: one of this thread's, or half a stack's worth from the
-    /// pool, or never-used ones from the table's end.
-    fn take(&mut self) -> Option<u32> {
-        if self.len == 0 {
-            self.refill();
-        }
-        self.len = self.len.checked_sub(1)?;
-        Some(self.free[self.len])
-    }
-
-    fn refill(&mut self) {
-        let wanted = LOCAL / 2;
-        {
-            let mut pool = pool();
-            let from = pool.len().saturating_sub(wanted);
-            for index in pool.drain(from..) {
-                self.free[self.len] = index;
-                self.len += 1;
-            }
-        }
-        if self.len > 0 {
-            return;
-        }
-        let Some(fresh) = fresh_slots(wanted) else {
-            return;
-        };
-        for index in fresh {
-            self.free[self.len] = index;
-            self.len += 1;
-        }
-    }
-
-    fn give(&mut self, index: u32) {
-        if self.len == LOCAL {
-            let mut pool = pool();
-            pool.extend_from_slice(&self.free[LOCAL / 2..]);
-            self.len = LOCAL / 2;
-        }
-        self.free[self.len] = index;
-        self.len += 1;
-    }
-}
-
-impl Drop for LocalSlots {
-    /// A thread that ends gives its free slots back to the pool.
+impl Drop for ThreadSlots {
     fn drop(&mut self) {
-        pool().extend_from_slice(&self.free[..self.len]);
+        self.0.give_all(&POOL);
     }
 }
 
@@ -305,7 +219,7 @@ fn fresh_slots(count: usize) -> Option<std::ops::Range<u32>> {
     }
     for chunk in &TABLE[first / CHUNK..=(end - 1) / CHUNK] {
         if chunk.load(Relaxed).is_null() {
-            let slots: Box<[Slot; CHUNK]> = Box::new([Slot::FREE; CHUNK]);
+            let slots: Box<[Slot; CHUNK]> = Box::new([FREE_SLOT; CHUNK]);
             chunk.store(Box::into_raw(slots), Release);
         }
     }
@@ -316,15 +230,15 @@ fn fresh_slots(count: usize) -> Option<std::ops::Range<u32>> {
 thread_local! {
     /// The call being polled on this thread, if any (its id).
     static CURRENT: Cell<usize> = const { Cell::new(0) };
-    static FREE_SLOTS: RefCell<LocalSlots> =
-        const { RefCell::new(LocalSlots { free: [0; LOCAL], len: 0 }) };
+    static FREE_SLOTS: RefCell<ThreadSlots> =
+        const { RefCell::new(ThreadSlots(LocalSlots::EMPTY)) };
 }
 
 /// A free slot's index, `None` when the table is full (or this thread is
 /// ending and the pool is all there is).
 fn claim() -> Option<u32> {
     FREE_SLOTS
-        .try_with(|slots| slots.borrow_mut().take())
+        .try_with(|slots| slots.borrow_mut().0.take(&POOL, &mut fresh_slots))
         .unwrap_or_else(|_| {
             let from_pool = pool().pop();
             from_pool.or_else(|| fresh_slots(1).map(|range| range.start))
@@ -333,7 +247,7 @@ fn claim() -> Option<u32> {
 
 fn release(index: u32) {
     if FREE_SLOTS
-        .try_with(|slots| slots.borrow_mut().give(index))
+        .try_with(|slots| slots.borrow_mut().0.give(index, &POOL))
         .is_err()
     {
         pool().push(index);
@@ -411,17 +325,12 @@ impl<F, A: ArgsOfCall> InFlight<F, A> {
             release(index);
             return None;
         };
-        let generation = slot.generation.load(Relaxed) + 1;
-        // A reader that sees this call's fields must then see that the
-        // slot's previous call has ended (see `each_seen`).
-        fence(Release);
-        slot.name_start
-            .store(self.name.as_ptr().cast_mut(), Relaxed);
-        slot.name_len.store(self.name.len(), Relaxed);
-        slot.first_poll_ns.store(now, Relaxed);
-        slot.parent.store(parent, Relaxed);
-        slot.store_args(self.args.call_args());
-        slot.generation.store(generation, Release);
+        let generation = slot.begin(&Started {
+            name: self.name,
+            first_poll_ns: now,
+            parent,
+            args: self.args.call_args().map(|args| (args.text, args.len)),
+        });
         Some((slot, index, generation))
     }
 }
@@ -480,8 +389,7 @@ impl<F: Future, A: ArgsOfCall> Future for InFlight<F, A> {
 impl<F, A> Drop for InFlight<F, A> {
     fn drop(&mut self) {
         if let Some((slot, index, generation)) = self.slot {
-            slot.poll_started_ns.store(0, Relaxed);
-            slot.generation.store(generation + 1, Release);
+            slot.end(generation);
             release(index);
         }
     }
@@ -550,42 +458,18 @@ fn each_seen(only_polled: bool, each: &mut dyn FnMut(Seen)) {
         let Some(slot) = slot(index) else {
             break;
         };
-        let generation = slot.generation.load(Acquire);
-        if generation % 2 == 0 {
+        let Some(seen) = slot.read(only_polled) else {
             continue;
-        }
-        // The watchdog's frequent looks want only the polled calls: a
-        // waiting one costs them this one read, not the copy of its text.
-        if only_polled && slot.poll_started_ns.load(Relaxed) == 0 {
-            continue;
-        }
-        let name_start = slot.name_start.load(Relaxed);
-        let name_len = slot.name_len.load(Relaxed);
-        let seen = (
-            slot.parent.load(Relaxed),
-            slot.first_poll_ns.load(Relaxed),
-            slot.poll_started_ns.load(Relaxed),
-            slot.thread.load(Relaxed),
-        );
-        let args = slot.load_args();
-        fence(Acquire);
-        if slot.generation.load(Relaxed) != generation {
-            continue;
-        }
-        // SAFETY: the generation did not change while the fields were
-        // read, so the pointer and length are the ones its call stored
-        // together, from a `&'static str`.
-        let name = unsafe {
-            std::str::from_utf8_unchecked(std::slice::from_raw_parts(name_start, name_len))
         };
+        let started = seen.started;
         each(Seen {
-            id: id(index, generation),
-            parent: seen.0,
-            name,
-            first_poll_ns: seen.1,
-            poll_started_ns: seen.2,
-            thread: seen.3,
-            args,
+            id: id(index, seen.generation),
+            parent: started.parent,
+            name: started.name,
+            first_poll_ns: started.first_poll_ns,
+            poll_started_ns: seen.poll_started_ns,
+            thread: seen.thread,
+            args: started.args.map(|(text, len)| CallArgs { text, len }),
         });
     }
 }
@@ -977,6 +861,76 @@ mod tests {
         assert_eq!(listed(), 0);
         stop.store(true, Relaxed);
         reader.join().unwrap();
+    }
+
+    /// What the loom model (`tests/loom_inflight.rs`) cannot model: a
+    /// reader that may stop a writer at any instruction, as the crash
+    /// handler does on the writer's own thread. Ten million starts and ends
+    /// of calls on the real table, on two threads, with a reader spinning
+    /// over the table all the while: every call of ours that it reports
+    /// has all its fields from one call.
+    #[test]
+    fn a_reader_never_sees_two_calls_mixed() {
+        const NAMES: [&str; 2] = ["stress_call_even", "stress_call_odd_"];
+        const STARTS: u64 = 5_000_000;
+        let stop = std::sync::Arc::new(AtomicBool::new(false));
+        let reader = {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let mut checked = 0u64;
+                while !stop.load(Relaxed) {
+                    each_seen(false, &mut |seen| {
+                        let Some(which) = NAMES.iter().position(|name| *name == seen.name) else {
+                            return;
+                        };
+                        let marker = b'a' + which as u8;
+                        let args = seen.args.expect("our calls have arguments");
+                        // Every field says which call it belongs to: the
+                        // thread by its parity, the round by its value.
+                        let call = seen.first_poll_ns;
+                        let len = usize::from(args.len);
+                        assert!(
+                            call % 2 == which as u64
+                                && seen.parent as u64 == call + 1
+                                && len == 40 + which
+                                && args.text[..8] == call.to_ne_bytes()
+                                && args.text[8..len].iter().all(|byte| *byte == marker),
+                            "fields of two calls mixed"
+                        );
+                        checked += 1;
+                    });
+                }
+                checked
+            })
+        };
+        let writers: Vec<_> = (0..2)
+            .map(|which| {
+                std::thread::spawn(move || {
+                    let mut text = [0u8; ARGS_BYTES];
+                    text.fill(b'a' + which as u8);
+                    for round in 0..STARTS {
+                        let Some(index) = claim() else { continue };
+                        let slot = slot(index as usize).expect("a claimed slot exists");
+                        let call = round * 2 + which as u64;
+                        text[..8].copy_from_slice(&call.to_ne_bytes());
+                        let generation = slot.begin(&Started {
+                            name: NAMES[which],
+                            first_poll_ns: call,
+                            parent: call as usize + 1,
+                            args: Some((text, 40 + which as u8)),
+                        });
+                        slot.end(generation);
+                        release(index);
+                    }
+                })
+            })
+            .collect();
+        for writer in writers {
+            writer.join().unwrap();
+        }
+        stop.store(true, Relaxed);
+        let checked = reader.join().unwrap();
+        assert!(checked > 0, "the reader never saw a call");
     }
 
     #[test]
