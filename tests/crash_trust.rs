@@ -464,3 +464,84 @@ impl Drop for RemoveFile {
         let _ = std::fs::remove_file(&self.0);
     }
 }
+
+/// While the dying process waits for its helper, only the helper may
+/// trace it: it names the helper's PID with `PR_SET_PTRACER`, never
+/// `PR_SET_PTRACER_ANY`, and takes the naming back after. Yama, which
+/// would make a sibling's attach fail, is absent on many machines (and on
+/// this project's CI), so the naming is checked where it is made: the
+/// dying process's system calls, as strace sees them.
+#[test]
+fn only_the_helper_is_named_the_dying_processes_tracer() {
+    if Command::new("strace").arg("-V").output().is_err() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "scripts/test installs strace"
+        );
+        eprintln!("skipped: strace is not installed (scripts/test installs it)");
+        return;
+    }
+    let dir = scratch("crash-tracer");
+    std::fs::create_dir_all(&dir).unwrap();
+    let _cleanup = RemoveDir(dir.clone());
+    let log = dir.join("strace.log");
+    let mut command = Command::new("strace");
+    command
+        .args(["-f", "-qq", "-e", "trace=prctl,clone,clone3", "-o"])
+        .arg(&log)
+        .arg(example("crashy"))
+        .arg("null")
+        .env(
+            "MANHOLE",
+            format!(
+                "socket_path={0}/sock,crash_file={0}/crash-{{pid}}.txt,crash_timeout=5s",
+                dir.display()
+            ),
+        )
+        .env("RUST_BACKTRACE", "0")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = Guard(command.spawn().unwrap());
+    let line = child.line();
+    assert!(line.starts_with("ready "), "{line:?}");
+    child.0.stdin.as_mut().unwrap().write_all(b"go\n").unwrap();
+    child.wait(Duration::from_secs(60));
+    let trace = std::fs::read_to_string(&log).unwrap();
+    let crashed: &str = line.trim().strip_prefix("ready ").unwrap();
+    // `PID clone(child_stack=NULL, flags=SIGCHLD) = HELPER`, by the
+    // process that crashed.
+    let helper = trace
+        .lines()
+        .filter(|line| line.starts_with(&format!("{crashed} ")))
+        .find_map(|line| {
+            let rest = line.split_once("clone(")?.1;
+            rest.contains("flags=SIGCHLD")
+                .then(|| rest.rsplit_once(" = ")?.1.trim().parse::<u32>().ok())?
+        })
+        .unwrap_or_else(|| panic!("no helper started in\n{trace}"));
+    let namings: Vec<&str> = trace
+        .lines()
+        .filter(|line| line.contains("PR_SET_PTRACER"))
+        .collect();
+    assert!(
+        namings
+            .iter()
+            .any(|line| line.contains(&format!("PR_SET_PTRACER, {helper}"))),
+        "the helper {helper} was not named: {namings:#?}\n{trace}"
+    );
+    assert!(
+        namings
+            .iter()
+            .all(|line| !line.contains("PR_SET_PTRACER_ANY")
+                && !line.contains("0xffffffff")
+                && !line.contains("-1)")),
+        "any process may trace it: {namings:#?}"
+    );
+    assert!(
+        namings
+            .iter()
+            .any(|line| line.contains("PR_SET_PTRACER, 0)")),
+        "the naming is never taken back: {namings:#?}"
+    );
+}
