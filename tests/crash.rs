@@ -9,7 +9,7 @@ mod support;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::fs::PermissionsExt;
-use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::os::unix::process::ExitStatusExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -69,18 +69,7 @@ fn crash(mode: &str, manhole: &str, extra_env: &[(&str, &str)]) -> Crash {
     for (key, value) in extra_env {
         command.env(key, value);
     }
-    // SAFETY: setrlimit is async-signal-safe; nothing else runs between
-    // fork and exec.
-    unsafe {
-        command.pre_exec(|| {
-            let none = libc::rlimit {
-                rlim_cur: 0,
-                rlim_max: 0,
-            };
-            libc::setrlimit(libc::RLIMIT_CORE, &none);
-            Ok(())
-        });
-    }
+    support::without_core_dumps(&mut command);
     let mut child = Guard(command.spawn().unwrap());
     let mut stdout = BufReader::new(child.0.stdout.take().unwrap());
     let mut stderr_pipe = child.0.stderr.take().unwrap();

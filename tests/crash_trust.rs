@@ -57,18 +57,7 @@ fn crashy(args: &[&str], env: &[(&str, &str)]) -> Command {
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    // SAFETY: setrlimit is async-signal-safe; nothing else runs between
-    // fork and exec.
-    unsafe {
-        command.pre_exec(|| {
-            let none = libc::rlimit {
-                rlim_cur: 0,
-                rlim_max: 0,
-            };
-            libc::setrlimit(libc::RLIMIT_CORE, &none);
-            Ok(())
-        });
-    }
+    support::without_core_dumps(&mut command);
     command
 }
 
@@ -502,6 +491,7 @@ fn only_the_helper_is_named_the_dying_processes_tracer() {
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
+    support::without_core_dumps(&mut command);
     let mut child = Guard(command.spawn().unwrap());
     let line = child.line();
     assert!(line.starts_with("ready "), "{line:?}");
