@@ -94,9 +94,10 @@ pub struct Cli {
     #[arg(short, long, value_name = "SIG", value_parser = SignalSpec::parse)]
     pub signal: Option<SignalSpec>,
 
-    /// The limit for connecting, for every read and write, and for the
-    /// socket to appear after --signal: `5`, `5s`, `500ms`. Over ssh, it
-    /// also bounds the wait for the host.
+    /// The limit for connecting, for every write, for each whole answer
+    /// (however the server trickles it), and for the socket to appear
+    /// after --signal: `5`, `5s`, `500ms`. Over ssh, it also bounds the
+    /// wait for the host.
     #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
     pub timeout: Duration,
 

@@ -194,21 +194,20 @@ pub(crate) fn install(settings: &Settings) -> std::io::Result<()> {
     Ok(())
 }
 
-/// The directory a report goes to, opened now, and the file's name in it.
-/// A directory whose path holds `{uid}` (the default,
-/// `/tmp/manhole-{uid}/`) is the manhole's own: made 0700 when missing,
-/// and used only when it is a real directory of this user that nobody
-/// else may write, so that no other user can plant or squat the report's
-/// name. Another directory is the user's choice, taken as it is; one that
-/// cannot be opened yet is looked up by path at the crash. `None` (stderr
-/// only, said on stderr now) when the private directory is not safe.
-/// Normal context.
+/// The directory a report goes to, opened now, and the file's name in it
+/// (`{uid}` filled in). The default directory, `/tmp/manhole-crashes-UID/`,
+/// is the manhole's own: made 0700 when missing, and used only when it is
+/// a real directory of this user that nobody else may write, so that no
+/// other user can plant or squat the report's name. Another directory is
+/// the user's choice, taken as it is; one that cannot be opened yet is
+/// looked up by path at the crash. `None` (stderr only, said on stderr
+/// now) when the private directory is not safe. Normal context.
 fn report_file(template: &str) -> Option<ReportFile> {
     use std::os::unix::fs::{DirBuilderExt as _, MetadataExt as _};
     // SAFETY: geteuid cannot fail.
     let uid = unsafe { libc::geteuid() };
     let template = template.replace("{uid}", &uid.to_string());
-    let private = settings_dir_is_private(&template);
+    let private = is_private_dir(&template);
     let (dir, name) = match template.rsplit_once('/') {
         Some(("", name)) => ("/", name),
         Some((dir, name)) => (dir, name),
@@ -265,9 +264,9 @@ fn report_file(template: &str) -> Option<ReportFile> {
     })
 }
 
-/// Whether the report's directory is the manhole's own private one:
-/// its path held `{uid}` before it was filled in.
-fn settings_dir_is_private(filled: &str) -> bool {
+/// Whether the report's directory (of `filled`, a template whose `{uid}`
+/// is filled in) is the manhole's own private one, the default's.
+fn is_private_dir(filled: &str) -> bool {
     // SAFETY: geteuid cannot fail.
     let uid = unsafe { libc::geteuid() };
     let private = crate::options::DEFAULT_CRASH_FILE.replace("{uid}", &uid.to_string());
