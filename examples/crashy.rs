@@ -15,8 +15,9 @@
 //! stays up with a large inspected `Mutex` its own thread takes often.
 //!
 //! Three modes stand in for an attacker's victim and tool instead:
-//! `main-ran` says so and exits; `victim` prints `victim PID`, watches
-//! whether anything traces it, and prints `traced N` when stdin ends;
+//! `main-ran` says so and exits; `victim` prints `victim PID ADDRESS` (of
+//! a word that stays 0), watches whether anything traces it, and prints
+//! `traced N, word W` when stdin ends;
 //! `forge-helper [EXE [UID]]` starts EXE (itself by default; as UID, when
 //! given) with a forged `MANHOLE_CRASH_HELPER` naming itself as the crashed
 //! parent, and prints what came of it. With `CRASHY_CONSTRUCTOR_LOG` set,
@@ -233,24 +234,48 @@ extern "C" fn log_constructor() {
 }
 
 /// Whether anything traces this process, looked at every half millisecond
-/// from a thread of its own; the highest tracer PID seen.
+/// from a thread of its own; the highest tracer PID seen. The thread never
+/// allocates: this program's allocator is a spin lock, which a fork taken
+/// while the thread held it would leave held for good in the child.
 fn watch_for_tracers() -> std::sync::Arc<std::sync::atomic::AtomicI64> {
     let seen = std::sync::Arc::new(std::sync::atomic::AtomicI64::new(0));
     let kept = seen.clone();
     std::thread::Builder::new()
         .name("tracer-watch".to_owned())
-        .spawn(move || loop {
-            let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-            let tracer = status
-                .lines()
-                .find_map(|line| line.strip_prefix("TracerPid:"))
-                .and_then(|pid| pid.trim().parse::<i64>().ok())
-                .unwrap_or(0);
-            kept.fetch_max(tracer, Ordering::Relaxed);
-            std::thread::sleep(Duration::from_micros(500));
+        .spawn(move || {
+            let mut buffer = [0u8; 4096];
+            loop {
+                kept.fetch_max(tracer_pid(&mut buffer), Ordering::Relaxed);
+                std::thread::sleep(Duration::from_micros(500));
+            }
         })
         .unwrap();
     seen
+}
+
+/// `TracerPid:` of `/proc/self/status`, read with raw calls into `buffer`.
+fn tracer_pid(buffer: &mut [u8]) -> i64 {
+    // SAFETY: open, read and close on a constant path into `buffer`.
+    let read = unsafe {
+        let fd = libc::open(
+            c"/proc/self/status".as_ptr(),
+            libc::O_RDONLY | libc::O_CLOEXEC,
+        );
+        if fd < 0 {
+            return 0;
+        }
+        let read = libc::read(fd, buffer.as_mut_ptr().cast(), buffer.len());
+        libc::close(fd);
+        read
+    };
+    let Ok(read) = usize::try_from(read) else {
+        return 0;
+    };
+    let text = std::str::from_utf8(&buffer[..read]).unwrap_or("");
+    text.lines()
+        .find_map(|line| line.strip_prefix("TracerPid:"))
+        .and_then(|pid| pid.trim().parse::<i64>().ok())
+        .unwrap_or(0)
 }
 
 /// Starts `exe` as a crash symboliser of this process, as an attacker
@@ -338,11 +363,17 @@ fn main() {
             return;
         }
         "victim" => {
+            /// A word an attacker would write 1 into, as the old helper did.
+            static WORD: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
             let traced = watch_for_tracers();
-            println!("victim {}", std::process::id());
+            println!("victim {} {:p}", std::process::id(), &WORD);
             let mut line = String::new();
             let _ = std::io::stdin().lock().read_line(&mut line);
-            println!("traced {}", traced.load(Ordering::Relaxed));
+            println!(
+                "traced {}, word {}",
+                traced.load(Ordering::Relaxed),
+                WORD.load(Ordering::Relaxed)
+            );
             return;
         }
         "forge-helper" => {

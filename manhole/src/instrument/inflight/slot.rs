@@ -68,7 +68,9 @@ pub(super) struct Seen {
 
 impl Slot {
     /// Shows `started` in this free slot; returns the generation the call
-    /// holds it in.
+    /// holds it in. Inlined into the instrumented future's code, in the
+    /// program's own crate, as the stores were before they moved here.
+    #[inline]
     pub(super) fn begin(&self, started: &Started) -> u64 {
         let generation = self.generation.load(Relaxed) + 1;
         // A reader that sees this call's fields must then see that the
@@ -96,6 +98,7 @@ impl Slot {
 
     /// Ends the call that holds the slot in `generation`; the slot may go
     /// back to a free list after this.
+    #[inline]
     pub(super) fn end(&self, generation: u64) {
         self.poll_started_ns.store(0, Relaxed);
         self.generation.store(generation + 1, Release);
