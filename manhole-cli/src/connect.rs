@@ -28,6 +28,9 @@ pub struct Connection {
     pub path: PathBuf,
 }
 
+/// The longest path a `sockaddr_un` holds, without its terminating NUL.
+const MAX_SOCKET_PATH: usize = 107;
+
 /// How often a socket that is not there yet is looked for again.
 const POLL_INTERVAL: Duration = Duration::from_millis(20);
 
@@ -138,6 +141,10 @@ pub fn to_path(path: &Path, timeout: Duration) -> Result<Connection, Error> {
 fn no_socket(process: &Process) -> Error {
     Error::NoSocket {
         pid: process.pid,
+        default: process
+            .path_of(&discover::default_path(process.own_pid))
+            .display()
+            .to_string(),
         name: process.name.clone(),
         hint: if process.has_manhole_thread() {
             format!("it has a dormant `manhole` thread, so its manhole waits for a signal: try `manhole-cli -s USR1 {}` with the signal it was given (MANHOLE=activate_on=... or oneshot_on=...)", process.pid)
@@ -243,7 +250,32 @@ fn check_peer(stream: &UnixStream, path: &Path, expected_uid: u32) -> Result<(),
 /// until `deadline`. The stream it returns blocks, with `timeout` on every
 /// read and write.
 fn dial(path: &Path, deadline: Instant, timeout: Duration) -> Result<UnixStream, Error> {
-    let address = UnixAddr::new(path).map_err(|err| {
+    // A path too long for `sun_path` (a container's socket seen through
+    // `/proc/PID/root/...`) is reached through a descriptor of the file
+    // itself, named `/proc/self/fd/N`, which is short.
+    let held;
+    let short;
+    let path_for_address = if path.as_os_str().len() > MAX_SOCKET_PATH {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        held = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_PATH)
+            .open(path)
+            .map_err(|err| match err.kind() {
+                std::io::ErrorKind::NotFound => Error::NoSuchPath {
+                    path: path.to_owned(),
+                },
+                _ => Error::io(format!("open {}", path.display()), err),
+            })?;
+        short = PathBuf::from(format!(
+            "/proc/self/fd/{}",
+            std::os::fd::AsRawFd::as_raw_fd(&held)
+        ));
+        short.as_path()
+    } else {
+        path
+    };
+    let address = UnixAddr::new(path_for_address).map_err(|err| {
         Error::io(
             format!("use {} as a socket address", path.display()),
             err.into(),

@@ -50,7 +50,9 @@ pub fn default_path(pid: i32) -> PathBuf {
 /// preferred, so that a stale `/tmp/manhole-PID` left by an earlier process
 /// with the same pid does not hide a live socket elsewhere.
 pub fn socket_of(process: &Process, listening: &Listening) -> Option<PathBuf> {
-    let default = default_path(process.pid);
+    // In a container, the default is the process's own `/tmp/manhole-PID`,
+    // under its own pid, in its own `/tmp`.
+    let default = process.path_of(&default_path(process.own_pid));
     let default_meta = std::fs::symlink_metadata(&default).ok();
     if let Some(meta) = &default_meta {
         if listening.is_listening(FileId::of(meta)) != Some(false) {
@@ -67,9 +69,12 @@ pub fn socket_of(process: &Process, listening: &Listening) -> Option<PathBuf> {
 pub fn held_manhole_sockets(process: &Process, listening: &Listening) -> Vec<PathBuf> {
     let mut found = Vec::new();
     for socket in process.listening_unix_sockets() {
-        let staged_in = procfs::staging_parent(&socket.bound);
+        // Bound in the process's own mount namespace: seen from here
+        // through its root when that is another one.
+        let staged_in = procfs::staging_parent(&socket.bound).map(|dir| process.path_of(&dir));
         let file = listening.file_of(socket.inode);
-        let Some(path) = present_path(&socket.bound, staged_in.as_deref(), file) else {
+        let bound = process.path_of(&socket.bound);
+        let Some(path) = present_path(&bound, staged_in.as_deref(), file) else {
             continue;
         };
         let named_like_a_manhole = path

@@ -43,10 +43,13 @@ pub enum Error {
     },
 
     /// The process exists and is ours, but no manhole socket was found.
-    #[error("pid {pid} ({name}) has no manhole socket: neither /tmp/manhole-{pid} nor a listening socket of its own named like a manhole; {hint}")]
+    #[error("pid {pid} ({name}) has no manhole socket: neither {default} nor a listening socket of its own named like a manhole; {hint}")]
     NoSocket {
         /// The target process.
         pid: i32,
+        /// Its default socket path, as seen from here (through its root in
+        /// a container).
+        default: String,
         /// Its name.
         name: String,
         /// What to try next, depending on whether a dormant listener thread

@@ -18,6 +18,13 @@ pub struct Process {
     pub caught_signals: u64,
     /// `SigIgn:`, the signals it ignores.
     pub ignored_signals: u64,
+    /// Its pid in its own PID namespace (the last field of `NSpid:`), which
+    /// names its default socket; `pid` itself outside a container.
+    pub own_pid: i32,
+    /// `/proc/PID/root` when it runs in another mount namespace than this
+    /// CLI (a container, or a debug sidecar's view of one): its paths are
+    /// reached through it.
+    pub root: Option<PathBuf>,
 }
 
 impl Process {
@@ -36,13 +43,27 @@ impl Process {
                 .and_then(|hex| u64::from_str_radix(&hex, 16).ok())
                 .unwrap_or(0)
         };
+        let own_pid = field("NSpid")
+            .and_then(|pids| pids.split_whitespace().last()?.parse().ok())
+            .unwrap_or(pid);
         Some(Process {
             pid,
             name: field("Name").unwrap_or_default(),
             euid: field("Uid")?.split_whitespace().nth(1)?.parse().ok()?,
             caught_signals: mask("SigCgt"),
             ignored_signals: mask("SigIgn"),
+            own_pid,
+            root: other_mount_namespace(pid).then(|| PathBuf::from(format!("/proc/{pid}/root"))),
         })
+    }
+
+    /// Where a path of the process's own (`/tmp/manhole-1` in a container)
+    /// is seen from here.
+    pub fn path_of(&self, own: &Path) -> PathBuf {
+        match &self.root {
+            Some(root) => root.join(own.strip_prefix("/").unwrap_or(own)),
+            None => own.to_owned(),
+        }
     }
 
     /// Whether the process has a handler for `signal`, or ignores it.
@@ -114,6 +135,21 @@ impl Process {
             .into_iter()
             .filter(|socket| socket.listening && held.contains(&socket.inode))
             .collect()
+    }
+}
+
+/// Whether `pid` runs in another mount namespace than this process (the
+/// inodes of the two `ns/mnt` links differ); `false` when that cannot be
+/// read.
+fn other_mount_namespace(pid: i32) -> bool {
+    use std::os::unix::fs::MetadataExt as _;
+    let inode = |path: String| std::fs::metadata(path).map(|meta| (meta.dev(), meta.ino()));
+    match (
+        inode("/proc/self/ns/mnt".to_owned()),
+        inode(format!("/proc/{pid}/ns/mnt")),
+    ) {
+        (Ok(ours), Ok(theirs)) => ours != theirs,
+        _ => false,
     }
 }
 

@@ -1267,3 +1267,129 @@ fn symbolize_opens_only_regular_files_and_escapes_the_report() {
     assert_exit(&refused, 2);
     assert!(refused.stderr.contains("not a regular file"), "{refused:?}");
 }
+
+/// A service in PID and mount namespaces of its own, with its own tmpfs
+/// `/tmp`, as a container runs it: its socket is `/tmp/manhole-1` inside.
+struct Container {
+    unshare: std::process::Child,
+    /// The service's pid as the host sees it.
+    pid: i32,
+}
+
+impl Container {
+    fn start(manhole: &str) -> Option<Container> {
+        if !root() {
+            eprintln!("note: skipped: making namespaces needs root (CI runs as root)");
+            return None;
+        }
+        let script = format!(
+            "mount -t tmpfs tmpfs /tmp && mkdir -p /tmp/{} && MANHOLE={manhole} exec {}",
+            "d".repeat(77),
+            support::example("service").display()
+        );
+        let unshare = Command::new("unshare")
+            .args(["--pid", "--fork", "--mount", "--mount-proc", "sh", "-c"])
+            .arg(script)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("unshare (util-linux)");
+        let mut container = Container { unshare, pid: 0 };
+        let unshare_pid = container.unshare.id();
+        wait_until("the containerised service", || {
+            let children =
+                std::fs::read_to_string(format!("/proc/{unshare_pid}/task/{unshare_pid}/children"))
+                    .unwrap_or_default();
+            container.pid = children
+                .split_whitespace()
+                .next()
+                .and_then(|pid| pid.parse().ok())
+                .unwrap_or(0);
+            container.pid != 0
+                && std::fs::read_link(format!("/proc/{}/exe", container.pid))
+                    .is_ok_and(|exe| exe == support::example("service"))
+                && std::fs::read_dir(format!("/proc/{}/root/tmp", container.pid)).is_ok_and(
+                    |mut entries| {
+                        entries.any(|entry| {
+                            entry.is_ok_and(|entry| {
+                                entry.file_name().to_string_lossy().contains("manhole")
+                            })
+                        })
+                    },
+                )
+        });
+        Some(container)
+    }
+}
+
+impl Drop for Container {
+    fn drop(&mut self) {
+        // The service is its namespace's init, which SIGTERM does not end.
+        if self.pid != 0 {
+            // SAFETY: kill sends a signal to a process this test started.
+            unsafe { libc::kill(self.pid, libc::SIGKILL) };
+        }
+        let _ = self.unshare.kill();
+        let _ = self.unshare.wait();
+    }
+}
+
+/// From the host, `manhole-cli HOSTPID` reaches a service in a container:
+/// its socket, `/tmp/manhole-1` in its own `/tmp`, through
+/// `/proc/HOSTPID/root`.
+#[test]
+fn a_service_in_its_own_pid_and_mount_namespaces_is_reached_by_its_host_pid() {
+    let Some(container) = Container::start("verbose=false") else {
+        return;
+    };
+    let status = std::fs::read_to_string(format!("/proc/{}/status", container.pid)).unwrap();
+    assert!(
+        status.contains(&format!("NSpid:\t{}\t1", container.pid)),
+        "{status}"
+    );
+    let run = cli(&[&container.pid.to_string(), "threads"]);
+    assert_exit(&run, 0);
+    for name in ["service", "manhole", "worker-0"] {
+        assert!(run.stdout.contains(name), "{name} missing: {run:?}");
+    }
+}
+
+/// A `socket_path` inside the container that is too long for `sun_path`
+/// once it is prefixed with `/proc/PID/root`: reached all the same.
+#[test]
+fn a_long_socket_path_inside_a_container_is_reached() {
+    let inside = format!("/tmp/{}/manhole.sock", "d".repeat(77));
+    let Some(container) = Container::start(&format!("socket_path={inside},verbose=false")) else {
+        return;
+    };
+    let seen = format!("/proc/{}/root{inside}", container.pid);
+    assert!(seen.len() > 107, "{seen}");
+    let run = cli(&[&container.pid.to_string(), "info"]);
+    assert_exit(&run, 0);
+    assert!(run.stdout.contains("pid       1"), "{run:?}");
+}
+
+/// A debug sidecar's view: the same PID namespace, a mount namespace (and
+/// `/tmp`) of its own. `manhole-cli PID info` finds the socket through the
+/// target's root.
+#[test]
+fn a_cli_in_a_mount_namespace_of_its_own_reaches_the_service() {
+    if !root() {
+        eprintln!("note: skipped: making namespaces needs root (CI runs as root)");
+        return;
+    }
+    let service = Service::start();
+    let script = format!(
+        "mount -t tmpfs tmpfs /tmp && exec {} {} info",
+        cli_support::CLI,
+        service.pid
+    );
+    let mut command = Command::new("unshare");
+    command.args(["--mount", "sh", "-c"]).arg(script);
+    let run = run_with_timeout(&mut command, CLI_LIMIT);
+    assert_exit(&run, 0);
+    assert!(
+        run.stdout.contains(&format!("pid       {}", service.pid)),
+        "{run:?}"
+    );
+}
