@@ -1282,10 +1282,12 @@ impl Container {
             eprintln!("note: skipped: making namespaces needs root (CI runs as root)");
             return None;
         }
+        // The binary is opened before the new `/tmp` hides it (the
+        // checkout may live under `/tmp`), and run by its descriptor.
         let script = format!(
-            "mount -t tmpfs tmpfs /tmp && mkdir -p /tmp/{} && MANHOLE={manhole} exec {}",
+            "exec 3< '{}' && mount -t tmpfs tmpfs /tmp && mkdir -p /tmp/{} && MANHOLE={manhole} exec /proc/self/fd/3",
+            support::example("service").display(),
             "d".repeat(77),
-            support::example("service").display()
         );
         let unshare = Command::new("unshare")
             .args(["--pid", "--fork", "--mount", "--mount-proc", "sh", "-c"])
@@ -1349,7 +1351,8 @@ fn a_service_in_its_own_pid_and_mount_namespaces_is_reached_by_its_host_pid() {
     );
     let run = cli(&[&container.pid.to_string(), "threads"]);
     assert_exit(&run, 0);
-    for name in ["service", "manhole", "worker-0"] {
+    // (Its main thread is named after the descriptor it was run by.)
+    for name in ["manhole", "worker-0", "worker-1"] {
         assert!(run.stdout.contains(name), "{name} missing: {run:?}");
     }
 }
@@ -1379,8 +1382,10 @@ fn a_cli_in_a_mount_namespace_of_its_own_reaches_the_service() {
         return;
     }
     let service = Service::start();
+    // The CLI is opened before the new `/tmp` hides it (the checkout may
+    // live under `/tmp`), and run by its descriptor.
     let script = format!(
-        "mount -t tmpfs tmpfs /tmp && exec {} {} info",
+        "exec 3< '{}' && mount -t tmpfs tmpfs /tmp && exec /proc/self/fd/3 {} info",
         cli_support::CLI,
         service.pid
     );
