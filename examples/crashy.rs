@@ -283,31 +283,46 @@ fn tracer_pid(buffer: &mut [u8]) -> i64 {
 fn forge_helper(exe: &str, uid: Option<u32>) {
     use std::os::unix::process::CommandExt as _;
     let traced = watch_for_tracers();
-    let mut pipe = [0; 2];
-    // SAFETY: pipe fills two descriptors, inherited by the child.
-    assert_eq!(unsafe { libc::pipe(pipe.as_mut_ptr()) }, 0);
-    // SAFETY: writes 16 bytes from a local array.
-    unsafe { libc::write(pipe[1], [0x5a_u8; 16].as_ptr().cast(), 16) };
     let scratch = std::fs::File::open("/proc/self/exe").unwrap();
     let scratch = std::os::fd::AsRawFd::as_raw_fd(&scratch);
     let me = std::process::id();
-    let mut command = std::process::Command::new(exe);
-    command.arg("main-ran").env(
-        "MANHOLE_CRASH_HELPER",
-        format!("{me} {me} {scratch} -1 {}", pipe[0]),
-    );
-    if let Some(uid) = uid {
-        command.uid(uid).gid(uid);
+    // Started as a dying process starts its helper (that `argv[0]`), and
+    // as any program is.
+    for (label, argv0) in [
+        ("forged as helper", Some("manhole-crash-symboliser")),
+        ("forged", None),
+    ] {
+        let mut pipe = [0; 2];
+        // SAFETY: pipe fills two descriptors, inherited by the child.
+        assert_eq!(unsafe { libc::pipe(pipe.as_mut_ptr()) }, 0);
+        // SAFETY: writes 16 bytes from a local array.
+        unsafe { libc::write(pipe[1], [0x5a_u8; 16].as_ptr().cast(), 16) };
+        let mut command = std::process::Command::new(exe);
+        command.arg("main-ran").env(
+            "MANHOLE_CRASH_HELPER",
+            format!("{me} {me} {scratch} -1 {}", pipe[0]),
+        );
+        if let Some(argv0) = argv0 {
+            command.arg0(argv0);
+        }
+        if let Some(uid) = uid {
+            command.uid(uid).gid(uid);
+        }
+        let output = command.output().unwrap();
+        // SAFETY: our own descriptors.
+        unsafe {
+            libc::close(pipe[0]);
+            libc::close(pipe[1]);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+        println!(
+            "{label}: status {:?}, traced {}, stdout {:?}, stderr {:?}",
+            output.status.code(),
+            traced.load(Ordering::Relaxed),
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
     }
-    let output = command.output().unwrap();
-    std::thread::sleep(Duration::from_millis(20));
-    println!(
-        "forged: status {:?}, traced {}, stdout {:?}, stderr {:?}",
-        output.status.code(),
-        traced.load(Ordering::Relaxed),
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
 }
 
 /// A large value behind a lock, for a client that reads its reply slowly

@@ -134,11 +134,17 @@ fn a_forged_request_from_its_own_parent_without_the_secret_is_ignored() {
     let output = run(crashy(&["forge-helper"], &[]));
     let stdout = text(&output.stdout);
     assert!(output.status.success(), "{output:?}");
+    // Started as a helper, it checks the secret, finds it wrong, and exits
+    // at once, in silence, without running the program.
     assert!(
-        stdout.contains("status Some(0), traced 0, stdout \"crashy: main ran; AT_SECURE 0; variable seen false\\n\""),
+        stdout.contains("forged as helper: status Some(1), traced 0, stdout \"\", stderr \"\""),
         "{stdout}"
     );
-    assert!(!stdout.contains("symboliser"), "{stdout}");
+    // Started as any program is, it does not look at the variable.
+    assert!(
+        stdout.contains("forged: status Some(0), traced 0, stdout \"crashy: main ran; AT_SECURE 0; variable seen false\\n\""),
+        "{stdout}"
+    );
 }
 
 /// An unprivileged user runs a set-user-ID-root copy with a request that
@@ -178,10 +184,14 @@ fn a_set_user_id_copy_ignores_the_request() {
     ));
     let stdout = text(&output.stdout);
     assert!(output.status.success(), "{output:?}");
+    assert!(
+        stdout.contains("forged as helper: status Some(1), traced 0, stdout \"\""),
+        "{stdout}"
+    );
     // AT_SECURE 1 shows the copy really ran with privileges it was given.
     assert!(
         stdout.contains(
-            "status Some(0), traced 0, stdout \"crashy: main ran; AT_SECURE 1; variable seen false\\n\""
+            "forged: status Some(0), traced 0, stdout \"crashy: main ran; AT_SECURE 1; variable seen false\\n\""
         ),
         "{stdout}"
     );

@@ -298,10 +298,24 @@ pub(crate) fn peer_allowed(credentials: &UnixCredentials) -> bool {
 }
 
 /// Whether the peer holds `CAP_SYS_PTRACE` in its effective set
-/// (`/proc/PID/status`); a peer whose status cannot be read is judged by
-/// its uid alone (root).
+/// (`/proc/PID/status`) in this process's own user namespace: a
+/// capability held in a user namespace of the peer's own (`unshare -Ur`)
+/// counts for nothing here. A peer whose status cannot be read is judged
+/// by its uid alone (root).
 fn may_trace_anything(credentials: &UnixCredentials) -> bool {
     const CAP_SYS_PTRACE: u32 = 19;
+    use std::os::unix::fs::MetadataExt as _;
+    let user_namespace = |pid: &str| {
+        std::fs::metadata(format!("/proc/{pid}/ns/user")).map(|meta| (meta.dev(), meta.ino()))
+    };
+    match (
+        user_namespace("self"),
+        user_namespace(&credentials.pid().to_string()),
+    ) {
+        (Ok(ours), Ok(theirs)) if ours == theirs => {}
+        (Ok(_), Ok(_)) => return false,
+        _ => return credentials.uid() == 0,
+    }
     let status = std::fs::read_to_string(format!("/proc/{}/status", credentials.pid()));
     let effective = status.ok().and_then(|status| {
         status

@@ -106,6 +106,8 @@ static SOCKET_IDENTITY: [AtomicU64; 2] = [AtomicU64::new(0), AtomicU64::new(0)];
 /// a fatal signal (-1 before the first install).
 static SURVIVAL_WRITE: AtomicI32 = AtomicI32::new(-1);
 static SURVIVAL_READ: AtomicI32 = AtomicI32::new(-1);
+/// The process that made the survival pipe: a forked child makes its own.
+static SURVIVAL_PID: AtomicI32 = AtomicI32::new(0);
 
 /// Records the socket file the listener bound (`None` once it is gone),
 /// so that a crash removes that file and never one that replaced it.
@@ -140,14 +142,26 @@ pub(crate) fn drain_survivals() -> bool {
 
 /// Makes the survival pipe, once per process. Normal context.
 fn make_survival_pipe() {
-    if SURVIVAL_READ.load(Ordering::Acquire) >= 0 {
+    // SAFETY: getpid cannot fail.
+    let pid = unsafe { libc::getpid() };
+    if SURVIVAL_PID.load(Ordering::Acquire) == pid {
         return;
+    }
+    // A forked child's inherited pipe is its parent's too: each process
+    // gets its own, so that one's wake-up never reaches the other.
+    for end in [&SURVIVAL_WRITE, &SURVIVAL_READ] {
+        let fd = end.swap(-1, Ordering::AcqRel);
+        if fd >= 0 {
+            // SAFETY: this process's copy of the inherited descriptor.
+            unsafe { libc::close(fd) };
+        }
     }
     let mut pipe = [-1; 2];
     // SAFETY: pipe2 fills two descriptors.
     if unsafe { libc::pipe2(pipe.as_mut_ptr(), libc::O_CLOEXEC | libc::O_NONBLOCK) } == 0 {
         SURVIVAL_WRITE.store(pipe[1], Ordering::Release);
         SURVIVAL_READ.store(pipe[0], Ordering::Release);
+        SURVIVAL_PID.store(pid, Ordering::Release);
     }
 }
 
@@ -577,7 +591,8 @@ fn finish(prepared: &Prepared) {
     if !symbolised && scratch >= 0 {
         copy_to_stderr(scratch);
     }
-    let file = FILE_FD.load(Ordering::Acquire);
+    // Taken out, so that a survived signal does not close it again.
+    let file = FILE_FD.swap(-1, Ordering::AcqRel);
     if file >= 0 {
         // SAFETY: our own descriptor; fsync and close are
         // async-signal-safe.
@@ -652,7 +667,8 @@ fn run_helper(prepared: &Prepared) -> bool {
     static VARIABLE: safe::ReporterOnly<safe::PathBuf<256>> =
         safe::ReporterOnly::new(safe::PathBuf::new());
     let scratch = SCRATCH_FD.load(Ordering::Acquire);
-    let file = FILE_FD.load(Ordering::Acquire);
+    // Taken out, so that a survived signal does not close it again.
+    let file = FILE_FD.swap(-1, Ordering::AcqRel);
     if scratch < 0 || prepared.timeout_ms == 0 || !HELPER_RUNS {
         return false;
     }
@@ -710,7 +726,7 @@ fn run_helper(prepared: &Prepared) -> bool {
         }
         envp[count] = std::ptr::null();
         let argv = &mut *ARGV.get();
-        argv[0] = prepared.exe.as_ptr();
+        argv[0] = helper::ARGV0.as_ptr();
         argv[1] = std::ptr::null();
     }
     SHARED.done.store(0, Ordering::Release);

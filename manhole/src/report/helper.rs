@@ -24,9 +24,12 @@
 //!
 //! # Trust
 //!
-//! Anyone may set the variable, so the entry acts only when every one of
-//! these holds; otherwise it removes the variable from the environment,
-//! says nothing, and the program starts as if it had never been set:
+//! Anyone may set the variable. The entry always removes it from the
+//! environment. A process not started as a helper (its `argv[0]` is not
+//! [`ARGV0`], which only a dying process gives) then starts as if it had
+//! never been set, having read nothing. One started as a helper acts only
+//! when every one of these holds, and otherwise exits at once, in silence,
+//! rather than run a second copy of the program beside the dying one:
 //! - the program runs without privileges it was given at `exec`
 //!   (`getauxval(AT_SECURE)` is 0: not set-user-ID, set-group-ID or with
 //!   file capabilities);
@@ -51,8 +54,15 @@ use std::os::unix::fs::MetadataExt as _;
 /// The environment variable that makes a re-executed binary the symboliser.
 pub(crate) const VARIABLE: &str = "MANHOLE_CRASH_HELPER";
 
-/// The longest the helper waits for its parent's secret.
-const SECRET_WAIT_MS: c_int = 30_000;
+/// The `argv[0]` a dying process gives its helper. Without it the variable
+/// is not even looked at: the program starts normally, and reads nothing.
+/// With it, a helper that cannot prove the crash exits at once, in silence,
+/// rather than run a second copy of the program beside the dying one.
+pub(crate) const ARGV0: &CStr = c"manhole-crash-symboliser";
+
+/// The longest the helper waits for its parent's secret, which the parent
+/// sends right after starting it.
+const SECRET_WAIT_MS: c_int = 5_000;
 
 /// Runs before every constructor of the program: one scan of `envp`, and
 /// nothing more unless the variable is there.
@@ -60,13 +70,21 @@ const SECRET_WAIT_MS: c_int = 30_000;
 #[link_section = ".preinit_array"]
 static START: extern "C" fn(c_int, *const *const c_char, *mut *mut c_char) = start;
 
-extern "C" fn start(_argc: c_int, _argv: *const *const c_char, envp: *mut *mut c_char) {
+extern "C" fn start(argc: c_int, argv: *const *const c_char, envp: *mut *mut c_char) {
     // SAFETY: the loader passes the process's environment array, or null.
     let Some(value) = (unsafe { take_variable(envp) }) else {
         return;
     };
-    let Some(request) = verify(&value) else {
+    // SAFETY: the loader's argv holds argc NUL-terminated strings.
+    let started_as_helper = argc >= 1
+        && !argv.is_null()
+        && unsafe { !(*argv).is_null() && CStr::from_ptr(*argv) == ARGV0 };
+    if !started_as_helper {
         return;
+    }
+    let Some(request) = verify(&value) else {
+        // SAFETY: ends this process without running the program.
+        unsafe { libc::_exit(1) };
     };
     let status = match symboliser::run(&request) {
         Ok(()) => 0,

@@ -521,11 +521,12 @@ fn watch<R: Input>(
         let read = reading
             .take()
             .unwrap_or_else(|| builtins::get(name, &lines.served));
+        // Each update, or the error that ends the watch, is a reply.
+        out.begin_reply();
         match read {
             Ok(answer) => {
                 let header = format!("[{:.1}s]", started.elapsed().as_secs_f64());
                 let body = answer.text;
-                out.begin_reply();
                 let shown = if body.lines().count() > 1 {
                     format!("{header}\n{body}")
                 } else {
