@@ -151,9 +151,7 @@ fn a_forged_request_from_its_own_parent_without_the_secret_is_ignored() {
 /// names a root process (its parent): nothing is traced or written.
 #[test]
 fn a_set_user_id_copy_ignores_the_request() {
-    // SAFETY: geteuid cannot fail.
-    if unsafe { libc::geteuid() } != 0 {
-        eprintln!("skipped: making a set-user-ID-root copy and a user needs root");
+    if !support::running_as_root("making a set-user-ID-root copy and a user") {
         return;
     }
     let user = TestUser::make("manhole-trust");
@@ -389,9 +387,7 @@ fn a_fatal_signal_the_process_survives_leaves_the_manhole_working() {
 /// user's own, in its private directory.
 #[test]
 fn squatted_names_in_tmp_do_not_divert_the_report() {
-    // SAFETY: geteuid cannot fail.
-    if unsafe { libc::geteuid() } != 0 {
-        eprintln!("skipped: squatting as another user needs root");
+    if !support::running_as_root("squatting as another user") {
         return;
     }
     let dir = scratch("crash-squatted");
@@ -435,9 +431,7 @@ fn squatted_names_in_tmp_do_not_divert_the_report() {
 /// to stderr.
 #[test]
 fn a_private_report_directory_made_by_another_user_is_refused() {
-    // SAFETY: geteuid cannot fail.
-    if unsafe { libc::geteuid() } != 0 {
-        eprintln!("skipped: running as another user needs root");
+    if !support::running_as_root("running as another user") {
         return;
     }
     let squatted = std::path::PathBuf::from("/tmp/manhole-crashes-65534");

@@ -505,10 +505,7 @@ fn queued_signals(pid: u32) -> u64 {
 #[test]
 fn signals_do_not_pile_up_on_a_thread_that_blocks_them() {
     use std::os::unix::process::CommandExt;
-    // SAFETY: geteuid cannot fail.
-    if unsafe { libc::geteuid() } != 0 {
-        assert!(std::env::var_os("CI").is_none(), "CI must run as root");
-        eprintln!("skipped: running the program as another user needs root");
+    if !support::running_as_root("running the program as another user") {
         return;
     }
     let _serial = serial();

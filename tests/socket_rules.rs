@@ -247,23 +247,9 @@ fn connect_as(uid: u32, path: &Path, request: &[u8]) -> i32 {
     }
 }
 
-/// Whether the test runs as root, which acting as another uid needs. CI
-/// runs as root, so there a test never skips.
-fn running_as_root(needs: &str) -> bool {
-    if nix::unistd::geteuid().is_root() {
-        return true;
-    }
-    assert!(
-        std::env::var_os("CI").is_none(),
-        "CI must run as root: {needs} needs it"
-    );
-    eprintln!("skipped: {needs} needs root (CI runs as root)");
-    false
-}
-
 #[test]
 fn another_user_is_refused_with_zero_bytes() {
-    if !running_as_root("changing to another uid") {
+    if !support::running_as_root("changing to another uid") {
         return;
     }
     let service = Service::start();
@@ -318,7 +304,7 @@ fn a_socket_in_a_sticky_world_writable_directory_is_created_safely() {
 
 #[test]
 fn a_socket_planted_by_another_user_is_never_removed() {
-    if !running_as_root("giving a socket to another uid") {
+    if !support::running_as_root("giving a socket to another uid") {
         return;
     }
     let nobody = 65534;
@@ -345,7 +331,7 @@ fn a_socket_planted_by_another_user_is_never_removed() {
 /// with zero bytes, and root is served.
 #[test]
 fn a_process_that_is_not_dumpable_serves_only_a_peer_that_may_trace_it() {
-    if !running_as_root("running the service as another uid") {
+    if !support::running_as_root("running the service as another uid") {
         return;
     }
     use std::os::unix::process::CommandExt;

@@ -1278,8 +1278,7 @@ struct Container {
 
 impl Container {
     fn start(manhole: &str) -> Option<Container> {
-        if !root() {
-            eprintln!("note: skipped: making namespaces needs root (CI runs as root)");
+        if !support::running_as_root("making namespaces") {
             return None;
         }
         // The binary is opened before the new `/tmp` hides it (the
@@ -1377,8 +1376,7 @@ fn a_long_socket_path_inside_a_container_is_reached() {
 /// target's root.
 #[test]
 fn a_cli_in_a_mount_namespace_of_its_own_reaches_the_service() {
-    if !root() {
-        eprintln!("note: skipped: making namespaces needs root (CI runs as root)");
+    if !support::running_as_root("making namespaces") {
         return;
     }
     let service = Service::start();

@@ -62,6 +62,22 @@ fn remove_if_socket_or_file(path: &Path) {
     }
 }
 
+/// Whether the test runs as root, which acting as another uid or making
+/// namespaces needs. CI runs as root, so there a test never skips: it
+/// fails instead.
+pub fn running_as_root(needs: &str) -> bool {
+    // SAFETY: geteuid cannot fail.
+    if unsafe { libc::geteuid() } == 0 {
+        return true;
+    }
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "CI must run as root: {needs} needs it"
+    );
+    eprintln!("skipped: {needs} needs root (CI runs as root)");
+    false
+}
+
 /// Turns core dumps off for `command`'s process, which a test makes
 /// crash on purpose.
 pub fn without_core_dumps(command: &mut Command) -> &mut Command {

@@ -114,6 +114,8 @@ static SURVIVAL_PID: AtomicI32 = AtomicI32::new(0);
 /// Normal context.
 pub(crate) fn socket_bound(identity: Option<(u64, u64)>) {
     let (device, inode) = identity.unwrap_or((0, 0));
+    // The device goes to 0 first and is set last: a handler reading in
+    // between sees a pair that matches no file, and removes nothing.
     SOCKET_IDENTITY[0].store(0, Ordering::Release);
     SOCKET_IDENTITY[1].store(inode, Ordering::Release);
     SOCKET_IDENTITY[0].store(device, Ordering::Release);
@@ -221,7 +223,7 @@ fn report_file(template: &str) -> Option<ReportFile> {
     // SAFETY: geteuid cannot fail.
     let uid = unsafe { libc::geteuid() };
     let template = template.replace("{uid}", &uid.to_string());
-    let private = is_private_dir(&template);
+    let private = is_private_dir(&template, uid);
     let (dir, name) = match template.rsplit_once('/') {
         Some(("", name)) => ("/", name),
         Some((dir, name)) => (dir, name),
@@ -280,9 +282,7 @@ fn report_file(template: &str) -> Option<ReportFile> {
 
 /// Whether the report's directory (of `filled`, a template whose `{uid}`
 /// is filled in) is the manhole's own private one, the default's.
-fn is_private_dir(filled: &str) -> bool {
-    // SAFETY: geteuid cannot fail.
-    let uid = unsafe { libc::geteuid() };
+fn is_private_dir(filled: &str, uid: libc::uid_t) -> bool {
     let private = crate::options::DEFAULT_CRASH_FILE.replace("{uid}", &uid.to_string());
     let private_dir = private.rsplit_once('/').map_or("", |(dir, _)| dir);
     filled.rsplit_once('/').map_or("", |(dir, _)| dir) == private_dir
@@ -302,22 +302,13 @@ fn make_secret() {
     // SAFETY: getrandom fills `bytes`; a short or failed read leaves
     // zeroes, checked below.
     let filled = unsafe { libc::getrandom(bytes.as_mut_ptr().cast(), bytes.len(), 0) };
-    let bytes = if filled == 16 {
-        Some(bytes)
-    } else {
-        std::fs::File::open("/dev/urandom")
-            .ok()
-            .and_then(|mut file| {
-                use std::io::Read as _;
-                file.read_exact(&mut bytes).ok().map(|()| bytes)
-            })
-    };
     // Without randomness no helper can prove itself: the raw report stays.
-    if let Some(bytes) = bytes {
-        for (word, chunk) in SHARED.token.iter().zip(bytes.chunks_exact(8)) {
-            let value = u64::from_ne_bytes(chunk.try_into().unwrap_or([0; 8]));
-            word.store(value, Ordering::Release);
-        }
+    if filled != 16 {
+        return;
+    }
+    for (word, chunk) in SHARED.token.iter().zip(bytes.chunks_exact(8)) {
+        let value = u64::from_ne_bytes(chunk.try_into().unwrap_or([0; 8]));
+        word.store(value, Ordering::Release);
     }
 }
 
