@@ -257,17 +257,34 @@ fn a_panic_across_c_names_the_panic_in_the_first_line() {
 }
 
 /// std's own handler runs after the report, prints its message and aborts,
-/// as it does without a manhole.
+/// as it does without a manhole. (On musl, std does not know the main
+/// thread's guard page and does not catch that overflow: the process dies
+/// of the SIGSEGV there, with or without a manhole.)
 #[test]
 fn a_stack_overflow_on_main_says_so_and_std_still_speaks() {
+    let without_report = crash("overflow-main", ",crash_report=off", &[]);
+    let std_speaks = without_report.stderr.contains("has overflowed its stack");
+    if cfg!(target_env = "gnu") {
+        assert!(std_speaks, "{}", without_report.stderr);
+        assert_eq!(without_report.signal, Some(libc::SIGABRT));
+    }
+    drop(without_report);
     let crash = crash("overflow-main", "", &[]);
-    crash.check(libc::SIGABRT, &[]);
+    crash.check(
+        if std_speaks {
+            libc::SIGABRT
+        } else {
+            libc::SIGSEGV
+        },
+        &[],
+    );
     let first = crash.report.lines().next().unwrap();
     assert!(first.contains("stack overflow"), "{first}");
     crash.check_crashing_function("crashy::recurse_for_ever");
-    assert!(
+    assert_eq!(
         crash.stderr.contains("has overflowed its stack"),
-        "std's own message is gone:\n{}",
+        std_speaks,
+        "std's own message is not as it is without a report:\n{}",
         crash.stderr
     );
 }

@@ -6,6 +6,8 @@
 pub(crate) enum Capture {
     /// Without a signal: the thread sat in a system call, so its registers
     /// came from `/proc` and its stack was copied from outside it.
+    /// (x86_64 only: see [`super::quiet`].)
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
     Proc,
     /// By the stack signal's handler, on the thread itself.
     Signal,

@@ -3,8 +3,12 @@
 //! `poll`, `epoll_wait`, `nanosleep` or `select` never returns `EINTR`.
 //! A copy is kept only if the thread was not scheduled while it was taken.
 
-use super::outcome::{addresses_of, Capture, Outcome};
+use super::outcome::Outcome;
+#[cfg(target_arch = "x86_64")]
+use super::outcome::{addresses_of, Capture};
+#[cfg(target_arch = "x86_64")]
 use super::unwind;
+#[cfg(target_arch = "x86_64")]
 use crate::os::interrupted;
 use crate::os::procfs::Tasks;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -39,6 +43,7 @@ pub(crate) fn learn_tail(complete: &[u64]) {
 }
 
 /// The frames that followed `address` in a complete stack seen before.
+#[cfg(target_arch = "x86_64")]
 fn tail_after(known: &[Vec<u64>], address: u64) -> Option<Vec<u64>> {
     known.iter().find_map(|tail| {
         let at = tail.iter().position(|&frame| frame == address)?;
@@ -65,6 +70,7 @@ pub(crate) fn set_after_copy(hook: Option<fn(libc::pid_t)>) {
     AFTER_COPY.store(hook.map_or(0, |hook| hook as usize), Ordering::SeqCst);
 }
 
+#[cfg(target_arch = "x86_64")]
 fn after_copy(tid: libc::pid_t) {
     let hook = AFTER_COPY.load(Ordering::SeqCst);
     if hook != 0 {

@@ -18,8 +18,11 @@ use crate::os::loader::{each_module, load_counters, module_name};
 use framehop::{
     Error as UnwindError, ExplicitModuleSectionInfo, FrameAddress, Module, Unwinder as _,
 };
+#[cfg(target_arch = "x86_64")]
 use std::collections::HashMap;
-use std::sync::{LazyLock, Mutex};
+#[cfg(target_arch = "x86_64")]
+use std::sync::LazyLock;
+use std::sync::Mutex;
 
 #[cfg(target_arch = "x86_64")]
 use framehop::x86_64::{
@@ -61,7 +64,9 @@ enum End {
     /// At the end of the copy, or at the frame limit.
     CopyEnded,
     /// At a frame whose CFA is based on the frame pointer, which was not
-    /// known: `regs` and `address` are that frame's, to resume from.
+    /// known: `regs` and `address` are that frame's, to resume from (by
+    /// the quiet capture, x86_64 only).
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
     NeedsFramePointer {
         regs: UnwindRegs,
         address: FrameAddress,

@@ -4,7 +4,7 @@
 //! fault: it stops at the first unmapped page. Shared by the stack capture
 //! and the profiler, whose handlers do nothing else.
 
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicU64, AtomicUsize, Ordering};
 
 const PAGE: usize = 4096;
 /// The most pages one copy reads, one `iovec` each.
@@ -88,7 +88,54 @@ pub(crate) fn copy_stack(sp: u64, buffer: *mut u8, len: usize) -> usize {
             0,
         )
     };
-    usize::try_from(copied).unwrap_or(0)
+    match usize::try_from(copied) {
+        Ok(copied) => copied,
+        // Refused (a seccomp filter without it, or qemu-user, which does
+        // not emulate it): the same copy through `/proc/self/mem`.
+        Err(_) => copy_through_proc_mem(sp, buffer, len),
+    }
+}
+
+/// `/proc/self/mem`, opened by the first copy that needs it; -1 before.
+static PROC_MEM: AtomicI32 = AtomicI32::new(-1);
+
+/// [`copy_stack`] with `pread` of `/proc/self/mem`, page by page, up to
+/// the first page that cannot be read. `open` and `pread` are
+/// async-signal-safe, and a read of an unmapped page fails instead of
+/// faulting.
+fn copy_through_proc_mem(sp: u64, buffer: *mut u8, len: usize) -> usize {
+    let mut fd = PROC_MEM.load(Ordering::Acquire);
+    if fd < 0 {
+        // SAFETY: a NUL-terminated path.
+        let opened =
+            unsafe { libc::open(c"/proc/self/mem".as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) };
+        if opened < 0 {
+            return 0;
+        }
+        fd = match PROC_MEM.compare_exchange(-1, opened, Ordering::AcqRel, Ordering::Acquire) {
+            Ok(_) => opened,
+            Err(theirs) => {
+                // SAFETY: our own descriptor, which lost the race.
+                unsafe { libc::close(opened) };
+                theirs
+            }
+        };
+    }
+    let mut offset = 0usize;
+    while offset < len {
+        let address = sp as usize + offset;
+        let chunk = (PAGE - address % PAGE).min(len - offset);
+        let Ok(at) = libc::off_t::try_from(address) else {
+            break;
+        };
+        // SAFETY: `offset + chunk <= len`, inside the caller's buffer.
+        let read = unsafe { libc::pread(fd, buffer.add(offset).cast(), chunk, at) };
+        if usize::try_from(read) != Ok(chunk) {
+            break;
+        }
+        offset += chunk;
+    }
+    offset
 }
 
 /// A handler's copy of the registers and the top of the stack, into

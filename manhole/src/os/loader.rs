@@ -34,9 +34,13 @@ pub(crate) unsafe fn module_name(info: &libc::dl_phdr_info) -> String {
         return String::new();
     }
     // SAFETY: the loader's NUL-terminated name, valid during the callback.
-    unsafe { std::ffi::CStr::from_ptr(info.dlpi_name) }
-        .to_string_lossy()
-        .into_owned()
+    let name = unsafe { std::ffi::CStr::from_ptr(info.dlpi_name) };
+    // glibc names the program itself "", and musl, in a static binary,
+    // "/proc/self/exe", which names whoever reads it: both mean the program.
+    if name == c"/proc/self/exe" {
+        return String::new();
+    }
+    name.to_string_lossy().into_owned()
 }
 
 /// The loader's counts of loads and unloads, which change whenever the

@@ -112,11 +112,14 @@ pub(crate) fn thread_cpu_ns(tid: i32) -> Option<u64> {
     Some(seconds * 1_000_000_000 + nanos)
 }
 
-/// One thread's `schedstat`, open.
+/// One thread's `schedstat`, open. (Read by the quiet capture, which is
+/// x86_64 only.)
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 pub(crate) struct Scheduling {
     fd: std::os::fd::OwnedFd,
 }
 
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 impl Scheduling {
     /// How many times the thread has been scheduled onto a CPU: unchanged
     /// across a span means it did not run. `None` once it is gone.
@@ -212,6 +215,7 @@ impl Tasks {
 
     /// `<tid>/schedstat`, kept open: how many times the thread has been
     /// scheduled, read again at will with one `pread` and no new `open`.
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
     pub(crate) fn scheduling(&self, tid: i32) -> Option<Scheduling> {
         Some(Scheduling {
             fd: self.open_file(tid, "schedstat")?,

@@ -10,7 +10,7 @@
 
 use crate::error::Error;
 use nix::errno::Errno;
-use nix::fcntl::{openat, OFlag, RenameFlags};
+use nix::fcntl::{openat, OFlag};
 use nix::sys::socket::{getsockopt, sockopt::PeerCredentials, UnixCredentials};
 use nix::sys::stat::{fchmodat, fstatat, mkdirat, FchmodatFlags, Mode, SFlag};
 use nix::unistd::{linkat, unlinkat, UnlinkatFlags};
@@ -241,13 +241,7 @@ impl<'a> Staging<'a> {
             path: path.to_owned(),
             found: "a file that appeared while the manhole was being installed".to_owned(),
         };
-        match nix::fcntl::renameat2(
-            &self.fd,
-            Self::SOCKET,
-            dir,
-            name,
-            RenameFlags::RENAME_NOREPLACE,
-        ) {
+        match rename_noreplace(&self.fd, Self::SOCKET, dir, name) {
             Ok(()) => Ok(()),
             Err(Errno::EEXIST) => Err(appeared()),
             // Some filesystems cannot rename without replacing; a hard link
@@ -268,6 +262,32 @@ impl<'a> Staging<'a> {
             Err(err) => Err(Error::io("move the socket to", path, err)),
         }
     }
+}
+
+/// `renameat2(RENAME_NOREPLACE)` by its system call: nix offers it only on
+/// glibc, and musl has no wrapper, but the kernel call is the same on both.
+fn rename_noreplace(
+    from_dir: &OwnedFd,
+    from: &str,
+    to_dir: &OwnedFd,
+    to: &Path,
+) -> nix::Result<()> {
+    const RENAME_NOREPLACE: libc::c_uint = 1;
+    let from = std::ffi::CString::new(from).map_err(|_| Errno::EINVAL)?;
+    let to = std::ffi::CString::new(to.as_os_str().as_bytes()).map_err(|_| Errno::EINVAL)?;
+    // SAFETY: two open directory descriptors and two NUL-terminated paths
+    // that outlive the call; the kernel reads nothing else.
+    let result = unsafe {
+        libc::syscall(
+            libc::SYS_renameat2,
+            from_dir.as_raw_fd(),
+            from.as_ptr(),
+            to_dir.as_raw_fd(),
+            to.as_ptr(),
+            RENAME_NOREPLACE,
+        )
+    };
+    Errno::result(result).map(drop)
 }
 
 impl Drop for Staging<'_> {

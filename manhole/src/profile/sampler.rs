@@ -164,7 +164,7 @@ impl Timer {
         }
         let timer = Timer(timer);
         let period = libc::timespec {
-            tv_sec: libc::time_t::try_from(period.as_secs()).unwrap_or(1),
+            tv_sec: period.as_secs().try_into().unwrap_or(1),
             tv_nsec: libc::c_long::from(period.subsec_nanos()),
         };
         let spec = libc::itimerspec {

@@ -660,7 +660,7 @@ fn run_helper(prepared: &Prepared) -> bool {
     let scratch = SCRATCH_FD.load(Ordering::Acquire);
     // Taken out, so that a survived signal does not close it again.
     let file = FILE_FD.swap(-1, Ordering::AcqRel);
-    if scratch < 0 || prepared.timeout_ms == 0 || !HELPER_RUNS {
+    if scratch < 0 || prepared.timeout_ms == 0 {
         return false;
     }
     let secret: [u64; 2] = [
@@ -791,10 +791,6 @@ fn run_helper(prepared: &Prepared) -> bool {
     unsafe { libc::prctl(libc::PR_SET_PTRACER, 0, 0, 0, 0) };
     symbolised
 }
-
-/// Whether this build can start the helper: musl never runs the
-/// `.preinit_array` its entry lives in (see [`super::helper`]).
-const HELPER_RUNS: bool = !cfg!(target_env = "musl");
 
 fn close_both(pipe: [libc::c_int; 2]) {
     for fd in pipe {

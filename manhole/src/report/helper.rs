@@ -18,9 +18,11 @@
 //!
 //! Limits: a `.preinit_array` runs only in an executable (a manhole linked
 //! into a shared library never acts as the helper: its crashes leave the
-//! raw report), and musl does not run `.preinit_array` at all, so there the
-//! dying process starts no helper and leaves the raw report, which
-//! `manhole-cli symbolize` turns into the symbolised one offline.
+//! raw report, which `manhole-cli symbolize` turns into the symbolised one
+//! offline). musl runs no `.preinit_array`; there the entry takes the first
+//! `.init_array` slot, which in a static binary (Rust's musl default) runs
+//! before every other constructor. A dynamically linked musl program runs
+//! its libraries' constructors before it.
 //!
 //! # Trust
 //!
@@ -66,9 +68,33 @@ const SECRET_WAIT_MS: c_int = 5_000;
 
 /// Runs before every constructor of the program: one scan of `envp`, and
 /// nothing more unless the variable is there.
+#[cfg(not(target_env = "musl"))]
 #[used]
 #[link_section = ".preinit_array"]
 static START: extern "C" fn(c_int, *const *const c_char, *mut *mut c_char) = start;
+
+/// musl runs no `.preinit_array`, and calls constructors without arguments.
+/// The first `.init_array` slot (the linker sorts numbered sections ahead of
+/// the rest, lowest first; numbers below 101 are kept for the toolchain's
+/// own use, as this is) runs before every constructor of a static binary.
+/// musl has set `environ` and `program_invocation_name` by then.
+#[cfg(target_env = "musl")]
+#[used]
+#[link_section = ".init_array.00001"]
+static START: extern "C" fn() = start_without_arguments;
+
+#[cfg(target_env = "musl")]
+extern "C" fn start_without_arguments() {
+    extern "C" {
+        static mut environ: *mut *mut c_char;
+        static program_invocation_name: *const c_char;
+    }
+    // SAFETY: musl's own copies of the loader's argv[0] and envp, set
+    // before any constructor runs; no other thread exists yet.
+    let (argv0, envp) = unsafe { (program_invocation_name, environ) };
+    let argv = [argv0, std::ptr::null()];
+    start(1, argv.as_ptr(), envp);
+}
 
 extern "C" fn start(argc: c_int, argv: *const *const c_char, envp: *mut *mut c_char) {
     // SAFETY: the loader passes the process's environment array, or null.

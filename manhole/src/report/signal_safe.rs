@@ -200,7 +200,7 @@ pub(crate) fn monotonic_ms() -> u64 {
 
 pub(crate) fn sleep_ms(ms: u64) {
     let time = libc::timespec {
-        tv_sec: (ms / 1000) as libc::time_t,
+        tv_sec: (ms / 1000).try_into().unwrap_or(1),
         tv_nsec: ((ms % 1000) * 1_000_000) as libc::c_long,
     };
     // SAFETY: nanosleep is async-signal-safe; an interrupted sleep is

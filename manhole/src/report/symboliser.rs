@@ -78,6 +78,7 @@ pub(super) fn run(request: &Request) -> Result<(), String> {
     }
     let mut symbols = Symbols::default();
     let mut crashing = None;
+    let mut scanned = Vec::new();
     let mut others = Vec::new();
     for (tid, registers, stack) in threads {
         let (name, mut state) = name_and_state(request.pid, tid);
@@ -97,7 +98,16 @@ pub(super) fn run(request: &Request) -> Result<(), String> {
         match (registers, stack) {
             (Some(registers), Some(stack)) => {
                 let unwound = remote.unwind(registers, &stack);
-                thread.frames = symbolise(&remote, &mut symbols, &unwound.addresses);
+                thread.frames = symbolise(&remote, &mut symbols, &unwound.addresses, true);
+                // A walk that broke off (code without unwind tables, such
+                // as musl's own `abort`) loses the callers: the raw
+                // report's scan of the stack still holds them.
+                if tid == request.tid && !unwound.complete && !unwound.truncated {
+                    let words = scanned_words(&raw);
+                    scanned = symbolise(&remote, &mut symbols, &words, false);
+                    scanned.retain(|frame| frame.function.is_some());
+                    scanned.truncate(MOST_SCANNED);
+                }
                 if unwound.truncated {
                     thread.frames_missing = Some(format!(
                         "(the stack is deeper than the {} KiB copied)",
@@ -113,7 +123,7 @@ pub(super) fn run(request: &Request) -> Result<(), String> {
             others.push(thread);
         }
     }
-    let report = compose(&raw, crashing, others);
+    let report = compose(&raw, crashing, &scanned, others);
     if request.file_fd >= 0 {
         // SAFETY: the report file the dying process opened for us.
         unsafe { libc::ftruncate(request.file_fd, 0) };
@@ -363,8 +373,45 @@ impl Maps {
     }
 }
 
-/// Symbolises a thread's addresses there, with our own debug info.
-fn symbolise(remote: &Remote, symbols: &mut Symbols, addresses: &[u64]) -> Vec<Frame> {
+/// What introduces the frames found by scanning the stack, after a walk
+/// that broke off.
+const SCANNED: &str = "(the walk stopped there; below, words on the stack that point into \
+code, from the raw report: the callers, perhaps with stale ones among them)";
+
+/// The most scanned frames a report shows: the callers are near the top,
+/// and stale words pile up below them.
+const MOST_SCANNED: usize = 32;
+
+/// The return addresses the raw report found by scanning the crashing
+/// thread's stack (`  #N 0xADDRESS MODULE+0xOFFSET`), without the pc.
+fn scanned_words(raw: &str) -> Vec<u64> {
+    let Some(block) = raw
+        .split("\n\n")
+        .find(|block| block.starts_with("crashing thread"))
+    else {
+        return Vec::new();
+    };
+    block
+        .lines()
+        .filter_map(|line| line.trim_start().strip_prefix('#'))
+        .filter_map(|rest| {
+            let (index, rest) = rest.split_once(' ')?;
+            let address = rest.split_whitespace().next()?.strip_prefix("0x")?;
+            (index != "0")
+                .then(|| u64::from_str_radix(address, 16).ok())
+                .flatten()
+        })
+        .collect()
+}
+
+/// Symbolises a thread's addresses there, with our own debug info: return
+/// addresses, the first one being the exact pc when `first_is_pc`.
+fn symbolise(
+    remote: &Remote,
+    symbols: &mut Symbols,
+    addresses: &[u64],
+    first_is_pc: bool,
+) -> Vec<Frame> {
     let mut frames = Vec::new();
     for (index, &address) in addresses.iter().enumerate() {
         let Some(ours) = remote.to_ours(address) else {
@@ -376,7 +423,7 @@ fn symbolise(remote: &Remote, symbols: &mut Symbols, addresses: &[u64]) -> Vec<F
             });
             continue;
         };
-        for mut frame in symbols.frames(&[ours as usize], index == 0) {
+        for mut frame in symbols.frames(&[ours as usize], first_is_pc && index == 0) {
             frame.address = address as usize;
             frames.push(frame);
         }
@@ -401,7 +448,12 @@ fn name_and_state(pid: libc::pid_t, tid: libc::pid_t) -> (String, String) {
 
 /// The symbolised report: the raw one with its first line made final and
 /// its two stack sections replaced.
-fn compose(raw: &str, crashing: Option<ThreadStack>, others: Vec<ThreadStack>) -> String {
+fn compose(
+    raw: &str,
+    crashing: Option<ThreadStack>,
+    scanned: &[Frame],
+    others: Vec<ThreadStack>,
+) -> String {
     let mut report = String::new();
     for block in raw.split("\n\n") {
         if !report.is_empty() {
@@ -413,6 +465,10 @@ fn compose(raw: &str, crashing: Option<ThreadStack>, others: Vec<ThreadStack>) -
             match &crashing {
                 Some(thread) => {
                     let _ = write!(report, "crashing thread:\n{thread}");
+                    if !scanned.is_empty() {
+                        let _ = writeln!(report, "    {SCANNED}");
+                        let _ = stacks::write_frames(&mut report, scanned);
+                    }
                     report.truncate(report.trim_end().len());
                 }
                 None => report.push_str(block),
