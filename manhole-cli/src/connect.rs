@@ -146,12 +146,48 @@ fn no_socket(process: &Process) -> Error {
             .display()
             .to_string(),
         name: process.name.clone(),
-        hint: if process.has_manhole_thread() {
+        hint: if let Some(unreachable) = listening_out_of_reach(process) {
+            unreachable
+        } else if process.has_manhole_thread() {
             format!("it has a dormant `manhole` thread, so its manhole waits for a signal: try `manhole-cli -s USR1 {}` with the signal it was given (MANHOLE=activate_on=... or oneshot_on=...)", process.pid)
         } else {
             "it may wait for a signal (try `-s USR1`), or have no manhole at all (MANHOLE=off, or not built with one)".to_owned()
         },
     }
+}
+
+/// Why a manhole socket the process does listen on (as its own mount
+/// namespace names it) could not be reached from here, when it does:
+/// then the advice is not to wake a manhole that is already open.
+fn listening_out_of_reach(process: &Process) -> Option<String> {
+    let socket = process
+        .listening_unix_sockets()
+        .into_iter()
+        .find(|socket| socket.listening && socket.bound.to_string_lossy().contains("manhole"))?;
+    // The manhole binds in a staging directory and renames the socket
+    // into place: the default name, when it was staged beside it.
+    let own = match procfs::staging_parent(&socket.bound) {
+        Some(dir) => {
+            let default = discover::default_path(process.own_pid);
+            if default.parent() == Some(dir.as_path()) {
+                default
+            } else {
+                dir
+            }
+        }
+        None => socket.bound,
+    };
+    let seen = process.path_of(&own);
+    let why = match std::fs::symlink_metadata(&seen) {
+        Err(err) => err.to_string(),
+        Ok(_) => "it was renamed or replaced since it was bound".to_owned(),
+    };
+    Some(format!(
+        "it listens on {} in its own mount namespace, but {} cannot be reached from here ({why}); a container's files are reached through /proc/{}/root, which takes the process's own user or root (CAP_SYS_PTRACE); or run manhole-cli inside the container",
+        own.display(),
+        seen.display(),
+        process.pid,
+    ))
 }
 
 /// What a signal's default action does to a process that has no handler.

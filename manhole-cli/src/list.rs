@@ -60,6 +60,9 @@ pub struct Entry {
     pub state: State,
     /// Whether `--clean` removed the socket.
     pub removed: bool,
+    /// In another PID or mount namespace (a container): its own pid there,
+    /// and a short name for the container ([`Process::container_hint`]).
+    pub container: Option<(i32, String)>,
 }
 
 /// Lists, cleans when asked, and prints.
@@ -174,6 +177,7 @@ pub fn live_in_json(printed: &str) -> Result<Vec<Live>, String> {
             socket: Some(PathBuf::from(text("socket")?)),
             state: State::Live,
             removed: false,
+            container: None,
         });
     }
     Ok(live(&entries))
@@ -191,15 +195,30 @@ fn entry_json(entry: &Entry, clean: bool) -> Value {
     if clean {
         row["removed"] = Value::Bool(entry.removed);
     }
+    if let Some((own_pid, container)) = &entry.container {
+        row["own_pid"] = json!(own_pid);
+        row["container"] = json!(container);
+    }
     row
 }
 
 fn table(entries: &[Entry]) -> String {
+    // A process in a container shows its own pid there too, and which
+    // container it is in.
+    let pid_of = |entry: &Entry| match &entry.container {
+        Some((own_pid, container)) if *own_pid != entry.pid => format!(
+            "{} ({own_pid} in {})",
+            entry.pid,
+            crate::escape::field(container)
+        ),
+        Some((_, container)) => format!("{} (in {})", entry.pid, crate::escape::field(container)),
+        None => entry.pid.to_string(),
+    };
     let rows: Vec<[String; 5]> = entries
         .iter()
         .map(|entry| {
             [
-                entry.pid.to_string(),
+                pid_of(entry),
                 procfs::user_name(entry.uid).unwrap_or_else(|| entry.uid.to_string()),
                 crate::escape::field(&entry.executable).into_owned(),
                 entry.socket.as_ref().map_or_else(
@@ -276,6 +295,7 @@ pub fn discover_all() -> Vec<Entry> {
             socket: Some(path),
             state,
             removed: false,
+            container: None,
         });
     }
 
@@ -295,6 +315,7 @@ pub fn discover_all() -> Vec<Entry> {
             .into_iter()
             .filter(|path| !listed.contains(path))
             .collect();
+        let container = process.container_hint().map(|hint| (process.own_pid, hint));
         let live_before = entries
             .iter()
             .any(|entry| entry.pid == pid && entry.state == State::Live);
@@ -306,6 +327,7 @@ pub fn discover_all() -> Vec<Entry> {
                 socket: None,
                 state: State::Waiting,
                 removed: false,
+                container: container.clone(),
             });
         }
         for path in held {
@@ -316,6 +338,7 @@ pub fn discover_all() -> Vec<Entry> {
                 socket: Some(path),
                 state: State::Live,
                 removed: false,
+                container: container.clone(),
             });
         }
     }
@@ -378,6 +401,7 @@ mod tests {
             socket: Some(format!("/tmp/manhole-{pid}").into()),
             state,
             removed: false,
+            container: None,
         };
         let entries = [
             entry(3, State::Live),
@@ -409,6 +433,7 @@ mod tests {
                 socket: Some("/tmp/manhole-7".into()),
                 state: State::Live,
                 removed: false,
+                container: None,
             },
             Entry {
                 pid: 12345,
@@ -417,6 +442,7 @@ mod tests {
                 socket: None,
                 state: State::Waiting,
                 removed: false,
+                container: None,
             },
         ];
         let uid = (u32::MAX - 1).to_string();

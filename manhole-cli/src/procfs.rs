@@ -57,6 +57,35 @@ impl Process {
         })
     }
 
+    /// Whether it runs in another PID or mount namespace than this CLI.
+    pub fn in_a_container(&self) -> bool {
+        self.own_pid != self.pid || self.root.is_some()
+    }
+
+    /// A short name for its container, when it is in one: the last element
+    /// of its cgroup path when that differs from ours (`docker-ID.scope`,
+    /// a pod's container id), else its mount namespace (`mnt:[INODE]`).
+    pub fn container_hint(&self) -> Option<String> {
+        if !self.in_a_container() {
+            return None;
+        }
+        let cgroup = |pid: &str| {
+            let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
+            // cgroup v2's one line, `0::/PATH`, or v1's lines.
+            let path = text.lines().find_map(|line| line.strip_prefix("0::"))?;
+            Some(path.trim().to_owned())
+        };
+        let theirs = cgroup(&self.pid.to_string());
+        if let Some(theirs) = theirs.filter(|theirs| Some(theirs) != cgroup("self").as_ref()) {
+            if let Some(last) = theirs.rsplit('/').find(|part| !part.is_empty()) {
+                return Some(last.to_owned());
+            }
+        }
+        std::fs::read_link(format!("/proc/{}/ns/mnt", self.pid))
+            .ok()
+            .map(|link| link.display().to_string())
+    }
+
     /// Where a path of the process's own (`/tmp/manhole-1` in a container)
     /// is seen from here.
     pub fn path_of(&self, own: &Path) -> PathBuf {

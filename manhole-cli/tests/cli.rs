@@ -1354,6 +1354,73 @@ fn a_service_in_its_own_pid_and_mount_namespaces_is_reached_by_its_host_pid() {
     for name in ["manhole", "worker-0", "worker-1"] {
         assert!(run.stdout.contains(name), "{name} missing: {run:?}");
     }
+    // `list` shows it by both pids, with its mount namespace (it shares
+    // the host's cgroup) as the container's name.
+    let mount_namespace = std::fs::read_link(format!("/proc/{}/ns/mnt", container.pid))
+        .unwrap()
+        .display()
+        .to_string();
+    let run = cli(&["list"]);
+    assert_exit(&run, 0);
+    let row = run
+        .stdout
+        .lines()
+        .find(|line| line.starts_with(&format!("{} (", container.pid)))
+        .unwrap_or_else(|| panic!("no row for {}: {run:?}", container.pid));
+    assert!(
+        row.starts_with(&format!("{} (1 in {mount_namespace})", container.pid)),
+        "{row}"
+    );
+    assert!(row.ends_with("live"), "{row}");
+    let run = cli(&["list", "--json"]);
+    let rows: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+    let entry = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|row| row["pid"] == container.pid)
+        .unwrap_or_else(|| panic!("{rows}"));
+    assert_eq!(entry["own_pid"], 1, "{entry}");
+    assert_eq!(entry["container"], mount_namespace.as_str(), "{entry}");
+    // `--all` reaches it with the others.
+    let run = cli(&["--all", "--json", "get", "REQUESTS"]);
+    let answers: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+    assert!(
+        answers
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|answer| answer["pid"] == container.pid && answer["result"].is_u64()),
+        "{answers}"
+    );
+}
+
+/// A manhole that listens, but whose socket its own namespace no longer
+/// shows (a tmpfs mounted over the container's `/tmp` after it started):
+/// the error says so, and does not advise waking a dormant manhole.
+#[test]
+fn a_listening_socket_out_of_reach_is_not_called_dormant() {
+    let Some(container) = Container::start("verbose=false") else {
+        return;
+    };
+    let pid = container.pid.to_string();
+    let mut mount = Command::new("nsenter");
+    mount.args(["-t", &pid, "-m", "mount", "-t", "tmpfs", "tmpfs", "/tmp"]);
+    let mounted = run_with_timeout(&mut mount, CLI_LIMIT);
+    assert_exit(&mounted, 0);
+    let run = cli(&[&pid, "info"]);
+    assert_exit(&run, 2);
+    assert!(
+        run.stderr
+            .contains("it listens on /tmp/manhole-1 in its own mount namespace"),
+        "{run:?}"
+    );
+    assert!(
+        run.stderr
+            .contains(&format!("/proc/{pid}/root/tmp/manhole-1 cannot be reached")),
+        "{run:?}"
+    );
+    assert!(!run.stderr.contains("dormant"), "{run:?}");
 }
 
 /// A `socket_path` inside the container that is too long for `sun_path`
