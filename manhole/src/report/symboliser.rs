@@ -523,3 +523,23 @@ fn pwrite_or_write_stderr(bytes: &[u8]) {
     let _ = stderr.write_all(bytes);
     let _ = stderr.flush();
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_scanned_words_are_read_from_the_crashing_threads_block_without_the_pc() {
+        let raw = "manhole crash report (raw): SIGABRT\n\
+                   \n\
+                   crashing thread 7 \"app\" (raw frames: the pc, then words on the stack that point into code)\n\
+                   \x20 #0 0x7f00000010 /srv/app+0x10\n\
+                   \x20 #1 0x7f00000020 /srv/app+0x20\n\
+                   \x20 #2 0x7f00000abc /srv/app+0xabc\n\
+                   \n\
+                   registers:\n\
+                   \x20 #9 0x1 not a frame\n";
+        assert_eq!(scanned_words(raw), [0x7f00000020, 0x7f00000abc]);
+        assert!(scanned_words("no such block\n").is_empty());
+    }
+}
