@@ -10,6 +10,7 @@ use crate::args::SignalSpec;
 use crate::discover::{self, Listening};
 use crate::error::Error;
 use crate::procfs::{self, Process};
+use crate::userns::{self, Identity};
 use nix::errno::Errno;
 use nix::sys::socket::{
     connect, getsockopt, socket, sockopt, AddressFamily, SockFlag, SockType, UnixAddr,
@@ -46,12 +47,15 @@ fn root() -> bool {
 pub fn owned_process(pid: i32) -> Result<Process, Error> {
     let process = Process::read(pid).ok_or(Error::NoSuchProcess { pid })?;
     if !root() && process.euid != me() {
-        return Err(Error::NotYours {
+        // The user that made a container's user namespace acts as its
+        // users.
+        let not_yours = Error::NotYours {
             pid,
             name: process.name.clone(),
             owner: procfs::describe_uid(process.euid),
             me: procfs::describe_uid(me()),
-        });
+        };
+        userns::owner_may_act(&process, me(), not_yours)?;
     }
     Ok(process)
 }
@@ -73,7 +77,9 @@ pub fn to_listed(pid: i32, path: &Path, timeout: Duration) -> Result<Connection,
 
 fn to_socket_of(process: &Process, path: PathBuf, timeout: Duration) -> Result<Connection, Error> {
     check_file(&path, Some(process))?;
-    let stream = dial(&path, Instant::now() + timeout, timeout)?;
+    let identity = userns::needed(process, me())?;
+    let joining = identity.as_ref().map(|identity| (identity, process));
+    let stream = dial(&path, Instant::now() + timeout, timeout, joining)?;
     check_peer(&stream, &path, process.euid)?;
     Ok(Connection { stream, path })
 }
@@ -93,6 +99,8 @@ pub fn to_pid_after_signal(
             action: default_action(signal.0),
         });
     }
+    let identity = userns::needed(&process, me())?;
+    let joining = identity.as_ref().map(|identity| (identity, &process));
     send_signal(pid, signal)?;
     let deadline = Instant::now() + timeout;
     loop {
@@ -101,7 +109,7 @@ pub fn to_pid_after_signal(
         }
         if let Some(path) = discover::socket_of(&process, &Listening::fetch()) {
             check_file(&path, Some(&process))?;
-            match dial(&path, deadline, timeout) {
+            match dial(&path, deadline, timeout, joining) {
                 Ok(stream) => {
                     check_peer(&stream, &path, process.euid)?;
                     return Ok(Connection { stream, path });
@@ -130,7 +138,7 @@ pub fn to_pid_after_signal(
 /// socket that we own (or we are root).
 pub fn to_path(path: &Path, timeout: Duration) -> Result<Connection, Error> {
     let owner = check_file(path, None)?;
-    let stream = dial(path, Instant::now() + timeout, timeout)?;
+    let stream = dial(path, Instant::now() + timeout, timeout, None)?;
     check_peer(&stream, path, owner)?;
     Ok(Connection {
         stream,
@@ -285,7 +293,14 @@ fn check_peer(stream: &UnixStream, path: &Path, expected_uid: u32) -> Result<(),
 /// full (a Unix socket says `EAGAIN` then, and cannot be polled for it),
 /// until `deadline`. The stream it returns blocks, with `timeout` on every
 /// read and write.
-fn dial(path: &Path, deadline: Instant, timeout: Duration) -> Result<UnixStream, Error> {
+/// Connects to the socket at `path`; from inside the target's user
+/// namespace, as its user, when `joining` says so.
+fn dial(
+    path: &Path,
+    deadline: Instant,
+    timeout: Duration,
+    joining: Option<(&Identity, &Process)>,
+) -> Result<UnixStream, Error> {
     // A path too long for `sun_path` (a container's socket seen through
     // `/proc/PID/root/...`) is reached through a descriptor of the file
     // itself, named `/proc/self/fd/N`, which is short.
@@ -325,7 +340,12 @@ fn dial(path: &Path, deadline: Instant, timeout: Duration) -> Result<UnixStream,
             None,
         )
         .map_err(|err| Error::io("create a socket", err.into()))?;
-        match connect(std::os::fd::AsRawFd::as_raw_fd(&fd), &address) {
+        let raw = std::os::fd::AsRawFd::as_raw_fd(&fd);
+        let connected = match joining {
+            Some((identity, process)) => userns::connect_as(identity, raw, &address, process)?,
+            None => connect(raw, &address),
+        };
+        match connected {
             Ok(()) => {
                 let stream = UnixStream::from(fd);
                 let configure = |result: std::io::Result<()>| {

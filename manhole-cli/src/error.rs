@@ -42,6 +42,18 @@ pub enum Error {
         me: String,
     },
 
+    /// The process runs in another user namespace, which must be joined to
+    /// connect as its user, and that could not be done.
+    #[error("pid {pid} ({name}) runs in a user namespace of its own, where its manhole would not see you as its user or root; {reason}")]
+    UserNamespace {
+        /// The target process.
+        pid: i32,
+        /// Its name.
+        name: String,
+        /// Why it could not be joined, and what would do.
+        reason: String,
+    },
+
     /// The process exists and is ours, but no manhole socket was found.
     #[error("pid {pid} ({name}) has no manhole socket: neither {default} nor a listening socket of its own named like a manhole; {hint}")]
     NoSocket {

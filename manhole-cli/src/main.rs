@@ -39,6 +39,7 @@ mod status;
 mod style;
 mod symbolize;
 mod transport;
+mod userns;
 mod watch;
 
 use args::{Cli, Endpoint, Fanout, Local, Mode, Scope};

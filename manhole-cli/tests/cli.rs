@@ -16,7 +16,7 @@ use manhole_wire::{Builtin, Reason};
 use serde_json::{json, Value};
 use std::io::{Read, Write};
 use std::os::unix::fs::PermissionsExt;
-use std::os::unix::net::UnixListener;
+use std::os::unix::net::{UnixListener, UnixStream};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -1421,6 +1421,121 @@ fn a_listening_socket_out_of_reach_is_not_called_dormant() {
         "{run:?}"
     );
     assert!(!run.stderr.contains("dormant"), "{run:?}");
+}
+
+/// A service in a user namespace of its own whose root is uid 100000 on
+/// the host (as a rootless container's is), which does not map host root:
+/// its manhole would see root on the host as the overflow uid. The test
+/// writes the maps, as a container runtime does, then the service becomes
+/// that namespace's root and runs.
+fn start_in_a_user_namespace() -> Option<Service> {
+    if !support::running_as_root("making a user namespace") {
+        return None;
+    }
+    let pipe = || {
+        let mut ends = [0; 2];
+        // SAFETY: pipe2 fills the two descriptors.
+        assert_eq!(
+            unsafe { libc::pipe2(ends.as_mut_ptr(), libc::O_CLOEXEC) },
+            0
+        );
+        ends
+    };
+    let [ready_read, ready_write] = pipe();
+    let [go_read, go_write] = pipe();
+    let mut command = Command::new(support::example("service"));
+    command.env("MANHOLE", "verbose=false");
+    // SAFETY: between fork and exec only system calls: the child leaves
+    // for a new user namespace, says its pid, waits for its maps, and
+    // becomes that namespace's root.
+    unsafe {
+        command.pre_exec(move || {
+            let failed = std::io::Error::last_os_error;
+            if libc::unshare(libc::CLONE_NEWUSER) != 0 {
+                return Err(failed());
+            }
+            let pid = libc::getpid();
+            libc::write(ready_write, (&raw const pid).cast(), 4);
+            let mut go = 0u8;
+            if libc::read(go_read, (&raw mut go).cast(), 1) != 1 {
+                return Err(failed());
+            }
+            if libc::setresgid(0, 0, 0) != 0 || libc::setresuid(0, 0, 0) != 0 {
+                return Err(failed());
+            }
+            Ok(())
+        });
+    }
+    let mapper = std::thread::spawn(move || {
+        let mut ready = libc::pollfd {
+            fd: ready_read,
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        let mut pid: libc::pid_t = 0;
+        // SAFETY: a poll with a timeout, then a read of four bytes.
+        let got = unsafe {
+            libc::poll(&mut ready, 1, 10_000) == 1
+                && libc::read(ready_read, (&raw mut pid).cast(), 4) == 4
+        };
+        assert!(got, "the child did not enter its user namespace");
+        for map in ["uid_map", "gid_map"] {
+            std::fs::write(format!("/proc/{pid}/{map}"), "0 100000 65536\n").unwrap();
+        }
+        // SAFETY: one byte to our own pipe.
+        unsafe { libc::write(go_write, [1u8].as_ptr().cast(), 1) };
+        for fd in [ready_read, go_write] {
+            // SAFETY: our own descriptors, no longer used.
+            unsafe { libc::close(fd) };
+        }
+    });
+    let service = Service::spawn_command(command, None);
+    mapper.join().unwrap();
+    for fd in [ready_write, go_read] {
+        // SAFETY: our own descriptors; the child has its copies.
+        unsafe { libc::close(fd) };
+    }
+    service.wait_for_socket();
+    Some(service)
+}
+
+/// Root on the host joins the service's user namespace and connects as its
+/// user there; another user is refused with the reason, and the server is
+/// untouched.
+#[test]
+fn a_service_in_a_user_namespace_is_reached_by_root_and_refuses_others() {
+    let Some(service) = start_in_a_user_namespace() else {
+        return;
+    };
+    let pid = service.pid.to_string();
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    assert!(status.contains("Uid:\t100000\t100000"), "{status}");
+    // A plain connection is seen as the overflow uid, and refused.
+    let mut plain = UnixStream::connect(&service.socket).unwrap();
+    plain
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut refused = String::new();
+    let _ = plain.read_to_string(&mut refused);
+    assert!(!refused.contains("manhole>"), "{refused}");
+    let run = cli(&[&pid, "info"]);
+    assert_exit(&run, 0);
+    assert!(run.stdout.contains(&format!("pid       {pid}")), "{run:?}");
+    // Another user of the host, who did not make the namespace.
+    let run = cli_as(4242, &[&pid, "info"]);
+    assert_exit(&run, 2);
+    assert!(
+        run.stderr.contains("runs in a user namespace of its own")
+            && run
+                .stderr
+                .contains("the namespace was made by another user, and you are uid 4242")
+            && run
+                .stderr
+                .contains("only root on the host or that user may join it"),
+        "{run:?}"
+    );
+    let run = cli(&[&pid, "get", "REQUESTS"]);
+    assert_exit(&run, 0);
 }
 
 /// A `socket_path` inside the container that is too long for `sun_path`
