@@ -12,9 +12,11 @@ use crate::error::Error;
 use crate::procfs::{self, Process};
 use crate::userns::{self, Identity};
 use nix::errno::Errno;
+use nix::fcntl::OFlag;
 use nix::sys::socket::{
     connect, getsockopt, socket, sockopt, AddressFamily, SockFlag, SockType, UnixAddr,
 };
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
@@ -28,9 +30,6 @@ pub struct Connection {
     /// The socket file.
     pub path: PathBuf,
 }
-
-/// The longest path a `sockaddr_un` holds, without its terminating NUL.
-const MAX_SOCKET_PATH: usize = 107;
 
 /// How often a socket that is not there yet is looked for again.
 const POLL_INTERVAL: Duration = Duration::from_millis(20);
@@ -76,10 +75,10 @@ pub fn to_listed(pid: i32, path: &Path, timeout: Duration) -> Result<Connection,
 }
 
 fn to_socket_of(process: &Process, path: PathBuf, timeout: Duration) -> Result<Connection, Error> {
-    check_file(&path, Some(process))?;
+    let (_, file) = check_file(&path, Some(process))?;
     let identity = userns::needed(process, me())?;
     let joining = identity.as_ref().map(|identity| (identity, process));
-    let stream = dial(&path, Instant::now() + timeout, timeout, joining)?;
+    let stream = dial(&path, &file, Instant::now() + timeout, timeout, joining)?;
     check_peer(&stream, &path, process.euid)?;
     Ok(Connection { stream, path })
 }
@@ -108,8 +107,8 @@ pub fn to_pid_after_signal(
             return Err(Error::NoSuchProcess { pid });
         }
         if let Some(path) = discover::socket_of(&process, &Listening::fetch()) {
-            check_file(&path, Some(&process))?;
-            match dial(&path, deadline, timeout, joining) {
+            let (_, file) = check_file(&path, Some(&process))?;
+            match dial(&path, &file, deadline, timeout, joining) {
                 Ok(stream) => {
                     check_peer(&stream, &path, process.euid)?;
                     return Ok(Connection { stream, path });
@@ -137,8 +136,8 @@ pub fn to_pid_after_signal(
 /// Connects to a socket path given on the command line: it must be a
 /// socket that we own (or we are root).
 pub fn to_path(path: &Path, timeout: Duration) -> Result<Connection, Error> {
-    let owner = check_file(path, None)?;
-    let stream = dial(path, Instant::now() + timeout, timeout, None)?;
+    let (owner, file) = check_file(path, None)?;
+    let stream = dial(path, &file, Instant::now() + timeout, timeout, None)?;
     check_peer(&stream, path, owner)?;
     Ok(Connection {
         stream,
@@ -186,7 +185,7 @@ fn listening_out_of_reach(process: &Process) -> Option<String> {
         None => socket.bound,
     };
     let seen = process.path_of(&own);
-    let why = match std::fs::symlink_metadata(&seen) {
+    let why = match procfs::lstat_seen(&seen) {
         Err(err) => err.to_string(),
         Ok(_) => "it was renamed or replaced since it was bound".to_owned(),
     };
@@ -227,13 +226,19 @@ fn send_signal(pid: i32, signal: SignalSpec) -> Result<(), Error> {
 /// Checks the socket file before anything connects to it, and returns its
 /// owner. With a process, the owner must be the process's effective user;
 /// without, it must be us. Either way, unless we are root, it must be us.
-fn check_file(path: &Path, process: Option<&Process>) -> Result<u32, Error> {
-    let meta = std::fs::symlink_metadata(path).map_err(|err| match err.kind() {
+fn check_file(path: &Path, process: Option<&Process>) -> Result<(u32, OwnedFd), Error> {
+    let not_found = |err: std::io::Error| match err.kind() {
         std::io::ErrorKind::NotFound => Error::NoSuchPath {
             path: path.to_owned(),
         },
         _ => Error::io(format!("inspect {}", path.display()), err),
-    })?;
+    };
+    // The file checked is the file connected to: opened once, in its
+    // process's root when it is seen through one.
+    let file = procfs::open_seen(path, OFlag::O_PATH | OFlag::O_NOFOLLOW).map_err(not_found)?;
+    let file = std::fs::File::from(file);
+    let meta = file.metadata().map_err(not_found)?;
+    let file = OwnedFd::from(file);
     let kind = meta.file_type();
     if !kind.is_socket() {
         return Err(Error::NotASocket {
@@ -267,7 +272,7 @@ fn check_file(path: &Path, process: Option<&Process>) -> Result<u32, Error> {
             me: me(),
         });
     }
-    Ok(file_uid)
+    Ok((file_uid, file))
 }
 
 /// The listening process must run as the file's owner (or be root).
@@ -289,44 +294,25 @@ fn check_peer(stream: &UnixStream, path: &Path, expected_uid: u32) -> Result<(),
     }
 }
 
-/// Connects without blocking, retrying while the listener's backlog is
-/// full (a Unix socket says `EAGAIN` then, and cannot be polled for it),
-/// until `deadline`. The stream it returns blocks, with `timeout` on every
-/// read and write.
-/// Connects to the socket at `path`; from inside the target's user
-/// namespace, as its user, when `joining` says so.
+/// Connects to the socket `file` (opened and checked as `path`) without
+/// blocking, retrying while the listener's backlog is full (a Unix socket
+/// says `EAGAIN` then, and cannot be polled for it), until `deadline`;
+/// from inside the target's user namespace, as its user, when `joining`
+/// says so. The stream it returns blocks, with `timeout` on every read and
+/// write.
 fn dial(
     path: &Path,
+    file: &OwnedFd,
     deadline: Instant,
     timeout: Duration,
     joining: Option<(&Identity, &Process)>,
 ) -> Result<UnixStream, Error> {
-    // A path too long for `sun_path` (a container's socket seen through
-    // `/proc/PID/root/...`) is reached through a descriptor of the file
-    // itself, named `/proc/self/fd/N`, which is short.
-    let held;
-    let short;
-    let path_for_address = if path.as_os_str().len() > MAX_SOCKET_PATH {
-        use std::os::unix::fs::OpenOptionsExt as _;
-        held = std::fs::OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_PATH)
-            .open(path)
-            .map_err(|err| match err.kind() {
-                std::io::ErrorKind::NotFound => Error::NoSuchPath {
-                    path: path.to_owned(),
-                },
-                _ => Error::io(format!("open {}", path.display()), err),
-            })?;
-        short = PathBuf::from(format!(
-            "/proc/self/fd/{}",
-            std::os::fd::AsRawFd::as_raw_fd(&held)
-        ));
-        short.as_path()
-    } else {
-        path
-    };
-    let address = UnixAddr::new(path_for_address).map_err(|err| {
+    // Through the descriptor of the file checked, named `/proc/self/fd/N`:
+    // no other file can take its place, and a path too long for
+    // `sun_path` (a container's socket seen through `/proc/PID/root/...`)
+    // is reached as well.
+    let path_for_address = PathBuf::from(format!("/proc/self/fd/{}", file.as_raw_fd()));
+    let address = UnixAddr::new(&path_for_address).map_err(|err| {
         Error::io(
             format!("use {} as a socket address", path.display()),
             err.into(),

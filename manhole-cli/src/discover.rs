@@ -12,7 +12,9 @@
 
 use crate::procfs::{self, Process};
 use crate::sockdiag::{self, FileId};
+use nix::fcntl::OFlag;
 use std::collections::HashMap;
+use std::os::unix::ffi::OsStrExt as _;
 use std::os::unix::fs::FileTypeExt;
 use std::path::{Path, PathBuf};
 
@@ -53,7 +55,7 @@ pub fn socket_of(process: &Process, listening: &Listening) -> Option<PathBuf> {
     // In a container, the default is the process's own `/tmp/manhole-PID`,
     // under its own pid, in its own `/tmp`.
     let default = process.path_of(&default_path(process.own_pid));
-    let default_meta = std::fs::symlink_metadata(&default).ok();
+    let default_meta = procfs::lstat_seen(&default).ok();
     if let Some(meta) = &default_meta {
         if listening.is_listening(FileId::of(meta)) != Some(false) {
             return Some(default);
@@ -91,17 +93,24 @@ pub fn held_manhole_sockets(process: &Process, listening: &Listening) -> Vec<Pat
 /// Where the socket bound at `bound` is now: still there, or renamed into
 /// the directory it was staged for.
 fn present_path(bound: &Path, staged_in: Option<&Path>, file: Option<FileId>) -> Option<PathBuf> {
-    if let Ok(meta) = std::fs::symlink_metadata(bound) {
+    if let Ok(meta) = procfs::lstat_seen(bound) {
         if meta.file_type().is_socket() && file.is_none_or(|file| FileId::of(&meta) == file) {
             return Some(bound.to_owned());
         }
     }
     let (dir, file) = (staged_in?, file?);
-    std::fs::read_dir(dir).ok()?.find_map(|entry| {
-        let entry = entry.ok()?;
-        let meta = entry.metadata().ok()?;
-        (meta.file_type().is_socket() && FileId::of(&meta) == file).then(|| entry.path())
-    })
+    let listing = procfs::open_seen(dir, OFlag::O_RDONLY | OFlag::O_DIRECTORY).ok()?;
+    let mut listing = nix::dir::Dir::from_fd(listing).ok()?;
+    let found = listing.iter().filter_map(Result::ok).find_map(|entry| {
+        let name = std::ffi::OsStr::from_bytes(entry.file_name().to_bytes());
+        if name == "." || name == ".." {
+            return None;
+        }
+        let path = dir.join(name);
+        let meta = procfs::lstat_seen(&path).ok()?;
+        (meta.file_type().is_socket() && FileId::of(&meta) == file).then_some(path)
+    });
+    found
 }
 
 #[cfg(test)]

@@ -182,6 +182,69 @@ fn other_mount_namespace(pid: i32) -> bool {
     }
 }
 
+/// Opens `path` with `flags` (`O_NOFOLLOW` among them, for the link
+/// itself rather than its target). A path under a process's root, as
+/// [`Process::path_of`] makes them (`/proc/PID/root/...`), is resolved
+/// inside that root (`openat2` with `RESOLVE_IN_ROOT`): an absolute
+/// symbolic link in a container (`/var/run -> /run`) names the
+/// container's file, never one of the host.
+///
+/// # Errors
+///
+/// The `open` or `openat2` error, `NotFound` among them.
+pub fn open_seen(path: &Path, flags: nix::fcntl::OFlag) -> std::io::Result<std::os::fd::OwnedFd> {
+    use nix::fcntl::{OFlag, OpenHow, ResolveFlag};
+    use nix::sys::stat::Mode;
+    let flags = flags | OFlag::O_CLOEXEC;
+    let Some((root, inside)) = split_root(path) else {
+        return Ok(nix::fcntl::open(path, flags, Mode::empty())?);
+    };
+    let root = nix::fcntl::open(
+        &root,
+        OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )?;
+    let how = OpenHow::new()
+        .flags(flags)
+        .resolve(ResolveFlag::RESOLVE_IN_ROOT | ResolveFlag::RESOLVE_NO_MAGICLINKS);
+    match nix::fcntl::openat2(&root, inside, how) {
+        // A kernel before 5.6: the path as it is.
+        Err(nix::errno::Errno::ENOSYS) => Ok(nix::fcntl::open(path, flags, Mode::empty())?),
+        opened => Ok(opened?),
+    }
+}
+
+/// [`std::fs::symlink_metadata`], with the path resolved as [`open_seen`]
+/// resolves it.
+///
+/// # Errors
+///
+/// As [`open_seen`], or `fstat`'s.
+pub fn lstat_seen(path: &Path) -> std::io::Result<std::fs::Metadata> {
+    use nix::fcntl::OFlag;
+    std::fs::File::from(open_seen(path, OFlag::O_PATH | OFlag::O_NOFOLLOW)?).metadata()
+}
+
+/// `/proc/PID/root/REST` as (`/proc/PID/root`, `REST`), or `None`.
+fn split_root(path: &Path) -> Option<(PathBuf, &Path)> {
+    let mut components = path.components();
+    let prefix = ["/", "proc"];
+    for expected in prefix {
+        if components.next()?.as_os_str() != expected {
+            return None;
+        }
+    }
+    let pid = components.next()?.as_os_str().to_str()?;
+    if pid.is_empty() || !pid.bytes().all(|byte| byte.is_ascii_digit()) {
+        return None;
+    }
+    if components.next()?.as_os_str() != "root" {
+        return None;
+    }
+    let inside = components.as_path();
+    Some((PathBuf::from(format!("/proc/{pid}/root")), inside))
+}
+
 /// Whether a process with this pid exists.
 pub fn exists(pid: i32) -> bool {
     Path::new(&format!("/proc/{pid}")).exists()
@@ -283,6 +346,21 @@ pub fn staging_parent(bound: &Path) -> Option<PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_a_process_root_is_split_off() {
+        let split = |path: &str| {
+            split_root(Path::new(path))
+                .map(|(root, inside)| (root.display().to_string(), inside.display().to_string()))
+        };
+        assert_eq!(
+            split("/proc/42/root/tmp/manhole-1"),
+            Some(("/proc/42/root".to_owned(), "tmp/manhole-1".to_owned()))
+        );
+        assert_eq!(split("/proc/self/root/tmp/x"), None);
+        assert_eq!(split("/proc/42/cwd/tmp/x"), None);
+        assert_eq!(split("/tmp/manhole-42"), None);
+    }
 
     #[test]
     fn net_unix_rows_are_parsed_with_their_paths() {

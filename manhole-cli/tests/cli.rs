@@ -1278,13 +1278,19 @@ struct Container {
 
 impl Container {
     fn start(manhole: &str) -> Option<Container> {
+        Self::start_prepared(manhole, "true")
+    }
+
+    /// [`Container::start`], with `prepare` run in the container's new
+    /// `/tmp` first.
+    fn start_prepared(manhole: &str, prepare: &str) -> Option<Container> {
         if !support::running_as_root("making namespaces") {
             return None;
         }
         // The binary is opened before the new `/tmp` hides it (the
         // checkout may live under `/tmp`), and run by its descriptor.
         let script = format!(
-            "exec 3< '{}' && mount -t tmpfs tmpfs /tmp && mkdir -p /tmp/{} && MANHOLE={manhole} exec /proc/self/fd/3",
+            "exec 3< '{}' && mount -t tmpfs tmpfs /tmp && mkdir -p /tmp/{} && {prepare} && MANHOLE={manhole} exec /proc/self/fd/3",
             support::example("service").display(),
             "d".repeat(77),
         );
@@ -1536,6 +1542,44 @@ fn a_service_in_a_user_namespace_is_reached_by_root_and_refuses_others() {
     );
     let run = cli(&[&pid, "get", "REQUESTS"]);
     assert_exit(&run, 0);
+}
+
+/// A `socket_path` through an absolute symbolic link inside the container
+/// is resolved in the container's root: the CLI reaches the service, and
+/// never the host's file of the same name (a decoy listens there).
+#[test]
+fn a_symlink_inside_a_container_is_resolved_in_its_root() {
+    let real = format!("/tmp/manhole-real-{}", std::process::id());
+    let link = format!("/tmp/manhole-link-{}", std::process::id());
+    let prepare = format!("mkdir {real} && ln -s {real} {link}");
+    let socket_path = format!("{link}/manhole.sock");
+    let Some(container) = Container::start_prepared(
+        &format!("socket_path={socket_path},verbose=false"),
+        &prepare,
+    ) else {
+        return;
+    };
+    // The host's own file of that name: a listening socket of root's.
+    std::fs::create_dir_all(&real).unwrap();
+    let decoy = UnixListener::bind(format!("{real}/manhole.sock")).unwrap();
+    decoy.set_nonblocking(true).unwrap();
+    struct Remove(String);
+    impl Drop for Remove {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+    let _remove = Remove(real.clone());
+    wait_until("the service's socket", || {
+        support::is_socket(Path::new(&format!(
+            "/proc/{}/root{real}/manhole.sock",
+            container.pid
+        )))
+    });
+    let run = cli(&[&container.pid.to_string(), "info"]);
+    assert_exit(&run, 0);
+    assert!(run.stdout.contains("pid       1"), "{run:?}");
+    assert!(decoy.accept().is_err(), "the host's decoy was connected to");
 }
 
 /// A `socket_path` inside the container that is too long for `sun_path`
