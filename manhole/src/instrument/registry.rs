@@ -457,18 +457,30 @@ pub(crate) fn suggest<'a>(
         .map(|(_, candidate)| candidate)
 }
 
+/// Edits from `a` to `b`: insertions, deletions, substitutions, and swaps
+/// of two neighbours (`evcit` is one edit from `evict`), each counting one
+/// (the optimal string alignment distance).
 fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut previous: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut current = vec![i + 1];
-        for (j, cb) in b.iter().enumerate() {
-            let substitution = previous[j] + usize::from(ca != *cb);
-            current.push(substitution.min(previous[j + 1] + 1).min(current[j] + 1));
-        }
-        previous = current;
+    let (a, b): (Vec<char>, Vec<char>) = (a.chars().collect(), b.chars().collect());
+    // rows[i][j]: the distance between a[..i] and b[..j].
+    let mut rows = vec![vec![0usize; b.len() + 1]; a.len() + 1];
+    for (i, row) in rows.iter_mut().enumerate() {
+        row[0] = i;
     }
-    previous[b.len()]
+    for (j, cell) in rows[0].iter_mut().enumerate() {
+        *cell = j;
+    }
+    for i in 1..=a.len() {
+        for j in 1..=b.len() {
+            let substitution = rows[i - 1][j - 1] + usize::from(a[i - 1] != b[j - 1]);
+            let mut best = substitution.min(rows[i - 1][j] + 1).min(rows[i][j - 1] + 1);
+            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                best = best.min(rows[i - 2][j - 2] + 1);
+            }
+            rows[i][j] = best;
+        }
+    }
+    rows[a.len()][b.len()]
 }
 
 /// Every inspected static's place and name, and whether any is a lock,
@@ -526,6 +538,8 @@ mod tests {
         assert_eq!(suggest("stak", builtins), Some("stacks"));
         assert_eq!(suggest("settings", builtins), Some("SETTINGS"));
         assert_eq!(suggest("treads", builtins), Some("threads"));
+        assert_eq!(suggest("evcit", ["evict", "stats"]), Some("evict"));
+        assert_eq!(suggest("stakcs", builtins), Some("stacks"));
     }
 
     #[test]
@@ -533,5 +547,7 @@ mod tests {
         assert_eq!(edit_distance("kitten", "sitting"), 3);
         assert_eq!(edit_distance("", "abc"), 3);
         assert_eq!(edit_distance("same", "same"), 0);
+        assert_eq!(edit_distance("evcit", "evict"), 1);
+        assert_eq!(edit_distance("ab", "ba"), 1);
     }
 }
