@@ -458,8 +458,20 @@ fn stats_over_a_window_counts_only_recent_calls() {
     assert_eq!(long["functions"][0]["name"], "parse_port", "sorted: {long}");
 
     let text = service.text().ask("stats --window 2s --sort calls");
+    // The heading names the span the counts and the rates cover: the 2 s
+    // asked for, or the sampled span nearest it.
+    let heading = text.lines().next().unwrap();
     assert!(
-        text.starts_with("over the last 2.0s\ncalls per second: "),
+        heading == "over the last 2.0s"
+            || (heading.starts_with("over the last ")
+                && heading.ends_with(" (the sampled span nearest the 2.0s asked for)")),
+        "{text}"
+    );
+    assert!(
+        text.lines()
+            .nth(1)
+            .unwrap()
+            .starts_with("calls per second over that span (CALLS divided by it): "),
         "{text}"
     );
     let header = text.lines().nth(2).unwrap();

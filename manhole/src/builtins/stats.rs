@@ -60,7 +60,24 @@ pub(super) fn stats(sort: SortBy, window: Option<Duration>) -> Answer {
     let mut json = json!({ "functions": functions });
     if let Some(window) = window {
         json["window_s"] = json!(window.as_secs_f64());
-        let mut heading = format!("over the last {}", seconds_human(window.as_secs_f64()));
+        // The counts run from the sample nearest the window's start, which
+        // may be a little older than the window: the heading gives the
+        // span they and the rates cover.
+        let spans: Vec<Duration> = rows
+            .iter()
+            .filter_map(|(_, _, covered)| covered.flatten())
+            .filter(|covered| *covered + Duration::from_millis(500) >= window)
+            .collect();
+        let span = spans.iter().max().copied().unwrap_or(window);
+        let mut heading = if span.abs_diff(window) >= Duration::from_millis(50) {
+            format!(
+                "over the last {} (the sampled span nearest the {} asked for)",
+                seconds_human(span.as_secs_f64()),
+                seconds_human(window.as_secs_f64())
+            )
+        } else {
+            format!("over the last {}", seconds_human(window.as_secs_f64()))
+        };
         for (name, summary, covered) in &rows {
             match covered {
                 Some(Some(covered)) if *covered + Duration::from_millis(500) < window => {
@@ -88,7 +105,11 @@ pub(super) fn stats(sort: SortBy, window: Option<Duration>) -> Answer {
             })
             .collect();
         if !rates.is_empty() {
-            let _ = write!(heading, "\ncalls per second: {}", rates.join(", "));
+            let _ = write!(
+                heading,
+                "\ncalls per second over that span (CALLS divided by it): {}",
+                rates.join(", ")
+            );
         }
         text = format!("{heading}\n{text}");
     }
