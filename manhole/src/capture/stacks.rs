@@ -11,7 +11,9 @@
 
 use crate::capture::symbols;
 pub use crate::capture::symbols::Frame;
-pub(crate) use crate::capture::symbols::{trim_below_entry, write_frame, write_frames, Symbols};
+pub(crate) use crate::capture::symbols::{
+    repetition_at, trim_below_entry, write_frames, write_frames_from, Symbols,
+};
 use crate::capture::{self, Capture, Described, Outcome};
 use crate::instrument::{inflight, registry};
 use crate::options::Waits;
@@ -479,9 +481,20 @@ fn write_short(f: &mut impl fmt::Write, frames: &[Frame]) -> fmt::Result {
         .iter()
         .map(|frame| is_runtime_function(frame.function.as_deref()))
         .collect();
+    // Kept frames that repeat (the program's own recursion) are folded as
+    // in the full form: the run is written once, with its count.
+    let mut resume_at = 0;
     for line in short_lines(&runtime) {
         match line {
-            ShortLine::Kept(index) => write_frame(f, index, &frames[index])?,
+            ShortLine::Kept(index) if index < resume_at => {}
+            ShortLine::Kept(index) => {
+                let end = match repetition_at(frames, index) {
+                    Some((period, times)) => index + period * times,
+                    None => index + 1,
+                };
+                write_frames_from(f, frames, index, end)?;
+                resume_at = end;
+            }
             ShortLine::Folded(count) => writeln!(f, "       … {count} runtime frames")?,
         }
     }

@@ -92,18 +92,84 @@ pub(crate) fn trim_below_entry(frames: &mut Vec<Frame>) {
 }
 
 /// Frames as `stacks` prints them: `  N: function`, then `at file:line`.
+/// Recursion is folded: a frame repeated at once (or a cycle of up to
+/// [`LONGEST_CYCLE`] frames) is printed once, with how many times it
+/// repeats (`× 512`), and the numbering goes on from after the run.
 pub(crate) fn write_frames(out: &mut impl fmt::Write, frames: &[Frame]) -> fmt::Result {
-    for (index, frame) in frames.iter().enumerate() {
-        write_frame(out, index, frame)?;
+    write_frames_from(out, frames, 0, frames.len())
+}
+
+/// [`write_frames`] for `frames[start..end]`, numbered as in `frames`.
+pub(crate) fn write_frames_from(
+    out: &mut impl fmt::Write,
+    frames: &[Frame],
+    start: usize,
+    end: usize,
+) -> fmt::Result {
+    let frames = &frames[..end.min(frames.len())];
+    let mut index = start;
+    while index < frames.len() {
+        match repetition_at(frames, index) {
+            Some((1, times)) => {
+                write_frame_suffixed(out, index, &frames[index], &format!("   × {times}"))?;
+                index += times;
+            }
+            Some((period, times)) => {
+                for offset in 0..period {
+                    write_frame(out, index + offset, &frames[index + offset])?;
+                }
+                writeln!(out, "           (the {period} frames above × {times})")?;
+                index += period * times;
+            }
+            None => {
+                write_frame(out, index, &frames[index])?;
+                index += 1;
+            }
+        }
     }
     Ok(())
 }
 
+/// The longest cycle of frames that recursion folding looks for.
+pub(crate) const LONGEST_CYCLE: usize = 4;
+
+/// Whether frames repeat from `start`: the shortest period (up to
+/// [`LONGEST_CYCLE`]) and how many times it comes in a row, when a single
+/// frame comes at least twice or a cycle at least three times.
+pub(crate) fn repetition_at(frames: &[Frame], start: usize) -> Option<(usize, usize)> {
+    let same = |a: &Frame, b: &Frame| {
+        a.address == b.address && a.function == b.function && a.line == b.line && a.file == b.file
+    };
+    (1..=LONGEST_CYCLE).find_map(|period| {
+        let block = frames.get(start..start + period)?;
+        let times = frames[start..]
+            .chunks_exact(period)
+            .take_while(|chunk| chunk.iter().zip(block).all(|(a, b)| same(a, b)))
+            .count();
+        let enough = if period == 1 { 2 } else { 3 };
+        (times >= enough).then_some((period, times))
+    })
+}
+
 /// Frame number `index` as `stacks` prints it.
 pub(crate) fn write_frame(out: &mut impl fmt::Write, index: usize, frame: &Frame) -> fmt::Result {
+    write_frame_suffixed(out, index, frame, "")
+}
+
+/// [`write_frame`], with `suffix` after the function.
+fn write_frame_suffixed(
+    out: &mut impl fmt::Write,
+    index: usize,
+    frame: &Frame,
+    suffix: &str,
+) -> fmt::Result {
     match &frame.function {
-        Some(function) => writeln!(out, "  {index:>3}: {function}")?,
-        None => writeln!(out, "  {index:>3}: <unknown> at {:#x}", frame.address)?,
+        Some(function) => writeln!(out, "  {index:>3}: {function}{suffix}")?,
+        None => writeln!(
+            out,
+            "  {index:>3}: <unknown> at {:#x}{suffix}",
+            frame.address
+        )?,
     }
     if let (Some(file), Some(line)) = (&frame.file, frame.line) {
         writeln!(out, "           at {file}:{line}")?;
@@ -489,6 +555,49 @@ fn give_back_freed_heap() {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn frame(function: &str, address: usize) -> Frame {
+        Frame {
+            function: Some(function.to_owned()),
+            file: Some("src/main.rs".to_owned()),
+            line: Some(address as u32),
+            address,
+        }
+    }
+
+    fn written(frames: &[Frame]) -> String {
+        let mut text = String::new();
+        write_frames(&mut text, frames).unwrap();
+        text
+    }
+
+    #[test]
+    fn recursion_is_folded_into_one_frame_with_its_count() {
+        let mut frames = vec![frame("app::leaf", 1)];
+        frames.extend(std::iter::repeat_n(frame("app::recurse", 85), 512));
+        frames.push(frame("app::caller", 90));
+        let text = written(&frames);
+        assert_eq!(
+            text,
+            "    0: app::leaf\n           at src/main.rs:1\n\
+             \x20   1: app::recurse   × 512\n           at src/main.rs:85\n\
+             \x20 513: app::caller\n           at src/main.rs:90\n"
+        );
+    }
+
+    #[test]
+    fn a_cycle_of_frames_is_folded_but_a_pair_is_not() {
+        let cycle = [frame("app::ping", 10), frame("app::pong", 20)];
+        let mut frames: Vec<Frame> = cycle.iter().cycle().take(6).cloned().collect();
+        frames.push(frame("main", 30));
+        let text = written(&frames);
+        assert!(
+            text.contains("(the 2 frames above × 3)\n    6: main"),
+            "{text}"
+        );
+        let twice: Vec<Frame> = cycle.iter().cycle().take(4).cloned().collect();
+        assert_eq!(written(&twice).lines().count(), 8);
+    }
 
     #[inline(never)]
     fn a_function_to_find() -> usize {
