@@ -10,7 +10,7 @@ mod support;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::ExitStatusExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 use support::{example, scratch};
@@ -50,9 +50,14 @@ impl Drop for Guard {
 }
 
 fn crash(mode: &str, manhole: &str, extra_env: &[(&str, &str)]) -> Crash {
+    crash_of(&example("crashy"), mode, manhole, extra_env)
+}
+
+/// [`crash`] of another build of crashy.
+fn crash_of(binary: &Path, mode: &str, manhole: &str, extra_env: &[(&str, &str)]) -> Crash {
     let dir = scratch(&format!("crash-{mode}"));
     std::fs::create_dir_all(&dir).unwrap();
-    let mut command = Command::new(example("crashy"));
+    let mut command = Command::new(binary);
     command
         .arg(mode)
         .env(
@@ -329,6 +334,45 @@ fn a_thousand_threads_are_all_named() {
     let names: Vec<String> = (0..998).map(|index| format!("idle-{index}")).collect();
     let names: Vec<&str> = names.iter().map(String::as_str).collect();
     crash.check(libc::SIGSEGV, &names);
+}
+
+/// A binary without line tables (a plain release build; here the debug
+/// build with its debug info stripped): the report's header says why its
+/// frames have no file:line, and what to change.
+#[test]
+fn a_binary_without_line_tables_is_told_how_to_get_them() {
+    let dir = scratch("stripped");
+    std::fs::create_dir_all(&dir).unwrap();
+    let stripped = dir.join("crashy");
+    let status = Command::new("objcopy")
+        .arg("--strip-debug")
+        .arg(example("crashy"))
+        .arg(&stripped)
+        .status()
+        .expect("objcopy (binutils)");
+    assert!(status.success());
+    let stripped_crash = crash_of(&stripped, "null", "", &[]);
+    let _ = std::fs::remove_dir_all(&dir);
+    stripped_crash.check(libc::SIGSEGV, &["crashy"]);
+    let header: Vec<&str> = stripped_crash.report.lines().take(3).collect();
+    assert!(
+        header[1].starts_with("note: this binary has no line tables")
+            && header[1].contains("debug = \"line-tables-only\""),
+        "{}",
+        stripped_crash.report
+    );
+    assert!(
+        stripped_crash.report.contains("crashy::write_through_null"),
+        "named from the symbol table: {}",
+        stripped_crash.report
+    );
+    // With line tables, no such note.
+    let with_lines = crash("null", "", &[]);
+    assert!(
+        !with_lines.report.contains("no line tables"),
+        "{}",
+        with_lines.report
+    );
 }
 
 #[test]

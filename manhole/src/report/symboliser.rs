@@ -373,6 +373,18 @@ impl Maps {
     }
 }
 
+/// What the header says when the frames have names but no file:line.
+const NO_LINE_TABLES: &str = "note: this binary has no line tables, so its frames have no \
+file:line; to have them, build it with line tables, which cost no speed: [profile.release] \
+debug = \"line-tables-only\" in Cargo.toml";
+
+/// Whether the frames were named but none has a file: the binary was built
+/// without line tables (a plain release build), not a lookup that failed.
+fn lacks_line_tables(frames: &[Frame]) -> bool {
+    frames.iter().any(|frame| frame.function.is_some())
+        && frames.iter().all(|frame| frame.file.is_none())
+}
+
 /// What introduces the frames found by scanning the stack, after a walk
 /// that broke off.
 const SCANNED: &str = "(the walk stopped there; below, words on the stack that point into \
@@ -460,7 +472,18 @@ fn compose(
             report.push('\n');
         }
         if block.starts_with(FIRST_LINE) {
-            report.push_str(&block.replacen(" (raw):", ":", 1));
+            let header = block.replacen(" (raw):", ":", 1);
+            let without_lines = crashing
+                .as_ref()
+                .is_some_and(|thread| lacks_line_tables(&thread.frames));
+            match header.split_once('\n') {
+                // The note comes second, where a reader of the first lines
+                // sees it.
+                Some((first, rest)) if without_lines => {
+                    let _ = write!(report, "{first}\n{NO_LINE_TABLES}\n{rest}");
+                }
+                _ => report.push_str(&header),
+            }
         } else if block.starts_with("crashing thread") {
             match &crashing {
                 Some(thread) => {
