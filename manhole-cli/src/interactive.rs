@@ -130,7 +130,7 @@ fn prompt_loop(
             return Ok(());
         }
         if let Some(said) = client.ended_by_server() {
-            *client = reconnect()?;
+            *client = reopen(&mut reconnect)?;
             client.show_countdown(std::io::stderr().is_terminal());
             let why = if said.is_empty() {
                 String::new()
@@ -158,7 +158,7 @@ fn prompt_loop(
             // The connection was cut off mid-answer; the server gives the
             // command up when it sees its client gone.
             drop(answer);
-            *client = reconnect()?;
+            *client = reopen(&mut reconnect)?;
             client.show_countdown(std::io::stderr().is_terminal());
             eprintln!("^C: cancelled");
             continue;
@@ -174,6 +174,17 @@ fn prompt_loop(
             Err(err) => return Err(err),
         }
     }
+}
+
+/// A new session, made a JSON one at once: a server that heard nothing
+/// from a new client for a moment would greet it as a person at `nc`,
+/// and that greeting would read as the server's last word before the
+/// next command.
+fn reopen(reconnect: &mut impl FnMut() -> Result<Client, Error>) -> Result<Client, Error> {
+    let mut client = reconnect()?;
+    // Any reply will do, an error one too: the session is JSON now.
+    let _reply = client.ask(&Request::Help(None))?;
+    Ok(client)
 }
 
 /// `manhole PID> `, or `manhole HOST:PID> ` for a process on another host.
