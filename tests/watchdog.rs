@@ -69,8 +69,15 @@ fn a_blocking_poll_is_reported_with_its_stack_while_it_runs() {
         reported_after < Duration::from_millis(1400),
         "{reported_after:?}"
     );
-    assert!(line.contains("`blocking_poll`"), "{line}");
-    assert!(line.contains("blocking its worker"), "{line}");
+    // The first line says everything once: the call, how long, the
+    // thread by id and name, and what it blocks.
+    assert!(
+        line.contains("slow_poll blocking_poll in one poll for "),
+        "{line}"
+    );
+    assert!(line.contains(" on thread "), "{line}");
+    assert!(line.contains(", blocking its worker"), "{line}");
+    assert!(!line.contains("`blocking_poll` (blocking_poll)"), "{line}");
     let reports = reports_of(&service, "slow_poll", Duration::from_secs(5));
     let report = &reports[0];
     assert_eq!(report["name"], "blocking_poll");
@@ -95,7 +102,8 @@ fn a_blocking_poll_is_reported_with_its_stack_while_it_runs() {
             .get("ended_after_ms")
             .is_some_and(|ended| ended.as_u64().unwrap() >= 1000)
     });
-    // Reported again at twice and four times the threshold, not more.
+    // Reported again at twice and four times the threshold, a line each:
+    // one record, and one stack, for the one stall.
     let slow: Vec<Value> = stalls(&service)["reports"]
         .as_array()
         .unwrap()
@@ -103,27 +111,64 @@ fn a_blocking_poll_is_reported_with_its_stack_while_it_runs() {
         .filter(|report| report["kind"] == "slow_poll")
         .cloned()
         .collect();
-    assert_eq!(slow.len(), 3, "{slow:?}");
+    assert_eq!(slow.len(), 1, "{slow:?}");
+    assert_eq!(slow[0]["reported_again"], 2, "{slow:?}");
+    let stderr = service.stderr();
+    let watchdog_lines: Vec<&str> = stderr
+        .lines()
+        .filter(|line| line.starts_with("manhole watchdog: slow_poll"))
+        .collect();
+    assert_eq!(
+        watchdog_lines
+            .iter()
+            .filter(|line| line.contains("blocking_poll still in one poll after"))
+            .count(),
+        2,
+        "{stderr}"
+    );
+    // The short stack: at most 20 lines, and 25 for the whole stall.
+    assert!(watchdog_lines.len() <= 25, "{stderr}");
+    assert!(
+        !watchdog_lines
+            .iter()
+            .any(|line| line.contains("tokio::runtime")),
+        "runtime frames are folded: {stderr}"
+    );
     let text = support::Text::connect(&service.socket).ask("stalls");
-    assert!(text.contains("slow_poll `blocking_poll` for"), "{text}");
+    assert!(text.contains("slow_poll blocking_poll for"), "{text}");
     assert!(text.contains("ended after"), "{text}");
+    // `stalls` keeps the whole stack; `--short` folds it as the report did.
+    let short = support::Text::connect(&service.socket).ask("stalls --short");
+    assert!(short.contains(" runtime frames"), "{short}");
+    assert!(short.lines().count() < text.lines().count(), "{short}");
+    let short = support::Json::connect(&service.socket).result("stalls", json!({"short": true}));
+    assert_eq!(
+        short["reports"][0]["stack"], slow[0]["stack"],
+        "JSON keeps every frame"
+    );
 }
 
 #[test]
 fn a_stuck_request_is_reported_with_its_subtree() {
     let service = stalls_service("watchdog=300ms,stuck_call=1s");
     call(&service, "stuck_request", json!([7]));
+    // One report for the stuck request and the stuck call inside it,
+    // naming the outer one with its arguments (`inspect(calls, args)`) and
+    // the chain down to the inner one.
     let line = service.wait_for_stderr("manhole watchdog: stuck_call");
-    assert!(line.contains("has been in flight for"), "{line}");
+    assert!(
+        line.contains("stuck_call handle(id=7) → fetch_backend in flight for "),
+        "{line}"
+    );
     let reports = reports_of(&service, "stuck_call", Duration::from_secs(5));
-    // `handle` shows its arguments (`inspect(calls, args)`), in the line
-    // and in the tree.
-    let handle_line = service.wait_for_stderr("stuck_call `handle(id=7)`");
-    assert!(handle_line.contains("(handle(id=7))"), "{handle_line}");
+    std::thread::sleep(Duration::from_millis(600));
+    let reports_now = reports_of(&service, "stuck_call", Duration::ZERO);
+    assert_eq!(reports_now.len(), 1, "{reports_now:?}");
     let handle = reports
         .iter()
         .find(|report| report["name"] == "handle")
         .unwrap_or_else(|| panic!("{reports:?}"));
+    assert_eq!(handle["chain"], json!(["handle(id=7)", "fetch_backend"]));
     assert_eq!(handle["tree"]["name"], "handle");
     assert_eq!(handle["tree"]["args"], "id=7", "{handle}");
     assert_eq!(
@@ -137,39 +182,40 @@ fn a_stuck_request_is_reported_with_its_subtree() {
 fn a_sync_call_stuck_past_stuck_call_is_reported_with_its_thread() {
     let service = stalls_service("watchdog=300ms,stuck_call=1s");
     call(&service, "start_sync_job", json!([3000]));
+    // The outer call is reported, with the inner one at the end of its
+    // chain: one report for the two.
     let line = service.wait_for_stderr("(a sync call)");
     assert!(
-        line.contains("`sync_step` (sync_step) has been running for"),
+        line.contains("stuck_call sync_step → sync_inner running for "),
         "{line}"
     );
-    // Both calls are reported, the outer one and the inner one, in the
-    // same look or the next.
-    let mut reports = Vec::new();
-    support::wait_until("both sync calls reported", || {
-        reports = reports_of(&service, "stuck_call", Duration::from_secs(5));
-        ["sync_step", "sync_inner"]
-            .iter()
-            .all(|name| reports.iter().any(|report| report["name"] == *name))
-    });
-    let inner = reports
-        .iter()
-        .find(|report| report["name"] == "sync_inner")
-        .unwrap_or_else(|| panic!("{reports:?}"));
+    assert!(
+        line.contains(" on thread ") && line.contains("\"sync-worker\""),
+        "{line}"
+    );
+    let reports = reports_of(&service, "stuck_call", Duration::from_secs(5));
+    std::thread::sleep(Duration::from_millis(600));
+    let reports_now = reports_of(&service, "stuck_call", Duration::ZERO);
+    assert_eq!(reports_now.len(), 1, "{reports_now:?}");
+    let outer = &reports[0];
+    assert_eq!(outer["name"], "sync_step", "{outer}");
+    assert_eq!(
+        outer["chain"],
+        json!(["sync_step", "sync_inner"]),
+        "{outer}"
+    );
     let worker = support::threads_named(service.pid, "sync-worker");
     assert_eq!(
-        inner["thread"].as_u64(),
+        outer["thread"].as_u64(),
         worker.first().map(|tid| u64::from(*tid))
     );
+    assert_eq!(outer["thread_name"], "sync-worker", "{outer}");
     assert!(
-        functions(&inner["stack"])
+        functions(&outer["stack"])
             .iter()
             .any(|f| f.contains("stalls::sync_inner")),
-        "{inner}"
+        "{outer}"
     );
-    let outer = reports
-        .iter()
-        .find(|report| report["name"] == "sync_step")
-        .unwrap();
     assert_eq!(
         outer["tree"]["children"][0]["name"], "sync_inner",
         "{outer}"
@@ -192,7 +238,11 @@ fn a_heartbeat_that_stops_is_reported_with_the_stack_of_its_thread_even_with_the
     assert!(reports_of(&service, "missed_heartbeat", Duration::ZERO).is_empty());
     call(&service, "stop_heartbeat", json!([]));
     let line = service.wait_for_stderr("manhole watchdog: missed_heartbeat");
-    assert!(line.contains("`MAIN_LOOP` last beat"), "{line}");
+    assert!(
+        line.contains("missed_heartbeat MAIN_LOOP last beat "),
+        "{line}"
+    );
+    assert!(line.contains("\"main-loop\""), "{line}");
     let reports = reports_of(&service, "missed_heartbeat", Duration::from_secs(5));
     let report = &reports[0];
     assert_eq!(report["name"], "MAIN_LOOP");

@@ -199,8 +199,11 @@ impl Builtin {
                 name: "stalls",
                 aliases: &[],
                 protocols: Protocols::Both,
-                params: &[],
-                usage: "stalls",
+                params: &[Param {
+                    name: "short",
+                    required: false,
+                }],
+                usage: "stalls [--short]",
                 summary: "show the watchdog's last 32 reports, newest first: slow polls, stuck calls, missed heartbeats, lock waits",
             },
             Builtin::Info => &Spec {

@@ -49,7 +49,12 @@ pub enum Request {
     /// The watchdog's threshold: shown (`None`), or set.
     Watchdog(Option<WatchdogThreshold>),
     /// The watchdog's reports kept, newest first.
-    Stalls,
+    /// `stalls [--short]`: the watchdog's reports kept, their stacks
+    /// shortened as `stacks --short` shortens them when asked.
+    Stalls {
+        /// Only the program's frames, runtime runs folded.
+        short: bool,
+    },
     /// The process at a glance: ids, times, memory, files, limits.
     Info,
     /// Resident memory and the allocator's statistics; with
@@ -674,7 +679,11 @@ pub fn parse_text(line: &str) -> Result<Option<Request>, Failure> {
         Builtin::Stacks => parse_stacks(rest).ok_or_else(|| usage(builtin))?,
         Builtin::Threads => no_args(Request::Threads)?,
         Builtin::Panics => no_args(Request::Panics)?,
-        Builtin::Stalls => no_args(Request::Stalls)?,
+        Builtin::Stalls => match rest {
+            [] => Request::Stalls { short: false },
+            [flag] if flag == SHORT_FLAG => Request::Stalls { short: true },
+            _ => return Err(usage(builtin)),
+        },
         Builtin::Watchdog => match rest {
             [] => Request::Watchdog(None),
             [threshold] => Request::Watchdog(Some(WatchdogThreshold::parse(threshold)?)),
@@ -918,7 +927,9 @@ fn json_request(method: &str, params: Map<String, Value>) -> Result<Request, Fai
         },
         Builtin::Threads => Request::Threads,
         Builtin::Panics => Request::Panics,
-        Builtin::Stalls => Request::Stalls,
+        Builtin::Stalls => Request::Stalls {
+            short: params.flag("short")?,
+        },
         Builtin::Watchdog => Request::Watchdog(
             params
                 .string("threshold")?
@@ -1099,7 +1110,8 @@ impl Request {
             }
             Request::Threads => (method(Builtin::Threads), Value::Null),
             Request::Panics => (method(Builtin::Panics), Value::Null),
-            Request::Stalls => (method(Builtin::Stalls), Value::Null),
+            Request::Stalls { short: false } => (method(Builtin::Stalls), Value::Null),
+            Request::Stalls { short: true } => (method(Builtin::Stalls), json!({"short": true})),
             Request::Watchdog(None) => (method(Builtin::Watchdog), Value::Null),
             Request::Watchdog(Some(threshold)) => (
                 method(Builtin::Watchdog),

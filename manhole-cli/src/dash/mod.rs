@@ -451,7 +451,7 @@ fn round(session: &mut Client, interval: Duration, view: &mut View) -> Result<()
         let events = session.ask(&Request::Log(LogRequest::After(view.newest_log())))?;
         apply(view, &events, &mut View::add_log, |view| view.log = None);
     }
-    let stalls = session.ask(&Request::Stalls)?;
+    let stalls = session.ask(&Request::Stalls { short: false })?;
     apply(view, &stalls, &mut View::set_stalls, |view| {
         view.stalls = None
     });

@@ -65,7 +65,7 @@ fn answer(request: Request, asked: Asked<'_>) -> Result<Answer, Failure> {
         Request::Threads => Ok(stacks::threads()),
         Request::Panics => Ok(panics::panics()),
         Request::Watchdog(setting) => Ok(watchdog::watchdog(setting)),
-        Request::Stalls => Ok(watchdog::stalls()),
+        Request::Stalls { short } => Ok(watchdog::stalls(short)),
         Request::Greeting { collapse } => greeting(asked, collapse),
         Request::Info => Ok(info::info(asked.served)),
         Request::Mem {

@@ -114,7 +114,9 @@ fn fold_json_frames(dump: &mut serde_json::Value) {
         };
         let runtime: Vec<bool> = frames
             .iter()
-            .map(|frame| stacks::is_runtime_function(frame["function"].as_str()))
+            .map(|frame| {
+                stacks::is_runtime_frame(frame["function"].as_str(), frame["file"].as_str())
+            })
             .collect();
         let folded = stacks::short_lines(&runtime)
             .into_iter()

@@ -42,8 +42,10 @@ pub(super) fn watchdog(setting: Option<WatchdogThreshold>) -> Answer {
     }
 }
 
-/// `stalls`: the reports kept, newest first.
-pub(super) fn stalls() -> Answer {
+/// `stalls [--short]`: the reports kept, newest first, each with what its
+/// first line said (the calls with their arguments, the thread, a possible
+/// deadlock) and its whole stack, or the short form of it.
+pub(super) fn stalls(short: bool) -> Answer {
     let (reports, suppressed) = watchdog::kept();
     let mut text = match reports.len() {
         0 => "no stall reported\n".to_owned(),
@@ -52,15 +54,22 @@ pub(super) fn stalls() -> Answer {
     let mut entries = Vec::new();
     for report in reports.iter().rev() {
         let at = process::rfc3339_with(report.at, 3);
+        let what = if report.chain.is_empty() {
+            report.name.clone()
+        } else {
+            report.chain.join(" → ")
+        };
         let _ = write!(
             text,
-            "\n{at} {} `{}` for {} ms",
+            "\n{at} {} {what} for {} ms",
             report.kind.name(),
-            report.name,
             report.for_ms
         );
         if let Some(thread) = report.thread {
             let _ = write!(text, " on thread {thread}");
+            if let Some(name) = &report.thread_name {
+                let _ = write!(text, " {name:?}");
+            }
         }
         match report.ended_after_ms {
             Some(ended) => {
@@ -71,13 +80,27 @@ pub(super) fn stalls() -> Answer {
         if report.deadlock {
             text.push_str("  possible deadlock\n");
         }
-        let _ = stacks::write_frames(&mut text, &report.stack);
+        for waiter in &report.waiters {
+            let _ = writeln!(
+                text,
+                "  waiting: thread {} {:?} for {} ms",
+                waiter.tid, waiter.name, waiter.for_ms
+            );
+        }
+        let _ = if short {
+            stacks::write_short_frames(&mut text, &report.stack)
+        } else {
+            stacks::write_frames(&mut text, &report.stack)
+        };
         let mut entry = json!({
             "kind": report.kind.name(),
             "name": report.name,
+            "chain": report.chain,
             "for_ms": report.for_ms,
             "at": at,
             "thread": report.thread,
+            "thread_name": report.thread_name,
+            "reported_again": report.again,
             "stack": report.stack,
             "tree": report.tree,
         });

@@ -407,7 +407,8 @@ impl fmt::Display for Short<'_, Collapsed<'_>> {
 }
 
 /// The crates whose frames `--short` folds: what runs under the program's
-/// own code.
+/// own code. One line per crate, as its name appears in a path (`_`, where
+/// a crate's directory may write `-`).
 const RUNTIME_CRATES: &[&str] = &[
     "std",
     "core",
@@ -419,13 +420,54 @@ const RUNTIME_CRATES: &[&str] = &[
     "futures_util",
     "futures_executor",
     "futures_task",
+    "parking_lot",
+    "parking_lot_core",
+    "lock_api",
+    "crossbeam",
+    "crossbeam_channel",
+    "crossbeam_utils",
+    "crossbeam_epoch",
+    "crossbeam_deque",
+    "mio",
+    "hyper",
+    "hyper_util",
+    "tower",
+    "tower_service",
     "manhole",
 ];
 
-/// Whether a frame's function belongs to the runtime: one of
-/// [`RUNTIME_CRATES`], or a C function (the C library's, the vDSO's). An
-/// unknown frame is kept: it may be the program's.
-pub(crate) fn is_runtime_function(function: Option<&str>) -> bool {
+/// Whether a frame belongs to the runtime: its function is in one of
+/// [`RUNTIME_CRATES`] or is a C function (the C library's, the vDSO's), or
+/// its file is std's own source (`/rustc/…/library/`) or a registry
+/// source of one of those crates. The file tells where the name cannot: a
+/// build with `debug = "line-tables-only"` names inlined frames briefly
+/// (`lock`, `{closure#0}`). An unknown frame is kept: it may be the
+/// program's.
+pub(crate) fn is_runtime_frame(function: Option<&str>, file: Option<&str>) -> bool {
+    if let Some(file) = file {
+        if file.starts_with("/rustc/") && file.contains("/library/") {
+            return true;
+        }
+        if let Some(krate) = registry_crate(file) {
+            return RUNTIME_CRATES.contains(&krate.as_str());
+        }
+    }
+    is_runtime_function(function)
+}
+
+/// The crate a registry source file belongs to:
+/// `…/registry/src/INDEX/parking_lot_core-0.9.10/src/…` gives
+/// `parking_lot_core`, `…/futures-util-0.3.31/…` gives `futures_util`.
+fn registry_crate(file: &str) -> Option<String> {
+    let after = &file[file.find("/registry/src/")? + "/registry/src/".len()..];
+    let directory = after.split('/').nth(1)?;
+    let (name, _version) = directory.rsplit_once('-')?;
+    Some(name.replace('-', "_"))
+}
+
+/// Whether a function, by its name alone, belongs to the runtime: one of
+/// [`RUNTIME_CRATES`], or a C function.
+fn is_runtime_function(function: Option<&str>) -> bool {
     let Some(name) = function else {
         return false;
     };
@@ -476,10 +518,16 @@ pub(crate) fn short_lines(runtime: &[bool]) -> Vec<ShortLine> {
 }
 
 /// Frames as `stacks --short` prints them.
+/// Frames as `stacks --short` prints them: the program's, with runs of
+/// runtime frames folded into one line.
+pub(crate) fn write_short_frames(f: &mut impl fmt::Write, frames: &[Frame]) -> fmt::Result {
+    write_short(f, frames)
+}
+
 fn write_short(f: &mut impl fmt::Write, frames: &[Frame]) -> fmt::Result {
     let runtime: Vec<bool> = frames
         .iter()
-        .map(|frame| is_runtime_function(frame.function.as_deref()))
+        .map(|frame| is_runtime_frame(frame.function.as_deref(), frame.file.as_deref()))
         .collect();
     // Kept frames that repeat (the program's own recursion) are folded as
     // in the full form: the run is written once, with its count.
@@ -637,6 +685,34 @@ impl Collapsed<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn runtime_frames_are_known_by_their_file_as_well_as_their_name() {
+        let registry = "/root/.cargo/registry/src/index.crates.io-1949cf8c6b5b557f";
+        let file = |krate: &str| format!("{registry}/{krate}/src/lib.rs");
+        assert!(is_runtime_frame(
+            Some("lock"),
+            Some(&file("parking_lot_core-0.9.10"))
+        ));
+        assert!(is_runtime_frame(
+            Some("{closure#0}"),
+            Some(&file("futures-util-0.3.31"))
+        ));
+        assert!(is_runtime_frame(
+            Some("new"),
+            Some("/rustc/59807616e1fa2540724bfbac14d7976d7e4a3860/library/std/src/sync/mutex.rs")
+        ));
+        assert!(!is_runtime_frame(Some("handle"), Some(&file("axum-0.8.1"))));
+        assert!(!is_runtime_frame(
+            Some("kvsvc::handle"),
+            Some("/srv/kvsvc/src/main.rs")
+        ));
+        // Without a file, the name decides.
+        assert!(is_runtime_frame(Some("tokio::runtime::park"), None));
+        assert!(is_runtime_frame(Some("__GI___poll"), None));
+        assert!(!is_runtime_frame(Some("kvsvc::handle"), None));
+        assert!(!is_runtime_frame(None, None));
+    }
 
     #[inline(never)]
     fn marked_caller() -> Stacks {

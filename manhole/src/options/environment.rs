@@ -47,6 +47,7 @@ const ENVIRONMENT_KEYS: &[&str] = &[
     "crash_timeout",
     "watchdog",
     "stuck_call",
+    "watchdog_stacks",
     "symbol_cache_idle",
     "max_reply_bytes",
 ];
@@ -129,6 +130,9 @@ pub(super) fn apply_settings(mut options: Options, value: &str) -> Result<Option
             }),
             "stuck_call" => options
                 .stuck_call(parse_duration(text).ok_or_else(|| bad("a duration such as 5s"))?),
+            "watchdog_stacks" => options.watchdog_stacks(
+                super::WatchdogStacks::from_name(text).ok_or_else(|| bad("short, full or none"))?,
+            ),
             "max_reply_bytes" => options.max_reply_bytes(
                 text.parse()
                     .map_err(|_| bad("a number of bytes, such as 16777216"))?,

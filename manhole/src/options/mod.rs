@@ -86,6 +86,35 @@ pub const DEFAULT_STACK_TIMEOUT: Duration = Duration::from_millis(200);
 /// before `tasks` and `stacks` say it blocks its worker.
 pub const DEFAULT_SLOW_POLL: Duration = Duration::from_millis(100);
 
+/// How much of a stalled thread's stack a watchdog report sends to stderr
+/// or the log ([`Options::watchdog_stacks`]). `stalls` always keeps the
+/// whole stack.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum WatchdogStacks {
+    /// The program's frames with file:line, runs of runtime frames folded
+    /// into one line, at most 20 lines (the default).
+    #[default]
+    Short,
+    /// Every frame.
+    Full,
+    /// No stack: the report's first line alone.
+    None,
+}
+
+impl WatchdogStacks {
+    /// `short`, `full` or `none`, as `MANHOLE=watchdog_stacks=` and the
+    /// attribute take them.
+    pub fn from_name(name: &str) -> Option<WatchdogStacks> {
+        match name.to_ascii_lowercase().as_str() {
+            "short" => Some(WatchdogStacks::Short),
+            "full" => Some(WatchdogStacks::Full),
+            "none" => Some(WatchdogStacks::None),
+            _ => None,
+        }
+    }
+}
+
 /// When the manhole opens its socket.
 ///
 /// One value holds the choice, so that the two signal modes, which exclude
@@ -192,6 +221,7 @@ pub struct Options {
     pub(crate) crash_timeout: Duration,
     pub(crate) watchdog: Option<Duration>,
     pub(crate) stuck_call: Duration,
+    pub(crate) watchdog_stacks: WatchdogStacks,
     pub(crate) symbol_cache_idle: Duration,
     pub(crate) max_reply_bytes: usize,
     /// Set when an option could not be parsed (from a name); reported by
@@ -225,6 +255,7 @@ impl Default for Options {
             crash_timeout: DEFAULT_CRASH_TIMEOUT,
             watchdog: None,
             stuck_call: DEFAULT_STUCK_CALL,
+            watchdog_stacks: WatchdogStacks::Short,
             symbol_cache_idle: DEFAULT_SYMBOL_CACHE_IDLE,
             max_reply_bytes: DEFAULT_MAX_REPLY_BYTES,
             invalid: None,
@@ -503,6 +534,14 @@ impl Options {
     /// reports it as stuck ([`DEFAULT_STUCK_CALL`] by default).
     pub fn stuck_call(mut self, after: Duration) -> Self {
         self.stuck_call = after;
+        self
+    }
+
+    /// How much of a stalled thread's stack a watchdog report sends to
+    /// stderr or the log: [`WatchdogStacks::Short`] by default, at most 20
+    /// lines. `stalls` keeps every frame whatever this says.
+    pub fn watchdog_stacks(mut self, stacks: WatchdogStacks) -> Self {
+        self.watchdog_stacks = stacks;
         self
     }
 

@@ -214,7 +214,12 @@ fn install(options: Options) -> Result<Handle, Error> {
             return Err(err);
         }
     };
-    watchdog::install(options.watchdog, options.stuck_call, options.waits());
+    watchdog::install(
+        options.watchdog,
+        options.stuck_call,
+        options.watchdog_stacks,
+        options.waits(),
+    );
     inflight::count_polls_longer_than(options.slow_poll);
     symbols::keep_for(options.symbol_cache_idle);
     reply::limit(options.max_reply_bytes);

@@ -2,7 +2,7 @@
 //! against its limit, a stall reported past one, two and four times it, and
 //! its record closed when it is over.
 
-use super::kept::{lock, report, Kind, Report, Stall, Waiter, KEPT_REPORTS};
+use super::kept::{lock, report, report_again, Kind, Report, Stall, Waiter, KEPT_REPORTS};
 use super::settings::{millis, stuck_call, waits};
 use crate::capture::stacks::{self, Frame, ThreadStack};
 use crate::instrument::heartbeat::Heartbeat;
@@ -31,6 +31,17 @@ pub(super) struct Detector {
     deadlocks: HashSet<Stall>,
     /// When calls in flight were last aged against `stuck_call`.
     aged: Option<Instant>,
+}
+
+/// What a look makes of a stall.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Due {
+    /// Nothing to say now.
+    No,
+    /// Past its limit for the first time: a report, with its stack.
+    First,
+    /// Past twice or four times its limit: one line.
+    Again,
 }
 
 /// How many times past its limit a stall must be for each report.
@@ -96,7 +107,7 @@ impl Detector {
 
     /// Notes a stall of `for_ms` against `limit_ms`; whether to report it
     /// now (first past its limit, then past twice and four times it).
-    fn due(&mut self, stall: Stall, for_ms: u64, limit_ms: u64) -> bool {
+    fn due(&mut self, stall: Stall, for_ms: u64, limit_ms: u64) -> Due {
         let needed = level(for_ms, limit_ms);
         let seen = self.seen.entry(stall).or_insert(Seen {
             level: 0,
@@ -105,11 +116,23 @@ impl Detector {
         });
         seen.alive = true;
         seen.for_ms = for_ms;
-        if needed > seen.level {
-            seen.level = needed;
-            true
+        if needed <= seen.level {
+            return Due::No;
+        }
+        let first = seen.level == 0;
+        seen.level = needed;
+        if first {
+            Due::First
         } else {
-            false
+            Due::Again
+        }
+    }
+
+    /// Keeps a stall seen without a look at its limit: one inside another
+    /// that is reported for both.
+    fn keep_alive(&mut self, stall: Stall) {
+        if let Some(seen) = self.seen.get_mut(&stall) {
+            seen.alive = true;
         }
     }
 
@@ -140,30 +163,47 @@ impl Detector {
                     what: call.id as u64,
                     since: call.poll_started_ns,
                 };
-                if self.due(stall, poll_ms, threshold_ms) {
-                    context(&mut everything);
-                    let (every, forest) = everything.as_ref().expect("just read");
-                    let chain = chain(every, call);
-                    report(
-                        Report {
-                            kind: Kind::SlowPoll,
-                            name: call.name.to_owned(),
-                            for_ms: poll_ms,
-                            at: now_epoch(),
-                            thread: Some(tid),
-                            stack: stack_of(tid),
-                            tree: tree_containing(forest, call.id),
-                            ended_after_ms: None,
-                            waiters: Vec::new(),
-                            deadlock: false,
-                            stall,
-                        },
+                match self.due(stall, poll_ms, threshold_ms) {
+                    Due::No => {}
+                    Due::Again => report_again(
+                        stall,
+                        poll_ms,
                         &format!(
-                            "`{}` ({chain}) has been in one poll for {} on thread {tid}, blocking its worker",
+                            "{} still in one poll after {}",
                             call.label(),
                             human(poll_ms)
                         ),
-                    );
+                    ),
+                    Due::First => {
+                        context(&mut everything);
+                        let (every, forest) = everything.as_ref().expect("just read");
+                        let chain = parents(every, call);
+                        let thread_name = thread_name(tid);
+                        report(
+                            Report {
+                                kind: Kind::SlowPoll,
+                                name: call.name.to_owned(),
+                                for_ms: poll_ms,
+                                at: now_epoch(),
+                                thread: Some(tid),
+                                stack: stack_of(tid),
+                                tree: tree_containing(forest, call.id),
+                                ended_after_ms: None,
+                                waiters: Vec::new(),
+                                deadlock: false,
+                                again: 0,
+                                stall,
+                                thread_name: thread_name.clone(),
+                                chain: chain.clone(),
+                            },
+                            &format!(
+                                "{} in one poll for {} on {}, blocking its worker",
+                                chain.join(ARROW),
+                                human(poll_ms),
+                                described(tid, thread_name.as_deref())
+                            ),
+                        );
+                    }
                 }
             }
             if !all {
@@ -175,38 +215,69 @@ impl Detector {
                 what: call.id as u64,
                 since: call.first_poll_ns,
             };
-            if self.due(stall, age_ms, stuck_ms) {
+            // A call stuck in one long poll is the slow poll reported
+            // above: one stall, one report.
+            if call
+                .polling
+                .is_some_and(|(_, poll)| millis(poll) > threshold_ms)
+            {
+                self.keep_alive(stall);
+                continue;
+            }
+            // A call inside another that is stuck too is told in that
+            // one's report, as the end of its chain.
+            if age_ms > stuck_ms {
                 context(&mut everything);
-                let (every, forest) = everything.as_ref().expect("just read");
-                let (thread, stack, state) = match call.polling {
-                    Some((tid, _)) => (
-                        Some(tid),
-                        stack_of(tid),
-                        format!("being polled on thread {tid}"),
-                    ),
-                    None => (None, Vec::new(), "waiting".to_owned()),
-                };
-                report(
-                    Report {
-                        kind: Kind::StuckCall,
-                        name: call.name.to_owned(),
-                        for_ms: age_ms,
-                        at: now_epoch(),
-                        thread,
-                        stack,
-                        tree: subtree(forest, call.id),
-                        ended_after_ms: None,
-                        waiters: Vec::new(),
-                        deadlock: false,
-                        stall,
-                    },
-                    &format!(
-                        "`{}` ({}) has been in flight for {}, {state}",
-                        call.label(),
-                        chain(every, call),
-                        human(age_ms)
-                    ),
-                );
+                let (every, _) = everything.as_ref().expect("just read");
+                if stuck_parent(every, call, stuck_ms) {
+                    self.keep_alive(stall);
+                    continue;
+                }
+            }
+            match self.due(stall, age_ms, stuck_ms) {
+                Due::No => {}
+                Due::Again => report_again(
+                    stall,
+                    age_ms,
+                    &format!("{} still in flight after {}", call.label(), human(age_ms)),
+                ),
+                Due::First => {
+                    context(&mut everything);
+                    let (every, forest) = everything.as_ref().expect("just read");
+                    let chain = stuck_chain(every, call, stuck_ms);
+                    let (thread, thread_name, stack, state) = match call.polling {
+                        Some((tid, _)) => {
+                            let name = thread_name(tid);
+                            let state =
+                                format!("being polled on {}", described(tid, name.as_deref()));
+                            (Some(tid), name, stack_of(tid), state)
+                        }
+                        None => (None, None, Vec::new(), "waiting".to_owned()),
+                    };
+                    report(
+                        Report {
+                            kind: Kind::StuckCall,
+                            name: call.name.to_owned(),
+                            for_ms: age_ms,
+                            at: now_epoch(),
+                            thread,
+                            stack,
+                            tree: subtree(forest, call.id),
+                            ended_after_ms: None,
+                            waiters: Vec::new(),
+                            deadlock: false,
+                            again: 0,
+                            stall,
+                            thread_name,
+                            chain: chain.clone(),
+                        },
+                        &format!(
+                            "{} in flight for {}, {state}",
+                            chain.join(ARROW),
+                            human(age_ms)
+                        ),
+                    );
+                }
             }
         }
     }
@@ -234,8 +305,32 @@ impl Detector {
                 what: (u64::from(call.tid.unsigned_abs()) << 8) | call.depth as u64,
                 since: call.started_ns,
             };
-            if !self.due(stall, age_ms, stuck_ms) {
+            // A call nested in another stuck one on its thread is told in
+            // that one's report.
+            let outer_stuck = calls.iter().any(|other| {
+                other.tid == call.tid
+                    && other.depth < call.depth
+                    && now.saturating_sub(other.started_ns) / 1_000_000 > stuck_ms
+            });
+            if outer_stuck {
+                self.keep_alive(stall);
                 continue;
+            }
+            match self.due(stall, age_ms, stuck_ms) {
+                Due::No => continue,
+                Due::Again => {
+                    report_again(
+                        stall,
+                        age_ms,
+                        &format!(
+                            "{} still running after {}",
+                            name_of(call.counters),
+                            human(age_ms)
+                        ),
+                    );
+                    continue;
+                }
+                Due::First => {}
             }
             // The calls nested in it on its thread, innermost last.
             let nested: Vec<&sync_calls::SyncCall> = calls
@@ -253,12 +348,13 @@ impl Detector {
                     "children": if tree.is_null() { Vec::new() } else { vec![tree] },
                 });
             }
-            let chain: Vec<&str> = calls
+            // It, then the calls nested in it, outermost first.
+            let chain: Vec<String> = nested
                 .iter()
-                .filter(|other| other.tid == call.tid && other.depth <= call.depth)
-                .map(|other| name_of(other.counters))
+                .map(|inner| name_of(inner.counters).to_owned())
                 .collect();
             let name = name_of(call.counters);
+            let thread_name = thread_name(call.tid);
             report(
                 Report {
                     kind: Kind::StuckCall,
@@ -271,13 +367,16 @@ impl Detector {
                     ended_after_ms: None,
                     waiters: Vec::new(),
                     deadlock: false,
+                    again: 0,
                     stall,
+                    thread_name: thread_name.clone(),
+                    chain: chain.clone(),
                 },
                 &format!(
-                    "`{name}` ({}) has been running for {} on thread {} (a sync call)",
-                    chain.join(" > "),
+                    "{} running for {} on {} (a sync call)",
+                    chain.join(ARROW),
                     human(age_ms),
-                    call.tid
+                    described(call.tid, thread_name.as_deref())
                 ),
             );
         }
@@ -296,31 +395,46 @@ impl Detector {
                 what: address as u64,
                 since: beat.last_beat_ns(),
             };
-            if self.due(stall, late_ms, period_ms) {
-                let name = registry::static_at(address)
-                    .map_or_else(|| format!("heartbeat at {address:#x}"), str::to_owned);
-                let tid = beat.thread();
-                report(
-                    Report {
-                        kind: Kind::MissedHeartbeat,
-                        name: name.clone(),
-                        for_ms: late_ms,
-                        at: now_epoch(),
-                        thread: Some(tid),
-                        stack: stack_of(tid),
-                        tree: None,
-                        ended_after_ms: None,
-                        waiters: Vec::new(),
-                        deadlock: false,
-                        stall,
-                    },
-                    &format!(
-                        "`{name}` last beat {} ago on thread {tid}; its period is {}",
-                        human(late_ms),
-                        human(period_ms)
-                    ),
-                );
+            let due = self.due(stall, late_ms, period_ms);
+            if due == Due::No {
+                continue;
             }
+            let name = registry::static_at(address)
+                .map_or_else(|| format!("heartbeat at {address:#x}"), str::to_owned);
+            if due == Due::Again {
+                report_again(
+                    stall,
+                    late_ms,
+                    &format!("{name} still not beaten after {}", human(late_ms)),
+                );
+                continue;
+            }
+            let tid = beat.thread();
+            let thread_name = thread_name(tid);
+            report(
+                Report {
+                    kind: Kind::MissedHeartbeat,
+                    name: name.clone(),
+                    for_ms: late_ms,
+                    at: now_epoch(),
+                    thread: Some(tid),
+                    stack: stack_of(tid),
+                    tree: None,
+                    ended_after_ms: None,
+                    waiters: Vec::new(),
+                    deadlock: false,
+                    again: 0,
+                    stall,
+                    chain: vec![name.clone()],
+                    thread_name: thread_name.clone(),
+                },
+                &format!(
+                    "{name} last beat {} ago on {}; its period is {}",
+                    human(late_ms),
+                    described(tid, thread_name.as_deref()),
+                    human(period_ms)
+                ),
+            );
         }
     }
 
@@ -390,7 +504,19 @@ impl Detector {
             // whatever the stall's reports so far.
             let due = self.due(stall, longest_ms, threshold_ms);
             let newly_deadlocked = deadlock && self.deadlocks.insert(stall);
-            if !due && !newly_deadlocked {
+            if due == Due::Again && !newly_deadlocked {
+                report_again(
+                    stall,
+                    longest_ms,
+                    &format!(
+                        "{} thread(s) still wait on `{name}` after {}",
+                        waiters.len(),
+                        human(longest_ms)
+                    ),
+                );
+                continue;
+            }
+            if due == Due::No && !newly_deadlocked {
                 continue;
             }
             let tids: Vec<i32> = waiters.iter().map(|(tid, _)| *tid).collect();
@@ -441,11 +567,14 @@ impl Detector {
                     stack: waiters
                         .first()
                         .map_or_else(Vec::new, |waiter| waiter.stack.clone()),
+                    thread_name: waiters.first().map(|waiter| waiter.name.clone()),
                     tree: None,
                     ended_after_ms: None,
                     waiters,
                     deadlock,
+                    again: 0,
                     stall,
+                    chain: vec![(*name).to_owned()],
                 },
                 &summary,
             );
@@ -461,9 +590,12 @@ fn stack_of(tid: i32) -> Vec<Frame> {
         .map_or_else(Vec::new, |thread: ThreadStack| thread.frames)
 }
 
-/// `root > parent > call`: the chain of calls that polled `call` first,
-/// each with its arguments where they are shown.
-fn chain(calls: &[inflight::Call], call: &inflight::Call) -> String {
+/// What joins the calls of a chain.
+const ARROW: &str = " → ";
+
+/// The calls that polled `call` first, outermost first, then `call`: each
+/// with its arguments where they are shown.
+fn parents(calls: &[inflight::Call], call: &inflight::Call) -> Vec<String> {
     let mut names = vec![call.label()];
     let mut parent = call.parent;
     while parent != 0 && names.len() < 32 {
@@ -477,7 +609,59 @@ fn chain(calls: &[inflight::Call], call: &inflight::Call) -> String {
         parent = above.parent;
     }
     names.reverse();
-    names.join(" > ")
+    names
+}
+
+/// Whether a call that `call` runs inside has been in flight past
+/// `stuck_ms` too.
+fn stuck_parent(calls: &[inflight::Call], call: &inflight::Call, stuck_ms: u64) -> bool {
+    let mut parent = call.parent;
+    let mut hops = 0;
+    while parent != 0 && hops < 32 {
+        let Some(above) = calls.iter().find(|other| other.id == parent) else {
+            return false;
+        };
+        if millis(above.age) > stuck_ms {
+            return true;
+        }
+        parent = above.parent;
+        hops += 1;
+    }
+    false
+}
+
+/// `call`, then the stuck calls inside it down to the innermost, the oldest
+/// at each step: `handle(id=7) → fetch_backend(host="db1")`.
+fn stuck_chain(calls: &[inflight::Call], call: &inflight::Call, stuck_ms: u64) -> Vec<String> {
+    let mut chain = vec![call.label()];
+    let mut at = call.id;
+    while chain.len() < 32 {
+        let Some(inner) = calls
+            .iter()
+            .filter(|other| other.parent == at && other.id != at && millis(other.age) > stuck_ms)
+            .max_by_key(|other| other.age)
+        else {
+            break;
+        };
+        chain.push(inner.label());
+        at = inner.id;
+    }
+    chain
+}
+
+/// A thread's name, from `/proc`.
+fn thread_name(tid: i32) -> Option<String> {
+    std::fs::read_to_string(format!("/proc/self/task/{tid}/comm"))
+        .ok()
+        .map(|name| name.trim_end().to_owned())
+}
+
+/// `thread 23956 "tokio-rt-worker"`.
+fn described(tid: i32, name: Option<&str>) -> String {
+    match name {
+        Some(name) => format!("thread {tid} {name:?}"),
+        None => format!("thread {tid}"),
+    }
 }
 
 /// The JSON of the tree whose root holds `id`.
@@ -537,10 +721,14 @@ mod tests {
             what: 1,
             since: 0,
         };
-        let reported: Vec<u64> = [50, 110, 150, 210, 390, 410, 900]
+        let reported: Vec<(u64, Due)> = [50, 110, 150, 210, 390, 410, 900]
             .into_iter()
-            .filter(|&ms| detector.due(stall, ms, 100))
+            .map(|ms| (ms, detector.due(stall, ms, 100)))
+            .filter(|(_, due)| *due != Due::No)
             .collect();
-        assert_eq!(reported, [110, 210, 410]);
+        assert_eq!(
+            reported,
+            [(110, Due::First), (210, Due::Again), (410, Due::Again)]
+        );
     }
 }

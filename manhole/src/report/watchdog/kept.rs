@@ -1,7 +1,9 @@
 //! The reports: what one holds, the last 32 kept for `stalls`, the rate
 //! limit (five a minute of each kind), and where each goes out.
 
+use super::settings::stacks_sent;
 use crate::capture::stacks::{self, Frame};
+use crate::options::WatchdogStacks;
 use std::collections::VecDeque;
 use std::fmt::Write as _;
 use std::sync::{Mutex, MutexGuard};
@@ -55,15 +57,24 @@ pub(crate) struct Waiter {
 pub(crate) struct Report {
     pub(crate) kind: Kind,
     pub(crate) name: String,
+    /// The calls from the one reported down to the innermost one stalled
+    /// with it, outermost first, each with its arguments where they are
+    /// shown (`handle(id=7)`); the heartbeat or lock for other kinds.
+    pub(crate) chain: Vec<String>,
     pub(crate) for_ms: u64,
     /// Seconds since the epoch.
     pub(crate) at: f64,
     pub(crate) thread: Option<i32>,
+    /// The thread's name, when it has one.
+    pub(crate) thread_name: Option<String>,
     pub(crate) stack: Vec<Frame>,
     pub(crate) tree: Option<serde_json::Value>,
     pub(crate) ended_after_ms: Option<u64>,
     pub(crate) waiters: Vec<Waiter>,
     pub(crate) deadlock: bool,
+    /// How many times the stall was reported again since (past twice and
+    /// four times its limit), a line each.
+    pub(crate) again: u32,
     /// The stall it belongs to, for `ended_after_ms`.
     pub(super) stall: Stall,
 }
@@ -138,12 +149,58 @@ pub(super) fn report(report: Report, summary: &str) {
         kept.reports.push_back(report.clone());
     }
     let mut text = format!("{summary}\n");
-    let _ = stacks::write_frames(&mut text, &report.stack);
+    write_stack_sent(&mut text, &report.stack);
     for waiter in report.waiters.iter().skip(1) {
-        let _ = writeln!(text, "thread {} {:?}:", waiter.tid, waiter.name);
-        let _ = stacks::write_frames(&mut text, &waiter.stack);
+        if stacks_sent() != WatchdogStacks::None {
+            let _ = writeln!(text, "thread {} {:?}:", waiter.tid, waiter.name);
+        }
+        write_stack_sent(&mut text, &waiter.stack);
     }
     send(kind, &text);
+}
+
+/// A stall reported before, past twice or four times its limit: one line
+/// out, and its kept record brought up to date. Not rate-limited: a stall
+/// has two of them at most.
+pub(super) fn report_again(stall: Stall, for_ms: u64, line: &str) {
+    {
+        let mut kept = lock(&KEPT_REPORTS);
+        if let Some(report) = kept.reports.iter_mut().rev().find(|r| r.stall == stall) {
+            report.for_ms = report.for_ms.max(for_ms);
+            report.again += 1;
+        }
+    }
+    send(stall.kind, &format!("{line}\n"));
+}
+
+/// The most lines of stack a report sends out in the short form.
+const SHORT_STACK_LINES: usize = 20;
+
+/// The stack as [`Options::watchdog_stacks`](crate::Options::watchdog_stacks)
+/// says: short (the program's frames, runtime runs folded, at most
+/// [`SHORT_STACK_LINES`] lines), full, or none.
+fn write_stack_sent(text: &mut String, frames: &[Frame]) {
+    match stacks_sent() {
+        WatchdogStacks::None => {}
+        WatchdogStacks::Full => {
+            let _ = stacks::write_frames(text, frames);
+        }
+        _ => {
+            let mut short = String::new();
+            let _ = stacks::write_short_frames(&mut short, frames);
+            let lines: Vec<&str> = short.lines().collect();
+            for line in lines.iter().take(SHORT_STACK_LINES) {
+                let _ = writeln!(text, "{line}");
+            }
+            if lines.len() > SHORT_STACK_LINES {
+                let _ = writeln!(
+                    text,
+                    "       … {} more lines: `stalls` has the whole stack",
+                    lines.len() - SHORT_STACK_LINES
+                );
+            }
+        }
+    }
 }
 
 /// To the tracing layer when the program has one, else to stderr.

@@ -38,10 +38,10 @@ pub(crate) use kept::kept;
 pub(crate) use settings::{stuck_call, threshold};
 
 use crate::instrument::heartbeat::{self, Heartbeat};
-use crate::options::Waits;
+use crate::options::{Waits, WatchdogStacks};
 use detector::Detector;
 use kept::lock;
-use settings::{millis, STACK_TIMEOUT_MS, STUCK_CALL_MS, THRESHOLD_MS};
+use settings::{millis, set_stacks_sent, STACK_TIMEOUT_MS, STUCK_CALL_MS, THRESHOLD_MS};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
@@ -73,8 +73,14 @@ pub(crate) fn heartbeats() -> usize {
 
 /// Starts watching, as the installed manhole's options say: a thread when
 /// the threshold is set or a heartbeat beats.
-pub(crate) fn install(threshold: Option<Duration>, stuck_call: Duration, waits: Waits) {
+pub(crate) fn install(
+    threshold: Option<Duration>,
+    stuck_call: Duration,
+    stacks_sent: WatchdogStacks,
+    waits: Waits,
+) {
     STUCK_CALL_MS.store(millis(stuck_call).max(1), Ordering::Release);
+    set_stacks_sent(stacks_sent);
     STACK_TIMEOUT_MS.store(millis(waits.stacks), Ordering::Release);
     INSTALLED.store(true, Ordering::Release);
     heartbeat::on_first_beat(first_beat);
