@@ -37,6 +37,7 @@ pub(crate) struct MainArgs {
     pub(crate) crash_timeout_ms: Option<syn::LitInt>,
     pub(crate) watchdog_ms: Option<syn::LitInt>,
     pub(crate) stuck_call_ms: Option<syn::LitInt>,
+    pub(crate) watchdog_stacks: Option<LitStr>,
     pub(crate) max_reply_bytes: Option<syn::LitInt>,
     /// The keys in the order they were written, so that an error about two
     /// options that cannot go together points at the later one.
@@ -157,6 +158,15 @@ const MAIN_OPTIONS: &[(&str, SetMainOption)] = &[
             key,
             "a number of milliseconds",
             "5000",
+        )
+    }),
+    ("watchdog_stacks", |args, meta, key| {
+        set_once(
+            &mut args.watchdog_stacks,
+            meta,
+            key,
+            "\"short\", \"full\" or \"none\"",
+            "\"full\"",
         )
     }),
     ("max_reply_bytes", |args, meta, key| {

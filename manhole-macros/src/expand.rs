@@ -477,6 +477,15 @@ fn expand_main(item: &ItemFn, args: &MainArgs) -> TokenStream {
         quote!(::core::option::Option::Some(#threshold))
     });
     let stuck_call = args.stuck_call_ms.as_ref().map(millis);
+    // Validated as one of `short`, `full` and `none`.
+    let watchdog_stacks = args.watchdog_stacks.as_ref().map(|stacks| {
+        let variant = match stacks.value().as_str() {
+            "full" => format_ident!("Full"),
+            "none" => format_ident!("None"),
+            _ => format_ident!("Short"),
+        };
+        quote!(::manhole::WatchdogStacks::#variant)
+    });
     let options = [
         call_if_given("socket_path", args.socket_path.as_ref()),
         call_if_given("verbose", args.verbose.as_ref()),
@@ -492,6 +501,7 @@ fn expand_main(item: &ItemFn, args: &MainArgs) -> TokenStream {
         call_if_given("crash_timeout", crash_timeout.as_ref()),
         call_if_given("watchdog", watchdog.as_ref()),
         call_if_given("stuck_call", stuck_call.as_ref()),
+        call_if_given("watchdog_stacks", watchdog_stacks.as_ref()),
         call_if_given("max_reply_bytes", args.max_reply_bytes.as_ref()),
     ];
     quote! {

@@ -203,7 +203,8 @@ pub fn inspect(args: TokenStream, item: TokenStream) -> TokenStream {
 /// `crash_report = bool` (default `true`), `crash_file = "..."` (default
 /// `/tmp/manhole-crashes-{uid}/crash-{pid}.txt`; `""` for stderr only) and
 /// `crash_timeout_ms = 10000`, `watchdog_ms = 500` (default off),
-/// `stuck_call_ms = 60000` and `max_reply_bytes = 67108864`; they mean what the `manhole::Options` methods
+/// `stuck_call_ms = 60000`, `watchdog_stacks = "short"` (or `"full"`,
+/// `"none"`) and `max_reply_bytes = 67108864`; they mean what the `manhole::Options` methods
 /// of the same names do, and the `MANHOLE` environment variable overrides
 /// them. A failure to install is reported on stderr and the
 /// program runs on without a manhole: a debugging aid must never stop the

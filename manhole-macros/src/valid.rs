@@ -317,6 +317,14 @@ pub(crate) fn main_args(args: &MainArgs) -> syn::Result<()> {
             ));
         }
     }
+    if let Some(stacks) = &args.watchdog_stacks {
+        if !WATCHDOG_STACKS.contains(&stacks.value().as_str()) {
+            errors.push(syn::Error::new_spanned(
+                stacks,
+                "expected \"short\" (the program's frames, at most 20 lines), \"full\" (every frame) or \"none\" (the report's first line alone)",
+            ));
+        }
+    }
     // Refused whichever signals they name, and reported at the key written
     // second, as a duplicate option is: that is where the conflict starts.
     let mut signal_keys = args
@@ -331,6 +339,10 @@ pub(crate) fn main_args(args: &MainArgs) -> syn::Result<()> {
     }
     errors.finish()
 }
+
+/// What `watchdog_stacks` takes, as `manhole::WatchdogStacks::from_name`
+/// reads it.
+pub(crate) const WATCHDOG_STACKS: &[&str] = &["short", "full", "none"];
 
 fn signal_stem(name: &str) -> String {
     let upper = name.trim().to_ascii_uppercase();

@@ -737,6 +737,14 @@ mod tests {
         );
         assert!(apply_settings(Options::new(), "activate_on=USR9").is_err());
         assert!(apply_settings(Options::new(), "socket_path").is_err());
+        let options = apply_settings(Options::new(), "watchdog_stacks=NONE")
+            .unwrap()
+            .unwrap();
+        assert_eq!(options.watchdog_stacks, WatchdogStacks::None);
+        let err = apply_settings(Options::new(), "watchdog_stacks=brief")
+            .unwrap_err()
+            .to_string();
+        assert!(err.ends_with("expected short, full or none"), "{err}");
     }
 
     #[test]

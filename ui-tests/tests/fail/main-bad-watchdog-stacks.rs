@@ -1,0 +1,2 @@
+#[manhole::main(watchdog_ms = 500, watchdog_stacks = "brief")]
+fn main() {}
