@@ -78,7 +78,10 @@ pub(super) fn run(request: &Request) -> Result<(), String> {
     }
     let mut symbols = Symbols::default();
     let mut crashing = None;
-    let mut scanned = Vec::new();
+    // More of the crashing thread's stack, after its walk: the scanned
+    // words when the walk broke off, or the outermost frames when the stack
+    // was deeper than the copy. Introduced by a line that says which.
+    let mut more: Option<(&str, Vec<Frame>)> = None;
     let mut others = Vec::new();
     for (tid, registers, stack) in threads {
         let (name, mut state) = name_and_state(request.pid, tid);
@@ -104,15 +107,47 @@ pub(super) fn run(request: &Request) -> Result<(), String> {
                 // report's scan of the stack still holds them.
                 if tid == request.tid && !unwound.complete && !unwound.truncated {
                     let words = scanned_words(&raw);
-                    scanned = symbolise(&remote, &mut symbols, &words, false);
+                    let mut scanned = symbolise(&remote, &mut symbols, &words, false);
                     scanned.retain(|frame| frame.function.is_some());
                     scanned.truncate(MOST_SCANNED);
+                    if !scanned.is_empty() {
+                        more = Some((SCANNED, scanned));
+                    }
                 }
-                if unwound.truncated {
-                    thread.frames_missing = Some(format!(
-                        "(the stack is deeper than the {} KiB copied)",
-                        STACK_COPY / 1024
-                    ));
+                let mut starts_a_thread = |remote: &Remote, address: u64| {
+                    symbolise(remote, &mut symbols, &[address], false)
+                        .iter()
+                        .any(|frame| {
+                            frame
+                                .function
+                                .as_deref()
+                                .is_some_and(|name| THREAD_STARTS.contains(&name))
+                        })
+                };
+                let outer = (tid == request.tid && unwound.truncated)
+                    .then(|| {
+                        outermost_frames(
+                            &mut remote,
+                            request.pid,
+                            registers.sp,
+                            &mut starts_a_thread,
+                        )
+                    })
+                    .flatten();
+                match outer {
+                    Some(addresses) => {
+                        more = Some((
+                            OUTERMOST,
+                            symbolise(&remote, &mut symbols, &addresses, false),
+                        ));
+                    }
+                    None if unwound.truncated => {
+                        thread.frames_missing = Some(format!(
+                            "(the stack is deeper than the {} KiB copied)",
+                            STACK_COPY / 1024
+                        ));
+                    }
+                    None => {}
                 }
             }
             _ => thread.frames_missing = Some("(its registers could not be read)".to_owned()),
@@ -123,7 +158,7 @@ pub(super) fn run(request: &Request) -> Result<(), String> {
             others.push(thread);
         }
     }
-    let report = compose(&raw, crashing, &scanned, others);
+    let report = compose(&raw, crashing, more, others);
     if request.file_fd >= 0 {
         // SAFETY: the report file the dying process opened for us.
         unsafe { libc::ftruncate(request.file_fd, 0) };
@@ -390,6 +425,113 @@ fn lacks_line_tables(frames: &[Frame]) -> bool {
 const SCANNED: &str = "(the walk stopped there; below, words on the stack that point into \
 code, from the raw report: the callers, perhaps with stale ones among them)";
 
+/// What introduces the outermost frames of a stack deeper than the copy.
+const OUTERMOST: &str = "(the stack goes on past the 512 KiB copied; below, its outermost frames, \
+walked from the top of the thread's stack and numbered anew)";
+
+/// The C functions a thread's stack begins with, in glibc and musl.
+const THREAD_STARTS: &[&str] = &[
+    "_start",
+    "__libc_start_main",
+    "__libc_start_call_main",
+    "libc_start_main_stage2",
+    "start_thread",
+    "start",
+    "clone",
+    "clone3",
+    "__clone",
+];
+
+/// How much of the top of a deep stack is copied for its outermost frames.
+const OUTER_COPY: usize = 64 * 1024;
+
+/// The return addresses of the outermost frames of a stack deeper than the
+/// copy: the top [`OUTER_COPY`] of the thread's stack mapping is copied and
+/// walked from each word in it that is a return address, its frame pointer
+/// guessed from the word below it (where a frame record keeps it). The
+/// lowest walk that reaches the thread's start is the tail; a walk from
+/// lower down that meets that tail, with a guess that was wrong for the
+/// frames beyond, is believed up to there, and the tail added.
+fn outermost_frames(
+    remote: &mut Remote,
+    pid: libc::pid_t,
+    sp: u64,
+    starts_a_thread: &mut dyn FnMut(&Remote, u64) -> bool,
+) -> Option<Vec<u64>> {
+    let top = stack_top(pid, sp)?;
+    let start = top
+        .saturating_sub(OUTER_COPY as u64)
+        .max(sp.saturating_add(STACK_COPY as u64));
+    let mut outer = vec![0u8; usize::try_from(top.checked_sub(start)?).ok()?];
+    let copied = safe::read_process_memory(pid, start as usize, &mut outer);
+    outer.truncate(copied);
+    let word = |at: usize| -> Option<u64> {
+        Some(u64::from_ne_bytes(outer.get(at..at + 8)?.try_into().ok()?))
+    };
+    let mut walks = Vec::new();
+    for at in (8..outer.len().saturating_sub(8)).step_by(8) {
+        let Some(pc) = word(at).filter(|pc| remote.to_ours(*pc).is_some()) else {
+            continue;
+        };
+        let registers = Registers {
+            pc,
+            sp: start + at as u64 + 8,
+            fp: word(at - 8)?,
+            lr: 0,
+        };
+        let unwound = remote.unwind(registers, &outer[at + 8..]);
+        // Believed when every frame is in code, and the walk reached the
+        // end of the stack, or a C function that starts a thread (musl's
+        // have no unwind tables, so a walk stops in them).
+        let in_code = unwound
+            .addresses
+            .iter()
+            .all(|&address| remote.to_ours(address).is_some());
+        let ended = unwound.complete
+            || (!unwound.truncated
+                && unwound
+                    .addresses
+                    .last()
+                    .is_some_and(|&last| starts_a_thread(remote, last)));
+        let complete = in_code && ended && unwound.addresses.len() >= 2;
+        walks.push(unwound.addresses);
+        if complete {
+            let tail = walks.pop()?;
+            let first = tail[0];
+            // The lowest walk that meets the tail, spliced onto it.
+            let spliced = walks.iter().find_map(|walk| {
+                let meets = walk.iter().position(|&address| address == first)?;
+                Some([&walk[..meets], &tail[..]].concat())
+            });
+            return Some(spliced.unwrap_or(tail));
+        }
+    }
+    None
+}
+
+/// The end of the readable mapping that holds the stack above `sp`
+/// (which may lie in the guard page below it): the top of the thread's
+/// stack.
+fn stack_top(pid: libc::pid_t, sp: u64) -> Option<u64> {
+    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).ok()?;
+    maps.lines()
+        .filter_map(|line| {
+            let mut fields = line.split_whitespace();
+            let (start, end) = fields.next()?.split_once('-')?;
+            // A guard page is mapped too, without access.
+            if !fields.next()?.starts_with('r') {
+                return None;
+            }
+            Some((
+                u64::from_str_radix(start, 16).ok()?,
+                u64::from_str_radix(end, 16).ok()?,
+            ))
+        })
+        .filter(|&(_, end)| end > sp)
+        .min_by_key(|&(start, _)| start)
+        .map(|(_, end)| end)
+}
+
 /// The most scanned frames a report shows: the callers are near the top,
 /// and stale words pile up below them.
 const MOST_SCANNED: usize = 32;
@@ -463,7 +605,7 @@ fn name_and_state(pid: libc::pid_t, tid: libc::pid_t) -> (String, String) {
 fn compose(
     raw: &str,
     crashing: Option<ThreadStack>,
-    scanned: &[Frame],
+    more: Option<(&str, Vec<Frame>)>,
     others: Vec<ThreadStack>,
 ) -> String {
     let mut report = String::new();
@@ -488,9 +630,9 @@ fn compose(
             match &crashing {
                 Some(thread) => {
                     let _ = write!(report, "crashing thread:\n{thread}");
-                    if !scanned.is_empty() {
-                        let _ = writeln!(report, "    {SCANNED}");
-                        let _ = stacks::write_frames(&mut report, scanned);
+                    if let Some((intro, frames)) = &more {
+                        let _ = writeln!(report, "    {intro}");
+                        let _ = stacks::write_frames(&mut report, frames);
                     }
                     report.truncate(report.trim_end().len());
                 }
@@ -501,7 +643,9 @@ fn compose(
             let stacks = Stacks {
                 threads: others.clone(),
             };
-            let _ = write!(report, "{}", stacks.collapsed());
+            // The other threads in the short form: the program's frames,
+            // runtime runs folded; the crashing thread keeps every frame.
+            let _ = write!(report, "{}", stacks::Short(&stacks.collapsed()));
             report.truncate(report.trim_end().len());
         } else {
             report.push_str(block);
