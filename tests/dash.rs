@@ -48,10 +48,13 @@ fn the_dashboard_shows_threads_the_stuck_request_and_calls_and_q_restores_the_te
     // threads and tasks rows come before the calls pane's header.
     let first = session.expect("CALLS/S").unwrap();
     let drawn = String::from_utf8_lossy(first.before()).into_owned();
+    // (An 80x24 terminal: a task's arguments are cut with `…` so that its
+    // age and state keep their place.)
     for shown in [
         "tokio-rt-worker",
-        "handle_request(id=0)",
-        "fetch_backend(id=0)",
+        "handle_request(",
+        "fetch_backend(",
+        "waiting",
     ] {
         assert!(drawn.contains(shown), "{shown} not in {drawn:?}");
     }
@@ -81,6 +84,29 @@ fn the_dashboard_says_when_its_process_has_exited() {
         .unwrap();
     // It stays up to be read, and leaves on Ctrl-C.
     session.send(expectrl::ControlCode::EndOfText).unwrap();
+    session.expect("\x1b[?1049l").unwrap();
+    assert!(matches!(
+        exit_status(&mut session),
+        expectrl::WaitStatus::Exited(_, 0)
+    ));
+}
+
+/// On an 80×24 terminal every pane keeps its names: the calls pane its
+/// counted functions, the threads pane the workers.
+#[test]
+fn at_80_by_24_the_panes_keep_their_names() {
+    let service = Service::spawn("tokio_service", &[], None);
+    service.wait_for_socket();
+    let mut session = dash(&service);
+    session
+        .get_process_mut()
+        .set_window_size(80, 24)
+        .expect("an 80x24 terminal");
+    session.expect("\x1b[?1049h").unwrap();
+    // Redrawn at the interval; within 3 s, a frame with both.
+    session.expect("tokio-rt-worker").unwrap();
+    session.expect("handle_request").unwrap();
+    session.send("q").unwrap();
     session.expect("\x1b[?1049l").unwrap();
     assert!(matches!(
         exit_status(&mut session),

@@ -8,6 +8,7 @@ use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Clear, Gauge, Paragraph, Row, Sparkline, Table, Wrap};
 use ratatui::Frame;
+use std::collections::HashMap;
 
 /// The panes, in the order `Tab` visits them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -156,15 +157,43 @@ pub fn threads_shown<'a>(view: &'a View, screen: &Screen) -> Vec<&'a ThreadRow> 
         .collect();
     match screen.sort {
         Sort::Name => rows.sort_by(|a, b| a.name.cmp(&b.name).then(a.tid.cmp(&b.tid))),
-        Sort::Busiest | Sort::Slowest => {
+        Sort::Busiest => {
             rows.sort_by(|a, b| {
                 b.cpu_percent
                     .total_cmp(&a.cpu_percent)
                     .then(a.tid.cmp(&b.tid))
             });
         }
+        // The poll that blocks its worker first, then the longest poll.
+        Sort::Slowest => {
+            let key = |row: &ThreadRow| match &row.polling {
+                Some((_, for_ms, blocking)) => (*blocking, *for_ms),
+                None => (false, -1.0),
+            };
+            rows.sort_by(|a, b| {
+                let ((a_blocks, a_ms), (b_blocks, b_ms)) = (key(a), key(b));
+                b_blocks
+                    .cmp(&a_blocks)
+                    .then(b_ms.total_cmp(&a_ms))
+                    .then(b.cpu_percent.total_cmp(&a.cpu_percent))
+                    .then(a.tid.cmp(&b.tid))
+            });
+        }
     }
     rows
+}
+
+/// For each counted function in flight, from the tasks pane: whether one of
+/// its calls blocks its worker, and the age of its oldest call.
+fn in_flight_by_name(view: &View) -> HashMap<&str, (bool, f64)> {
+    let mut found: HashMap<&str, (bool, f64)> = HashMap::new();
+    for task in view.tasks.iter().flatten() {
+        let name = task.label.split('(').next().unwrap_or(&task.label);
+        let entry = found.entry(name).or_insert((false, 0.0));
+        entry.0 |= task.blocking;
+        entry.1 = entry.1.max(task.age_ms);
+    }
+    found
 }
 
 /// The calls as shown: filtered and sorted.
@@ -178,11 +207,72 @@ pub fn calls_shown<'a>(view: &'a View, screen: &Screen) -> Vec<&'a CallRow> {
     match screen.sort {
         Sort::Name => rows.sort_by(|a, b| a.name.cmp(&b.name)),
         Sort::Busiest => rows.sort_by(|a, b| b.calls_per_s.total_cmp(&a.calls_per_s)),
+        // A call that blocks its worker first, then the oldest call in
+        // flight, then the slowest p99.
         Sort::Slowest => {
-            rows.sort_by(|a, b| b.p99_ns.unwrap_or(0.0).total_cmp(&a.p99_ns.unwrap_or(0.0)))
+            let in_flight = in_flight_by_name(view);
+            let key = |row: &CallRow| {
+                in_flight
+                    .get(row.name.as_str())
+                    .copied()
+                    .unwrap_or((false, 0.0))
+            };
+            rows.sort_by(|a, b| {
+                let ((a_blocks, a_age), (b_blocks, b_age)) = (key(a), key(b));
+                b_blocks
+                    .cmp(&a_blocks)
+                    .then(b_age.total_cmp(&a_age))
+                    .then(b.p99_ns.unwrap_or(0.0).total_cmp(&a.p99_ns.unwrap_or(0.0)))
+            });
         }
     }
     rows
+}
+
+/// Which of `columns` (`(heading, width, use)`, the name's width given as
+/// 0) fit in `width`: the name always, with at least `name_at_least`
+/// columns of its own, and the others by `use` (most used first) while
+/// there is room. Returns the name's width (what is left) and which are
+/// shown, in the order given.
+fn fitting_columns(
+    width: u16,
+    name_at_least: u16,
+    columns: &[(&'static str, u16, u8)],
+) -> (u16, Vec<bool>) {
+    let name = columns
+        .iter()
+        .position(|(_, _, used)| *used == 0)
+        .unwrap_or(0);
+    let mut by_use: Vec<usize> = (0..columns.len()).filter(|&index| index != name).collect();
+    by_use.sort_by_key(|&index| columns[index].2);
+    let mut shown = vec![false; columns.len()];
+    shown[name] = true;
+    let mut used = name_at_least;
+    for index in by_use {
+        let needed = columns[index].1 + 1;
+        if used + needed <= width {
+            used += needed;
+            shown[index] = true;
+        }
+    }
+    let others: u16 = columns
+        .iter()
+        .zip(&shown)
+        .enumerate()
+        .filter(|(index, (_, shown))| *index != name && **shown)
+        .map(|(_, ((_, width, _), _))| width + 1)
+        .sum();
+    (width.saturating_sub(others).max(1), shown)
+}
+
+/// `text` cut to `width` characters, with `…` where it was cut.
+fn cut(text: &str, width: usize) -> String {
+    if text.chars().count() <= width {
+        return text.to_owned();
+    }
+    let mut kept: String = text.chars().take(width.saturating_sub(1)).collect();
+    kept.push('…');
+    kept
 }
 
 /// How many rows a pane has, for moving the selection.
@@ -309,6 +399,29 @@ pub fn millis(ms: f64) -> String {
 fn draw_threads(frame: &mut Frame<'_>, area: Rect, view: &View, screen: &Screen) {
     let focused = screen.focused(view) == Some(Pane::Threads);
     let selected = screen.selected_of(Pane::Threads);
+    // NAME, cut with `…` in a narrow pane but never dropped, then TID and
+    // POLLING; CPU% and STATE while there is room.
+    let (name_room, shown) = fitting_columns(
+        area.width,
+        12,
+        &[
+            ("TID", 8, 1),
+            ("NAME", 0, 0),
+            ("STATE", 9, 4),
+            ("CPU%", 6, 3),
+            ("POLLING", POLLING_AT_LEAST, 2),
+        ],
+    );
+    // The name takes up to 16; POLLING the rest.
+    let name_width = name_room.min(16);
+    let headings = ["TID", "NAME", "STATE", "CPU%", "POLLING"];
+    let widths = [
+        Constraint::Length(8),
+        Constraint::Length(name_width),
+        Constraint::Length(9),
+        Constraint::Length(6),
+        Constraint::Fill(1),
+    ];
     let rows: Vec<Row<'_>> = threads_shown(view, screen)
         .into_iter()
         .enumerate()
@@ -332,31 +445,33 @@ fn draw_threads(frame: &mut Frame<'_>, area: Rect, view: &View, screen: &Screen)
             } else {
                 Style::default()
             };
-            Row::new(vec![
+            let cells = [
                 thread.tid.to_string(),
-                thread.name.clone(),
+                cut(&thread.name, usize::from(name_width)),
                 thread.state.clone(),
                 format!("{:.1}", thread.cpu_percent),
                 polling,
-            ])
-            .style(style.patch(highlight(index == selected, focused)))
+            ];
+            Row::new(picked(&cells, &shown))
+                .style(style.patch(highlight(index == selected, focused)))
         })
         .collect();
-    let table = Table::new(
-        rows,
-        [
-            Constraint::Length(8),
-            Constraint::Length(16),
-            Constraint::Length(9),
-            Constraint::Length(6),
-            Constraint::Fill(1),
-        ],
-    )
-    .header(
-        Row::new(vec!["TID", "NAME", "STATE", "CPU%", "POLLING"])
-            .style(Style::default().add_modifier(Modifier::BOLD)),
+    let table = Table::new(rows, picked(&widths, &shown)).header(
+        Row::new(picked(&headings, &shown)).style(Style::default().add_modifier(Modifier::BOLD)),
     );
     frame.render_widget(table, area);
+}
+
+/// The least a thread's poll is given, before STATE and CPU% are.
+const POLLING_AT_LEAST: u16 = 14;
+
+/// The entries of `all` whose column is shown.
+fn picked<T: Clone>(all: &[T], shown: &[bool]) -> Vec<T> {
+    all.iter()
+        .zip(shown)
+        .filter(|(_, shown)| **shown)
+        .map(|(item, _)| item.clone())
+        .collect()
 }
 
 fn draw_tasks(frame: &mut Frame<'_>, area: Rect, view: &View, screen: &Screen) {
@@ -369,7 +484,13 @@ fn draw_tasks(frame: &mut Frame<'_>, area: Rect, view: &View, screen: &Screen) {
             .enumerate()
             .map(|(index, task)| {
                 let state = if task.blocking {
-                    "BLOCKING its worker"
+                    let long = "BLOCKING its worker";
+                    let needed = task.depth * 2 + task.label.len() + long.len() + 12;
+                    if usize::from(area.width) >= needed {
+                        long
+                    } else {
+                        "BLOCKING"
+                    }
                 } else if task.polling {
                     "polling"
                 } else {
@@ -380,11 +501,15 @@ fn draw_tasks(frame: &mut Frame<'_>, area: Rect, view: &View, screen: &Screen) {
                 } else {
                     Style::default()
                 };
+                // The label is cut, so that the age and the state stay on
+                // the row.
+                let age = millis(task.age_ms);
+                let room = usize::from(area.width)
+                    .saturating_sub(task.depth * 2 + age.len() + state.len() + 4);
                 Line::from(format!(
-                    "{:indent$}{}  {}  {state}",
+                    "{:indent$}{}  {age}  {state}",
                     "",
-                    task.label,
-                    millis(task.age_ms),
+                    cut(&task.label, room.max(8)),
                     indent = task.depth * 2
                 ))
                 .style(style.patch(highlight(index == selected, focused)))
@@ -398,10 +523,24 @@ fn draw_tasks(frame: &mut Frame<'_>, area: Rect, view: &View, screen: &Screen) {
 fn draw_calls(frame: &mut Frame<'_>, area: Rect, view: &View, screen: &Screen) {
     let focused = screen.focused(view) == Some(Pane::Calls);
     let selected = screen.selected_of(Pane::Calls);
-    let shown = calls_shown(view, screen);
+    let calls = calls_shown(view, screen);
     let [table_area, spark_area] =
         Layout::vertical([Constraint::Fill(1), Constraint::Length(3)]).areas(area);
-    let rows: Vec<Row<'_>> = shown
+    // NAME always, cut with `…` when narrow; the other columns in order of
+    // use while there is room.
+    let (name_width, shown) = fitting_columns(
+        table_area.width,
+        14,
+        &[
+            ("NAME", 0, 0),
+            ("CALLS/S", 9, 1),
+            ("P50", 9, 4),
+            ("P99", 9, 2),
+            ("ERR/S", 8, 5),
+            ("IN-FLIGHT", 9, 3),
+        ],
+    );
+    let rows: Vec<Row<'_>> = calls
         .iter()
         .enumerate()
         .map(|(index, row)| {
@@ -410,34 +549,32 @@ fn draw_calls(frame: &mut Frame<'_>, area: Rect, view: &View, screen: &Screen) {
             } else {
                 Style::default()
             };
-            Row::new(vec![
-                row.name.clone(),
+            let cells = [
+                cut(&row.name, usize::from(name_width)),
                 format!("{:.1}", row.calls_per_s),
                 nanos(row.p50_ns),
                 nanos(row.p99_ns),
                 format!("{:.1}", row.errors_per_s),
                 row.in_flight.to_string(),
-            ])
-            .style(style.patch(highlight(index == selected, focused)))
+            ];
+            Row::new(picked(&cells, &shown))
+                .style(style.patch(highlight(index == selected, focused)))
         })
         .collect();
-    let table = Table::new(
-        rows,
-        [
-            Constraint::Fill(1),
-            Constraint::Length(9),
-            Constraint::Length(9),
-            Constraint::Length(9),
-            Constraint::Length(8),
-            Constraint::Length(9),
-        ],
-    )
-    .header(
-        Row::new(vec!["NAME", "CALLS/S", "P50", "P99", "ERR/S", "IN-FLIGHT"])
-            .style(Style::default().add_modifier(Modifier::BOLD)),
+    let widths = [
+        Constraint::Length(name_width),
+        Constraint::Length(9),
+        Constraint::Length(9),
+        Constraint::Length(9),
+        Constraint::Length(8),
+        Constraint::Length(9),
+    ];
+    let headings = ["NAME", "CALLS/S", "P50", "P99", "ERR/S", "IN-FLIGHT"];
+    let table = Table::new(rows, picked(&widths, &shown)).header(
+        Row::new(picked(&headings, &shown)).style(Style::default().add_modifier(Modifier::BOLD)),
     );
     frame.render_widget(table, table_area);
-    if let Some(row) = shown.get(selected.min(shown.len().saturating_sub(1))) {
+    if let Some(row) = calls.get(selected.min(calls.len().saturating_sub(1))) {
         let history: Vec<u64> = view
             .history
             .get(&row.name)
@@ -537,15 +674,20 @@ fn draw_stalls(frame: &mut Frame<'_>, area: Rect, view: &View, screen: &Screen) 
                 } else {
                     Style::default().fg(Color::Red)
                 };
-                Line::from(format!(
-                    "{}  {} {}  {}{}",
+                // Most telling first, so that a narrow pane cuts the least:
+                // when, what kind, how long, a deadlock, then the calls
+                // with their arguments; one that is over is not red.
+                let line = format!(
+                    "{} {} {}{} {}{}",
                     stall.at.get(11..19).unwrap_or(&stall.at),
                     stall.kind,
-                    stall.name,
                     millis(stall.for_ms as f64),
+                    if stall.deadlock { " DEADLOCK" } else { "" },
+                    stall.what,
                     if stall.over { " (over)" } else { "" }
-                ))
-                .style(style.patch(highlight(index == selected, focused)))
+                );
+                Line::from(cut(&line, usize::from(area.width)))
+                    .style(style.patch(highlight(index == selected, focused)))
             })
             .collect(),
         None => Vec::new(),
@@ -652,6 +794,93 @@ mod tests {
 
     use ratatui::Terminal;
 
+    fn render_at(view: &View, screen: &Screen, width: u16, height: u16) -> String {
+        let mut terminal = Terminal::new(TestBackend::new(width, height)).unwrap();
+        terminal.draw(|frame| draw(frame, view, screen)).unwrap();
+        let buffer = terminal.backend().buffer().clone();
+        let mut text = String::new();
+        for y in 0..buffer.area.height {
+            for x in 0..buffer.area.width {
+                text.push_str(buffer[(x, y)].symbol());
+            }
+            text.push('\n');
+        }
+        text
+    }
+
+    #[test]
+    fn at_80_by_24_every_pane_keeps_its_names() {
+        let mut view = view();
+        view.set_calls(&json!({"functions": [
+            {"name": "handle_request", "calls_per_s": 5934.4, "p50_ns": 9_000.0,
+             "p99_ns": 72_000.0, "errors": 0, "covered_s": 1.0, "in_flight": 2},
+        ]}));
+        view.set_stalls(&json!({"reports": [{"kind": "lock_wait", "name": "LOCK_A",
+            "chain": ["LOCK_A"], "for_ms": 5100, "at": "2026-12-08T01:00:00.000Z",
+            "deadlock": true}, {"kind": "stuck_call", "name": "handle",
+            "chain": ["handle(id=7)", "fetch_backend(host=\"db1\")"], "for_ms": 6200,
+            "at": "2026-12-08T01:00:01.000Z", "ended_after_ms": 7000}]}));
+        for (width, height) in [(80, 24), (200, 60)] {
+            let text = render_at(&view, &Screen::default(), width, height);
+            assert!(text.contains("handle_request"), "{width}x{height}:\n{text}");
+            assert!(text.contains("hot-worker"), "{width}x{height}:\n{text}");
+            assert!(
+                text.contains("compact 1.2 s"),
+                "POLLING at {width}x{height}:\n{text}"
+            );
+            assert!(
+                text.contains("lock_wait 5.1 s DEADLOCK"),
+                "{width}x{height}:\n{text}"
+            );
+            assert!(
+                text.contains("stuck_call 6.2 s handle("),
+                "{width}x{height}:\n{text}"
+            );
+            assert!(
+                text.contains("4.5 s  waiting") && text.contains("1.2 s  BLOCKING"),
+                "task states at {width}x{height}:\n{text}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_wide_screen_shows_the_whole_chain() {
+        let mut view = view();
+        view.set_stalls(&json!({"reports": [{"kind": "stuck_call", "name": "handle",
+            "chain": ["handle(id=7)", "fetch_backend(host=\"db1\")"], "for_ms": 6200,
+            "at": "2026-12-08T01:00:01.000Z", "ended_after_ms": 7000}]}));
+        let wide = render_at(&view, &Screen::default(), 200, 60);
+        assert!(
+            wide.contains("handle(id=7) → fetch_backend(host=\"db1\") (over)"),
+            "{wide}"
+        );
+    }
+
+    #[test]
+    fn by_slowest_puts_the_blocking_poll_first() {
+        let mut view = view();
+        view.set_calls(&json!({"functions": [
+            {"name": "fast", "calls_per_s": 9.6, "p50_ns": 1_000.0, "p99_ns": 9_600_000.0,
+             "errors": 0, "covered_s": 1.0, "in_flight": 0},
+            {"name": "compact", "calls_per_s": 0.0, "p50_ns": null, "p99_ns": null,
+             "errors": 0, "covered_s": 1.0, "in_flight": 1},
+        ]}));
+        let slowest = Screen {
+            sort: Sort::Slowest,
+            ..Screen::default()
+        };
+        let names: Vec<&str> = calls_shown(&view, &slowest)
+            .iter()
+            .map(|row| row.name.as_str())
+            .collect();
+        assert_eq!(names[0], "compact", "{names:?}");
+        let threads: Vec<&str> = threads_shown(&view, &slowest)
+            .iter()
+            .map(|row| row.name.as_str())
+            .collect();
+        assert_eq!(threads[0], "hot-worker", "{threads:?}");
+    }
+
     #[test]
     fn threads_sorted_by_cpu_with_the_poll_that_blocks() {
         let view = view();
@@ -731,10 +960,7 @@ mod tests {
         assert!(text.contains("w0 25%"), "{text}");
         assert!(text.contains("WARN  app: slow disk"), "{text}");
         assert!(text.contains("filter: info"), "{text}");
-        assert!(
-            text.contains("20:00:01  slow_poll compact  1.2 s"),
-            "{text}"
-        );
+        assert!(text.contains("20:00:01 slow_poll 1.2 s compact"), "{text}");
     }
 
     #[test]

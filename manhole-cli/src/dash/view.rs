@@ -70,9 +70,14 @@ pub struct LogLine {
 pub struct StallLine {
     pub kind: String,
     pub name: String,
+    /// The calls with their arguments (`handle(id=7) → fetch_backend`), or
+    /// the name when the server gave no chain.
+    pub what: String,
     pub for_ms: u64,
     pub at: String,
     pub over: bool,
+    /// A possible deadlock.
+    pub deadlock: bool,
 }
 
 /// Everything on screen.
@@ -249,6 +254,14 @@ impl View {
                 .map(|report| StallLine {
                     kind: text(&report["kind"]),
                     name: text(&report["name"]),
+                    what: report["chain"]
+                        .as_array()
+                        .filter(|chain| !chain.is_empty())
+                        .map_or_else(
+                            || text(&report["name"]),
+                            |chain| chain.iter().map(text).collect::<Vec<_>>().join(" → "),
+                        ),
+                    deadlock: report["deadlock"].as_bool().unwrap_or(false),
                     for_ms: report["for_ms"].as_u64().unwrap_or(0),
                     at: text(&report["at"]),
                     over: report
