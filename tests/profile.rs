@@ -437,7 +437,7 @@ fn manhole_cli_prints_the_table_and_writes_each_file() {
     assert_eq!(done.code, Some(1), "{done:?}");
     assert!(
         done.stderr
-            .contains(".svg (a flame graph), .folded or .txt"),
+            .contains(".svg (an icicle or flame graph), .folded or .txt"),
         "{done:?}"
     );
     assert!(

@@ -58,10 +58,10 @@ pub struct Written {
 
 /// The file names `-o` knows for a `profile`, and what each holds.
 const PROFILE_FILE_NAMES: &str =
-    ".svg (a flame graph), .folded or .txt (collapsed stacks), .pb.gz or .pprof (gzipped pprof)";
+    ".svg (an icicle or flame graph), .folded or .txt (collapsed stacks), .pb.gz or .pprof (gzipped pprof)";
 
 /// The format a `profile` written to `path` takes when `--format` does
-/// not say: `.svg` a flame graph, `.folded`/`.txt` collapsed stacks,
+/// not say: `.svg` an icicle (or flame) graph, `.folded`/`.txt` collapsed stacks,
 /// `.pb.gz`/`.pprof` gzipped pprof.
 ///
 /// # Errors
@@ -130,7 +130,7 @@ pub fn write(client: &mut Client, request: &Request, path: &Path) -> Result<Repl
             };
             let hint = match format {
                 ProfileFormat::Pprof => format!("gzipped pprof: `go tool pprof -http=: {shown}`"),
-                ProfileFormat::Svg => format!("a flame graph: open {shown} in a browser"),
+                ProfileFormat::Svg => format!("a graph of the stacks: open {shown} in a browser"),
                 ProfileFormat::Folded => format!(
                     "collapsed stacks: `flamegraph.pl {shown} > flame.svg`, or open it in speedscope"
                 ),
@@ -201,7 +201,7 @@ mod tests {
         assert_eq!(format("cpu.pprof"), Some(ProfileFormat::Pprof));
         let unknown = profile_format_for(Path::new("x.png")).unwrap_err();
         assert!(
-            unknown.message.contains(".svg (a flame graph)"),
+            unknown.message.contains(".svg (an icicle or flame graph)"),
             "{}",
             unknown.message
         );

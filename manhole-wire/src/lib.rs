@@ -32,8 +32,8 @@ pub use method::{Builtin, Param, Protocols, Spec};
 pub use probe::probe;
 pub use profile::{
     ProfileFormat, ProfileMode, ProfileRequest, DEFAULT_PROFILE_HZ, DEFAULT_PROFILE_SECONDS,
-    FORMAT_FLAG, HZ_FLAG, MAX_PROFILE_HZ, MAX_PROFILE_SECONDS, MIN_PROFILE_HZ, MIN_PROFILE_SECONDS,
-    PER_THREAD_FLAG, PROFILE_FLAGS, THREAD_FLAG, WALL_FLAG,
+    FLAME_FLAG, FORMAT_FLAG, HZ_FLAG, MAX_PROFILE_HZ, MAX_PROFILE_SECONDS, MIN_PROFILE_HZ,
+    MIN_PROFILE_SECONDS, PER_THREAD_FLAG, PROFILE_FLAGS, THREAD_FLAG, WALL_FLAG,
 };
 pub use request::{
     follow_text_only, json_response, log_event_line, log_follow_heading, parse_json, parse_text,

@@ -285,8 +285,12 @@ impl Builtin {
                         name: "per_thread",
                         required: false,
                     },
+                    Param {
+                        name: "flame",
+                        required: false,
+                    },
                 ],
-                usage: "profile [SECONDS] [--hz N] [--wall] [--format top|folded|pprof|svg] [--thread NAME|TID] [--per-thread]",
+                usage: "profile [SECONDS] [--hz N] [--wall] [--format top|folded|pprof|svg] [--thread NAME|TID] [--per-thread] [--flame]",
                 summary: "sample where the CPU (or, with --wall, the time) goes for SECONDS (default 10) at N Hz (default 99); one profile at a time",
             },
             Builtin::Get => &Spec {

@@ -30,13 +30,17 @@ pub const FORMAT_FLAG: &str = "--format";
 pub const THREAD_FLAG: &str = "--thread";
 /// The text flag that roots each folded stack at its thread's name.
 pub const PER_THREAD_FLAG: &str = "--per-thread";
+/// The text flag that draws `svg` as a classic flame graph, root at the
+/// bottom, rather than an icicle graph, root at the top.
+pub const FLAME_FLAG: &str = "--flame";
 /// Every flag of `profile`, for completion.
-pub const PROFILE_FLAGS: [&str; 5] = [
+pub const PROFILE_FLAGS: [&str; 6] = [
     HZ_FLAG,
     WALL_FLAG,
     FORMAT_FLAG,
     THREAD_FLAG,
     PER_THREAD_FLAG,
+    FLAME_FLAG,
 ];
 
 /// What a profile samples.
@@ -134,6 +138,10 @@ pub struct ProfileRequest {
     pub thread: Option<String>,
     /// Whether each folded stack is rooted at its thread's name.
     pub per_thread: bool,
+    /// Whether `svg` is a classic flame graph (root at the bottom) rather
+    /// than the default icicle graph (root at the top, where it is seen
+    /// first however deep the stacks).
+    pub flame: bool,
 }
 
 impl Default for ProfileRequest {
@@ -145,6 +153,7 @@ impl Default for ProfileRequest {
             format: None,
             thread: None,
             per_thread: false,
+            flame: false,
         }
     }
 }
@@ -200,7 +209,8 @@ fn thread(name: &str) -> Result<String, Failure> {
 
 impl ProfileRequest {
     /// The text form's arguments after `profile`:
-    /// `[SECONDS] [--hz N] [--wall] [--format F] [--thread NAME|TID] [--per-thread]`.
+    /// `[SECONDS] [--hz N] [--wall] [--format F] [--thread NAME|TID]
+    /// [--per-thread] [--flame]`.
     ///
     /// # Errors
     ///
@@ -218,6 +228,7 @@ impl ProfileRequest {
             match word.as_str() {
                 WALL_FLAG => request.mode = ProfileMode::Wall,
                 PER_THREAD_FLAG => request.per_thread = true,
+                FLAME_FLAG => request.flame = true,
                 HZ_FLAG => {
                     let given = value(HZ_FLAG)?;
                     request.hz = hz(given.parse().ok(), &format!("{given:?}"))?;
@@ -226,7 +237,7 @@ impl ProfileRequest {
                 THREAD_FLAG => request.thread = Some(thread(value(THREAD_FLAG)?)?),
                 flag if flag.starts_with("--") => {
                     return Err(bad_params(format!(
-                        "unknown flag `{flag}`; usage: profile [SECONDS] [--hz N] [--wall] [--format top|folded|pprof|svg] [--thread NAME|TID] [--per-thread]"
+                        "unknown flag `{flag}`; usage: profile [SECONDS] [--hz N] [--wall] [--format top|folded|pprof|svg] [--thread NAME|TID] [--per-thread] [--flame]"
                     )))
                 }
                 given if !seen_seconds => {
@@ -241,7 +252,7 @@ impl ProfileRequest {
     }
 
     /// The JSON params `{"seconds"?, "hz"?, "mode"?, "format"?, "thread"?,
-    /// "per_thread"?}`, already checked for unknown keys.
+    /// "per_thread"?, "flame"?}`, already checked for unknown keys.
     ///
     /// # Errors
     ///
@@ -280,6 +291,11 @@ impl ProfileRequest {
             Some(Value::Bool(per_thread)) => request.per_thread = per_thread,
             Some(_) => return Err(bad_params("`per_thread` must be true or false")),
         }
+        match take("flame") {
+            None => {}
+            Some(Value::Bool(flame)) => request.flame = flame,
+            Some(_) => return Err(bad_params("`flame` must be true or false")),
+        }
         Ok(request)
     }
 
@@ -300,6 +316,9 @@ impl ProfileRequest {
         if self.per_thread {
             params["per_thread"] = json!(true);
         }
+        if self.flame {
+            params["flame"] = json!(true);
+        }
         params
     }
 }
@@ -315,7 +334,7 @@ mod tests {
     #[test]
     fn text_flags_in_any_order() {
         let request = ProfileRequest::from_words(&words(
-            "--wall 3 --format svg --hz 250 --thread tokio --per-thread",
+            "--wall 3 --format svg --hz 250 --thread tokio --per-thread --flame",
         ))
         .unwrap();
         assert_eq!(
@@ -327,6 +346,7 @@ mod tests {
                 format: Some(ProfileFormat::Svg),
                 thread: Some("tokio".into()),
                 per_thread: true,
+                flame: true,
             }
         );
         assert_eq!(
@@ -369,6 +389,7 @@ mod tests {
             format: Some(ProfileFormat::Pprof),
             thread: Some("worker".into()),
             per_thread: true,
+            flame: true,
         };
         let Value::Object(mut params) = request.to_params() else {
             panic!("params are an object");

@@ -71,7 +71,7 @@ pub(super) fn run_profile(request: &ProfileRequest, asked: Asked<'_>) -> Result<
     let render = |format: ProfileFormat| match format {
         ProfileFormat::Top => symbolised.top(&heading, PROFILE_TOP_ROWS),
         ProfileFormat::Folded => symbolised.folded(request.per_thread),
-        ProfileFormat::Svg => symbolised.svg(&heading, request.per_thread),
+        ProfileFormat::Svg => symbolised.svg(&heading, request.per_thread, request.flame),
         ProfileFormat::Pprof => {
             use base64::Engine as _;
             base64::engine::general_purpose::STANDARD.encode(pprof::encode(&symbolised))

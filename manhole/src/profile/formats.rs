@@ -189,8 +189,10 @@ impl Symbolised {
         out
     }
 
-    /// A flame graph, root at the bottom.
-    pub(crate) fn svg(&self, title: &str, per_thread: bool) -> String {
+    /// An icicle graph, root at the top, where it is seen first however
+    /// deep the stacks (tokio's are); or, with `flame`, a classic flame
+    /// graph, root at the bottom. The title says which.
+    pub(crate) fn svg(&self, title: &str, per_thread: bool, flame: bool) -> String {
         let mut root = Node::default();
         for (names, weight) in self.paths(per_thread) {
             root.add(&names, weight);
@@ -210,7 +212,14 @@ impl Symbolised {
 <text x="{}" y="20" text-anchor="middle" style="font-size:15px">{}</text>
 "##,
             width / 2.0,
-            escape(title)
+            escape(&format!(
+                "{title} ({})",
+                if flame {
+                    "flame graph: the root at the bottom"
+                } else {
+                    "icicle graph: the root at the top; --flame for a flame graph"
+                }
+            ))
         );
         let total = root.value.max(1) as f64;
         let scale = (width - 20.0) / total;
@@ -222,7 +231,11 @@ impl Symbolised {
                 continue;
             }
             let x = 10.0 + (x - 10.0) * scale;
-            let y = height - 10.0 - row * (level as f64 + 1.0);
+            let y = if flame {
+                height - 10.0 - row * (level as f64 + 1.0)
+            } else {
+                top_margin + row * level as f64
+            };
             let percent = value as f64 * 100.0 / total;
             let _ = write!(
                 out,
@@ -391,7 +404,7 @@ mod tests {
 
     #[test]
     fn svg_draws_every_frame_with_its_share() {
-        let svg = profile().svg("a <profile>", false);
+        let svg = profile().svg("a <profile>", false, false);
         assert!(svg.starts_with("<?xml") && svg.ends_with("</svg>\n"));
         assert!(svg.contains("a &lt;profile&gt;"));
         assert!(
@@ -399,6 +412,30 @@ mod tests {
             "{svg}"
         );
         assert!(svg.contains("<title>main (100 samples, 100.00%)</title>"));
+    }
+
+    /// The y of the rectangle drawn for `name`.
+    fn y_of(svg: &str, name: &str) -> f64 {
+        let at = svg.find(&format!("<title>{name} (")).expect(name);
+        let rest = &svg[at..];
+        let y = &rest[rest.find(" y=\"").expect("a y") + 4..];
+        y[..y.find('"').unwrap()].parse().unwrap()
+    }
+
+    #[test]
+    fn the_root_is_at_the_top_of_an_icicle_and_the_bottom_of_a_flame() {
+        let icicle = profile().svg("cpu", false, false);
+        assert!(
+            icicle.contains("icicle graph: the root at the top"),
+            "{icicle}"
+        );
+        assert!(y_of(&icicle, "main") < y_of(&icicle, "seventy"), "{icicle}");
+        let flame = profile().svg("cpu", false, true);
+        assert!(
+            flame.contains("flame graph: the root at the bottom"),
+            "{flame}"
+        );
+        assert!(y_of(&flame, "main") > y_of(&flame, "seventy"), "{flame}");
     }
 
     #[test]
