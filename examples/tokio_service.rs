@@ -52,6 +52,60 @@ async fn fetch_backend(id: u64) -> u64 {
     id
 }
 
+/// A lookup whose key lives in the request itself: `inspect(calls, args)`
+/// on its method shows `self`.
+#[derive(Debug)]
+struct Lookup {
+    key: String,
+}
+
+/// A store whose `Debug` counts each time it is formatted, as a `Debug`
+/// that locks would cost: `args(skip(store))` must never format it.
+struct Store;
+
+/// Times a `Store` was formatted.
+#[manhole::inspect]
+static STORE_FORMATTED: AtomicU64 = AtomicU64::new(0);
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        STORE_FORMATTED.fetch_add(1, Ordering::Relaxed);
+        f.write_str("Store")
+    }
+}
+
+impl Lookup {
+    /// Finds the key in the store, for ever: it stays in flight.
+    #[manhole::inspect(calls, args(skip(store)))]
+    async fn find(&self, store: &Store, limit: u32) -> usize {
+        let _ = (store, limit);
+        std::future::pending::<()>().await;
+        0
+    }
+
+    /// The same lookup shown with every argument: `self`, `store` and
+    /// `limit`.
+    #[manhole::inspect(calls, args)]
+    async fn find_all_shown(&self, store: &Store, limit: u32) -> usize {
+        let _ = (store, limit);
+        std::future::pending::<()>().await;
+        0
+    }
+}
+
+/// Starts a lookup of KEY that never ends, one shown without its store and
+/// one with it.
+#[manhole::command]
+async fn start_lookup(key: String) -> &'static str {
+    let lookup = Lookup { key };
+    let second = Lookup {
+        key: lookup.key.clone(),
+    };
+    tokio::spawn(async move { lookup.find(&Store, 3).await });
+    tokio::spawn(async move { second.find_all_shown(&Store, 4).await });
+    "started"
+}
+
 /// Holds its worker for MS milliseconds inside one poll, as a sync lock or
 /// heavy work in `poll` does: `tasks` shows it blocking its worker.
 #[manhole::inspect(calls)]

@@ -481,3 +481,34 @@ fn slow_poll_sets_when_a_poll_blocks_its_worker() {
     let row = session.result("get", json!({"name": "compact"}));
     assert_eq!(row["slow_polls"], 0, "{row}");
 }
+
+/// `inspect(calls, args)` on a method shows `self` first; `args(skip(...))`
+/// leaves a parameter out, and never formats it.
+#[test]
+fn a_method_shows_self_and_a_skipped_argument_is_never_formatted() {
+    let service = tokio_service(&[]);
+    let mut session = service.json();
+    session.result("call", call("start_lookup", json!(["slow"])));
+    let mut found = (Value::Null, Value::Null);
+    support::wait_until("both lookups in tasks", || {
+        let tasks = session.result("tasks", json!({}));
+        found = (
+            oldest_root(&tasks, "find").cloned().unwrap_or(Value::Null),
+            oldest_root(&tasks, "find_all_shown")
+                .cloned()
+                .unwrap_or(Value::Null),
+        );
+        !found.0.is_null() && !found.1.is_null()
+    });
+    let (skipped, all) = found;
+    assert_eq!(
+        skipped["args"], "self=Lookup { key: \"slow\" }, limit=3",
+        "{skipped}"
+    );
+    assert_eq!(
+        all["args"], "self=Lookup { key: \"slow\" }, store=Store, limit=4",
+        "{all}"
+    );
+    // Formatted once, for the call that shows it; never for the other.
+    assert_eq!(get(&mut session, "STORE_FORMATTED"), 1);
+}

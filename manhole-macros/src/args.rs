@@ -18,6 +18,23 @@ pub(crate) struct ItemArgs {
     pub(crate) writable: Option<Ident>,
     /// `inspect(calls, args)`: show each in-flight call's arguments.
     pub(crate) args: Option<Ident>,
+    /// Which of them, as `args(...)` says; every one for a bare `args`.
+    pub(crate) shown: ArgsShown,
+}
+
+/// Which arguments `inspect(calls, args...)` shows, as
+/// `tracing::instrument` chooses its fields.
+#[derive(Default)]
+pub(crate) enum ArgsShown {
+    /// `args`: every parameter, and `self` when it is `Debug`.
+    #[default]
+    All,
+    /// `args(a, self)`: these, in the order of the signature.
+    Only(Vec<Ident>),
+    /// `args(skip(db, dst))`: all but these.
+    Skip(Vec<Ident>),
+    /// `args(skip_all)`: none.
+    SkipAll,
 }
 
 /// Options of `#[manhole::main(...)]`.
@@ -197,12 +214,63 @@ impl ItemArgs {
                 Some("name") => set_once(&mut args.name, &meta, "name", "a string", "\"reload\""),
                 Some("calls") => set_flag(&mut args.calls, &meta, "calls"),
                 Some("writable") => set_flag(&mut args.writable, &meta, "writable"),
+                Some("args") if meta.input.peek(syn::token::Paren) => {
+                    if args.args.is_some() {
+                        return Err(meta.error("duplicate option `args`; give each option once"));
+                    }
+                    args.args = meta.path.get_ident().cloned();
+                    args.shown = parse_args_shown(&meta)?;
+                    Ok(())
+                }
                 Some("args") => set_flag(&mut args.args, &meta, "args"),
                 _ => Err(unknown_key(&meta, keys.iter().copied())),
             }
         })
         .parse2(tokens)?;
         Ok(args)
+    }
+}
+
+/// `args(a, self)`, `args(skip(db, dst))` or `args(skip_all)`.
+fn parse_args_shown(meta: &ParseNestedMeta<'_>) -> syn::Result<ArgsShown> {
+    let mut only = Vec::new();
+    let mut skip: Option<Vec<Ident>> = None;
+    let mut skip_all = None;
+    meta.parse_nested_meta(|inner| {
+        let Some(ident) = inner.path.get_ident().cloned() else {
+            return Err(inner.error(
+                "expected a parameter's name, `self`, `skip(NAME, ...)` or `skip_all`, as in `args(skip(db))`",
+            ));
+        };
+        if ident == "skip" && inner.input.peek(syn::token::Paren) {
+            let names = skip.get_or_insert_with(Vec::new);
+            inner.parse_nested_meta(|name| {
+                match name.path.get_ident() {
+                    Some(ident) => names.push(ident.clone()),
+                    None => return Err(name.error("expected a parameter's name, as in `skip(db)`")),
+                }
+                Ok(())
+            })
+        } else if ident == "skip_all" {
+            skip_all = Some(ident);
+            Ok(())
+        } else {
+            only.push(ident);
+            Ok(())
+        }
+    })?;
+    let conflict = |what: &str| {
+        meta.error(format!(
+            "`args({what})` cannot be combined with naming the parameters to show; name them, or skip some, or skip all"
+        ))
+    };
+    match (only.is_empty(), skip, skip_all) {
+        (true, None, None) => Ok(ArgsShown::All),
+        (true, Some(skip), None) => Ok(ArgsShown::Skip(skip)),
+        (true, None, Some(_)) => Ok(ArgsShown::SkipAll),
+        (false, None, None) => Ok(ArgsShown::Only(only)),
+        (_, Some(_), _) => Err(conflict("skip(...)")),
+        (_, _, Some(_)) => Err(conflict("skip_all")),
     }
 }
 

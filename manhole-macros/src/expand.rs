@@ -2,7 +2,7 @@
 //! and `::core::...`, wraps its helpers in `const _: () = { ... };` and
 //! prefixes their names with `__manhole_`.
 
-use crate::args::{ItemArgs, MainArgs};
+use crate::args::{ArgsShown, ItemArgs, MainArgs};
 use crate::ast::{self, Function, Static};
 use crate::{render, valid};
 use proc_macro2::{Span, TokenStream};
@@ -346,6 +346,19 @@ fn expand_inspect_calls(function: &Function<'_>, args: &ItemArgs) -> TokenStream
         // at that parameter.
         let call_args = match &args.args {
             Some(_) => {
+                let shown = |name: &str| match &args.shown {
+                    ArgsShown::All => true,
+                    ArgsShown::SkipAll => false,
+                    ArgsShown::Only(names) => names.iter().any(|shown| shown == name),
+                    ArgsShown::Skip(names) => !names.iter().any(|skipped| skipped == name),
+                };
+                // `self` first: always when named (it must be `Debug`),
+                // and for a bare `args` only when it is `Debug`, which
+                // `receiver_arg` finds out.
+                let receiver = sig.inputs.iter().find_map(|arg| match arg {
+                    syn::FnArg::Receiver(receiver) => Some(receiver),
+                    syn::FnArg::Typed(_) => None,
+                });
                 let mut format = String::new();
                 let mut values = Vec::new();
                 for arg in &sig.inputs {
@@ -356,19 +369,44 @@ fn expand_inspect_calls(function: &Function<'_>, args: &ItemArgs) -> TokenStream
                         continue;
                     };
                     let ident = &pat.ident;
+                    let name = ident.to_string();
+                    if !shown(name.trim_start_matches("r#")) {
+                        continue;
+                    }
                     if !format.is_empty() {
                         format.push_str(", ");
                     }
-                    format.push_str(&format!(
-                        "{}={{:?}}",
-                        ident.to_string().trim_start_matches("r#")
-                    ));
+                    format.push_str(&format!("{}={{:?}}", name.trim_start_matches("r#")));
                     values.push(quote_spanned! {typed.ty.span()=>
                         ::manhole::__private::arg_debug(&#ident)
                     });
                 }
+                let more = !format.is_empty();
+                let receiver_part = match receiver {
+                    Some(receiver) if shown("self") => {
+                        let value = if matches!(args.shown, ArgsShown::All) {
+                            quote!({
+                                #[allow(unused_imports)]
+                                use ::manhole::__private::{NotDebug as _, ViaDebug as _};
+                                (&&::manhole::__private::MaybeDebug(&self)).maybe_debug()
+                            })
+                        } else {
+                            quote_spanned! {receiver.span()=>
+                                ::core::option::Option::Some(
+                                    ::manhole::__private::arg_debug(&self)
+                                        as &dyn ::core::fmt::Debug
+                                )
+                            }
+                        };
+                        quote!(::manhole::__private::ReceiverArg(#value, #more))
+                    }
+                    _ => {
+                        quote!(::manhole::__private::ReceiverArg(::core::option::Option::None, #more))
+                    }
+                };
+                let format = format!("{{}}{format}");
                 quote!(::manhole::__private::CallArgs::new(
-                    ::core::format_args!(#format, #(#values),*)
+                    ::core::format_args!(#format, #receiver_part, #(#values),*)
                 ))
             }
             None => quote!(::manhole::__private::NoArgs),

@@ -192,6 +192,44 @@ fn check_args(function: Option<&Function<'_>>, args: &ItemArgs, errors: &mut Err
             "`args` shows the arguments of an `async fn`'s calls in `tasks`, where a sync function's calls are not listed; leave `args` out",
         ));
     }
+    // Every name given is a parameter (or `self`, for a method).
+    let Some(function) = function else {
+        return;
+    };
+    let sig = &function.item.sig;
+    let mut known: Vec<String> = Vec::new();
+    for input in &sig.inputs {
+        match input {
+            syn::FnArg::Receiver(_) => known.push("self".to_owned()),
+            syn::FnArg::Typed(typed) => {
+                if let syn::Pat::Ident(pat) = &*typed.pat {
+                    known.push(pat.ident.to_string());
+                }
+            }
+        }
+    }
+    let named = match &args.shown {
+        crate::args::ArgsShown::Only(names) | crate::args::ArgsShown::Skip(names) => {
+            names.as_slice()
+        }
+        _ => &[],
+    };
+    for name in named {
+        if !known.iter().any(|known| name == known) {
+            errors.push(syn::Error::new_spanned(
+                name,
+                format!(
+                    "`{name}` is not a parameter of `{}`; its parameters are: {}",
+                    sig.ident,
+                    if known.is_empty() {
+                        "none".to_owned()
+                    } else {
+                        known.join(", ")
+                    }
+                ),
+            ));
+        }
+    }
 }
 
 pub(crate) fn inspect_calls(function: &Function<'_>, args: &ItemArgs) -> syn::Result<()> {

@@ -376,6 +376,48 @@ pub fn arg_debug<T: ?Sized + ArgDebug>(value: &T) -> &T {
     value
 }
 
+/// A method's receiver, shown by a bare `inspect(calls, args)` when it is
+/// `Debug`: `(&&MaybeDebug(&self)).maybe_debug()` picks [`ViaDebug`] then,
+/// and [`NotDebug`] otherwise (method resolution tries `&&` before `&`).
+pub struct MaybeDebug<'a, T: ?Sized>(pub &'a T);
+
+/// The receiver is `Debug`.
+pub trait ViaDebug {
+    /// The receiver, to format.
+    fn maybe_debug(&self) -> Option<&dyn std::fmt::Debug>;
+}
+
+impl<T: std::fmt::Debug> ViaDebug for &MaybeDebug<'_, T> {
+    #[inline]
+    fn maybe_debug(&self) -> Option<&dyn std::fmt::Debug> {
+        Some(self.0)
+    }
+}
+
+/// The receiver is not `Debug`: nothing is shown for it.
+pub trait NotDebug {
+    /// Nothing.
+    fn maybe_debug(&self) -> Option<&dyn std::fmt::Debug> {
+        None
+    }
+}
+
+impl<T: ?Sized> NotDebug for MaybeDebug<'_, T> {}
+
+/// `self=VALUE` before the other arguments (`, ` after it when `.1` says
+/// more follow), or nothing.
+pub struct ReceiverArg<'a>(pub Option<&'a dyn std::fmt::Debug>, pub bool);
+
+impl std::fmt::Display for ReceiverArg<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            Some(receiver) if self.1 => write!(f, "self={receiver:?}, "),
+            Some(receiver) => write!(f, "self={receiver:?}"),
+            None => Ok(()),
+        }
+    }
+}
+
 /// A static that `set` can write: the std atomics, and a `Mutex` or
 /// `RwLock` whose value can be deserialised.
 #[diagnostic::on_unimplemented(
