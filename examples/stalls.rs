@@ -39,6 +39,20 @@ async fn block_worker(ms: u64) -> &'static str {
     "started"
 }
 
+/// A request that waits MS milliseconds without blocking its worker, then
+/// ends: stuck past `stuck_call` when MS is longer.
+#[manhole::inspect(calls)]
+async fn slow_request(ms: u64) {
+    tokio::time::sleep(Duration::from_millis(ms)).await;
+}
+
+/// Starts a request that takes MS milliseconds.
+#[manhole::command]
+async fn start_slow_request(ms: u64) -> &'static str {
+    tokio::spawn(slow_request(ms));
+    "started"
+}
+
 /// COUNT polls of MS milliseconds each, one after another.
 #[manhole::command]
 async fn many_slow_polls(count: u64, ms: u64) -> &'static str {

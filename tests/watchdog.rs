@@ -355,3 +355,46 @@ fn with_the_watchdog_off_and_no_heartbeat_there_is_no_watchdog_thread() {
         support::threads_named(service.pid, "manhole-watch").is_empty()
     });
 }
+
+/// `ended_after_ms` is a stall's true length, from its start to its end:
+/// within threshold/4 + 50 ms for a slow poll, and within 100 ms for a
+/// stuck call whatever `stuck_call` is (the bounds; 100 ms more are
+/// allowed for this machine's scheduling, which can delay a look).
+#[test]
+fn ended_after_is_the_stalls_true_length() {
+    let service = stalls_service("watchdog=400ms,stuck_call=2s");
+    // The newest report of `kind` once there are `count` of them and it is
+    // over: how long it lasted.
+    let ended = |kind: &str, count: usize| -> u64 {
+        let mut ended = 0;
+        support::wait_until(&format!("{kind} number {count} to end"), || {
+            let reports = reports_of(&service, kind, Duration::ZERO);
+            if reports.len() < count {
+                return false;
+            }
+            match reports[0].get("ended_after_ms").and_then(Value::as_u64) {
+                Some(measured) => {
+                    ended = measured;
+                    true
+                }
+                None => false,
+            }
+        });
+        ended
+    };
+    let scheduling = 100;
+    for (count, ms) in [(1, 1000), (2, 3000)] {
+        call(&service, "block_worker", json!([ms]));
+        let measured = ended("slow_poll", count);
+        assert!(
+            measured.abs_diff(ms) <= 400 / 4 + 50 + scheduling,
+            "a {ms} ms poll ended after {measured} ms"
+        );
+    }
+    call(&service, "start_slow_request", json!([4000]));
+    let measured = ended("stuck_call", 1);
+    assert!(
+        measured.abs_diff(4000) <= 100 + scheduling,
+        "a 4000 ms call ended after {measured} ms"
+    );
+}

@@ -425,6 +425,15 @@ impl Call {
     }
 }
 
+/// Whether the call `id` (as [`calls`] gave it) is still in flight: its
+/// slot still holds the generation the call took it in. One load, for the
+/// watchdog's looks at the calls it has reported.
+pub(crate) fn still_in_flight(id: usize) -> bool {
+    let index = (id & ((1 << 21) - 1)).wrapping_sub(1);
+    let generation = (id >> 21) as u64;
+    slot(index).is_some_and(|slot| slot.generation.load(Acquire) == generation)
+}
+
 /// Every in-flight call; a poll longer than `slow_poll` is blocking its
 /// worker.
 pub(crate) fn calls(slow_poll: Duration) -> Vec<Call> {

@@ -6,7 +6,7 @@ use super::kept::{lock, report, report_again, Kind, Report, Stall, Waiter, KEPT_
 use super::settings::{millis, stuck_call, waits};
 use crate::capture::stacks::{self, Frame, ThreadStack};
 use crate::instrument::heartbeat::Heartbeat;
-use crate::instrument::{inflight, registry, sync_calls};
+use crate::instrument::{clock, inflight, registry, sync_calls};
 use crate::os::procfs::Tasks;
 use std::collections::{HashMap, HashSet};
 use std::fmt::Write as _;
@@ -19,6 +19,11 @@ struct Seen {
     for_ms: u64,
     /// Seen in the current look.
     alive: bool,
+    /// When a look last saw it go on (the call clock, in nanoseconds).
+    alive_at_ns: u64,
+    /// For a stuck async call, its id: whether it is over is looked up on
+    /// every look, not only when calls are aged.
+    call: Option<usize>,
 }
 
 /// What the watchdog remembers between looks.
@@ -31,6 +36,8 @@ pub(super) struct Detector {
     deadlocks: HashSet<Stall>,
     /// When calls in flight were last aged against `stuck_call`.
     aged: Option<Instant>,
+    /// When the current look began (the call clock, in nanoseconds).
+    look_ns: u64,
 }
 
 /// What a look makes of a stall.
@@ -60,6 +67,7 @@ fn level(for_ms: u64, limit_ms: u64) -> u32 {
 
 impl Detector {
     pub(super) fn look(&mut self, threshold: Option<Duration>, beats: &[&'static Heartbeat]) {
+        self.look_ns = clock::now_ns();
         for seen in self.seen.values_mut() {
             seen.alive = false;
         }
@@ -73,9 +81,16 @@ impl Detector {
                 self.calls(threshold, &inflight::calls(threshold), true);
                 self.sync_calls();
             } else {
+                // Stuck calls are aged only now and then, but one that
+                // was reported is looked up every time, so that its end is
+                // seen within a look.
+                let look_ns = self.look_ns;
                 for (stall, seen) in &mut self.seen {
                     if stall.kind == Kind::StuckCall {
-                        seen.alive = true;
+                        seen.alive = seen.call.is_none_or(inflight::still_in_flight);
+                        if seen.alive {
+                            seen.alive_at_ns = look_ns;
+                        }
                     }
                 }
                 let polled = inflight::polled(threshold);
@@ -87,11 +102,26 @@ impl Detector {
         }
         self.heartbeats(beats);
         // Stalls no longer seen are over: their records say for how long.
+        // A call's stall ended between the last look that saw it and this
+        // one: its middle is within half a look of the truth, where the
+        // last age seen is up to a whole look short.
+        let look_ns = self.look_ns;
         let ended: Vec<(Stall, u64)> = self
             .seen
             .iter()
             .filter(|(_, seen)| !seen.alive)
-            .map(|(stall, seen)| (*stall, seen.for_ms))
+            .map(|(stall, seen)| {
+                let measured = matches!(stall.kind, Kind::SlowPoll | Kind::StuckCall)
+                    && stall.since != 0
+                    && seen.alive_at_ns >= stall.since;
+                let ended_ms = if measured {
+                    let end_ns = seen.alive_at_ns + look_ns.saturating_sub(seen.alive_at_ns) / 2;
+                    (end_ns - stall.since) / 1_000_000
+                } else {
+                    seen.for_ms
+                };
+                (*stall, ended_ms.max(seen.for_ms))
+            })
             .collect();
         if !ended.is_empty() {
             let mut kept = lock(&KEPT_REPORTS);
@@ -113,8 +143,11 @@ impl Detector {
             level: 0,
             for_ms,
             alive: true,
+            alive_at_ns: 0,
+            call: None,
         });
         seen.alive = true;
+        seen.alive_at_ns = self.look_ns;
         seen.for_ms = for_ms;
         if needed <= seen.level {
             return Due::No;
@@ -133,6 +166,15 @@ impl Detector {
     fn keep_alive(&mut self, stall: Stall) {
         if let Some(seen) = self.seen.get_mut(&stall) {
             seen.alive = true;
+            seen.alive_at_ns = self.look_ns;
+        }
+    }
+
+    /// Notes that `stall` is the stuck async call `id`, looked up on
+    /// every look from now on.
+    fn watch_call(&mut self, stall: Stall, id: usize) {
+        if let Some(seen) = self.seen.get_mut(&stall) {
+            seen.call = Some(id);
         }
     }
 
@@ -234,7 +276,11 @@ impl Detector {
                     continue;
                 }
             }
-            match self.due(stall, age_ms, stuck_ms) {
+            let due = self.due(stall, age_ms, stuck_ms);
+            if due != Due::No {
+                self.watch_call(stall, call.id);
+            }
+            match due {
                 Due::No => {}
                 Due::Again => report_again(
                     stall,
