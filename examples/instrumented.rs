@@ -266,6 +266,40 @@ fn block_on<F: Future>(future: F) -> F::Output {
     }
 }
 
+/// Two modules, each with an `apply`: shown as `get::apply` and
+/// `set::apply`, and one named explicitly, shown as written.
+mod get {
+    /// Applies a get.
+    #[manhole::inspect(calls)]
+    pub fn apply(key: &str) -> usize {
+        key.len()
+    }
+}
+
+mod set {
+    /// Applies a set.
+    #[manhole::inspect(calls)]
+    pub fn apply(key: &str, value: &str) -> usize {
+        key.len() + value.len()
+    }
+
+    /// Also an `apply`, named explicitly.
+    #[manhole::inspect(calls, name = "set_many")]
+    pub fn apply_many(keys: &[&str]) -> usize {
+        keys.len()
+    }
+}
+
+/// Runs `get::apply` N times and `set::apply` once.
+#[manhole::command]
+fn run_applies(times: u32) -> usize {
+    let mut total = set::apply("k", "v") + set::apply_many(&["a"]);
+    for _ in 0..times {
+        total += get::apply("key");
+    }
+    total
+}
+
 #[manhole::main]
 fn main() {
     println!("instrumented example running as pid {}", std::process::id());

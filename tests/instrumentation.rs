@@ -188,10 +188,13 @@ fn stats_shows_every_counted_function_sorted() {
         [
             "cache_slot",
             "fetch",
+            "get::apply",
             "lookup",
             "may_panic",
             "nap",
             "parse_port",
+            "set::apply",
+            "set_many",
             "wait_at_gate"
         ]
     );
@@ -550,4 +553,42 @@ fn stats_reset_zeroes_the_counters_and_keeps_calls_in_flight() {
     assert_eq!(error["data"]["reason"], "wrong_kind", "{error}");
     let error = session.error("stats", json!({"reset": true, "name": "nosuch"}));
     assert_eq!(error["data"]["reason"], "unknown", "{error}");
+}
+
+/// Two counted functions named `apply` in two modules are two rows,
+/// `get::apply` and `set::apply`; `get` takes the qualified names, and the
+/// short one says which to ask for.
+#[test]
+fn functions_of_the_same_name_are_told_apart_by_their_module() {
+    let service = Service::spawn("instrumented", &[], None);
+    service.wait_for_socket();
+    let mut session = service.json();
+    session.result("call", json!({"name": "run_applies", "args": [3]}));
+    let all = session.result("stats", Value::Null);
+    let rows: Vec<(&str, u64)> = all["functions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|row| Some((row["name"].as_str()?, row["calls"].as_u64()?)))
+        .collect();
+    assert!(rows.contains(&("get::apply", 3)), "{rows:?}");
+    assert!(rows.contains(&("set::apply", 1)), "{rows:?}");
+    assert!(
+        rows.contains(&("set_many", 1)),
+        "an explicit name as written: {rows:?}"
+    );
+    assert!(!rows.iter().any(|(name, _)| *name == "apply"), "{rows:?}");
+    assert_eq!(
+        session.result("get", json!({"name": "get::apply"}))["calls"],
+        3
+    );
+    let error = session.error("get", json!({"name": "apply"}));
+    assert_eq!(error["data"]["reason"], "ambiguous", "{error}");
+    let message = error["message"].as_str().unwrap();
+    assert!(
+        message.contains("`get::apply`") && message.contains("`set::apply`"),
+        "{message}"
+    );
+    let text = service.text().ask("stats");
+    assert!(text.contains("\nget::apply "), "{text}");
 }

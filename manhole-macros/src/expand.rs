@@ -91,8 +91,8 @@ fn try_main(args: TokenStream, item: TokenStream) -> syn::Result<TokenStream> {
 
 /// `Meta::new(...)`: the name, doc and source location every registered
 /// item carries.
-fn meta(name: &str, doc: &str) -> TokenStream {
-    quote! {
+fn meta(name: &str, doc: &str, explicit: bool) -> TokenStream {
+    let meta = quote! {
         ::manhole::__private::Meta::new(
             #name,
             #doc,
@@ -100,6 +100,12 @@ fn meta(name: &str, doc: &str) -> TokenStream {
             ::core::file!(),
             ::core::line!(),
         )
+    };
+    // A name given with `name = "..."` is shown as written.
+    if explicit {
+        quote!(#meta.named_explicitly())
+    } else {
+        meta
     }
 }
 
@@ -133,7 +139,11 @@ fn return_type_text(output: &ReturnType) -> String {
 fn expand_command(function: &Function<'_>, args: &ItemArgs) -> TokenStream {
     let item = function.item;
     let ident = &item.sig.ident;
-    let meta = meta(&registered_name(args, ident), &function.doc);
+    let meta = meta(
+        &registered_name(args, ident),
+        &function.doc,
+        args.name.is_some(),
+    );
     let locals: Vec<_> = (0..function.params.len())
         .map(|index| format_ident!("__manhole_arg{}", index))
         .collect();
@@ -212,7 +222,11 @@ fn expand_command(function: &Function<'_>, args: &ItemArgs) -> TokenStream {
 fn expand_inspect_static(target: &Static<'_>, args: &ItemArgs) -> TokenStream {
     let item = target.item;
     let ident = &item.ident;
-    let meta = meta(&registered_name(args, ident), &target.doc);
+    let meta = meta(
+        &registered_name(args, ident),
+        &target.doc,
+        args.name.is_some(),
+    );
     let ty_text = render::tokens(&item.ty);
     let read = quote_spanned! {item.ty.span()=>
         __manhole_static.__manhole_read_kind().read(__manhole_static)
@@ -283,7 +297,11 @@ fn expand_inspect_calls(function: &Function<'_>, args: &ItemArgs) -> TokenStream
     let (inner, outer): (Vec<_>, Vec<_>) = attrs
         .iter()
         .partition(|attr| matches!(attr.style, syn::AttrStyle::Inner(_)));
-    let meta = meta(&registered_name(args, &sig.ident), &function.doc);
+    let meta = meta(
+        &registered_name(args, &sig.ident),
+        &function.doc,
+        args.name.is_some(),
+    );
     let signature = format!(
         "({}){}",
         render::tokens(&sig.inputs),
@@ -463,7 +481,11 @@ fn expand_inspect_calls(function: &Function<'_>, args: &ItemArgs) -> TokenStream
 fn expand_inspect_fn(function: &Function<'_>, args: &ItemArgs) -> TokenStream {
     let item = function.item;
     let ident = &item.sig.ident;
-    let meta = meta(&registered_name(args, ident), &function.doc);
+    let meta = meta(
+        &registered_name(args, ident),
+        &function.doc,
+        args.name.is_some(),
+    );
     let returns = return_type_text(&item.sig.output);
     let reply = reply(&item.sig.output);
     quote! {

@@ -123,7 +123,24 @@ pub(super) fn in_context(failure: Failure, name: &str, doing: &str) -> Failure {
     Failure { message, ..failure }
 }
 
-pub(super) fn ambiguous<T: Named>(name: &str, items: &[&T]) -> Failure {
+pub(super) fn ambiguous<T: Named>(name: &str, items: &[&'static T]) -> Failure {
+    // Counted functions that share a name are shown by qualified ones:
+    // those are what to ask for.
+    let shown: Vec<&str> = items.iter().map(|item| item.shown_name()).collect();
+    if shown.iter().all(|shown| *shown != name) {
+        let choices: Vec<String> = shown
+            .iter()
+            .zip(items)
+            .map(|(shown, item)| format!("`{shown}` ({})", item.meta().location()))
+            .collect();
+        return Failure::new(
+            Reason::Ambiguous,
+            format!(
+                "`{name}` names more than one function: {}; ask for one of those",
+                choices.join(" and ")
+            ),
+        );
+    }
     let places: Vec<String> = items.iter().map(|item| item.meta().location()).collect();
     Failure::new(
         Reason::Ambiguous,
@@ -138,12 +155,12 @@ pub(super) fn unknown(
     what: &str,
     name: &str,
     commands: &[&Command],
-    inspected: &[&Inspect],
+    inspected: &[&'static Inspect],
 ) -> Failure {
     let names = commands
         .iter()
         .map(|c| c.meta.name)
-        .chain(inspected.iter().map(|i| i.meta.name))
+        .chain(inspected.iter().map(|i| registry::shown_name(i)))
         .chain(Builtin::text_commands().map(Builtin::name));
     let hint = match registry::suggest(name, names) {
         Some(close) => format!("did you mean `{close}`? "),

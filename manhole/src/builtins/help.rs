@@ -25,9 +25,9 @@ pub(super) fn command_json(command: &Command) -> Value {
     })
 }
 
-pub(super) fn inspect_json(item: &Inspect) -> Value {
+pub(super) fn inspect_json(item: &'static Inspect) -> Value {
     json!({
-        "name": item.meta.name,
+        "name": registry::shown_name(item),
         "kind": item.kind,
         "type": item.ty,
         "signature": item.signature(),
@@ -145,11 +145,15 @@ pub(super) fn help_one(name: &str) -> Result<Answer, Failure> {
         }
         json.push(command_json(command));
     }
-    for item in inspected.iter().filter(|i| i.meta.name == name) {
+    for &item in inspected
+        .iter()
+        .filter(|i| i.meta.name == name || registry::shown_name(i) == name)
+    {
+        let shown = registry::shown_name(item);
         let usage = match (item.kind, item.write.is_some()) {
-            (_, true) => format!("get {0}, set {0} VALUE", item.meta.name),
-            (InspectKind::Calls, _) => format!("get {0} (its calls), stats", item.meta.name),
-            _ => format!("get {}", item.meta.name),
+            (_, true) => format!("get {shown}, set {shown} VALUE"),
+            (InspectKind::Calls, _) => format!("get {shown} (its calls), stats"),
+            _ => format!("get {shown}"),
         };
         let _ = writeln!(
             text,

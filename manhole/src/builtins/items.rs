@@ -13,7 +13,7 @@ pub(crate) fn get(name: &str, served: &Served) -> Result<Answer, Failure> {
     registry::with_lock_timeout(served.waits.lock, || read(inspected_item(name)?))
 }
 
-pub(super) fn read(item: &Inspect) -> Result<Answer, Failure> {
+pub(super) fn read(item: &'static Inspect) -> Result<Answer, Failure> {
     match item.source {
         Source::Read(read) => read()
             .map(Answer::value)
@@ -22,7 +22,7 @@ pub(super) fn read(item: &Inspect) -> Result<Answer, Failure> {
             let summary = stats.snapshot().summary();
             Ok(Answer {
                 json: serde_json::to_value(&summary).unwrap_or(Value::Null),
-                text: stats_table(&[(item.meta.name, summary)]),
+                text: stats_table(&[(registry::shown_name(item), summary)]),
             })
         }
     }

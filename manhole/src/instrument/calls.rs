@@ -22,7 +22,10 @@
 use serde::Serialize;
 use std::cell::Cell;
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::atomic::{
+    AtomicBool, AtomicPtr, AtomicU64, AtomicUsize,
+    Ordering::{AcqRel, Acquire, Relaxed},
+};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -84,6 +87,10 @@ pub struct CallStats {
     followed: AtomicBool,
     /// Polls longer than `slow_poll`; rare, so one counter for all threads.
     slow_polls: AtomicU64,
+    /// The name the function is shown by, once the registry has worked it
+    /// out (`get::apply` where another module has an `apply` too); null
+    /// before, so that the static stays all zero bits.
+    shown_name: AtomicPtr<&'static str>,
 }
 
 /// Past samples of one function's counters, oldest first.
@@ -119,6 +126,34 @@ impl CallStats {
             history: Mutex::new(None),
             followed: AtomicBool::new(false),
             slow_polls: AtomicU64::new(0),
+            shown_name: AtomicPtr::new(std::ptr::null_mut()),
+        }
+    }
+
+    /// The name it is shown by, once [`registry::qualify_names`] has set
+    /// it.
+    ///
+    /// [`registry::qualify_names`]: crate::instrument::registry::qualify_names
+    pub(crate) fn shown_name(&self) -> Option<&'static str> {
+        let shown = self.shown_name.load(Acquire);
+        // SAFETY: only `set_shown_name` stores here, a pointer it leaked
+        // from a `Box<&'static str>`, never freed.
+        (!shown.is_null()).then(|| unsafe { *shown })
+    }
+
+    /// Keeps `name` as the name it is shown by; the first one set stays.
+    pub(crate) fn set_shown_name(&self, name: &'static str) {
+        if self.shown_name.load(Acquire).is_null() {
+            let leaked = Box::into_raw(Box::new(name));
+            if self
+                .shown_name
+                .compare_exchange(std::ptr::null_mut(), leaked, AcqRel, Acquire)
+                .is_err()
+            {
+                // SAFETY: our own allocation, which lost the race and was
+                // never shared.
+                drop(unsafe { Box::from_raw(leaked) });
+            }
         }
     }
 

@@ -325,8 +325,11 @@ impl<F, A: ArgsOfCall> InFlight<F, A> {
             release(index);
             return None;
         };
+        // The name it is shown by (`get::apply` beside a `set::apply`),
+        // once the registry has worked it out at install.
+        let name = self.stats.shown_name().unwrap_or(self.name);
         let generation = slot.begin(&Started {
-            name: self.name,
+            name,
             first_poll_ns: now,
             parent,
             args: self.args.call_args().map(|args| (args.text, args.len)),

@@ -28,6 +28,8 @@ pub struct Meta {
     pub(crate) module: &'static str,
     pub(crate) file: &'static str,
     pub(crate) line: u32,
+    /// Named with `name = "..."`: shown as written, never qualified.
+    pub(crate) explicit: bool,
 }
 
 impl Meta {
@@ -46,6 +48,17 @@ impl Meta {
             module,
             file,
             line,
+            explicit: false,
+        }
+    }
+
+    /// The same, for an item given its name with `name = "..."`.
+    #[doc(hidden)]
+    #[must_use]
+    pub const fn named_explicitly(self) -> Self {
+        Meta {
+            explicit: true,
+            ..self
         }
     }
 
@@ -364,6 +377,12 @@ inventory::collect!(Inspect);
 /// Anything in the table: both kinds answer to a name.
 pub(crate) trait Named {
     fn meta(&self) -> &Meta;
+
+    /// The name it is shown by: its own, but for a counted function that
+    /// shares it (see [`shown_name`]).
+    fn shown_name(&'static self) -> &'static str {
+        self.meta().name
+    }
 }
 
 impl Named for Command {
@@ -375,6 +394,10 @@ impl Named for Command {
 impl Named for Inspect {
     fn meta(&self) -> &Meta {
         &self.meta
+    }
+
+    fn shown_name(&'static self) -> &'static str {
+        shown_name(self)
     }
 }
 
@@ -394,10 +417,58 @@ pub(crate) fn call_stats() -> Vec<(&'static str, &'static CallStats)> {
     inspected()
         .into_iter()
         .filter_map(|item| match item.source {
-            Source::Calls(stats) => Some((item.meta.name, stats)),
+            Source::Calls(stats) => Some((shown_name(item), stats)),
             Source::Read(_) => None,
         })
         .collect()
+}
+
+/// The name an item is shown by: its own, or, when another counted
+/// function of another module has the same one, its module's last part
+/// before it (`get::apply`, `set::apply`); the whole module path where
+/// even that is shared. A name given with `name = "..."` is shown as
+/// written. Worked out once, from the registry, which is fixed at link
+/// time; the counters keep it for the calls in flight to take.
+pub(crate) fn shown_name(item: &'static Inspect) -> &'static str {
+    let Source::Calls(stats) = item.source else {
+        return item.meta.name;
+    };
+    if let Some(shown) = stats.shown_name() {
+        return shown;
+    }
+    qualify_names();
+    stats.shown_name().unwrap_or(item.meta.name)
+}
+
+/// Gives every counted function its shown name (see [`shown_name`]).
+pub(crate) fn qualify_names() {
+    let counted: Vec<&'static Inspect> = inspected()
+        .into_iter()
+        .filter(|item| matches!(item.source, Source::Calls(_)))
+        .collect();
+    let last_part = |module: &'static str| module.rsplit("::").next().unwrap_or(module);
+    for item in &counted {
+        let Source::Calls(stats) = item.source else {
+            continue;
+        };
+        let meta = &item.meta;
+        let namesakes: Vec<&Meta> = counted
+            .iter()
+            .map(|other| &other.meta)
+            .filter(|other| other.name == meta.name && !std::ptr::eq(*other, meta))
+            .collect();
+        let shown: &'static str = if meta.explicit || namesakes.is_empty() {
+            meta.name
+        } else if namesakes
+            .iter()
+            .all(|other| last_part(other.module) != last_part(meta.module))
+        {
+            Box::leak(format!("{}::{}", last_part(meta.module), meta.name).into_boxed_str())
+        } else {
+            Box::leak(format!("{}::{}", meta.module, meta.name).into_boxed_str())
+        };
+        stats.set_shown_name(shown);
+    }
 }
 
 fn sorted<T: Named>(items: impl Iterator<Item = &'static T>) -> Vec<&'static T> {
@@ -415,6 +486,19 @@ pub(crate) enum Lookup<T: 'static> {
 }
 
 pub(crate) fn find<T: Named>(items: &[&'static T], name: &str) -> Lookup<T> {
+    // The name shown (`get::apply`) always; the short one when it is
+    // the only item of that name.
+    let shown: Vec<_> = items
+        .iter()
+        .copied()
+        .filter(|item| item.shown_name() == name)
+        .collect();
+    if !shown.is_empty() {
+        return match shown.as_slice() {
+            [one] => Lookup::Found(one),
+            _ => Lookup::Ambiguous(shown),
+        };
+    }
     let matches: Vec<_> = items
         .iter()
         .copied()

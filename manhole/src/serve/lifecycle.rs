@@ -214,6 +214,9 @@ fn install(options: Options) -> Result<Handle, Error> {
             return Err(err);
         }
     };
+    // Counted functions that share a name are told apart by their module
+    // from the first call on.
+    crate::instrument::registry::qualify_names();
     watchdog::install(
         options.watchdog,
         options.stuck_call,
