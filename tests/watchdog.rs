@@ -269,8 +269,59 @@ fn a_deadlock_on_two_inspected_locks_is_reported_on_both_and_named() {
         names.contains(&"LOCK_A") && names.contains(&"LOCK_B"),
         "{reports:?}"
     );
-    assert!(reports.iter().any(|r| r["deadlock"] == true), "{reports:?}");
-    let waiter = &reports[0]["waiters"][0];
+    // One report names the whole cycle: both threads, the lock each waits
+    // on and the lock each holds.
+    let mut deadlocks = Vec::new();
+    support::wait_until("the deadlock report", || {
+        deadlocks = reports_of(&service, "lock_wait", Duration::ZERO)
+            .into_iter()
+            .filter(|report| report["deadlock"] == true)
+            .collect();
+        !deadlocks.is_empty()
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    let deadlocks: Vec<Value> = reports_of(&service, "lock_wait", Duration::ZERO)
+        .into_iter()
+        .filter(|report| report["deadlock"] == true)
+        .collect();
+    assert_eq!(deadlocks.len(), 1, "{deadlocks:?}");
+    let cycle = &deadlocks[0];
+    assert_eq!(cycle["name"], "LOCK_A, LOCK_B", "{cycle}");
+    let chain: Vec<&str> = cycle["chain"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert_eq!(chain.len(), 2, "{cycle}");
+    assert!(
+        chain
+            .iter()
+            .any(|line| line.contains("\"locker-ab\" waits on `LOCK_B` and holds `LOCK_A`")),
+        "{chain:?}"
+    );
+    assert!(
+        chain
+            .iter()
+            .any(|line| line.contains("\"locker-ba\" waits on `LOCK_A` and holds `LOCK_B`")),
+        "{chain:?}"
+    );
+    let line = service.wait_for_stderr("possible deadlock: thread");
+    assert!(
+        line.contains("holds `LOCK_A`") && line.contains("holds `LOCK_B`"),
+        "{line}"
+    );
+    // `get` says who holds the lock.
+    let error = support::Json::connect(&service.socket).error("get", json!({"name": "LOCK_A"}));
+    assert!(
+        error["message"]
+            .as_str()
+            .unwrap()
+            .contains("held by thread ")
+            && error["message"].as_str().unwrap().contains("\"locker-ab\""),
+        "{error}"
+    );
+    let waiter = &cycle["waiters"][0];
     assert!(
         waiter["name"].as_str().unwrap().starts_with("locker-"),
         "{waiter}"

@@ -13,11 +13,33 @@ pub(crate) fn get(name: &str, served: &Served) -> Result<Answer, Failure> {
     registry::with_lock_timeout(served.waits.lock, || read(inspected_item(name)?))
 }
 
+/// A lock that could not be read, with who holds it when the watchdog
+/// has found out (the holder of a lock in a deadlock it sees).
+fn with_holder(failure: Failure, name: &str) -> Failure {
+    if failure.reason != Some(Reason::LockTimeout) {
+        return failure;
+    }
+    match crate::report::watchdog::known_holder(name) {
+        Some((tid, thread)) => Failure {
+            message: format!(
+                "{}; the watchdog found it held by thread {tid} {thread:?}, in a possible deadlock (`stalls` has it)",
+                failure.message
+            ),
+            ..failure
+        },
+        None => failure,
+    }
+}
+
 pub(super) fn read(item: &'static Inspect) -> Result<Answer, Failure> {
     match item.source {
-        Source::Read(read) => read()
-            .map(Answer::value)
-            .map_err(|failure| in_context(failure, item.meta.name, "reading")),
+        Source::Read(read) => read().map(Answer::value).map_err(|failure| {
+            in_context(
+                with_holder(failure, item.meta.name),
+                item.meta.name,
+                "reading",
+            )
+        }),
         Source::Calls(stats) => {
             let summary = stats.snapshot().summary();
             Ok(Answer {

@@ -529,6 +529,23 @@ impl Detector {
                 .flatten()
                 .all(|(_, waited)| *waited > stuck)
             && by_lock.len() > 1;
+        publish_holders(if deadlock {
+            holders(&by_lock)
+        } else {
+            Vec::new()
+        });
+        if deadlock {
+            self.deadlock_report(&by_lock, stuck);
+            // Its locks' own stalls go on, without reports of their own.
+            for seen in self
+                .seen
+                .iter_mut()
+                .filter(|(stall, _)| stall.kind == Kind::LockWait)
+            {
+                seen.1.alive = true;
+            }
+            return;
+        }
         let threshold_ms = millis(threshold);
         let mut names: Vec<&&'static str> = by_lock.keys().collect();
         names.sort();
@@ -626,6 +643,161 @@ impl Detector {
             );
         }
     }
+}
+
+impl Detector {
+    /// A deadlock among the threads waiting on inspected locks, once: one
+    /// report that names every thread, the lock it waits on and the lock
+    /// it holds, where that can be told.
+    fn deadlock_report(
+        &mut self,
+        by_lock: &HashMap<&'static str, Vec<(i32, Duration)>>,
+        stuck: Duration,
+    ) {
+        let mut locks: Vec<&'static str> = by_lock.keys().copied().collect();
+        locks.sort_unstable();
+        let stall = Stall {
+            kind: Kind::LockWait,
+            what: locks.iter().fold(0u64, |what, name| {
+                what ^ (name.as_ptr() as u64).rotate_left(7)
+            }),
+            since: 1,
+        };
+        let longest_ms = by_lock
+            .values()
+            .flatten()
+            .map(|(_, waited)| millis(*waited))
+            .max()
+            .unwrap_or(0);
+        self.seen
+            .entry(stall)
+            .or_insert(Seen {
+                level: 1,
+                for_ms: longest_ms,
+                alive: true,
+                alive_at_ns: self.look_ns,
+                call: None,
+            })
+            .alive = true;
+        if !self.deadlocks.insert(stall) {
+            return;
+        }
+        let held = holders(by_lock);
+        let mut threads: Vec<(i32, &'static str)> = by_lock
+            .iter()
+            .flat_map(|(lock, waiters)| waiters.iter().map(move |(tid, _)| (*tid, *lock)))
+            .collect();
+        threads.sort_unstable();
+        let tids: Vec<i32> = threads.iter().map(|(tid, _)| *tid).collect();
+        let stacks = stacks::threads_of(&tids, waits());
+        let mut chain = Vec::new();
+        let mut waiters = Vec::new();
+        for (tid, waits_on) in &threads {
+            let stack = stacks.iter().find(|thread| thread.tid == *tid);
+            let name = stack.map_or_else(String::new, |thread| thread.name.clone());
+            let holds: Vec<&str> = held
+                .iter()
+                .filter(|(_, holder)| holder == tid)
+                .map(|(lock, _)| *lock)
+                .collect();
+            let holds = if holds.is_empty() {
+                "holds no lock that can be told".to_owned()
+            } else {
+                format!("holds `{}`", holds.join("`, `"))
+            };
+            chain.push(format!(
+                "thread {tid} {name:?} waits on `{waits_on}` and {holds}"
+            ));
+            let waited = by_lock[waits_on]
+                .iter()
+                .find(|(waiter, _)| waiter == tid)
+                .map_or(0, |(_, waited)| millis(*waited));
+            waiters.push(Waiter {
+                tid: *tid,
+                name,
+                for_ms: waited,
+                stack: stack.map_or_else(Vec::new, |thread| thread.frames.clone()),
+            });
+        }
+        let unknown: Vec<&str> = locks
+            .iter()
+            .filter(|lock| !held.iter().any(|(known, _)| known == *lock))
+            .copied()
+            .collect();
+        let mut summary = format!("possible deadlock: {}", chain.join("; "));
+        if !unknown.is_empty() {
+            let _ = write!(
+                summary,
+                "; who holds `{}` cannot be told (more than one thread could)",
+                unknown.join("`, `")
+            );
+        }
+        let _ = write!(
+            summary,
+            "; every thread waiting on inspected locks has waited past stuck_call ({}) and none progressed",
+            human(millis(stuck))
+        );
+        report(
+            Report {
+                kind: Kind::LockWait,
+                name: locks.join(", "),
+                chain,
+                for_ms: longest_ms,
+                at: now_epoch(),
+                thread: waiters.first().map(|waiter| waiter.tid),
+                thread_name: waiters.first().map(|waiter| waiter.name.clone()),
+                stack: waiters
+                    .first()
+                    .map_or_else(Vec::new, |waiter| waiter.stack.clone()),
+                tree: None,
+                ended_after_ms: None,
+                waiters,
+                deadlock: true,
+                again: 0,
+                stall,
+            },
+            &summary,
+        );
+    }
+}
+
+/// Who holds each lock of a deadlock, where it can be told: a thread
+/// waiting on a lock does not hold it, so a lock is held by the one
+/// deadlocked thread that does not wait on it, when there is one only.
+fn holders(by_lock: &HashMap<&'static str, Vec<(i32, Duration)>>) -> Vec<(&'static str, i32)> {
+    let all: Vec<(i32, &'static str)> = by_lock
+        .iter()
+        .flat_map(|(lock, waiters)| waiters.iter().map(move |(tid, _)| (*tid, *lock)))
+        .collect();
+    let mut held = Vec::new();
+    for lock in by_lock.keys() {
+        let candidates: Vec<i32> = all
+            .iter()
+            .filter(|(_, waits_on)| waits_on != lock)
+            .map(|(tid, _)| *tid)
+            .collect();
+        if let [holder] = candidates.as_slice() {
+            held.push((*lock, *holder));
+        }
+    }
+    held
+}
+
+/// The holders the watchdog told in the deadlock it sees now, for `get`.
+static HOLDERS: std::sync::Mutex<Vec<(&'static str, i32)>> = std::sync::Mutex::new(Vec::new());
+
+fn publish_holders(held: Vec<(&'static str, i32)>) {
+    *lock(&HOLDERS) = held;
+}
+
+/// The thread the watchdog found holding the inspected lock `name` in a
+/// deadlock it sees now, with its name.
+pub(crate) fn known_holder(name: &str) -> Option<(i32, String)> {
+    let tid = lock(&HOLDERS)
+        .iter()
+        .find(|(lock, _)| *lock == name)
+        .map(|(_, tid)| *tid)?;
+    Some((tid, thread_name(tid).unwrap_or_default()))
 }
 
 /// One thread's frames, taken as `stacks` takes them.

@@ -34,6 +34,7 @@ mod detector;
 mod kept;
 mod settings;
 
+pub(crate) use detector::known_holder;
 pub(crate) use kept::kept;
 pub(crate) use settings::{stuck_call, threshold};
 
