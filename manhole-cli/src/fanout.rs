@@ -12,7 +12,7 @@
 //! the same JSON-RPC as here, so nothing that the client does needs the
 //! remote side to know about it. That costs one ssh connection per
 //! process; a `ControlMaster` spares each one after the first its login
-//! (see the README).
+//! (see `docs/fleet.md`).
 
 use crate::args::Scope;
 use crate::connect;

@@ -36,6 +36,45 @@
 //! manhole>
 //! ```
 //!
+//! A tokio service, with the `tokio` feature: async commands run on its
+//! own runtime, and `inspect(calls, args)` shows each call in flight in
+//! `tasks`, with its arguments.
+//!
+//! ```ignore
+//! /// Serves one request.
+//! #[manhole::inspect(calls, args)]
+//! async fn handle_request(id: u64) -> Result<u64, String> {
+//!     fetch_backend(id).await
+//! }
+//!
+//! /// Flushes the cache and says how many entries it wrote.
+//! #[manhole::command]
+//! async fn flush(table: String) -> Result<usize, String> {
+//!     CACHE.flush(&table).await.map_err(|err| err.to_string())
+//! }
+//!
+//! #[manhole::main(watchdog_ms = 500)] // above #[tokio::main]
+//! #[tokio::main]
+//! async fn main() { /* ... */ }
+//! ```
+//!
+//! # Features
+//!
+//! All off by default: a program that does not use one pays nothing for
+//! it.
+//!
+//! - `tokio`: `async fn` commands, `tasks` and `runtime`, and the
+//!   watchdog's slow polls, on the program's own runtime.
+//! - `tracing`: `manhole::tracing::layer()`, whose filter
+//!   `log set` changes live and whose recent events `log tail` shows.
+//! - `jemalloc`: `mem` reads jemalloc's statistics, when it is the global
+//!   allocator; `jemalloc-profiling` adds `mem --heap-profile`.
+//! - `off`: compiles the manhole out of a final binary; the attributes
+//!   still compile.
+//!
+//! The guide is in the repository's `docs/`: `runbook.md` says what to run
+//! first when a service is slow, hung, crashing or growing.
+//!
 //! # Contents
 //!
 //! - [`macro@main`], [`macro@command`] and [`macro@inspect`]: the attributes.
@@ -45,8 +84,8 @@
 //!   anywhere (a watchdog, a panic hook).
 //! - [`Heartbeat`]: a loop's proof of life, which the watchdog checks.
 //!   With the manhole installed, a fatal signal leaves a crash report, and
-//!   the `watchdog` option reports stalls while they happen (README's "When
-//!   it crashes" and "When it hangs").
+//!   the `watchdog` option reports stalls while they happen (`docs/crashes.md`
+//!   and `docs/watchdog.md`).
 //! - `tracing` (feature `tracing`): `manhole::tracing::layer()`, a
 //!   `tracing_subscriber` layer whose filter the `log` command changes live
 //!   and whose recent events it shows.
@@ -164,8 +203,30 @@ pub fn stacks() -> Stacks {
     )
 }
 
-// The README's examples are compiled as doc tests, so that they keep
-// building as the API changes.
+// The README's and the guide's examples are compiled as doc tests, so
+// that they keep building as the API changes.
 #[cfg(doctest)]
 #[doc = include_str!("../../README.md")]
 mod readme_examples {}
+
+#[cfg(doctest)]
+mod guide_examples {
+    #[doc = include_str!("../../docs/writing.md")]
+    mod writing {}
+    #[doc = include_str!("../../docs/connecting.md")]
+    mod connecting {}
+    #[doc = include_str!("../../docs/async.md")]
+    mod r#async {}
+    #[doc = include_str!("../../docs/profiling.md")]
+    mod profiling {}
+    #[doc = include_str!("../../docs/crashes.md")]
+    mod crashes {}
+    #[doc = include_str!("../../docs/watchdog.md")]
+    mod watchdog {}
+    #[doc = include_str!("../../docs/options.md")]
+    mod options {}
+    #[doc = include_str!("../../docs/stacks.md")]
+    mod stacks {}
+    #[doc = include_str!("../../docs/runbook.md")]
+    mod runbook {}
+}

@@ -486,7 +486,7 @@ impl Options {
     /// Whether a fatal signal (`SIGSEGV`, `SIGBUS`, `SIGILL`, `SIGFPE`,
     /// `SIGABRT`, a stack overflow) writes a crash report before the
     /// process dies as it would have. On by default; `MANHOLE=crash_report=off`
-    /// turns it off. README's "When it crashes" says what a report holds.
+    /// turns it off. `docs/crashes.md` says what a report holds.
     pub fn crash_report(mut self, on: bool) -> Self {
         self.crash_report = on;
         self
@@ -523,7 +523,7 @@ impl Options {
     /// on an inspected lock longer than `threshold`, and every such call
     /// in flight longer than [`Options::stuck_call`]. Off by default (no
     /// thread, nothing on any path); `None` turns it off. The `watchdog`
-    /// built-in changes it live. README's "When it hangs" says what a report
+    /// built-in changes it live. `docs/watchdog.md` says what a report
     /// holds.
     pub fn watchdog(mut self, threshold: Option<Duration>) -> Self {
         self.watchdog = threshold;
