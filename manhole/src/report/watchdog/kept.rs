@@ -161,16 +161,23 @@ pub(super) fn report(report: Report, summary: &str) {
 
 /// A stall reported before, past twice or four times its limit: one line
 /// out, and its kept record brought up to date. Not rate-limited: a stall
-/// has two of them at most.
+/// has two of them at most; but one whose first report the rate limit left
+/// out gets no line either, since nothing said what it goes on from.
 pub(super) fn report_again(stall: Stall, for_ms: u64, line: &str) {
-    {
+    let first_went_out = {
         let mut kept = lock(&KEPT_REPORTS);
-        if let Some(report) = kept.reports.iter_mut().rev().find(|r| r.stall == stall) {
-            report.for_ms = report.for_ms.max(for_ms);
-            report.again += 1;
+        match kept.reports.iter_mut().rev().find(|r| r.stall == stall) {
+            Some(report) => {
+                report.for_ms = report.for_ms.max(for_ms);
+                report.again += 1;
+                true
+            }
+            None => false,
         }
+    };
+    if first_went_out {
+        send(stall.kind, &format!("{line}\n"));
     }
-    send(stall.kind, &format!("{line}\n"));
 }
 
 /// The most lines of stack a report sends out in the short form.
