@@ -779,17 +779,7 @@ mod tests {
     }
 
     fn render(view: &View, screen: &Screen) -> String {
-        let mut terminal = Terminal::new(TestBackend::new(140, 40)).unwrap();
-        terminal.draw(|frame| draw(frame, view, screen)).unwrap();
-        let buffer = terminal.backend().buffer().clone();
-        let mut text = String::new();
-        for y in 0..buffer.area.height {
-            for x in 0..buffer.area.width {
-                text.push_str(buffer[(x, y)].symbol());
-            }
-            text.push('\n');
-        }
-        text
+        render_at(view, screen, 140, 40)
     }
 
     use ratatui::Terminal;

@@ -272,6 +272,13 @@ impl Tasks {
     }
 }
 
+/// Thread `tid`'s name (`comm`) in process `pid` (`self` for this one).
+pub(crate) fn thread_name(pid: &str, tid: i32) -> Option<String> {
+    std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/comm"))
+        .ok()
+        .map(|name| name.trim_end().to_owned())
+}
+
 /// The state letter of `stat`, as `status` spells it out.
 pub(crate) fn state_word(state: char) -> &'static str {
     match state {

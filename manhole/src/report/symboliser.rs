@@ -587,9 +587,8 @@ fn symbolise(
 }
 
 fn name_and_state(pid: libc::pid_t, tid: libc::pid_t) -> (String, String) {
-    let name = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/comm"))
-        .map(|name| name.trim_end().to_owned())
-        .unwrap_or_else(|_| "?".to_owned());
+    let name =
+        crate::os::procfs::thread_name(&pid.to_string(), tid).unwrap_or_else(|| "?".to_owned());
     let state = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/stat"))
         .ok()
         .and_then(|stat| {

@@ -7,10 +7,10 @@ use super::settings::{millis, stuck_call, waits};
 use crate::capture::stacks::{self, Frame, ThreadStack};
 use crate::instrument::heartbeat::Heartbeat;
 use crate::instrument::{clock, inflight, registry, sync_calls};
-use crate::os::procfs::Tasks;
+use crate::os::procfs::{self, Tasks};
 use std::collections::{HashMap, HashSet};
 use std::fmt::Write as _;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 /// A stall seen before: how far it has been reported.
 struct Seen {
@@ -223,20 +223,11 @@ impl Detector {
                         let thread_name = thread_name(tid);
                         report(
                             Report {
-                                kind: Kind::SlowPoll,
-                                name: call.name.to_owned(),
-                                for_ms: poll_ms,
-                                at: now_epoch(),
                                 thread: Some(tid),
+                                thread_name: thread_name.clone(),
                                 stack: stack_of(tid),
                                 tree: tree_containing(forest, call.id),
-                                ended_after_ms: None,
-                                waiters: Vec::new(),
-                                deadlock: false,
-                                again: 0,
-                                stall,
-                                thread_name: thread_name.clone(),
-                                chain: chain.clone(),
+                                ..Report::new(stall, call.name, chain.clone(), poll_ms)
                             },
                             &format!(
                                 "{} in one poll for {} on {}, blocking its worker",
@@ -302,20 +293,11 @@ impl Detector {
                     };
                     report(
                         Report {
-                            kind: Kind::StuckCall,
-                            name: call.name.to_owned(),
-                            for_ms: age_ms,
-                            at: now_epoch(),
                             thread,
+                            thread_name,
                             stack,
                             tree: subtree(forest, call.id),
-                            ended_after_ms: None,
-                            waiters: Vec::new(),
-                            deadlock: false,
-                            again: 0,
-                            stall,
-                            thread_name,
-                            chain: chain.clone(),
+                            ..Report::new(stall, call.name, chain.clone(), age_ms)
                         },
                         &format!(
                             "{} in flight for {}, {state}",
@@ -403,20 +385,11 @@ impl Detector {
             let thread_name = thread_name(call.tid);
             report(
                 Report {
-                    kind: Kind::StuckCall,
-                    name: name.to_owned(),
-                    for_ms: age_ms,
-                    at: now_epoch(),
                     thread: Some(call.tid),
+                    thread_name: thread_name.clone(),
                     stack: stack_of(call.tid),
                     tree: Some(tree),
-                    ended_after_ms: None,
-                    waiters: Vec::new(),
-                    deadlock: false,
-                    again: 0,
-                    stall,
-                    thread_name: thread_name.clone(),
-                    chain: chain.clone(),
+                    ..Report::new(stall, name, chain.clone(), age_ms)
                 },
                 &format!(
                     "{} running for {} on {} (a sync call)",
@@ -459,20 +432,10 @@ impl Detector {
             let thread_name = thread_name(tid);
             report(
                 Report {
-                    kind: Kind::MissedHeartbeat,
-                    name: name.clone(),
-                    for_ms: late_ms,
-                    at: now_epoch(),
                     thread: Some(tid),
-                    stack: stack_of(tid),
-                    tree: None,
-                    ended_after_ms: None,
-                    waiters: Vec::new(),
-                    deadlock: false,
-                    again: 0,
-                    stall,
-                    chain: vec![name.clone()],
                     thread_name: thread_name.clone(),
+                    stack: stack_of(tid),
+                    ..Report::new(stall, &name, vec![name.clone()], late_ms)
                 },
                 &format!(
                     "{name} last beat {} ago on {}; its period is {}",
@@ -621,24 +584,8 @@ impl Detector {
                 );
             }
             report(
-                Report {
-                    kind: Kind::LockWait,
-                    name: (*name).to_owned(),
-                    for_ms: longest_ms,
-                    at: now_epoch(),
-                    thread: waiters.first().map(|waiter| waiter.tid),
-                    stack: waiters
-                        .first()
-                        .map_or_else(Vec::new, |waiter| waiter.stack.clone()),
-                    thread_name: waiters.first().map(|waiter| waiter.name.clone()),
-                    tree: None,
-                    ended_after_ms: None,
-                    waiters,
-                    deadlock,
-                    again: 0,
-                    stall,
-                    chain: vec![(*name).to_owned()],
-                },
+                Report::new(stall, name, vec![(*name).to_owned()], longest_ms)
+                    .waited_on(waiters, deadlock),
                 &summary,
             );
         }
@@ -738,24 +685,7 @@ impl Detector {
             human(millis(stuck))
         );
         report(
-            Report {
-                kind: Kind::LockWait,
-                name: locks.join(", "),
-                chain,
-                for_ms: longest_ms,
-                at: now_epoch(),
-                thread: waiters.first().map(|waiter| waiter.tid),
-                thread_name: waiters.first().map(|waiter| waiter.name.clone()),
-                stack: waiters
-                    .first()
-                    .map_or_else(Vec::new, |waiter| waiter.stack.clone()),
-                tree: None,
-                ended_after_ms: None,
-                waiters,
-                deadlock: true,
-                again: 0,
-                stall,
-            },
+            Report::new(stall, &locks.join(", "), chain, longest_ms).waited_on(waiters, true),
             &summary,
         );
     }
@@ -867,11 +797,9 @@ fn stuck_chain(calls: &[inflight::Call], call: &inflight::Call, stuck_ms: u64) -
     chain
 }
 
-/// A thread's name, from `/proc`.
+/// A thread of this process's name, from `/proc`.
 fn thread_name(tid: i32) -> Option<String> {
-    std::fs::read_to_string(format!("/proc/self/task/{tid}/comm"))
-        .ok()
-        .map(|name| name.trim_end().to_owned())
+    procfs::thread_name("self", tid)
 }
 
 /// `thread 23956 "tokio-rt-worker"`.
@@ -906,12 +834,6 @@ fn subtree(forest: &[inflight::Tree], id: usize) -> Option<serde_json::Value> {
 
 fn holds(tree: &inflight::Tree, id: usize) -> bool {
     tree.call.id == id || tree.children.iter().any(|child| holds(child, id))
-}
-
-fn now_epoch() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0.0, |since| since.as_secs_f64())
 }
 
 /// `1.2 s`, `350 ms`.

@@ -7,7 +7,7 @@ use crate::options::WatchdogStacks;
 use std::collections::VecDeque;
 use std::fmt::Write as _;
 use std::sync::{Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// How many reports `stalls` keeps.
 const KEPT: usize = 32;
@@ -77,6 +77,50 @@ pub(crate) struct Report {
     pub(crate) again: u32,
     /// The stall it belongs to, for `ended_after_ms`.
     pub(super) stall: Stall,
+}
+
+impl Report {
+    /// A report about `stall`, made now: `name` and `chain` say what
+    /// stalled, `for_ms` for how long; no thread, stack, tree or waiters
+    /// until the caller gives them.
+    pub(super) fn new(stall: Stall, name: &str, chain: Vec<String>, for_ms: u64) -> Report {
+        Report {
+            kind: stall.kind,
+            name: name.to_owned(),
+            chain,
+            for_ms,
+            at: now_epoch(),
+            thread: None,
+            thread_name: None,
+            stack: Vec::new(),
+            tree: None,
+            ended_after_ms: None,
+            waiters: Vec::new(),
+            deadlock: false,
+            again: 0,
+            stall,
+        }
+    }
+
+    /// The same, about threads waiting on locks: the first waiter's thread
+    /// and stack are the report's.
+    pub(super) fn waited_on(self, waiters: Vec<Waiter>, deadlock: bool) -> Report {
+        let first = waiters.first();
+        Report {
+            thread: first.map(|waiter| waiter.tid),
+            thread_name: first.map(|waiter| waiter.name.clone()),
+            stack: first.map_or_else(Vec::new, |waiter| waiter.stack.clone()),
+            waiters,
+            deadlock,
+            ..self
+        }
+    }
+}
+
+fn now_epoch() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0.0, |since| since.as_secs_f64())
 }
 
 /// One stall, told apart from the next of the same thing.
