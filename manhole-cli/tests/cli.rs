@@ -38,6 +38,17 @@ fn stale_sockets_lock() -> std::sync::MutexGuard<'static, ()> {
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
+/// Held by the test whose `oneshot_on` manhole serves one session per
+/// signal, and by any test that runs `--all`, which connects to every live
+/// manhole on the machine and would use that one session up.
+static ONE_SESSION: Mutex<()> = Mutex::new(());
+
+fn one_session_lock() -> std::sync::MutexGuard<'static, ()> {
+    ONE_SESSION
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 /// Runs the CLI to its end.
 /// Runs the CLI as another user (root only). The binary is copied where
 /// any user may run it, since the build directory may be private.
@@ -549,6 +560,7 @@ fn a_signal_wakes_an_activate_on_manhole() {
 
 #[test]
 fn a_signal_opens_a_oneshot_manhole_each_time() {
+    let _one_session = one_session_lock();
     let service = Service::spawn_with_env("service", &[], &[("MANHOLE", "oneshot_on=USR2")], None);
     service.wait_for_stderr("to open one session on");
     let pid = pid_arg(&service);
@@ -1394,7 +1406,10 @@ fn a_service_in_its_own_pid_and_mount_namespaces_is_reached_by_its_host_pid() {
     assert_eq!(entry["own_pid"], 1, "{entry}");
     assert_eq!(entry["container"], mount_namespace.as_str(), "{entry}");
     // `--all` reaches it with the others.
-    let run = cli(&["--all", "--json", "get", "REQUESTS"]);
+    let run = {
+        let _one_session = one_session_lock();
+        cli(&["--all", "--json", "get", "REQUESTS"])
+    };
     let answers: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
     assert!(
         answers
