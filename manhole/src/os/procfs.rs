@@ -302,9 +302,22 @@ mod tests {
     #[test]
     fn a_threads_cpu_clock_counts_its_work_and_an_ended_one_has_none() {
         let tid = nix::unistd::gettid().as_raw();
+        // Spin until the thread's own clock (as libc names it) says 10 ms
+        // of work, not for a wall time: on a busy machine 30 ms of wall
+        // time can be 9 ms of CPU.
+        let own_clock = || {
+            let mut now = libc::timespec {
+                tv_sec: 0,
+                tv_nsec: 0,
+            };
+            // SAFETY: `now` is a valid, writable `timespec`.
+            let read = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut now) };
+            assert_eq!(read, 0);
+            now.tv_sec as u64 * 1_000_000_000 + now.tv_nsec as u64
+        };
         let before = thread_cpu_ns(tid).expect("this thread's clock");
-        let started = std::time::Instant::now();
-        while started.elapsed() < std::time::Duration::from_millis(30) {
+        let own_start = own_clock();
+        while own_clock() - own_start < 10_000_000 {
             std::hint::black_box(0u64);
         }
         let after = thread_cpu_ns(tid).expect("this thread's clock");
