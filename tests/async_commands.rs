@@ -278,6 +278,53 @@ fn runtime_shows_the_workers_and_how_busy_each_was() {
 }
 
 #[test]
+fn runtime_shows_a_worker_blocked_in_one_poll_as_busy_throughout() {
+    let service = tokio_service(&[]);
+    let mut session = service.json();
+    let throughout = |reading: &Value| -> Vec<bool> {
+        reading["per_worker"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|worker| worker["busy_throughout"].as_bool().unwrap())
+            .collect()
+    };
+    session.result("runtime", json!({}));
+    std::thread::sleep(Duration::from_millis(100));
+    let idle = session.result("runtime", json!({}));
+    assert_eq!(throughout(&idle), [false, false], "{idle}");
+
+    assert_eq!(
+        session.result("call", call("start_compact", json!([3000]))),
+        "started"
+    );
+    let mut blocked = Value::Null;
+    support::wait_until("a worker that has not parked between two reads", || {
+        std::thread::sleep(Duration::from_millis(200));
+        blocked = session.result("runtime", json!({}));
+        throughout(&blocked).contains(&true)
+    });
+    let worker = blocked["per_worker"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|worker| worker["busy_throughout"] == true)
+        .unwrap();
+    assert_eq!(worker["busy_ratio"], 1.0, "{blocked}");
+    assert_eq!(
+        worker["park_unpark_count"].as_u64().unwrap() % 2,
+        0,
+        "{blocked}"
+    );
+    let shown = service.text().ask("runtime");
+    assert!(shown.contains("100.0!"), "{shown}");
+    assert!(
+        shown.contains("has not parked since the previous read"),
+        "{shown}"
+    );
+}
+
+#[test]
 fn runtime_without_a_runtime_says_how_to_give_one() {
     let service = Service::spawn("tokio_plain", &[], None);
     service.wait_for_socket();

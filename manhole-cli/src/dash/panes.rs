@@ -284,7 +284,7 @@ pub fn rows_in(pane: Pane, view: &View, screen: &Screen) -> usize {
         Pane::Runtime => view
             .runtime
             .as_ref()
-            .map_or(0, |runtime| runtime.busy.len()),
+            .map_or(0, |runtime| runtime.workers.len()),
         Pane::Log => view.log.as_ref().map_or(0, |log| log.len()),
         Pane::Stalls => view.stalls.as_ref().map_or(0, Vec::len),
     }
@@ -601,26 +601,40 @@ fn draw_runtime(frame: &mut Frame<'_>, area: Rect, view: &View) {
         )),
         heading,
     );
-    if runtime.busy.is_empty() {
+    if runtime.workers.is_empty() {
         return;
     }
     let columns = Layout::horizontal(
         runtime
-            .busy
+            .workers
             .iter()
-            .map(|_| Constraint::Ratio(1, runtime.busy.len() as u32)),
+            .map(|_| Constraint::Ratio(1, runtime.workers.len() as u32)),
     )
     .split(bars);
-    for (worker, (busy, column)) in runtime.busy.iter().zip(columns.iter()).enumerate() {
-        let ratio = busy.unwrap_or(0.0).clamp(0.0, 1.0);
-        let gauge = Gauge::default()
-            .ratio(ratio)
-            .label(format!("w{worker} {:.0}%", ratio * 100.0))
-            .gauge_style(Style::default().fg(if ratio > 0.9 {
-                Color::Red
+    for (worker, (busy, column)) in runtime.workers.iter().zip(columns.iter()).enumerate() {
+        let ratio = busy.ratio.unwrap_or(0.0).clamp(0.0, 1.0);
+        // A worker that never parked in the interval is drawn as the tasks
+        // pane draws a blocking poll: it is the same event, seen by tokio.
+        let (label, style) = if busy.throughout {
+            (
+                format!("w{worker} BLOCKING"),
+                Style::default().fg(Color::Red).add_modifier(Modifier::BOLD),
+            )
+        } else {
+            let colour = if ratio > 0.9 {
+                Color::Yellow
             } else {
                 Color::Green
-            }));
+            };
+            (
+                format!("w{worker} {:.0}%", ratio * 100.0),
+                Style::default().fg(colour),
+            )
+        };
+        let gauge = Gauge::default()
+            .ratio(ratio)
+            .label(label)
+            .gauge_style(style);
         frame.render_widget(gauge, *column);
     }
 }
@@ -934,7 +948,8 @@ mod tests {
         );
         view.set_runtime(
             &json!({"flavor": "multi_thread", "alive_tasks": 5, "global_queue_depth": 2,
-            "per_worker": [{"busy_ratio": 0.25}, {"busy_ratio": null}]}),
+            "per_worker": [{"busy_ratio": 0.25}, {"busy_ratio": null},
+                {"busy_ratio": 1.0, "busy_throughout": true}]}),
         );
         view.add_log(&json!({"events": [{"seq": 1, "level": "WARN", "target": "app", "message": "slow disk"}]}));
         view.log_filter = Some("info".to_owned());
@@ -948,6 +963,7 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("w0 25%"), "{text}");
+        assert!(text.contains("w2 BLOCKING"), "{text}");
         assert!(text.contains("WARN  app: slow disk"), "{text}");
         assert!(text.contains("filter: info"), "{text}");
         assert!(text.contains("20:00:01 slow_poll 1.2 s compact"), "{text}");

@@ -51,9 +51,16 @@ pub struct RuntimeView {
     pub flavor: String,
     pub alive_tasks: u64,
     pub global_queue_depth: u64,
-    /// Each worker's busy ratio over the interval, 0 to 1 (`None` on the
-    /// first read).
-    pub busy: Vec<Option<f64>>,
+    pub workers: Vec<WorkerBusy>,
+}
+
+/// How busy one runtime worker was over the interval.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct WorkerBusy {
+    /// From 0 to 1 (`None` on the first read).
+    pub ratio: Option<f64>,
+    /// It has not parked in the interval: a poll may be blocking it.
+    pub throughout: bool,
 }
 
 /// One log event.
@@ -207,11 +214,14 @@ impl View {
             flavor: text(&runtime["flavor"]),
             alive_tasks: runtime["alive_tasks"].as_u64().unwrap_or(0),
             global_queue_depth: runtime["global_queue_depth"].as_u64().unwrap_or(0),
-            busy: runtime["per_worker"]
+            workers: runtime["per_worker"]
                 .as_array()
                 .into_iter()
                 .flatten()
-                .map(|worker| worker["busy_ratio"].as_f64())
+                .map(|worker| WorkerBusy {
+                    ratio: worker["busy_ratio"].as_f64(),
+                    throughout: worker["busy_throughout"].as_bool().unwrap_or(false),
+                })
                 .collect(),
         });
     }

@@ -6,8 +6,11 @@
 //! waits for a worker, so a runtime with a blocked worker still answers.
 //! Tokio publishes a worker's busy time and counts when the worker parks,
 //! so a worker that has not parked since shows them as of its last park
-//! (a worker stuck in one poll shows no busy time growing: `stacks` shows
-//! where it is).
+//! (a worker stuck in one poll shows no busy time growing). So a worker
+//! whose park/unpark count has not moved since the previous read, and is
+//! even (tokio: "an even count means that the worker is currently
+//! active"), was busy all along: its ratio is 1, and it is flagged
+//! `busy_throughout`, which is how a worker blocked in a poll shows.
 //! Without the `tokio` feature, `runtime` says what to enable.
 
 use super::answer::Answer;
@@ -39,6 +42,9 @@ pub(crate) struct Worker {
     /// The share of the time since the previous read that this worker spent
     /// busy, from 0 to 1; `null` on the first read.
     pub(crate) busy_ratio: Option<f64>,
+    /// The worker has not parked since the previous read: it was busy all
+    /// that time, without a break, as a worker blocked in a poll is.
+    pub(crate) busy_throughout: bool,
 }
 
 impl Reading {
@@ -60,9 +66,11 @@ impl Reading {
             "WORKER", "BUSY_MS", "BUSY%", "PARKS", "PARK_UNPARKS"
         );
         for worker in &self.per_worker {
-            let busy = worker
-                .busy_ratio
-                .map_or_else(|| "-".to_owned(), |ratio| format!("{:.1}", ratio * 100.0));
+            let busy = match worker.busy_ratio {
+                None => "-".to_owned(),
+                Some(_) if worker.busy_throughout => "100.0!".to_owned(),
+                Some(ratio) => format!("{:.1}", ratio * 100.0),
+            };
             let _ = writeln!(
                 text,
                 "{:>6}  {:>12.1}  {:>6}  {:>10}  {:>12}",
@@ -79,6 +87,11 @@ impl Reading {
             None => text.push_str(
                 "BUSY% shows from the next read on: it covers the time between two reads\n",
             ),
+        }
+        if self.per_worker.iter().any(|worker| worker.busy_throughout) {
+            text.push_str(
+                "! this worker has not parked since the previous read: one poll may be blocking it (see `tasks` and `stacks`)\n",
+            );
         }
         text
     }
@@ -107,7 +120,8 @@ fn plural(count: usize) -> &'static str {
 /// [`Reason::NotEnabled`] without the `tokio` feature.
 #[cfg(feature = "tokio")]
 pub(crate) fn read(runtime: &crate::options::Runtime) -> Result<Reading, Failure> {
-    use std::time::{Duration, Instant};
+    use crate::options::BusyReading;
+    use std::time::Instant;
     use tokio::runtime::RuntimeFlavor;
 
     let Some(handle) = &runtime.handle else {
@@ -121,39 +135,57 @@ pub(crate) fn read(runtime: &crate::options::Runtime) -> Result<Reading, Failure
     };
     let metrics = handle.metrics();
     let now = Instant::now();
-    let busy: Vec<Duration> = (0..metrics.num_workers())
-        .map(|worker| metrics.worker_total_busy_duration(worker))
-        .collect();
+    let workers = metrics.num_workers();
+    let reading = BusyReading {
+        at: now,
+        busy: (0..workers)
+            .map(|worker| metrics.worker_total_busy_duration(worker))
+            .collect(),
+        park_unparks: (0..workers)
+            .map(|worker| metrics.worker_park_unpark_count(worker))
+            .collect(),
+    };
     let mut previous = runtime
         .previous_busy
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
     let since = previous
-        .as_ref()
-        .filter(|(_, before)| before.len() == busy.len())
-        .map(|(then, before)| (now.duration_since(*then), before.clone()));
-    *previous = Some((now, busy.clone()));
+        .take()
+        .filter(|before| before.busy.len() == workers && before.park_unparks.len() == workers);
+    *previous = Some(reading.clone());
     drop(previous);
     let flavor = match handle.runtime_flavor() {
         RuntimeFlavor::CurrentThread => "current_thread".to_owned(),
         RuntimeFlavor::MultiThread => "multi_thread".to_owned(),
         other => format!("{other:?}"),
     };
-    let per_worker = busy
-        .iter()
-        .enumerate()
-        .map(|(worker, busy_now)| Worker {
-            worker,
-            busy_ms: rounded(busy_now.as_secs_f64() * 1000.0, 3),
-            park_count: metrics.worker_park_count(worker),
-            park_unpark_count: metrics.worker_park_unpark_count(worker),
-            busy_ratio: since
+    let elapsed = since.as_ref().map(|before| now.duration_since(before.at));
+    let per_worker = (0..workers)
+        .map(|worker| {
+            let busy_now = reading.busy[worker];
+            let park_unparks = reading.park_unparks[worker];
+            let busy_throughout = since.as_ref().is_some_and(|before| {
+                before.park_unparks[worker] == park_unparks && park_unparks % 2 == 0
+            });
+            let busy_ratio = since
                 .as_ref()
-                .filter(|(elapsed, _)| !elapsed.is_zero())
-                .map(|(elapsed, before)| {
-                    let gained = busy_now.saturating_sub(before[worker]);
+                .zip(elapsed)
+                .filter(|(_, elapsed)| !elapsed.is_zero())
+                .map(|(before, elapsed)| {
+                    if busy_throughout {
+                        return 1.0;
+                    }
+                    let gained = busy_now.saturating_sub(before.busy[worker]);
                     rounded((gained.as_secs_f64() / elapsed.as_secs_f64()).min(1.0), 4)
-                }),
+                });
+            Worker {
+                worker,
+                busy_ms: rounded(busy_now.as_secs_f64() * 1000.0, 3),
+                park_count: metrics.worker_park_count(worker),
+                park_unpark_count: park_unparks,
+                busy_ratio,
+                busy_throughout,
+            }
         })
         .collect();
     Ok(Reading {
@@ -161,7 +193,7 @@ pub(crate) fn read(runtime: &crate::options::Runtime) -> Result<Reading, Failure
         workers: metrics.num_workers(),
         alive_tasks: metrics.num_alive_tasks(),
         global_queue_depth: metrics.global_queue_depth(),
-        since_previous_s: since.map(|(elapsed, _)| rounded(elapsed.as_secs_f64(), 3)),
+        since_previous_s: elapsed.map(|elapsed| rounded(elapsed.as_secs_f64(), 3)),
         per_worker,
     })
 }

@@ -15,6 +15,8 @@ mod environment;
 mod runtime;
 
 pub(crate) use environment::apply_environment;
+#[cfg(feature = "tokio")]
+pub(crate) use runtime::BusyReading;
 pub(crate) use runtime::Runtime;
 pub use runtime::DEFAULT_COMMAND_TIMEOUT;
 use std::path::PathBuf;

@@ -19,9 +19,15 @@ pub(crate) struct Runtime {
     pub(crate) previous_busy: std::sync::Arc<std::sync::Mutex<Option<BusyReading>>>,
 }
 
-/// The instant of a read, and each worker's total busy time then.
+/// The instant of a read, and each worker's total busy time and
+/// park/unpark count then.
 #[cfg(feature = "tokio")]
-pub(crate) type BusyReading = (std::time::Instant, Vec<Duration>);
+#[derive(Debug, Clone)]
+pub(crate) struct BusyReading {
+    pub(crate) at: std::time::Instant,
+    pub(crate) busy: Vec<Duration>,
+    pub(crate) park_unparks: Vec<u64>,
+}
 
 impl Runtime {
     /// The runtime that `install` runs inside, if any, unless one was
