@@ -592,7 +592,9 @@ impl ThreadStack {
 impl Stacks {
     /// The snapshot with threads that share a state and the very same
     /// frames shown once, in the order of their first thread: a pool of
-    /// idle workers becomes one entry. What `stacks --collapse` answers.
+    /// idle workers becomes one entry. A thread in a poll or waiting on an
+    /// inspected lock keeps an entry of its own, since its header says
+    /// what no other thread's does. What `stacks --collapse` answers.
     pub(crate) fn collapsed(&self) -> Collapsed<'_> {
         // Equal return addresses mean equal frames: symbolising is a
         // function of the address alone.
@@ -600,6 +602,15 @@ impl Stacks {
         let mut groups: Vec<ThreadGroup<'_>> = Vec::new();
         let mut by_place: HashMap<Place<'_>, usize> = HashMap::new();
         for thread in &self.threads {
+            if thread.polling.is_some() || thread.waiting_on.is_some() {
+                groups.push(ThreadGroup {
+                    first: thread,
+                    count: 1,
+                    tids: vec![thread.tid],
+                    names: vec![&thread.name],
+                });
+                continue;
+            }
             let place = (
                 thread.state.as_str(),
                 thread.frames_missing.as_deref(),
@@ -848,6 +859,23 @@ mod tests {
         assert_eq!(
             pool.collapsed().to_string(),
             "2 threads \"pool\" (sleeping): 21 22\n    0: f5\n"
+        );
+        let mut blocked = Stacks {
+            threads: vec![parked(31, "worker", &[0x5]), parked(32, "worker", &[0x5])],
+        };
+        for thread in &mut blocked.threads {
+            thread.polling = Some(Polling {
+                name: "compact",
+                for_ms: 800.0,
+                blocking: true,
+            });
+        }
+        let text = blocked.collapsed().to_string();
+        assert_eq!(
+            text.matches(", polling compact for 800 ms: blocking its worker")
+                .count(),
+            2,
+            "{text}"
         );
     }
 }
