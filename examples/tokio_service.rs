@@ -83,6 +83,15 @@ impl Lookup {
         0
     }
 
+    /// The same lookup shown by its key alone, as
+    /// `tracing::instrument(skip_all, fields(key = self.key))` would.
+    #[manhole::inspect(calls, args(skip_all, fields(key = self.key, limit = limit + 1)))]
+    async fn find_by_key(&self, store: &Store, limit: u32) -> usize {
+        let _ = (store, limit);
+        std::future::pending::<()>().await;
+        0
+    }
+
     /// The same lookup shown with every argument: `self`, `store` and
     /// `limit`.
     #[manhole::inspect(calls, args)]
@@ -101,8 +110,12 @@ async fn start_lookup(key: String) -> &'static str {
     let second = Lookup {
         key: lookup.key.clone(),
     };
+    let third = Lookup {
+        key: lookup.key.clone(),
+    };
     tokio::spawn(async move { lookup.find(&Store, 3).await });
     tokio::spawn(async move { second.find_all_shown(&Store, 4).await });
+    tokio::spawn(async move { third.find_by_key(&Store, 5).await });
     "started"
 }
 

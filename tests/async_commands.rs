@@ -530,24 +530,22 @@ fn slow_poll_sets_when_a_poll_blocks_its_worker() {
 }
 
 /// `inspect(calls, args)` on a method shows `self` first; `args(skip(...))`
-/// leaves a parameter out, and never formats it.
+/// leaves a parameter out, and never formats it; `fields(...)` shows
+/// values computed from the arguments.
 #[test]
 fn a_method_shows_self_and_a_skipped_argument_is_never_formatted() {
     let service = tokio_service(&[]);
     let mut session = service.json();
     session.result("call", call("start_lookup", json!(["slow"])));
-    let mut found = (Value::Null, Value::Null);
-    support::wait_until("both lookups in tasks", || {
+    let mut found = (Value::Null, Value::Null, Value::Null);
+    support::wait_until("the three lookups in tasks", || {
         let tasks = session.result("tasks", json!({}));
-        found = (
-            oldest_root(&tasks, "find").cloned().unwrap_or(Value::Null),
-            oldest_root(&tasks, "find_all_shown")
-                .cloned()
-                .unwrap_or(Value::Null),
-        );
-        !found.0.is_null() && !found.1.is_null()
+        let root = |name| oldest_root(&tasks, name).cloned().unwrap_or(Value::Null);
+        found = (root("find"), root("find_all_shown"), root("find_by_key"));
+        !found.0.is_null() && !found.1.is_null() && !found.2.is_null()
     });
-    let (skipped, all) = found;
+    let (skipped, all, by_key) = found;
+    assert_eq!(by_key["args"], "key=\"slow\", limit=6", "{by_key}");
     assert_eq!(
         skipped["args"], "self=Lookup { key: \"slow\" }, limit=3",
         "{skipped}"

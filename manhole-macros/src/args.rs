@@ -20,6 +20,15 @@ pub(crate) struct ItemArgs {
     pub(crate) args: Option<Ident>,
     /// Which of them, as `args(...)` says; every one for a bare `args`.
     pub(crate) shown: ArgsShown,
+    /// `args(..., fields(key = self.key))`: values computed from the
+    /// arguments, shown after them, as `tracing::instrument`'s `fields`.
+    pub(crate) fields: Vec<Field>,
+}
+
+/// One `NAME = EXPR` of `fields(...)`.
+pub(crate) struct Field {
+    pub(crate) name: Ident,
+    pub(crate) value: syn::Expr,
 }
 
 /// Which arguments `inspect(calls, args...)` shows, as
@@ -219,7 +228,7 @@ impl ItemArgs {
                         return Err(meta.error("duplicate option `args`; give each option once"));
                     }
                     args.args = meta.path.get_ident().cloned();
-                    args.shown = parse_args_shown(&meta)?;
+                    (args.shown, args.fields) = parse_args_shown(&meta)?;
                     Ok(())
                 }
                 Some("args") => set_flag(&mut args.args, &meta, "args"),
@@ -231,18 +240,34 @@ impl ItemArgs {
     }
 }
 
-/// `args(a, self)`, `args(skip(db, dst))` or `args(skip_all)`.
-fn parse_args_shown(meta: &ParseNestedMeta<'_>) -> syn::Result<ArgsShown> {
+/// `args(a, self)`, `args(skip(db, dst))` or `args(skip_all)`, each
+/// with `fields(NAME = EXPR, ...)` if wanted.
+fn parse_args_shown(meta: &ParseNestedMeta<'_>) -> syn::Result<(ArgsShown, Vec<Field>)> {
     let mut only = Vec::new();
     let mut skip: Option<Vec<Ident>> = None;
     let mut skip_all = None;
+    let mut fields = Vec::new();
     meta.parse_nested_meta(|inner| {
         let Some(ident) = inner.path.get_ident().cloned() else {
             return Err(inner.error(
-                "expected a parameter's name, `self`, `skip(NAME, ...)` or `skip_all`, as in `args(skip(db))`",
+                "expected a parameter's name, `self`, `skip(NAME, ...)`, `skip_all` or `fields(NAME = EXPR, ...)`, as in `args(skip(db))`",
             ));
         };
-        if ident == "skip" && inner.input.peek(syn::token::Paren) {
+        if ident == "fields" && inner.input.peek(syn::token::Paren) {
+            inner.parse_nested_meta(|field| {
+                let Some(name) = field.path.get_ident().cloned() else {
+                    return Err(field.error("expected a field's name, as in `fields(key = self.key)`"));
+                };
+                if !field.input.peek(syn::Token![=]) {
+                    return Err(field.error(format!(
+                        "`{name}` needs a value: write `fields({name} = EXPR)`, as in `fields(key = self.key)`"
+                    )));
+                }
+                let value = field.value()?.parse()?;
+                fields.push(Field { name, value });
+                Ok(())
+            })
+        } else if ident == "skip" && inner.input.peek(syn::token::Paren) {
             let names = skip.get_or_insert_with(Vec::new);
             inner.parse_nested_meta(|name| {
                 match name.path.get_ident() {
@@ -264,14 +289,17 @@ fn parse_args_shown(meta: &ParseNestedMeta<'_>) -> syn::Result<ArgsShown> {
             "`args({what})` cannot be combined with naming the parameters to show; name them, or skip some, or skip all"
         ))
     };
-    match (only.is_empty(), skip, skip_all) {
-        (true, None, None) => Ok(ArgsShown::All),
-        (true, Some(skip), None) => Ok(ArgsShown::Skip(skip)),
-        (true, None, Some(_)) => Ok(ArgsShown::SkipAll),
-        (false, None, None) => Ok(ArgsShown::Only(only)),
-        (_, Some(_), _) => Err(conflict("skip(...)")),
-        (_, _, Some(_)) => Err(conflict("skip_all")),
-    }
+    let shown = match (only.is_empty(), skip, skip_all) {
+        // `args(fields(...))` alone shows the fields only.
+        (true, None, None) if !fields.is_empty() => ArgsShown::SkipAll,
+        (true, None, None) => ArgsShown::All,
+        (true, Some(skip), None) => ArgsShown::Skip(skip),
+        (true, None, Some(_)) => ArgsShown::SkipAll,
+        (false, None, None) => ArgsShown::Only(only),
+        (_, Some(_), _) => return Err(conflict("skip(...)")),
+        (_, _, Some(_)) => return Err(conflict("skip_all")),
+    };
+    Ok((shown, fields))
 }
 
 /// A bare word such as `calls`: it takes no value.

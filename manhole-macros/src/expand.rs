@@ -379,6 +379,7 @@ fn expand_inspect_calls(function: &Function<'_>, args: &ItemArgs) -> TokenStream
                 });
                 let mut format = String::new();
                 let mut values = Vec::new();
+                let mut lock_warnings = Vec::new();
                 for arg in &sig.inputs {
                     let syn::FnArg::Typed(typed) = arg else {
                         continue;
@@ -397,6 +398,19 @@ fn expand_inspect_calls(function: &Function<'_>, args: &ItemArgs) -> TokenStream
                     format.push_str(&format!("{}={{:?}}", name.trim_start_matches("r#")));
                     values.push(quote_spanned! {typed.ty.span()=>
                         ::manhole::__private::arg_debug(&#ident)
+                    });
+                    if let Some(lock) = lock_in_type(&typed.ty) {
+                        lock_warnings.push(shown_lock_warning(&name, &lock, &typed.ty));
+                    }
+                }
+                for field in &args.fields {
+                    if !format.is_empty() {
+                        format.push_str(", ");
+                    }
+                    format.push_str(&format!("{}={{:?}}", field.name));
+                    let value = &field.value;
+                    values.push(quote_spanned! {value.span()=>
+                        ::manhole::__private::arg_debug(&(#value))
                     });
                 }
                 let more = !format.is_empty();
@@ -423,9 +437,12 @@ fn expand_inspect_calls(function: &Function<'_>, args: &ItemArgs) -> TokenStream
                     }
                 };
                 let format = format!("{{}}{format}");
-                quote!(::manhole::__private::CallArgs::new(
-                    ::core::format_args!(#format, #receiver_part, #(#values),*)
-                ))
+                quote!({
+                    #(#lock_warnings)*
+                    ::manhole::__private::CallArgs::new(
+                        ::core::format_args!(#format, #receiver_part, #(#values),*)
+                    )
+                })
             }
             None => quote!(::manhole::__private::NoArgs),
         };
@@ -583,4 +600,45 @@ fn expand_main(item: &ItemFn, args: &MainArgs) -> TokenStream {
 fn call_if_given(method: &str, value: Option<&impl ToTokens>) -> Option<TokenStream> {
     let method = format_ident!("{method}");
     value.map(|value| quote!(.#method(#value)))
+}
+
+/// The lock types whose `Debug` try-locks them: std's, parking_lot's and
+/// tokio's, by their last path segment.
+const LOCK_TYPES: &[&str] = &["Mutex", "RwLock", "ReentrantMutex", "FairMutex"];
+
+/// The first lock type named anywhere in `ty` (`Arc<Mutex<T>>`, `&RwLock<T>`),
+/// as far as the tokens show; a struct that holds one cannot be seen here.
+fn lock_in_type(ty: &syn::Type) -> Option<String> {
+    let mut tokens = quote!(#ty).into_iter().collect::<Vec<_>>();
+    while let Some(token) = tokens.pop() {
+        match token {
+            proc_macro2::TokenTree::Ident(ident) => {
+                let name = ident.to_string();
+                if LOCK_TYPES.contains(&name.as_str()) {
+                    return Some(name);
+                }
+            }
+            proc_macro2::TokenTree::Group(group) => tokens.extend(group.stream()),
+            _ => {}
+        }
+    }
+    None
+}
+
+/// A compile-time warning at a shown parameter whose type is a lock. Stable
+/// proc macros cannot emit warnings, so it is the deprecation warning of a
+/// constant used there, whose note says what to write instead.
+fn shown_lock_warning(name: &str, lock: &str, ty: &syn::Type) -> TokenStream {
+    let note = format!(
+        "`inspect(calls, args)` shows `{name}`, a `{lock}`: its `Debug` try-locks it on every call. \
+         Write `args(skip({name}))`, or show what you need with `fields(NAME = EXPR)`"
+    );
+    quote_spanned! {ty.span()=>
+        {
+            #[deprecated(note = #note)]
+            #[allow(non_upper_case_globals)]
+            const shown_argument_is_a_lock: () = ();
+            let () = shown_argument_is_a_lock;
+        }
+    }
 }

@@ -145,7 +145,11 @@ pub fn command(args: TokenStream, item: TokenStream) -> TokenStream {
 /// On an `async fn`, `#[manhole::inspect(calls, args)]` also records each
 /// call's arguments by their `Debug` text (at most 96 bytes, cut with `…`),
 /// which `tasks`, the watchdog and crash reports show beside the call:
-/// `handle(id=7)`. Every named parameter must be `Debug`.
+/// `handle(id=7)`. Every shown parameter must be `Debug`. Choose what is
+/// shown as `tracing::instrument` does: `args(skip(db))`, `args(self, key)`,
+/// `args(skip_all)`, each with `fields(NAME = EXPR, ...)` if wanted, as
+/// `args(skip_all, fields(key = self.key))`. A shown parameter whose type
+/// names a `Mutex` or `RwLock` gets a warning: its `Debug` try-locks it.
 ///
 /// ```
 /// /// Parses a port number.
