@@ -129,6 +129,9 @@ struct Readings {
     /// info, read in place), which the kernel can drop under pressure.
     dumped_file: u64,
     released: u64,
+    /// Of what stays after the tables went, pages of mapped files: the
+    /// code that ran for the dump, in the binary's text.
+    released_file: u64,
 }
 
 fn measure(program: Option<&str>) -> Readings {
@@ -147,12 +150,14 @@ fn measure(program: Option<&str>) -> Readings {
     let dumped_file = status_kib(pid, "RssFile:").saturating_sub(rest_file);
     std::thread::sleep(IDLE + Duration::from_secs(2));
     let released = resident_kib(pid);
+    let released_file = status_kib(pid, "RssFile:").saturating_sub(rest_file);
     Readings {
         off,
         rest,
         dumped,
         dumped_file,
         released,
+        released_file,
     }
 }
 
@@ -207,12 +212,13 @@ fn main() {
         .unwrap_or(0);
         let readings: Vec<Readings> = (0..3).map(|_| measure(program)).collect();
         let pick = |field: fn(&Readings) -> u64| median(readings.iter().map(field).collect());
-        let (off, rest, dumped, dumped_file, released) = (
+        let (off, rest, dumped, dumped_file, released, released_file) = (
             pick(|r| r.off),
             pick(|r| r.rest),
             pick(|r| r.dumped),
             pick(|r| r.dumped_file),
             pick(|r| r.released),
+            pick(|r| r.released_file),
         );
         println!("{name} ({:.1} MB binary):", size as f64 / 1e6);
         println!("  MANHOLE=off                 {}", mib(off));
@@ -228,10 +234,11 @@ fn main() {
             mib(dumped_file),
         );
         println!(
-            "  {} s after, tables let go    {}  ({} against at rest)",
+            "  {} s after, tables let go    {}  ({} against at rest; {} of it pages of the mapped files)",
             IDLE.as_secs() + 2,
             mib(released),
-            signed_mib(released as i64 - rest as i64)
+            signed_mib(released as i64 - rest as i64),
+            mib(released_file),
         );
     }
 }

@@ -614,6 +614,7 @@ fn collect(slot: &Slot) -> Outcome {
             how: Capture::Signal,
         }
     };
+    slot.copy.let_pages_go();
     slot.state.store(state(0, FREE), Ordering::Release);
     outcome
 }

@@ -11,6 +11,7 @@
 //! saves `errno`. Unwinding and symbols run outside any handler, under the
 //! dump's turn, so a forked child never inherits a half-held unwinder.
 
+mod debug_info;
 mod dump;
 mod outcome;
 mod quiet;

@@ -9,11 +9,15 @@
 //! whose debug info is not read: distributions compress it, and one look
 //! would cost its whole size decompressed (34 MiB for glibc's).
 //!
-//! Once no such request has come for `symbol_cache_idle` (a minute by
-//! default), a `manhole-symbols` thread drops what was read and hands the
-//! freed heap back to the kernel, then ends, so that an idle manhole
-//! neither holds the tables nor wakes.
+//! The files are read in place from mappings of their own
+//! ([`crate::capture::debug_info`]), whose pages leave the resident set as
+//! soon as the request is answered. Once no such request has come for
+//! `symbol_cache_idle` (a minute by default), a `manhole-symbols` thread
+//! drops what was parsed, and the unwinder's tables, and hands the freed
+//! heap back to the kernel, then ends, so that an idle manhole neither
+//! holds the tables nor wakes.
 
+use crate::capture::debug_info::DebugInfo;
 use crate::capture::turn;
 use crate::instrument::clock::now_ns;
 use crate::options::DEFAULT_SYMBOL_CACHE_IDLE;
@@ -75,6 +79,23 @@ impl Symbols {
         trim_below_entry(&mut frames);
         frames.retain(|frame| frame.address != 0);
         frames
+    }
+}
+
+impl Drop for Symbols {
+    /// The request is answered: the pages it read of the modules' files
+    /// leave this process's resident set (what it parsed stays, on the
+    /// heap, until the tables are let go).
+    fn drop(&mut self) {
+        if self.resolved.is_empty() {
+            return;
+        }
+        let loaded = LOADED.lock().unwrap_or_else(PoisonError::into_inner);
+        for (_, source) in loaded.iter().flat_map(|loaded| &loaded.modules) {
+            if let Some(Source::Debug(debug_info)) = source {
+                debug_info.let_pages_go();
+            }
+        }
     }
 }
 
@@ -221,7 +242,7 @@ struct Loaded {
 /// What names the addresses of one module.
 enum Source {
     /// Its own debug info, parsed unit by unit as addresses ask.
-    Debug(Box<addr2line::Loader>),
+    Debug(Box<DebugInfo>),
     /// Function names only, from a symbol table.
     Names(SymbolTable),
     /// Nothing could be read.
@@ -276,11 +297,9 @@ impl Source {
                 .map_or(Source::Nothing, Source::Names);
         }
         let path = std::path::Path::new(&module.path);
-        match addr2line::Loader::new(path) {
-            Ok(loader) if loader.get_section_range(b".debug_info").is_some() => {
-                Source::Debug(Box::new(loader))
-            }
-            _ => {
+        match DebugInfo::open(path) {
+            Some(debug_info) => Source::Debug(Box::new(debug_info)),
+            None => {
                 let debug_file = (module.build_id.len() > 2).then(|| {
                     let (head, rest) = module.build_id.split_at(2);
                     format!("/usr/lib/debug/.build-id/{head}/{rest}.debug")
@@ -297,7 +316,7 @@ impl Source {
         match self {
             Source::Debug(loader) => {
                 let mut frames = Vec::new();
-                if let Ok(mut found) = loader.find_frames(relative) {
+                if let Ok(mut found) = loader.context().find_frames(relative).skip_all_loads() {
                     while let Ok(Some(frame)) = found.next() {
                         let function = frame
                             .function
@@ -332,7 +351,7 @@ impl Source {
                 // function records leave out, as some prologues are): the
                 // line table alone may still have it.
                 if let Some(innermost) = frames.first_mut().filter(|frame| frame.line.is_none()) {
-                    if let Ok(Some(location)) = loader.find_location(relative) {
+                    if let Ok(Some(location)) = loader.context().find_location(relative) {
                         innermost.file = location.file.map(str::to_owned);
                         innermost.line = location.line;
                     }
@@ -534,6 +553,7 @@ fn release_when_idle() {
         }
         let released = LOADED.lock().unwrap_or_else(PoisonError::into_inner).take();
         drop(released);
+        crate::capture::unwind::release();
         give_back_freed_heap();
         *releaser() = None;
         return;

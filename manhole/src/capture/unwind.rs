@@ -105,6 +105,17 @@ fn with_unwinder<R>(body: impl FnOnce(&ArchUnwinder<Vec<u8>>, &mut Cache) -> R) 
     body(unwinder, cache)
 }
 
+/// Lets the unwinder go (its copies of every module's unwind tables, and
+/// its cache): the next walk builds it again. Called with the symbol
+/// tables, once neither has been used for `symbol_cache_idle`.
+pub(crate) fn release() {
+    let released = STATE
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .take();
+    drop(released);
+}
+
 /// Reads 8 bytes of the copy at `address`, which stands for the stack from
 /// `base` up.
 fn read_copy(stack: &[u8], base: u64, address: u64) -> Result<u64, ()> {

@@ -191,6 +191,26 @@ impl Copy {
         );
     }
 
+    /// After it was read, and before its owner marks it free: gives the
+    /// whole pages the copy filled back to the kernel, so that a dump's
+    /// copies do not stay resident until the next one. The memory stays
+    /// mapped, and reads as zeros until written again.
+    pub(crate) fn let_pages_go(&self) {
+        let copied = self.copied.load(Ordering::Relaxed).min(self.len);
+        // SAFETY: sysconf has no preconditions.
+        let page = usize::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).unwrap_or(4096);
+        let start = (self.stack as usize).next_multiple_of(page);
+        let end = (self.stack as usize + copied) & !(page - 1);
+        if end > start {
+            // SAFETY: whole pages inside this copy's own `len` bytes, which
+            // nothing reads or writes until the owner arms it again; for
+            // private anonymous memory MADV_DONTNEED only empties them.
+            unsafe {
+                libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_DONTNEED);
+            }
+        }
+    }
+
     /// After the handler finished: the registers and the bytes copied.
     pub(crate) fn read(&self) -> (Registers, &[u8]) {
         let [pc, sp, fp, lr] =
