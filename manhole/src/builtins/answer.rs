@@ -6,6 +6,7 @@ use crate::instrument::registry::{self, Command, Inspect, Lookup, Named};
 use crate::options::Served;
 use manhole_wire::{value_text, Builtin, Failure, Reason};
 use serde_json::Value;
+use std::io::Write as _;
 
 /// A successful reply in both forms. `text` ends with a newline, or is empty.
 pub(crate) struct Answer {
@@ -32,7 +33,14 @@ type WriteJson = dyn Fn(&mut dyn std::io::Write) -> serde_json::Result<()>;
 
 impl Streamed {
     pub(super) fn new<T: serde::Serialize + 'static>(value: T) -> Self {
-        Streamed(Box::new(move |out| serde_json::to_writer(out, &value)))
+        Streamed(Box::new(move |out| {
+            // A buffer of a concrete type, so that the serialiser's many
+            // small writes (a dozen a frame) are inlined copies rather than
+            // calls through `dyn Write`.
+            let mut buffered = std::io::BufWriter::with_capacity(64 * 1024, out);
+            serde_json::to_writer(&mut buffered, &value)?;
+            buffered.flush().map_err(serde_json::Error::io)
+        }))
     }
 
     /// Serialises the result into `out`.

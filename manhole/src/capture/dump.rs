@@ -310,25 +310,72 @@ pub(crate) enum Described {
 /// The first pass over `tids`: each thread described, and, when asleep,
 /// taken quietly. `None` where the thread is gone; an outcome where it
 /// needs no signal.
-fn first_pass<D>(
+///
+/// A large dump is shared with helper threads, one per spare core (at
+/// most [`MAX_HELPERS`]): the pass is `/proc` reads and copies, each a few
+/// microseconds in the kernel, and two cores read two threads' files at
+/// once (measured: 1000 threads' `stat`, `schedstat` and `syscall` in
+/// 19 ms on one core, 10 ms on two).
+fn first_pass<D: Send>(
     tasks: &Tasks,
     tids: &[libc::pid_t],
-    describe: &dyn Fn(libc::pid_t) -> Option<(D, Described)>,
+    describe: &(dyn Fn(libc::pid_t) -> Option<(D, Described)> + Sync),
     known_tails: &[Vec<u64>],
     copy: &mut [u8],
 ) -> Vec<Option<(D, Described, Option<Outcome>)>> {
-    // Measured on two threads as well, a large dump went no faster: the
-    // kernel serialises these `/proc` reads and copies within a process.
-    tids.iter()
-        .map(|&tid| {
-            let (description, described_as) = describe(tid)?;
-            let quiet = match described_as {
-                Described::Asleep => capture_quietly(tasks, tid, copy, known_tails),
-                Described::Running => None,
-            };
-            Some((description, described_as, quiet))
-        })
-        .collect()
+    let pass = |tids: &[libc::pid_t], copy: &mut [u8]| -> Vec<_> {
+        tids.iter()
+            .map(|&tid| {
+                let (description, described_as) = describe(tid)?;
+                let quiet = match described_as {
+                    Described::Asleep => capture_quietly(tasks, tid, copy, known_tails),
+                    Described::Running => None,
+                };
+                Some((description, described_as, quiet))
+            })
+            .collect()
+    };
+    let helpers = helpers_for(tids.len());
+    if helpers == 0 {
+        return pass(tids, copy);
+    }
+    let share = tids.len().div_ceil(helpers + 1);
+    std::thread::scope(|scope| {
+        let mut shares = tids.chunks(share);
+        let own = shares.next().unwrap_or_default();
+        let helping: Vec<_> = shares
+            .map(|part| {
+                let started = std::thread::Builder::new()
+                    .name("manhole-dump".to_owned())
+                    .spawn_scoped(scope, move || pass(part, &mut vec![0u8; STACK_COPY]));
+                (part, started)
+            })
+            .collect();
+        let mut all = pass(own, copy);
+        for (part, started) in helping {
+            match started {
+                Ok(helper) => all.extend(
+                    helper
+                        .join()
+                        .unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
+                ),
+                // No thread to be had: this one does that share too.
+                Err(_) => all.extend(pass(part, copy)),
+            }
+        }
+        all
+    })
+}
+
+/// The most helper threads a dump's first pass takes.
+const MAX_HELPERS: usize = 3;
+/// Below this many threads a dump is quicker alone than with a helper to
+/// start.
+const THREADS_PER_HELPER: usize = 128;
+
+fn helpers_for(threads: usize) -> usize {
+    let spare = std::thread::available_parallelism().map_or(0, |cores| cores.get() - 1);
+    spare.min(MAX_HELPERS).min(threads / THREADS_PER_HELPER)
 }
 
 /// Captures the raw stacks of `tids` (never the calling thread), waiting at
@@ -340,12 +387,12 @@ fn first_pass<D>(
 /// in a system call quietly (see [`capture_quietly`]). Every other thread
 /// is looked at once more and then sent `signal`, and the signalled ones
 /// are waited for.
-pub(crate) fn capture<D>(
+pub(crate) fn capture<D: Send>(
     tasks: &Tasks,
     tids: &[libc::pid_t],
     signal: libc::c_int,
     timeout: Duration,
-    describe: &dyn Fn(libc::pid_t) -> Option<(D, Described)>,
+    describe: &(dyn Fn(libc::pid_t) -> Option<(D, Described)> + Sync),
 ) -> Vec<Option<(D, Outcome)>> {
     let known_tails = known_tails();
     let mut copy = vec![0u8; STACK_COPY];

@@ -46,7 +46,8 @@ pub struct Frame {
 }
 
 fn hex_address<S: Serializer>(address: &usize, serializer: S) -> Result<S::Ok, S::Error> {
-    serializer.serialize_str(&format!("{address:#x}"))
+    // Written straight into the output: a dump has tens of thousands.
+    serializer.collect_str(&format_args!("{address:#x}"))
 }
 
 /// Resolved frames per address, shared by every thread of one dump.

@@ -572,6 +572,8 @@ fn edit_distance(a: &str, b: &str) -> usize {
 struct Places {
     statics: Vec<(usize, usize, &'static str)>,
     any_lock: bool,
+    /// Each inspected lock's address, and whether it is a `RwLock`.
+    locks: Vec<(usize, bool)>,
 }
 
 fn places() -> &'static Places {
@@ -589,6 +591,14 @@ fn places() -> &'static Places {
             any_lock: items.iter().any(|item| {
                 item.place.is_some() && (item.ty.contains("Mutex") || item.ty.contains("RwLock"))
             }),
+            locks: items
+                .iter()
+                .filter(|item| item.ty.contains("Mutex") || item.ty.contains("RwLock"))
+                .filter_map(|item| {
+                    let (start, size) = (item.place?)();
+                    (size >= 4).then_some((start, item.ty.contains("RwLock")))
+                })
+                .collect(),
         }
     })
 }
@@ -601,6 +611,28 @@ pub(crate) fn static_at(address: usize) -> Option<&'static str> {
         .iter()
         .find(|(start, size, _)| (*start..*start + *size).contains(&address))
         .map(|(_, _, name)| *name)
+}
+
+/// Whether any inspected lock's state word says threads may be waiting on
+/// it, as std's futex locks keep it: a `Mutex` in state 2 ("locked, with
+/// waiters"), a `RwLock` with its readers- or writers-waiting bit set. The
+/// word is the lock's first four bytes, as std lays its locks out; it is
+/// copied by the kernel (`process_vm_readv`), never read through a
+/// reference, since the program writes it meanwhile. A cheap hint, read on
+/// every look, that says when a scan of every thread is worth its cost;
+/// locks laid out otherwise are caught by the scans that run anyway.
+pub(crate) fn lock_words_say_waiting() -> bool {
+    places().locks.iter().any(|&(address, rwlock)| {
+        let mut word = [0u8; 4];
+        let copied = crate::os::interrupted::copy_stack(address as u64, word.as_mut_ptr(), 4);
+        let state = u32::from_ne_bytes(word);
+        copied == 4
+            && if rwlock {
+                state & (0b11 << 30) != 0
+            } else {
+                state == 2
+            }
+    })
 }
 
 /// Whether any inspected static is a lock that threads may wait on.
