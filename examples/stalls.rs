@@ -161,6 +161,20 @@ fn deadlock() -> &'static str {
 #[manhole::main]
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
+    // `STALLS_IDLE_THREADS=N`: N more threads that sleep for good, as a
+    // large service's pools do, for the watchdog to look past.
+    let idle: usize = std::env::var("STALLS_IDLE_THREADS")
+        .ok()
+        .and_then(|count| count.parse().ok())
+        .unwrap_or(0);
+    for _ in 0..idle {
+        std::thread::Builder::new()
+            .stack_size(64 * 1024)
+            .spawn(|| loop {
+                std::thread::park();
+            })
+            .expect("an idle thread");
+    }
     println!("ready");
     std::future::pending::<()>().await;
 }

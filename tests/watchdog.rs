@@ -344,6 +344,36 @@ fn a_deadlock_on_two_inspected_locks_is_reported_on_both_and_named() {
     assert!(waiting.contains(&("locker-ba", "LOCK_A")), "{waiting:?}");
 }
 
+/// With many threads, every thread's `syscall` file is read only now and
+/// then (a scan of 600 costs milliseconds); a lock's own state word says
+/// when a scan is due, so a wait is still seen within a second or so.
+#[test]
+fn a_lock_wait_among_many_threads_is_still_seen_soon() {
+    let service = Service::spawn_with_env(
+        "stalls",
+        &[],
+        &[
+            ("MANHOLE", "watchdog=200ms,stuck_call=1s"),
+            ("STALLS_IDLE_THREADS", "600"),
+        ],
+        None,
+    );
+    service.wait_for_socket();
+    support::Json::connect(&service.socket).result("stacks", json!({}));
+    // Past the scan the watchdog makes on its start, so that the next
+    // one is due only when a lock's word calls for it.
+    std::thread::sleep(Duration::from_millis(500));
+    let started = Instant::now();
+    call(&service, "deadlock", json!([]));
+    let reports = reports_of(&service, "lock_wait", Duration::from_secs(6));
+    assert!(!reports.is_empty(), "no lock_wait report within 6 s");
+    assert!(
+        started.elapsed() < Duration::from_secs(6),
+        "the first lock_wait report came {:?} after the wait began",
+        started.elapsed()
+    );
+}
+
 #[test]
 fn twenty_slow_polls_make_five_reports_and_the_rest_are_counted() {
     let service = stalls_service("watchdog=50ms");

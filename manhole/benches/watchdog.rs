@@ -3,6 +3,9 @@
 //! - the CPU of the `manhole-watch` thread with `watchdog = 100ms` and
 //!   10,000 instrumented calls in flight, read from its `/proc` stat over
 //!   five seconds;
+//! - the same with 1,000 idle threads and 10 inspected locks, beside what
+//!   reading every thread's `syscall` file at every look (as the watchdog
+//!   did before it spaced its lock scans) costs in the same run;
 //! - the cost of one instrumented async call (polled twice) with the
 //!   watchdog on and off, in alternating rounds of one process;
 //! - the delay from the start of a blocking poll to its `slow_poll`
@@ -83,6 +86,104 @@ fn install(dir: &std::path::Path, watchdog: Option<Duration>) -> manhole::Handle
         .unwrap()
 }
 
+/// Ten inspected locks, which turn on the watchdog's `lock_wait` looks.
+#[manhole::inspect]
+static LOCK_0: std::sync::Mutex<u64> = std::sync::Mutex::new(0);
+#[manhole::inspect]
+static LOCK_1: std::sync::Mutex<u64> = std::sync::Mutex::new(0);
+#[manhole::inspect]
+static LOCK_2: std::sync::Mutex<u64> = std::sync::Mutex::new(0);
+#[manhole::inspect]
+static LOCK_3: std::sync::Mutex<u64> = std::sync::Mutex::new(0);
+#[manhole::inspect]
+static LOCK_4: std::sync::Mutex<u64> = std::sync::Mutex::new(0);
+#[manhole::inspect]
+static LOCK_5: std::sync::RwLock<u64> = std::sync::RwLock::new(0);
+#[manhole::inspect]
+static LOCK_6: std::sync::RwLock<u64> = std::sync::RwLock::new(0);
+#[manhole::inspect]
+static LOCK_7: std::sync::RwLock<u64> = std::sync::RwLock::new(0);
+#[manhole::inspect]
+static LOCK_8: std::sync::RwLock<u64> = std::sync::RwLock::new(0);
+#[manhole::inspect]
+static LOCK_9: std::sync::RwLock<u64> = std::sync::RwLock::new(0);
+
+/// A thread's time on a CPU, from its `schedstat` (nanoseconds).
+fn thread_on_cpu(name: &str) -> Option<Duration> {
+    for task in std::fs::read_dir("/proc/self/task").ok()? {
+        let path = task.ok()?.path();
+        if std::fs::read_to_string(path.join("comm")).ok()?.trim() != name {
+            continue;
+        }
+        let schedstat = std::fs::read_to_string(path.join("schedstat")).ok()?;
+        return Some(Duration::from_nanos(
+            schedstat.split_whitespace().next()?.parse().ok()?,
+        ));
+    }
+    None
+}
+
+/// The watchdog's CPU with 1000 idle threads and 10 inspected locks, and
+/// what one read of every thread's `syscall` file costs, at every look.
+fn lock_scan_share(dir: &std::path::Path) {
+    let locks = [&LOCK_0, &LOCK_1, &LOCK_2, &LOCK_3, &LOCK_4];
+    let rwlocks = [&LOCK_5, &LOCK_6, &LOCK_7, &LOCK_8, &LOCK_9];
+    for lock in locks {
+        *lock.lock().unwrap() += 1;
+    }
+    for lock in rwlocks {
+        *lock.write().unwrap() += 1;
+    }
+    let gate = std::sync::Arc::new((std::sync::Mutex::new(false), std::sync::Condvar::new()));
+    let idle: Vec<_> = (0..1000)
+        .map(|_| {
+            let gate = gate.clone();
+            std::thread::Builder::new()
+                .stack_size(64 * 1024)
+                .spawn(move || {
+                    let mut open = gate.0.lock().unwrap();
+                    while !*open {
+                        open = gate.1.wait(open).unwrap();
+                    }
+                })
+                .unwrap()
+        })
+        .collect();
+    let handle = install(dir, Some(Duration::from_millis(100)));
+    // Past its start, where it reads the symbol tables once.
+    std::thread::sleep(Duration::from_secs(2));
+    let before = thread_on_cpu("manhole-watch").expect("the watchdog thread");
+    let began = Instant::now();
+    std::thread::sleep(Duration::from_secs(5));
+    let used = thread_on_cpu("manhole-watch").unwrap() - before;
+    let share = used.as_secs_f64() / began.elapsed().as_secs_f64() * 100.0;
+    // What one look cost when it read every thread's `syscall` file.
+    let mut scans = Vec::new();
+    for _ in 0..11 {
+        let began = Instant::now();
+        for task in std::fs::read_dir("/proc/self/task").unwrap() {
+            let _ = std::fs::read(task.unwrap().path().join("syscall"));
+        }
+        scans.push(began.elapsed());
+    }
+    scans.sort();
+    let scan = scans[scans.len() / 2];
+    // A look every quarter of the threshold: 40 a second at 100 ms.
+    let every_look = scan.as_secs_f64() * 40.0 * 100.0;
+    println!(
+        "watchdog=100ms, 1000 idle threads, 10 inspected locks: the watchdog thread used {:.1} ms of CPU in {:.1} s, {share:.2} % of a core; reading every thread's syscall file takes {:.2} ms, which at every look (40 a second) would be {every_look:.1} % of a core",
+        used.as_secs_f64() * 1000.0,
+        began.elapsed().as_secs_f64(),
+        scan.as_secs_f64() * 1000.0,
+    );
+    handle.uninstall();
+    *gate.0.lock().unwrap() = true;
+    gate.1.notify_all();
+    for thread in idle {
+        thread.join().unwrap();
+    }
+}
+
 fn thread_cpu(name: &str) -> Option<Duration> {
     let ticks = 100.0;
     for task in std::fs::read_dir("/proc/self/task").ok()? {
@@ -161,7 +262,12 @@ fn main() {
         return;
     }
 
-    // 1. The watchdog thread's CPU with 10,000 calls in flight.
+    // 1. The watchdog thread's CPU with 1000 idle threads and 10 inspected
+    // locks, none of them waited on (first: later cases leave the
+    // in-flight table grown to 10,000 calls, which every look reads).
+    lock_scan_share(&dir);
+
+    // 2. The watchdog thread's CPU with 10,000 calls in flight.
     let mut in_flight: Vec<Pin<Box<dyn Future<Output = ()>>>> = (0..10_000)
         .map(|_| Box::pin(waits_for_ever()) as _)
         .collect();
@@ -185,7 +291,7 @@ fn main() {
     handle.uninstall();
     drop(in_flight);
 
-    // 2. One instrumented call, watchdog on and off, alternating rounds.
+    // 3. One instrumented call, watchdog on and off, alternating rounds.
     const CALLS: u32 = 200_000;
     let mut on = Vec::new();
     let mut off = Vec::new();

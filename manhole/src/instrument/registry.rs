@@ -622,17 +622,28 @@ pub(crate) fn static_at(address: usize) -> Option<&'static str> {
 /// every look, that says when a scan of every thread is worth its cost;
 /// locks laid out otherwise are caught by the scans that run anyway.
 pub(crate) fn lock_words_say_waiting() -> bool {
-    places().locks.iter().any(|&(address, rwlock)| {
-        let mut word = [0u8; 4];
-        let copied = crate::os::interrupted::copy_stack(address as u64, word.as_mut_ptr(), 4);
-        let state = u32::from_ne_bytes(word);
-        copied == 4
-            && if rwlock {
+    let locks = &places().locks;
+    let addresses: Vec<usize> = locks.iter().map(|&(address, _)| address).collect();
+    let mut words = vec![0u32; addresses.len()];
+    let mut copied = 0;
+    // One system call for up to 64 locks.
+    while copied < addresses.len() {
+        let more = crate::os::interrupted::copy_words(&addresses[copied..], &mut words[copied..]);
+        if more == 0 {
+            break;
+        }
+        copied += more;
+    }
+    locks
+        .iter()
+        .zip(&words[..copied])
+        .any(|(&(_, rwlock), &state)| {
+            if rwlock {
                 state & (0b11 << 30) != 0
             } else {
                 state == 2
             }
-    })
+        })
 }
 
 /// Whether any inspected static is a lock that threads may wait on.

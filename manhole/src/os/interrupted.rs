@@ -96,6 +96,40 @@ pub(crate) fn copy_stack(sp: u64, buffer: *mut u8, len: usize) -> usize {
     }
 }
 
+/// Copies the 4-byte word at each of `addresses` (at most 64) into
+/// `words`, in one `process_vm_readv`: words the program writes meanwhile
+/// are read as the kernel sees them, never through a reference. Returns
+/// how many were copied, in order (fewer when one is unmapped, or the
+/// call is refused).
+pub(crate) fn copy_words(addresses: &[usize], words: &mut [u32]) -> usize {
+    let count = addresses.len().min(words.len()).min(MAX_PAGES);
+    let empty = libc::iovec {
+        iov_base: std::ptr::null_mut(),
+        iov_len: 0,
+    };
+    let mut local = [empty; MAX_PAGES];
+    let mut remote = [empty; MAX_PAGES];
+    for index in 0..count {
+        local[index].iov_base = std::ptr::from_mut(&mut words[index]).cast();
+        local[index].iov_len = 4;
+        remote[index].iov_base = addresses[index] as *mut libc::c_void;
+        remote[index].iov_len = 4;
+    }
+    // SAFETY: both vectors describe `count` valid elements, the local ones
+    // inside `words`; the kernel checks the remote side.
+    let copied = unsafe {
+        libc::process_vm_readv(
+            libc::getpid(),
+            local.as_ptr(),
+            count as libc::c_ulong,
+            remote.as_ptr(),
+            count as libc::c_ulong,
+            0,
+        )
+    };
+    usize::try_from(copied).map_or(0, |bytes| bytes / 4)
+}
+
 /// `/proc/self/mem`, opened by the first copy that needs it; -1 before.
 static PROC_MEM: AtomicI32 = AtomicI32::new(-1);
 

@@ -454,14 +454,14 @@ impl Detector {
     /// That costs a few microseconds a thread (6 ms at 1000 threads), so
     /// scans are spaced to stay a small share of a core: 1 % while a lock's
     /// state word says threads wait on it or waiters are being followed,
-    /// 0.2 % otherwise (with a few threads, that is every look).
+    /// 0.1 % otherwise (with a few threads, that is every look or two).
     fn lock_scan_due(&self, now: Instant) -> bool {
         let Some((at, took)) = self.last_scan else {
             return true;
         };
         let since = now.duration_since(at);
         let suspected = !self.waiting.is_empty() || registry::lock_words_say_waiting();
-        let share = if suspected { 100 } else { 500 };
+        let share = if suspected { 100 } else { 1000 };
         since >= took * share
     }
 
