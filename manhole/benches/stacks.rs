@@ -431,6 +431,24 @@ fn main() {
         None => println!("  gdb -batch -ex 'thread apply all bt'   not installed"),
     }
 
+    // The 1000-thread shape beside gdb, whose dump of it is about a
+    // second: in process (this run's median above) and over the socket.
+    if let Some(took) = peer("gdb", gdb_args, 1000) {
+        println!();
+        println!("1000 idle threads, side by side:");
+        println!(
+            "  manhole over the socket                {}  (gdb {:.0}x)",
+            ms(over_socket),
+            took.as_secs_f64() / over_socket.as_secs_f64()
+        );
+        println!(
+            "  manhole::stacks()                      {}  (gdb {:.0}x)",
+            ms(in_process),
+            took.as_secs_f64() / in_process.as_secs_f64()
+        );
+        println!("  gdb -batch -ex 'thread apply all bt'   {}", ms(took));
+    }
+
     println!();
     println!("EINTR per dump in threads looping on poll / nanosleep (300 ms calls):");
     let ours = eintr_per_dump(30, &|_, socket| {
