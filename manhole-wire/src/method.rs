@@ -25,6 +25,9 @@ pub enum Builtin {
     Watchdog,
     /// `stalls`: the watchdog's reports kept.
     Stalls,
+    /// `history [--since DURATION] [--every DURATION] [NAME...]`: the
+    /// flight recorder's series and events.
+    History,
     /// `info`: the process at a glance.
     Info,
     /// `top [SECONDS]`: CPU use per thread over an interval.
@@ -107,6 +110,7 @@ impl Builtin {
         Builtin::Panics,
         Builtin::Watchdog,
         Builtin::Stalls,
+        Builtin::History,
         Builtin::Info,
         Builtin::Top,
         Builtin::Mem,
@@ -205,6 +209,27 @@ impl Builtin {
                 }],
                 usage: "stalls [--short]",
                 summary: "show the watchdog's last 32 reports, newest first: slow polls, stuck calls, missed heartbeats, lock waits",
+            },
+            Builtin::History => &Spec {
+                name: "history",
+                aliases: &[],
+                protocols: Protocols::Both,
+                params: &[
+                    Param {
+                        name: "since",
+                        required: false,
+                    },
+                    Param {
+                        name: "every",
+                        required: false,
+                    },
+                    Param {
+                        name: "names",
+                        required: false,
+                    },
+                ],
+                usage: "history [--since DURATION] [--every DURATION] [NAME...]",
+                summary: "the flight recorder: CPU, memory, threads, descriptors, calls and numeric statics over the last minutes (10m kept by default), each with a sparkline, and who connected, set and called what",
             },
             Builtin::Info => &Spec {
                 name: "info",

@@ -55,6 +55,17 @@ pub enum Request {
         /// Only the program's frames, runtime runs folded.
         short: bool,
     },
+    /// The flight recorder's series over the last `since`, one value per
+    /// `every`, of the series whose names start with one of `names` (all
+    /// when empty), and its events.
+    History {
+        /// How far back to look.
+        since: Duration,
+        /// The step between values.
+        every: Duration,
+        /// Which series.
+        names: Vec<String>,
+    },
     /// The process at a glance: ids, times, memory, files, limits.
     Info,
     /// Resident memory and the allocator's statistics; with
@@ -424,6 +435,55 @@ pub const MIN_WATCH_INTERVAL: f64 = 0.1;
 /// See [`MIN_WATCH_INTERVAL`].
 pub const MAX_WATCH_INTERVAL: f64 = 3600.0;
 
+/// How far back `history` looks by default.
+pub const DEFAULT_HISTORY_SINCE: Duration = Duration::from_secs(600);
+/// The step between `history`'s values by default.
+pub const DEFAULT_HISTORY_EVERY: Duration = Duration::from_secs(10);
+
+/// `history [--since DURATION] [--every DURATION] [NAME...]`.
+fn parse_history(words: &[String]) -> Result<Request, Failure> {
+    let (mut since, mut every) = (DEFAULT_HISTORY_SINCE, DEFAULT_HISTORY_EVERY);
+    let mut names = Vec::new();
+    let mut words = words.iter();
+    while let Some(word) = words.next() {
+        let mut value = |flag: &str| {
+            words.next().ok_or_else(|| {
+                bad_params(format!(
+                    "`{flag}` takes a duration, such as 10m or 30s; usage: {}",
+                    Builtin::History.spec().usage
+                ))
+            })
+        };
+        match word.as_str() {
+            "--since" => since = history_duration("--since", value("--since")?)?,
+            "--every" => every = history_duration("--every", value("--every")?)?,
+            flag if flag.starts_with("--") => {
+                return Err(bad_params(format!(
+                    "unknown option `{flag}`; usage: {}",
+                    Builtin::History.spec().usage
+                )))
+            }
+            name => names.push(name.to_owned()),
+        }
+    }
+    Ok(Request::History {
+        since,
+        every,
+        names,
+    })
+}
+
+/// A `history` duration: at least a second.
+fn history_duration(what: &str, text: &str) -> Result<Duration, Failure> {
+    crate::parse_duration(text)
+        .filter(|duration| *duration >= Duration::from_secs(1))
+        .ok_or_else(|| {
+            bad_params(format!(
+                "`{what}` takes a duration of a second or more, such as 10m or 30s; got {text:?}"
+            ))
+        })
+}
+
 fn bad_params(message: impl Into<String>) -> Failure {
     Failure::new(Reason::BadParams, message)
 }
@@ -679,6 +739,7 @@ pub fn parse_text(line: &str) -> Result<Option<Request>, Failure> {
         Builtin::Stacks => parse_stacks(rest).ok_or_else(|| usage(builtin))?,
         Builtin::Threads => no_args(Request::Threads)?,
         Builtin::Panics => no_args(Request::Panics)?,
+        Builtin::History => parse_history(rest)?,
         Builtin::Stalls => match rest {
             [] => Request::Stalls { short: false },
             [flag] if flag == SHORT_FLAG => Request::Stalls { short: true },
@@ -930,6 +991,37 @@ fn json_request(method: &str, params: Map<String, Value>) -> Result<Request, Fai
         Builtin::Stalls => Request::Stalls {
             short: params.flag("short")?,
         },
+        Builtin::History => {
+            let duration = |params: &mut Params, key: &str, default: Duration| {
+                params
+                    .string(key)?
+                    .map_or(Ok(default), |text| history_duration(key, &text))
+            };
+            let since = duration(&mut params, "since", DEFAULT_HISTORY_SINCE)?;
+            let every = duration(&mut params, "every", DEFAULT_HISTORY_EVERY)?;
+            let names = match params.value("names") {
+                None | Some(Value::Null) => Vec::new(),
+                Some(Value::Array(names)) => names
+                    .into_iter()
+                    .map(|name| match name {
+                        Value::String(name) => Ok(name),
+                        other => Err(bad_params(format!(
+                            "`names` must be an array of strings; got {other}"
+                        ))),
+                    })
+                    .collect::<Result<_, _>>()?,
+                Some(other) => {
+                    return Err(bad_params(format!(
+                        "`names` must be an array of strings; got {other}"
+                    )))
+                }
+            };
+            Request::History {
+                since,
+                every,
+                names,
+            }
+        }
         Builtin::Watchdog => Request::Watchdog(
             params
                 .string("threshold")?
@@ -1111,6 +1203,18 @@ impl Request {
             Request::Threads => (method(Builtin::Threads), Value::Null),
             Request::Panics => (method(Builtin::Panics), Value::Null),
             Request::Stalls { short: false } => (method(Builtin::Stalls), Value::Null),
+            Request::History {
+                since,
+                every,
+                names,
+            } => (
+                method(Builtin::History),
+                json!({
+                    "since": format!("{}s", since.as_secs_f64()),
+                    "every": format!("{}s", every.as_secs_f64()),
+                    "names": names,
+                }),
+            ),
             Request::Stalls { short: true } => (method(Builtin::Stalls), json!({"short": true})),
             Request::Watchdog(None) => (method(Builtin::Watchdog), Value::Null),
             Request::Watchdog(Some(threshold)) => (

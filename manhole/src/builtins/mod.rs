@@ -15,6 +15,7 @@
 mod answer;
 mod call;
 mod help;
+mod history;
 mod info;
 mod items;
 mod log;
@@ -36,7 +37,7 @@ pub(crate) use tasks::tasks_json;
 
 use crate::instrument::registry;
 use manhole_wire::{
-    follow_text_only, parse_text, text_only, Builtin, Failure, LogRequest, Request,
+    follow_text_only, parse_text, text_only, ArgValue, Builtin, Failure, LogRequest, Request,
 };
 use serde_json::{json, Value};
 
@@ -66,6 +67,11 @@ fn answer(request: Request, asked: Asked<'_>) -> Result<Answer, Failure> {
         Request::Panics => Ok(panics::panics()),
         Request::Watchdog(setting) => Ok(watchdog::watchdog(setting)),
         Request::Stalls { short } => Ok(watchdog::stalls(short)),
+        Request::History {
+            since,
+            every,
+            ref names,
+        } => history::history(since, every, names),
         Request::Greeting { collapse } => greeting(asked, collapse),
         Request::Info => Ok(info::info(asked.served)),
         Request::Mem {
@@ -78,13 +84,56 @@ fn answer(request: Request, asked: Asked<'_>) -> Result<Answer, Failure> {
         Request::Top { interval } => Ok(top::answer(interval)),
         Request::Get(name) if name.is_empty() => Ok(help::inspectable()),
         Request::Get(name) => items::read(answer::inspected_item(&name)?),
-        Request::Set { name, value } => items::set(&name, value),
+        Request::Set { name, value } => {
+            let what = match &value {
+                Value::String(text) => format!("{name} = {text}"),
+                other => format!("{name} = {other}"),
+            };
+            let answer = items::set(&name, value);
+            crate::report::history::client_acted(
+                "set",
+                what,
+                answer
+                    .as_ref()
+                    .map(|_| ())
+                    .map_err(|failure| failure.message.clone()),
+            );
+            answer
+        }
         Request::Stats { sort, window } => Ok(stats::stats(sort, window)),
         Request::StatsReset(name) => stats::stats_reset(name.as_deref()),
         Request::Log(LogRequest::Follow) => Err(follow_text_only()),
         Request::Log(request) => log::log(request),
         Request::Watch { .. } => Err(text_only(Builtin::Watch)),
-        Request::Call { name, args, bare } => call::call(&name, &args, bare, asked),
+        Request::Call { name, args, bare } => {
+            let answer = call::call(&name, &args, bare, asked);
+            crate::report::history::client_acted(
+                "call",
+                format!(
+                    "{name}({})",
+                    args.iter()
+                        .map(|arg| match arg {
+                            // Plain unless quoting is needed to tell
+                            // the arguments apart.
+                            ArgValue::Text(text)
+                                if !text.is_empty()
+                                    && !text.contains([' ', ',', '"', '(', ')']) =>
+                            {
+                                text.clone()
+                            }
+                            ArgValue::Text(text) => format!("{text:?}"),
+                            ArgValue::Null => "null".to_owned(),
+                        })
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+                answer
+                    .as_ref()
+                    .map(|_| ())
+                    .map_err(|failure| failure.message.clone()),
+            );
+            answer
+        }
         Request::Text(line) => text_line(&line, asked),
         Request::Quit => Ok(Answer {
             json: Value::Null,

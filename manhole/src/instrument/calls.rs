@@ -258,6 +258,65 @@ impl CallStats {
         (windowed, covered)
     }
 
+    /// The calls that finished between `from_ago` and `to_ago` before
+    /// `now` (`from_ago` the larger), from the samples nearest at or
+    /// before each end; `None` when the samples do not reach back that far
+    /// or a reset falls in between. For the flight recorder's series.
+    pub(crate) fn figures_between(
+        &self,
+        now: Instant,
+        from_ago: Duration,
+        to_ago: Duration,
+    ) -> Option<SpanFigures> {
+        self.with_history(|history| {
+            let at_or_before = |ago: Duration| {
+                let moment = now.checked_sub(ago)?;
+                history
+                    .samples
+                    .iter()
+                    .rev()
+                    .find(|sample| sample.at <= moment)
+            };
+            let (start, end) = (at_or_before(from_ago)?, at_or_before(to_ago)?);
+            if end.number <= start.number
+                || history.zeroed_at.is_some_and(|zeroed| zeroed > start.at)
+            {
+                return None;
+            }
+            let mut histogram = vec![0u64; BUCKETS];
+            for &(bucket, count) in &end.buckets {
+                histogram[usize::from(bucket)] = count;
+            }
+            for &(bucket, count) in &start.buckets {
+                let slot = &mut histogram[usize::from(bucket)];
+                *slot = slot.saturating_sub(count);
+            }
+            let finished: u64 = histogram.iter().sum();
+            let span = Snapshot {
+                calls: end.snapshot.calls.saturating_sub(start.snapshot.calls),
+                finished,
+                in_flight: 0,
+                errors: end.snapshot.errors.saturating_sub(start.snapshot.errors),
+                panics: 0,
+                cancelled: 0,
+                slow_polls: None,
+                total_ticks: end
+                    .snapshot
+                    .total_ticks
+                    .saturating_sub(start.snapshot.total_ticks),
+                max_ticks: end.snapshot.max_ticks,
+                histogram,
+            }
+            .summary();
+            Some(SpanFigures {
+                finished,
+                errors: span.errors,
+                p50_ns: span.p50_ns,
+                p99_ns: span.p99_ns,
+            })
+        })
+    }
+
     /// Zeroes the counters and forgets the history. Each counter is
     /// lowered by what was read from it, so an increment that races with
     /// the reset is kept, and so are the calls in flight, whose start stays
@@ -533,6 +592,15 @@ pub(crate) struct Snapshot {
     total_ticks: u64,
     max_ticks: u64,
     histogram: Vec<u64>,
+}
+
+/// One function's calls over a span in the past (see
+/// [`CallStats::figures_between`]); durations in nanoseconds.
+pub(crate) struct SpanFigures {
+    pub(crate) finished: u64,
+    pub(crate) errors: u64,
+    pub(crate) p50_ns: Option<u64>,
+    pub(crate) p99_ns: Option<u64>,
 }
 
 /// What `get` and `stats` show for one function; durations in nanoseconds.

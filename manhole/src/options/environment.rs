@@ -50,6 +50,8 @@ const ENVIRONMENT_KEYS: &[&str] = &[
     "watchdog_stacks",
     "symbol_cache_idle",
     "max_reply_bytes",
+    "history",
+    "history_bytes",
 ];
 
 pub(super) fn apply_settings(mut options: Options, value: &str) -> Result<Option<Options>, Error> {
@@ -136,6 +138,15 @@ pub(super) fn apply_settings(mut options: Options, value: &str) -> Result<Option
             "max_reply_bytes" => options.max_reply_bytes(
                 text.parse()
                     .map_err(|_| bad("a number of bytes, such as 16777216"))?,
+            ),
+            "history" => options.history(if text.eq_ignore_ascii_case("off") {
+                None
+            } else {
+                Some(parse_duration(text).ok_or_else(|| bad("a duration such as 10m, or off"))?)
+            }),
+            "history_bytes" => options.history_bytes(
+                text.parse()
+                    .map_err(|_| bad("a number of bytes, such as 8388608"))?,
             ),
             "symbol_cache_idle" => options.symbol_cache_idle(
                 parse_duration(text).ok_or_else(|| bad("a duration such as 1m"))?,

@@ -41,6 +41,13 @@ pub const DEFAULT_STUCK_CALL: Duration = Duration::from_secs(60);
 /// them, unless [`Options::symbol_cache_idle`] says otherwise.
 pub const DEFAULT_SYMBOL_CACHE_IDLE: Duration = Duration::from_secs(60);
 
+/// How far back the flight recorder keeps, unless [`Options::history`]
+/// says otherwise.
+pub const DEFAULT_HISTORY: Duration = Duration::from_secs(600);
+
+/// The most memory the flight recorder keeps by default, in bytes.
+pub const DEFAULT_HISTORY_BYTES: usize = 8 * 1024 * 1024;
+
 /// The largest reply a command may give by default, in bytes of JSON.
 pub const DEFAULT_MAX_REPLY_BYTES: usize = 64 * 1024 * 1024;
 
@@ -226,6 +233,8 @@ pub struct Options {
     pub(crate) watchdog_stacks: WatchdogStacks,
     pub(crate) symbol_cache_idle: Duration,
     pub(crate) max_reply_bytes: usize,
+    pub(crate) history: Option<Duration>,
+    pub(crate) history_bytes: usize,
     /// Set when an option could not be parsed (from a name); reported by
     /// `install`, since builder methods cannot fail.
     pub(crate) invalid: Option<(&'static str, String)>,
@@ -260,6 +269,8 @@ impl Default for Options {
             watchdog_stacks: WatchdogStacks::Short,
             symbol_cache_idle: DEFAULT_SYMBOL_CACHE_IDLE,
             max_reply_bytes: DEFAULT_MAX_REPLY_BYTES,
+            history: Some(DEFAULT_HISTORY),
+            history_bytes: DEFAULT_HISTORY_BYTES,
             invalid: None,
             program: None,
         }
@@ -454,6 +465,26 @@ impl Options {
         self
     }
 
+    /// How far back the flight recorder keeps what it measures every
+    /// second (the process's CPU, resident memory, threads and open
+    /// descriptors, each counted function's calls, errors and latencies,
+    /// each numeric inspected static's value) and the manhole's own events
+    /// (who connected, and each `set` and `call`), for `history` to show:
+    /// ten minutes by default; `None` keeps nothing, and wakes no thread
+    /// for it.
+    pub fn history(mut self, history: Option<Duration>) -> Self {
+        self.history = history;
+        self
+    }
+
+    /// The most memory the flight recorder keeps, in bytes (8 MiB by
+    /// default): past it, the oldest seconds go first, whatever
+    /// [`Options::history`] says.
+    pub fn history_bytes(mut self, bytes: usize) -> Self {
+        self.history_bytes = bytes;
+        self
+    }
+
     /// How long the symbol tables that a dump, a profile or `panics` read
     /// stay in memory with no request that needs them (a minute by
     /// default). Nothing is read before the first such request; after this
@@ -562,6 +593,23 @@ impl Options {
                 option: "max_reply_bytes",
                 reason: format!(
                     "must be at least 1024 bytes; the default is {DEFAULT_MAX_REPLY_BYTES}"
+                ),
+            });
+        }
+        if self
+            .history
+            .is_some_and(|history| history < Duration::from_secs(10))
+        {
+            return Err(Error::InvalidOption {
+                option: "history",
+                reason: "must be at least 10s, or off; the default is 10m".to_owned(),
+            });
+        }
+        if self.history_bytes < 64 * 1024 {
+            return Err(Error::InvalidOption {
+                option: "history_bytes",
+                reason: format!(
+                    "must be at least 65536 bytes; the default is {DEFAULT_HISTORY_BYTES}"
                 ),
             });
         }

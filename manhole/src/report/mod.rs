@@ -16,6 +16,7 @@
 
 pub(crate) mod crash;
 mod helper;
+pub(crate) mod history;
 pub(crate) mod panics;
 mod sections;
 mod signal_safe;

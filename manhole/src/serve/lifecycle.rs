@@ -29,7 +29,7 @@ use crate::options::{
     DEFAULT_SYMBOL_CACHE_IDLE,
 };
 use crate::os::signals;
-use crate::report::{crash, panics, watchdog};
+use crate::report::{crash, history, panics, watchdog};
 use crate::serve::listener::{self, Running, Settings, Start};
 use crate::serve::reply;
 use crate::serve::session::SessionConfig;
@@ -225,6 +225,7 @@ fn install(options: Options) -> Result<Handle, Error> {
     );
     inflight::count_polls_longer_than(options.slow_poll);
     symbols::keep_for(options.symbol_cache_idle);
+    history::configure(options.history, options.history_bytes);
     reply::limit(options.max_reply_bytes);
     remove_socket_at_exit();
     let waiting = match options.activation {
@@ -280,6 +281,7 @@ fn uninstall_generation(generation: Option<u64>) -> bool {
     inflight::count_polls_longer_than(DEFAULT_SLOW_POLL);
     symbols::keep_for(DEFAULT_SYMBOL_CACHE_IDLE);
     symbols::release();
+    history::configure(None, 0);
     reply::limit(DEFAULT_MAX_REPLY_BYTES);
     Log::new(installed.options.verbose).verbose(format_args!(
         "uninstalled from {}",

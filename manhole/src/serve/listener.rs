@@ -34,6 +34,7 @@ use crate::os::signals;
 use crate::os::socket::{self, SocketFile};
 use crate::os::watch::SocketWatch;
 use crate::report::crash;
+use crate::report::history;
 use crate::serve::session::{self, SessionConfig};
 use manhole_wire::Failure;
 use nix::errno::Errno;
@@ -129,9 +130,15 @@ impl Sampler {
         }
     }
 
+    /// Whether anything is sampled: counted functions, or the flight
+    /// recorder's points.
+    fn samples(&self) -> bool {
+        !self.functions.is_empty() || history::is_on()
+    }
+
     /// How long the thread may sleep before the next sample is due.
     fn timeout(&self) -> PollTimeout {
-        if self.functions.is_empty() {
+        if !self.samples() {
             return PollTimeout::NONE;
         }
         let left = self.next.saturating_duration_since(Instant::now());
@@ -141,12 +148,13 @@ impl Sampler {
     /// Samples when a sample is due.
     fn tick(&mut self) {
         let now = Instant::now();
-        if self.functions.is_empty() || now < self.next {
+        if !self.samples() || now < self.next {
             return;
         }
         for stats in &self.functions {
             stats.record_sample(now);
         }
+        history::record(now);
         self.next = now + SAMPLE_INTERVAL;
     }
 }

@@ -98,6 +98,11 @@ pub(crate) fn serve(stream: &UnixStream, config: SessionConfig) {
     {
         return;
     }
+    let peer = crate::os::socket::peer_credentials(stream).ok();
+    crate::report::history::session_opened(
+        peer.map(|peer| peer.uid()),
+        peer.map(|peer| peer.pid()),
+    );
     let Some(first) = first_byte(stream) else {
         return;
     };

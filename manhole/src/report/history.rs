@@ -1,0 +1,660 @@
+//! The flight recorder: what the process did before anyone connected.
+//!
+//! Every second, the `manhole` thread (which already wakes then to sample
+//! the call counters for `stats --window`) takes a point: the process's
+//! CPU time, resident memory, threads and open descriptors, and the value
+//! of every inspected static that is a number. The counted functions'
+//! calls, errors and latencies come from the counters' own samples
+//! ([`crate::instrument::calls::CallStats::figures_between`]). The manhole's own events are kept
+//! with their time: who connected (peer uid and pid), and each `set` and
+//! `call`, with its arguments and outcome: an audit trail. `history` reads
+//! it all back, one value per step.
+//!
+//! Bounded twice: by `history` (ten minutes by default) and by
+//! `history_bytes` (8 MiB), the oldest going first. Normal context only:
+//! nothing here runs in a signal handler.
+//!
+//! Not recorded yet (issue 38): a low-rate CPU profile, the tokio
+//! runtime's figures, log events, and a "last minute" section in crash
+//! and stall reports.
+
+use crate::instrument::calls::SpanFigures;
+use crate::instrument::registry::{self, InspectKind, Source};
+use crate::os::procfs::Tasks;
+use serde::Serialize;
+use std::cell::RefCell;
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// One second's reading of the process.
+struct Point {
+    at: Instant,
+    unix_ms: u64,
+    /// User and system CPU time since the process started.
+    cpu_ns: u64,
+    rss_bytes: u64,
+    threads: u32,
+    fds: u32,
+    /// The numeric statics, in the order of [`Recorder::statics`].
+    statics: Box<[f64]>,
+}
+
+impl Point {
+    fn bytes(&self) -> usize {
+        std::mem::size_of::<Point>() + self.statics.len() * std::mem::size_of::<f64>()
+    }
+}
+
+/// Something the manhole did for a client, with its time.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct Event {
+    /// RFC 3339, UTC.
+    pub(crate) at: String,
+    #[serde(skip)]
+    unix_ms: u64,
+    /// `connect`, `set` or `call`.
+    pub(crate) kind: &'static str,
+    pub(crate) peer_uid: Option<u32>,
+    pub(crate) peer_pid: Option<i32>,
+    /// What was set or called, with its arguments, as the client sent it.
+    pub(crate) what: String,
+    /// `ok`, or the error's message.
+    pub(crate) outcome: String,
+}
+
+impl Event {
+    fn bytes(&self) -> usize {
+        std::mem::size_of::<Event>() + self.at.len() + self.what.len() + self.outcome.len()
+    }
+}
+
+/// The recorder's memory; `None` while `history` is off.
+struct Recorder {
+    keep: Duration,
+    max_bytes: usize,
+    /// The inspected statics whose values are numbers, by name.
+    statics: Vec<(&'static str, ReadStatic)>,
+    points: VecDeque<Point>,
+    events: VecDeque<Event>,
+    bytes: usize,
+}
+
+/// How an inspected static's value is read.
+type ReadStatic = fn() -> registry::Outcome;
+
+static RECORDER: Mutex<Option<Recorder>> = Mutex::new(None);
+
+fn recorder() -> MutexGuard<'static, Option<Recorder>> {
+    RECORDER.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Starts keeping `keep` of history within `max_bytes`, or stops and
+/// forgets it all (`None`). Called at install.
+pub(crate) fn configure(keep: Option<Duration>, max_bytes: usize) {
+    let mut slot = recorder();
+    match keep {
+        None => *slot = None,
+        Some(keep) => match slot.as_mut() {
+            Some(kept) => {
+                kept.keep = keep;
+                kept.max_bytes = max_bytes;
+            }
+            None => {
+                *slot = Some(Recorder {
+                    keep,
+                    max_bytes,
+                    statics: numeric_statics(),
+                    points: VecDeque::new(),
+                    events: VecDeque::new(),
+                    bytes: 0,
+                });
+            }
+        },
+    }
+}
+
+/// Whether the recorder is on, so that the `manhole` thread wakes for it.
+pub(crate) fn is_on() -> bool {
+    recorder().is_some()
+}
+
+/// The statics whose type is a number: their value has a history. Locks
+/// are left out, since reading one would take it every second.
+fn numeric_statics() -> Vec<(&'static str, ReadStatic)> {
+    const NUMBERS: &[&str] = &[
+        "AtomicU8",
+        "AtomicU16",
+        "AtomicU32",
+        "AtomicU64",
+        "AtomicUsize",
+        "AtomicI8",
+        "AtomicI16",
+        "AtomicI32",
+        "AtomicI64",
+        "AtomicIsize",
+        "u8",
+        "u16",
+        "u32",
+        "u64",
+        "usize",
+        "i8",
+        "i16",
+        "i32",
+        "i64",
+        "isize",
+        "f32",
+        "f64",
+    ];
+    registry::inspected()
+        .into_iter()
+        .filter(|item| matches!(item.kind, InspectKind::Static))
+        .filter_map(|item| {
+            let last = item.ty.rsplit("::").next().unwrap_or(item.ty).trim();
+            match item.source {
+                Source::Read(read) if NUMBERS.contains(&last) => Some((item.meta.name, read)),
+                _ => None,
+            }
+        })
+        .collect()
+}
+
+/// Takes this second's point. Called by the `manhole` thread about once a
+/// second, while the recorder is on.
+pub(crate) fn record(now: Instant) {
+    let reads: Vec<ReadStatic> = match recorder().as_ref() {
+        Some(kept) => kept.statics.iter().map(|(_, read)| *read).collect(),
+        None => return,
+    };
+    // Read outside the recorder's lock: a static's read is the program's
+    // code.
+    let statics = reads
+        .iter()
+        .map(|read| {
+            read()
+                .ok()
+                .and_then(|value| value.as_f64())
+                .unwrap_or(f64::NAN)
+        })
+        .collect();
+    let tasks = Tasks::open();
+    let point = Point {
+        at: now,
+        unix_ms: unix_ms(),
+        cpu_ns: process_cpu_ns(),
+        rss_bytes: resident_bytes(),
+        threads: tasks
+            .as_ref()
+            .and_then(Tasks::count)
+            .and_then(|count| u32::try_from(count).ok())
+            .unwrap_or(0),
+        fds: open_descriptors(),
+        statics,
+    };
+    let mut slot = recorder();
+    let Some(kept) = slot.as_mut() else {
+        return;
+    };
+    kept.bytes += point.bytes();
+    kept.points.push_back(point);
+    kept.trim(now);
+}
+
+impl Recorder {
+    /// Forgets what is older than `keep`, then the oldest until within
+    /// `max_bytes`.
+    fn trim(&mut self, now: Instant) {
+        while let Some(oldest) = self.points.front() {
+            let too_old = now.saturating_duration_since(oldest.at) > self.keep;
+            if !too_old && self.bytes <= self.max_bytes {
+                break;
+            }
+            self.bytes -= oldest.bytes();
+            self.points.pop_front();
+        }
+        let horizon = unix_ms().saturating_sub(u64::try_from(self.keep.as_millis()).unwrap_or(0));
+        while let Some(oldest) = self.events.front() {
+            if oldest.unix_ms >= horizon && self.bytes <= self.max_bytes {
+                break;
+            }
+            self.bytes -= oldest.bytes();
+            self.events.pop_front();
+        }
+    }
+}
+
+thread_local! {
+    /// The peer of the session this thread serves, for its events.
+    static PEER: RefCell<(Option<u32>, Option<i32>)> = const { RefCell::new((None, None)) };
+}
+
+/// A session began on this thread for the peer `uid`/`pid`: kept as an
+/// event, and as the peer of the session's later events.
+pub(crate) fn session_opened(uid: Option<u32>, pid: Option<i32>) {
+    PEER.with(|peer| *peer.borrow_mut() = (uid, pid));
+    keep_event("connect", String::new(), "ok".to_owned());
+}
+
+/// A `set` or `call` of this thread's session, with its outcome.
+pub(crate) fn client_acted(kind: &'static str, what: String, outcome: Result<(), String>) {
+    keep_event(kind, what, outcome.err().unwrap_or_else(|| "ok".to_owned()));
+}
+
+fn keep_event(kind: &'static str, what: String, outcome: String) {
+    let mut slot = recorder();
+    let Some(kept) = slot.as_mut() else {
+        return;
+    };
+    let (peer_uid, peer_pid) = PEER.with(|peer| *peer.borrow());
+    let unix_ms = unix_ms();
+    let event = Event {
+        at: crate::os::process::rfc3339(unix_ms as f64 / 1000.0),
+        unix_ms,
+        kind,
+        peer_uid,
+        peer_pid,
+        what: cut(what, 256),
+        outcome: cut(outcome, 256),
+    };
+    kept.bytes += event.bytes();
+    kept.events.push_back(event);
+    kept.trim(Instant::now());
+}
+
+fn cut(mut text: String, max: usize) -> String {
+    if text.len() > max {
+        let mut end = max;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+        text.push('…');
+    }
+    text
+}
+
+fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |since| u64::try_from(since.as_millis()).unwrap_or(0))
+}
+
+fn process_cpu_ns() -> u64 {
+    let mut usage = std::mem::MaybeUninit::<libc::rusage>::zeroed();
+    // SAFETY: `usage` is valid for writes of one `rusage`.
+    if unsafe { libc::getrusage(libc::RUSAGE_SELF, usage.as_mut_ptr()) } != 0 {
+        return 0;
+    }
+    // SAFETY: `getrusage` succeeded and filled it.
+    let usage = unsafe { usage.assume_init() };
+    let ns = |time: libc::timeval| {
+        u64::try_from(time.tv_sec).unwrap_or(0) * 1_000_000_000
+            + u64::try_from(time.tv_usec).unwrap_or(0) * 1_000
+    };
+    ns(usage.ru_utime) + ns(usage.ru_stime)
+}
+
+fn resident_bytes() -> u64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+    let pages: u64 = statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|pages| pages.parse().ok())
+        .unwrap_or(0);
+    // SAFETY: sysconf has no preconditions.
+    let page = u64::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).unwrap_or(4096);
+    pages * page
+}
+
+fn open_descriptors() -> u32 {
+    std::fs::read_dir("/proc/self/fd")
+        .map(|entries| u32::try_from(entries.count().saturating_sub(1)).unwrap_or(u32::MAX))
+        .unwrap_or(0)
+}
+
+/// What `history` answers.
+#[derive(Debug, Serialize)]
+pub(crate) struct Reading {
+    /// The start of the first step, RFC 3339.
+    pub(crate) from: Option<String>,
+    pub(crate) step_ms: u64,
+    /// Each series, one value per step, oldest first; `null` where
+    /// nothing was recorded.
+    pub(crate) series: BTreeMap<String, Vec<Option<f64>>>,
+    pub(crate) events: Vec<Event>,
+    /// How far back the recorder keeps.
+    pub(crate) kept_s: Option<u64>,
+}
+
+/// The series over the last `since`, one value per `every`, of the names
+/// that start with one of `names` (all when empty); `None` when the
+/// recorder is off.
+pub(crate) fn read(since: Duration, every: Duration, names: &[String]) -> Option<Reading> {
+    let now = Instant::now();
+    let now_unix = unix_ms();
+    let steps = usize::try_from((since.as_millis() / every.as_millis().max(1)).max(1))
+        .unwrap_or(1)
+        .min(10_000);
+    let every_ms = u64::try_from(every.as_millis()).unwrap_or(1000).max(1);
+    let span_ms = every_ms * steps as u64;
+    let from_unix = now_unix.saturating_sub(span_ms);
+    let wanted = |name: &str| {
+        names.is_empty() || names.iter().any(|wanted| name.starts_with(wanted.as_str()))
+    };
+    let guard = recorder();
+    let kept = guard.as_ref()?;
+    // The points at the step boundaries: the newest at or before each.
+    let boundary = |step: usize| -> Option<&Point> {
+        let at_ms = from_unix + every_ms * step as u64;
+        kept.points
+            .iter()
+            .rev()
+            .find(|point| point.unix_ms <= at_ms)
+    };
+    let boundaries: Vec<Option<&Point>> = (0..=steps).map(boundary).collect();
+    let mut series: BTreeMap<String, Vec<Option<f64>>> = BTreeMap::new();
+    let per_step = |figure: &dyn Fn(&Point, &Point) -> Option<f64>| -> Vec<Option<f64>> {
+        boundaries
+            .windows(2)
+            .map(|pair| match (pair[0], pair[1]) {
+                (Some(start), Some(end)) if end.unix_ms > start.unix_ms => figure(start, end),
+                _ => None,
+            })
+            .collect()
+    };
+    let at_end = |figure: &dyn Fn(&Point) -> f64| -> Vec<Option<f64>> {
+        boundaries
+            .windows(2)
+            .map(|pair| match (pair[0], pair[1]) {
+                (Some(start), Some(end)) if end.unix_ms > start.unix_ms => Some(figure(end)),
+                _ => None,
+            })
+            .collect()
+    };
+    if wanted("cpu") {
+        series.insert(
+            "cpu".to_owned(),
+            per_step(&|start, end| {
+                let cpu = end.cpu_ns.saturating_sub(start.cpu_ns) as f64;
+                let wall = (end.unix_ms - start.unix_ms) as f64 * 1e6;
+                Some(rounded(cpu / wall * 100.0))
+            }),
+        );
+    }
+    if wanted("rss_mib") {
+        series.insert(
+            "rss_mib".to_owned(),
+            at_end(&|point| rounded(point.rss_bytes as f64 / (1024.0 * 1024.0))),
+        );
+    }
+    if wanted("threads") {
+        series.insert(
+            "threads".to_owned(),
+            at_end(&|point| f64::from(point.threads)),
+        );
+    }
+    if wanted("fds") {
+        series.insert("fds".to_owned(), at_end(&|point| f64::from(point.fds)));
+    }
+    for (index, (name, _)) in kept.statics.iter().enumerate() {
+        if wanted(name) {
+            series.insert(
+                (*name).to_owned(),
+                at_end(&|point| point.statics.get(index).copied().unwrap_or(f64::NAN))
+                    .into_iter()
+                    .map(|value| value.filter(|value| value.is_finite()))
+                    .collect(),
+            );
+        }
+    }
+    let events = kept
+        .events
+        .iter()
+        .filter(|event| event.unix_ms >= from_unix)
+        .cloned()
+        .collect();
+    let kept_s = Some(kept.keep.as_secs());
+    drop(guard);
+    // The counted functions, from their counters' own samples.
+    for (name, stats) in registry::call_stats() {
+        let base = |what: &str| format!("{name}.{what}");
+        if !["calls_per_s", "errors_per_s", "p50_ms", "p99_ms"]
+            .iter()
+            .any(|what| wanted(&base(what)))
+        {
+            continue;
+        }
+        let figures: Vec<Option<SpanFigures>> = (0..steps)
+            .map(|step| {
+                let ago =
+                    |at: usize| Duration::from_millis(span_ms.saturating_sub(every_ms * at as u64));
+                stats.figures_between(now, ago(step), ago(step + 1))
+            })
+            .collect();
+        let seconds = every_ms as f64 / 1000.0;
+        let column = |pick: &dyn Fn(&SpanFigures) -> Option<f64>| -> Vec<Option<f64>> {
+            figures
+                .iter()
+                .map(|figures| figures.as_ref().and_then(pick))
+                .collect()
+        };
+        for (what, values) in [
+            (
+                "calls_per_s",
+                column(&|f| Some(rounded(f.finished as f64 / seconds))),
+            ),
+            (
+                "errors_per_s",
+                column(&|f| Some(rounded(f.errors as f64 / seconds))),
+            ),
+            (
+                "p50_ms",
+                column(&|f| f.p50_ns.map(|ns| rounded(ns as f64 / 1e6))),
+            ),
+            (
+                "p99_ms",
+                column(&|f| f.p99_ns.map(|ns| rounded(ns as f64 / 1e6))),
+            ),
+        ] {
+            if wanted(&base(what)) {
+                series.insert(base(what), values);
+            }
+        }
+    }
+    Some(Reading {
+        from: Some(crate::os::process::rfc3339(from_unix as f64 / 1000.0)),
+        step_ms: every_ms,
+        series,
+        events,
+        kept_s,
+    })
+}
+
+fn rounded(value: f64) -> f64 {
+    (value * 100.0).round() / 100.0
+}
+
+impl Reading {
+    /// The text form: a row per series with its sparkline, lowest, highest
+    /// and last value, then the events.
+    pub(crate) fn render(&self) -> String {
+        use std::fmt::Write as _;
+        let steps = self.series.values().map(Vec::len).max().unwrap_or(0);
+        let mut text = format!(
+            "history from {} in {} steps of {}{}\n",
+            self.from.as_deref().unwrap_or("?"),
+            steps,
+            human_ms(self.step_ms),
+            self.kept_s.map_or_else(String::new, |kept| format!(
+                " (kept: the last {})",
+                human_ms(kept * 1000)
+            ))
+        );
+        let width = self
+            .series
+            .keys()
+            .map(String::len)
+            .max()
+            .unwrap_or(4)
+            .max(4);
+        let _ = writeln!(
+            text,
+            "{:<width$}  {:<steps$}  {:>10}  {:>10}  {:>10}",
+            "NAME", "", "LOWEST", "HIGHEST", "LAST"
+        );
+        for (name, values) in &self.series {
+            let known: Vec<f64> = values.iter().flatten().copied().collect();
+            let figure =
+                |value: Option<f64>| value.map_or_else(|| "-".to_owned(), |v| format!("{v}"));
+            let lowest = known.iter().copied().reduce(f64::min);
+            let highest = known.iter().copied().reduce(f64::max);
+            let last = values.iter().rev().find_map(|value| *value);
+            let _ = writeln!(
+                text,
+                "{name:<width$}  {}  {:>10}  {:>10}  {:>10}",
+                sparkline(values, lowest, highest),
+                figure(lowest),
+                figure(highest),
+                figure(last)
+            );
+        }
+        if self.events.is_empty() {
+            text.push_str("no events in that span\n");
+        } else {
+            text.push_str("events:\n");
+            for event in &self.events {
+                let peer = match (event.peer_uid, event.peer_pid) {
+                    (Some(uid), Some(pid)) => format!("uid {uid} pid {pid}"),
+                    _ => "an unknown peer".to_owned(),
+                };
+                let _ = writeln!(
+                    text,
+                    "  {} {} {}{}{}",
+                    event.at,
+                    event.kind,
+                    if event.what.is_empty() {
+                        String::new()
+                    } else {
+                        format!("{} ", event.what)
+                    },
+                    format_args!("by {peer}"),
+                    if event.outcome == "ok" {
+                        String::new()
+                    } else {
+                        format!(": {}", event.outcome)
+                    }
+                );
+            }
+        }
+        text
+    }
+}
+
+/// One character per step, from `▁` (lowest) to `█` (highest); a space
+/// where nothing was recorded.
+fn sparkline(values: &[Option<f64>], lowest: Option<f64>, highest: Option<f64>) -> String {
+    const BARS: [char; 8] = ['▁', '▂', '▃', '▄', '▅', '▆', '▇', '█'];
+    let (lowest, highest) = (lowest.unwrap_or(0.0), highest.unwrap_or(0.0));
+    values
+        .iter()
+        .map(|value| match value {
+            None => ' ',
+            Some(_) if highest <= lowest => BARS[0],
+            Some(value) => {
+                let share = (value - lowest) / (highest - lowest);
+                BARS[((share * 7.0).round() as usize).min(7)]
+            }
+        })
+        .collect()
+}
+
+fn human_ms(ms: u64) -> String {
+    if ms % 60_000 == 0 {
+        format!("{}m", ms / 60_000)
+    } else if ms % 1000 == 0 {
+        format!("{}s", ms / 1000)
+    } else {
+        format!("{ms}ms")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn recorder(keep: Duration, max_bytes: usize) -> Recorder {
+        Recorder {
+            keep,
+            max_bytes,
+            statics: Vec::new(),
+            points: VecDeque::new(),
+            events: VecDeque::new(),
+            bytes: 0,
+        }
+    }
+
+    fn event(number: usize) -> Event {
+        Event {
+            at: String::new(),
+            unix_ms: unix_ms(),
+            kind: "call",
+            peer_uid: None,
+            peer_pid: None,
+            what: format!("call number {number}"),
+            outcome: "ok".to_owned(),
+        }
+    }
+
+    #[test]
+    fn memory_stays_within_its_bound_and_the_oldest_goes_first() {
+        let mut kept = recorder(Duration::from_secs(600), 64 * 1024);
+        let now = Instant::now();
+        for number in 0..10_000 {
+            let event = event(number);
+            kept.bytes += event.bytes();
+            kept.events.push_back(event);
+            kept.trim(now);
+            assert!(kept.bytes <= kept.max_bytes, "{} bytes", kept.bytes);
+        }
+        assert_eq!(kept.events.back().unwrap().what, "call number 9999");
+        assert!(kept.events.len() > 100, "{}", kept.events.len());
+        let counted: usize = kept.events.iter().map(Event::bytes).sum();
+        assert_eq!(counted, kept.bytes);
+    }
+
+    #[test]
+    fn points_older_than_the_history_go() {
+        let mut kept = recorder(Duration::from_secs(10), 1 << 20);
+        let start = Instant::now();
+        for second in 0..30 {
+            let point = Point {
+                at: start + Duration::from_secs(second),
+                unix_ms: 0,
+                cpu_ns: 0,
+                rss_bytes: 0,
+                threads: 1,
+                fds: 1,
+                statics: Box::new([]),
+            };
+            kept.bytes += point.bytes();
+            kept.points.push_back(point);
+            kept.trim(start + Duration::from_secs(second));
+        }
+        assert_eq!(kept.points.len(), 11);
+        assert_eq!(kept.bytes, 11 * kept.points[0].bytes());
+    }
+
+    #[test]
+    fn sparklines_span_lowest_to_highest_and_leave_gaps() {
+        let line = sparkline(
+            &[Some(1.0), None, Some(5.0), Some(3.0)],
+            Some(1.0),
+            Some(5.0),
+        );
+        assert_eq!(line, "▁ █▅");
+        assert_eq!(
+            sparkline(&[Some(2.0), Some(2.0)], Some(2.0), Some(2.0)),
+            "▁▁"
+        );
+    }
+}
