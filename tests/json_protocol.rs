@@ -97,9 +97,9 @@ fn help_and_list_describe_everything() {
     assert_eq!(
         builtins,
         [
-            "help", "list", "stacks", "threads", "panics", "watchdog", "stalls", "info", "top",
-            "mem", "runtime", "tasks", "profile", "get", "set", "stats", "log", "watch", "call",
-            "quit"
+            "help", "list", "stacks", "threads", "panics", "watchdog", "stalls", "history", "info",
+            "top", "mem", "runtime", "tasks", "profile", "get", "set", "stats", "log", "watch",
+            "call", "quit"
         ]
     );
     assert_eq!(session.result("help", json!({"name": "add"})), *add);
