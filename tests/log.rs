@@ -71,6 +71,37 @@ mod traced {
             .collect()
     }
 
+    /// The flight recorder keeps the log's warnings and errors among its
+    /// events, within a second of their coming; the rest it leaves out.
+    #[test]
+    fn history_keeps_warnings_and_errors() {
+        let service = start(None);
+        let mut session = Json::connect(&service.socket);
+        emit(&mut session, "warn", "disk nearly full", 1);
+        emit(&mut session, "info", "all is well", 2);
+        emit(&mut session, "error", "disk full", 3);
+        let mut logged: Vec<String> = Vec::new();
+        wait_until("the recorder's next point", || {
+            let reading = session.result("history", json!({"since": "1m"}));
+            logged = reading["events"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|event| event["kind"] == "log")
+                .map(|event| event["what"].as_str().unwrap().to_owned())
+                .filter(|what| what.contains(" traced::command: "))
+                .collect();
+            logged.len() >= 2
+        });
+        assert_eq!(
+            logged,
+            [
+                "WARN traced::command: disk nearly full",
+                "ERROR traced::command: disk full"
+            ]
+        );
+    }
+
     #[test]
     fn the_filter_starts_from_rust_log_and_events_are_kept() {
         let service = start(Some("warn,traced::command=debug,manhole=info"));

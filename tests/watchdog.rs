@@ -374,6 +374,30 @@ fn a_lock_wait_among_many_threads_is_still_seen_soon() {
     );
 }
 
+/// The flight recorder's events hold the stalls, so that `history` shows
+/// them beside the figures of the same minutes.
+#[test]
+fn history_shows_a_stall_among_its_events() {
+    let service = stalls_service("watchdog=200ms");
+    call(&service, "block_worker", json!([600]));
+    service.wait_for_stderr("manhole watchdog: slow_poll");
+    let reading = support::Json::connect(&service.socket)
+        .result("history", json!({"since": "1m", "every": "10s"}));
+    let stall = reading["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|event| event["kind"] == "stall")
+        .unwrap_or_else(|| panic!("no stall: {reading}"));
+    assert!(
+        stall["what"]
+            .as_str()
+            .unwrap()
+            .starts_with("slow_poll blocking_poll for "),
+        "{stall}"
+    );
+}
+
 #[test]
 fn twenty_slow_polls_make_five_reports_and_the_rest_are_counted() {
     let service = stalls_service("watchdog=50ms");

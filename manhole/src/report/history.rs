@@ -53,13 +53,14 @@ pub(crate) struct Event {
     pub(crate) at: String,
     #[serde(skip)]
     unix_ms: u64,
-    /// `connect`, `set` or `call`.
+    /// `connect`, `set` or `call` (a client's), `stall`, `panic` or `log`
+    /// (WARN and above).
     pub(crate) kind: &'static str,
     pub(crate) peer_uid: Option<u32>,
     pub(crate) peer_pid: Option<i32>,
     /// What was set or called, with its arguments, as the client sent it.
     pub(crate) what: String,
-    /// `ok`, or the error's message.
+    /// `ok`, or the error's message; empty for what was not a client's.
     pub(crate) outcome: String,
 }
 
@@ -78,6 +79,8 @@ struct Recorder {
     points: VecDeque<Point>,
     events: VecDeque<Event>,
     bytes: usize,
+    /// The newest log event already looked at.
+    log_seen: u64,
 }
 
 /// How an inspected static's value is read.
@@ -108,6 +111,7 @@ pub(crate) fn configure(keep: Option<Duration>, max_bytes: usize) {
                     points: VecDeque::new(),
                     events: VecDeque::new(),
                     bytes: 0,
+                    log_seen: newest_log(),
                 });
             }
         },
@@ -197,10 +201,55 @@ pub(crate) fn record(now: Instant) {
     };
     kept.bytes += point.bytes();
     kept.points.push_back(point);
+    kept.keep_warnings();
     kept.trim(now);
 }
 
+/// The number of the newest log event (the `tracing` feature's ring).
+fn newest_log() -> u64 {
+    #[cfg(feature = "tracing")]
+    if let Some(control) = crate::tracing::control() {
+        return control.newest();
+    }
+    0
+}
+
 impl Recorder {
+    /// Keeps the log's new events at WARN and above, when the `tracing`
+    /// layer keeps a log.
+    fn keep_warnings(&mut self) {
+        #[cfg(feature = "tracing")]
+        if let Some(control) = crate::tracing::control() {
+            let (records, newest) = control.after(self.log_seen);
+            self.log_seen = newest;
+            for record in records
+                .iter()
+                .filter(|record| matches!(record.level(), "WARN" | "ERROR"))
+            {
+                let unix_ms = (record.time() * 1000.0) as u64;
+                let event = Event {
+                    at: crate::os::process::rfc3339(record.time()),
+                    unix_ms,
+                    kind: "log",
+                    peer_uid: None,
+                    peer_pid: None,
+                    what: cut(
+                        format!(
+                            "{} {}: {}",
+                            record.level(),
+                            record.target(),
+                            record.message()
+                        ),
+                        256,
+                    ),
+                    outcome: String::new(),
+                };
+                self.bytes += event.bytes();
+                self.events.push_back(event);
+            }
+        }
+    }
+
     /// Forgets what is older than `keep`, then the oldest until within
     /// `max_bytes`.
     fn trim(&mut self, now: Instant) {
@@ -259,6 +308,19 @@ fn keep_event(kind: &'static str, what: String, outcome: String) {
     kept.bytes += event.bytes();
     kept.events.push_back(event);
     kept.trim(Instant::now());
+}
+
+/// An event the process had, not a client: a stall, a panic.
+fn happened(at: f64, kind: &'static str, what: String) -> Event {
+    Event {
+        at: crate::os::process::rfc3339(at),
+        unix_ms: (at * 1000.0) as u64,
+        kind,
+        peer_uid: None,
+        peer_pid: None,
+        what: cut(what, 256),
+        outcome: String::new(),
+    }
 }
 
 fn cut(mut text: String, max: usize) -> String {
@@ -407,7 +469,7 @@ pub(crate) fn read(since: Duration, every: Duration, names: &[String]) -> Option
             );
         }
     }
-    let events = kept
+    let mut events: Vec<Event> = kept
         .events
         .iter()
         .filter(|event| event.unix_ms >= from_unix)
@@ -415,6 +477,43 @@ pub(crate) fn read(since: Duration, every: Duration, names: &[String]) -> Option
         .collect();
     let kept_s = Some(kept.keep.as_secs());
     drop(guard);
+    // The stalls and panics, from where they are kept already.
+    let since_s = from_unix as f64 / 1000.0;
+    let (stalls, _) = crate::report::watchdog::kept();
+    events.extend(
+        stalls
+            .iter()
+            .filter(|stall| stall.at >= since_s)
+            .map(|stall| {
+                happened(
+                    stall.at,
+                    "stall",
+                    format!(
+                        "{} {} for {} ms",
+                        stall.kind.name(),
+                        stall.chain.join(" → "),
+                        stall.for_ms
+                    ),
+                )
+            }),
+    );
+    let (panics, _) = crate::report::panics::kept();
+    events.extend(
+        panics
+            .iter()
+            .filter(|panic| panic.at >= since_s)
+            .map(|panic| {
+                happened(
+                    panic.at,
+                    "panic",
+                    format!(
+                        "{} at {} on thread {} {:?}",
+                        panic.message, panic.location, panic.tid, panic.thread
+                    ),
+                )
+            }),
+    );
+    events.sort_by_key(|event| event.unix_ms);
     // The counted functions, from their counters' own samples.
     for (name, stats) in registry::call_stats() {
         let base = |what: &str| format!("{name}.{what}");
@@ -523,27 +622,25 @@ impl Reading {
         } else {
             text.push_str("events:\n");
             for event in &self.events {
-                let peer = match (event.peer_uid, event.peer_pid) {
-                    (Some(uid), Some(pid)) => format!("uid {uid} pid {pid}"),
-                    _ => "an unknown peer".to_owned(),
-                };
-                let _ = writeln!(
-                    text,
-                    "  {} {} {}{}{}",
-                    event.at,
-                    event.kind,
-                    if event.what.is_empty() {
-                        String::new()
-                    } else {
-                        format!("{} ", event.what)
-                    },
-                    format_args!("by {peer}"),
-                    if event.outcome == "ok" {
-                        String::new()
-                    } else {
-                        format!(": {}", event.outcome)
+                let by = match (event.peer_uid, event.peer_pid) {
+                    (Some(uid), Some(pid)) => format!("by uid {uid} pid {pid}"),
+                    _ if matches!(event.kind, "connect" | "set" | "call") => {
+                        "by an unknown peer".to_owned()
                     }
-                );
+                    _ => String::new(),
+                };
+                let mut line = format!("  {} {}", event.at, event.kind);
+                for part in [&event.what, &by] {
+                    if !part.is_empty() {
+                        line.push(' ');
+                        line.push_str(part);
+                    }
+                }
+                if !(event.outcome == "ok" || event.outcome.is_empty()) {
+                    line.push_str(": ");
+                    line.push_str(&event.outcome);
+                }
+                let _ = writeln!(text, "{line}");
             }
         }
         text
@@ -590,6 +687,7 @@ mod tests {
             points: VecDeque::new(),
             events: VecDeque::new(),
             bytes: 0,
+            log_seen: 0,
         }
     }
 
