@@ -79,7 +79,8 @@ struct Recorder {
     points: VecDeque<Point>,
     events: VecDeque<Event>,
     bytes: usize,
-    /// The newest log event already looked at.
+    /// The newest log event already looked at (the `tracing` feature's).
+    #[cfg_attr(not(feature = "tracing"), allow(dead_code))]
     log_seen: u64,
 }
 
