@@ -324,6 +324,34 @@ fn runtime_shows_a_worker_blocked_in_one_poll_as_busy_throughout() {
     );
 }
 
+/// The flight recorder keeps the runtime's figures every second.
+#[test]
+fn history_has_the_runtime_busy_share() {
+    let service = tokio_service(&[]);
+    let mut session = service.json();
+    assert_eq!(
+        session.result("call", call("spin", json!([1500]))),
+        "spun 1500 ms"
+    );
+    let mut busy: Vec<f64> = Vec::new();
+    support::wait_until("a step with the spin's busy time", || {
+        let reading = session.result("history", json!({"since": "6s", "every": "1s"}));
+        busy = reading["series"]["tokio.busy_pct"]
+            .as_array()
+            .map(|values| values.iter().filter_map(Value::as_f64).collect())
+            .unwrap_or_default();
+        assert!(
+            reading["series"]["tokio.alive_tasks"].is_array(),
+            "{reading}"
+        );
+        busy.iter().any(|share| *share >= 20.0)
+    });
+    assert!(
+        busy.iter().all(|share| (0.0..=100.5).contains(share)),
+        "{busy:?}"
+    );
+}
+
 #[test]
 fn runtime_without_a_runtime_says_how_to_give_one() {
     let service = Service::spawn("tokio_plain", &[], None);

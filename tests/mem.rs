@@ -82,6 +82,28 @@ fn mem_reads_jemalloc_when_it_is_the_global_allocator() {
     assert!(field(&after, "arenas") >= 1);
 }
 
+/// The flight recorder keeps jemalloc's heap every second: a held block
+/// shows in `heap_mib`.
+#[cfg(feature = "jemalloc")]
+#[test]
+fn history_keeps_jemallocs_heap() {
+    let service = Service::spawn("jemalloc", &[], None);
+    service.wait_for_socket();
+    let mut session = service.json();
+    session.result("call", json!({"name": "hold", "args": [16384]}));
+    let mut highest = 0.0f64;
+    support::wait_until("a point after the block was held", || {
+        let reading = session.result("history", json!({"since": "5s", "every": "1s"}));
+        highest = reading["series"]["heap_mib"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_f64)
+            .fold(0.0, f64::max);
+        highest >= 16.0
+    });
+}
+
 /// `manhole-cli`, built beside the examples.
 #[cfg(feature = "jemalloc")]
 #[cfg(feature = "jemalloc-profiling")]

@@ -214,6 +214,17 @@ mod jemalloc {
     }
 }
 
+/// The bytes the program has allocated through jemalloc, when the
+/// `jemalloc` feature is on and jemalloc serves the global allocator
+/// (`is_jemalloc` says so, found once by the caller with [`allocator`]).
+#[cfg(feature = "jemalloc")]
+pub(crate) fn jemalloc_allocated() -> Option<u64> {
+    tikv_jemalloc_ctl::epoch::advance().ok()?;
+    tikv_jemalloc_ctl::stats::allocated::read()
+        .ok()
+        .and_then(|bytes| u64::try_from(bytes).ok())
+}
+
 /// jemalloc's heap profile, as `mem --heap-profile` answers it:
 /// `{"format":"pprof","encoding":"base64","bytes","data"}`.
 ///

@@ -38,6 +38,20 @@ struct Point {
     fds: u32,
     /// The numeric statics, in the order of [`Recorder::statics`].
     statics: Box<[f64]>,
+    /// jemalloc's allocated bytes, where it serves the program.
+    heap_bytes: Option<u64>,
+    /// The tokio runtime's figures, where there is one.
+    runtime: Option<RuntimePoint>,
+}
+
+/// The tokio runtime at one moment.
+#[derive(Clone, Copy)]
+struct RuntimePoint {
+    /// Every worker's busy time so far, summed.
+    busy_ns: u64,
+    workers: u32,
+    global_queue: u64,
+    alive_tasks: u64,
 }
 
 impl Point {
@@ -79,6 +93,10 @@ struct Recorder {
     points: VecDeque<Point>,
     events: VecDeque<Event>,
     bytes: usize,
+    /// The runtime whose figures are kept, if any.
+    runtime: crate::options::Runtime,
+    /// Whether jemalloc serves the program, so that its heap is kept.
+    jemalloc: bool,
     /// The newest log event already looked at (the `tracing` feature's).
     #[cfg_attr(not(feature = "tracing"), allow(dead_code))]
     log_seen: u64,
@@ -95,7 +113,11 @@ fn recorder() -> MutexGuard<'static, Option<Recorder>> {
 
 /// Starts keeping `keep` of history within `max_bytes`, or stops and
 /// forgets it all (`None`). Called at install.
-pub(crate) fn configure(keep: Option<Duration>, max_bytes: usize) {
+pub(crate) fn configure(
+    keep: Option<Duration>,
+    max_bytes: usize,
+    runtime: crate::options::Runtime,
+) {
     let mut slot = recorder();
     match keep {
         None => *slot = None,
@@ -103,6 +125,7 @@ pub(crate) fn configure(keep: Option<Duration>, max_bytes: usize) {
             Some(kept) => {
                 kept.keep = keep;
                 kept.max_bytes = max_bytes;
+                kept.runtime = runtime;
             }
             None => {
                 *slot = Some(Recorder {
@@ -112,6 +135,8 @@ pub(crate) fn configure(keep: Option<Duration>, max_bytes: usize) {
                     points: VecDeque::new(),
                     events: VecDeque::new(),
                     bytes: 0,
+                    runtime,
+                    jemalloc: crate::os::mem::allocator()["name"] == "jemalloc",
                     log_seen: newest_log(),
                 });
             }
@@ -167,8 +192,12 @@ fn numeric_statics() -> Vec<(&'static str, ReadStatic)> {
 /// Takes this second's point. Called by the `manhole` thread about once a
 /// second, while the recorder is on.
 pub(crate) fn record(now: Instant) {
-    let reads: Vec<ReadStatic> = match recorder().as_ref() {
-        Some(kept) => kept.statics.iter().map(|(_, read)| *read).collect(),
+    let (reads, runtime, jemalloc): (Vec<ReadStatic>, _, bool) = match recorder().as_ref() {
+        Some(kept) => (
+            kept.statics.iter().map(|(_, read)| *read).collect(),
+            kept.runtime.clone(),
+            kept.jemalloc,
+        ),
         None => return,
     };
     // Read outside the recorder's lock: a static's read is the program's
@@ -195,6 +224,8 @@ pub(crate) fn record(now: Instant) {
             .unwrap_or(0),
         fds: open_descriptors(),
         statics,
+        heap_bytes: jemalloc.then(heap_bytes).flatten(),
+        runtime: runtime_point(&runtime),
     };
     let mut slot = recorder();
     let Some(kept) = slot.as_mut() else {
@@ -204,6 +235,36 @@ pub(crate) fn record(now: Instant) {
     kept.points.push_back(point);
     kept.keep_warnings();
     kept.trim(now);
+}
+
+fn heap_bytes() -> Option<u64> {
+    #[cfg(feature = "jemalloc")]
+    return crate::os::mem::jemalloc_allocated();
+    #[cfg(not(feature = "jemalloc"))]
+    None
+}
+
+/// The runtime's stable metrics: plain atomic loads inside tokio, which
+/// never wait for a worker.
+fn runtime_point(runtime: &crate::options::Runtime) -> Option<RuntimePoint> {
+    #[cfg(feature = "tokio")]
+    if let Some(handle) = &runtime.handle {
+        let metrics = handle.metrics();
+        let workers = metrics.num_workers();
+        return Some(RuntimePoint {
+            busy_ns: (0..workers)
+                .map(|worker| {
+                    u64::try_from(metrics.worker_total_busy_duration(worker).as_nanos())
+                        .unwrap_or(u64::MAX)
+                })
+                .sum(),
+            workers: u32::try_from(workers).unwrap_or(u32::MAX),
+            global_queue: metrics.global_queue_depth() as u64,
+            alive_tasks: metrics.num_alive_tasks() as u64,
+        });
+    }
+    let _ = runtime;
+    None
 }
 
 /// The number of the newest log event (the `tracing` feature's ring).
@@ -459,6 +520,42 @@ pub(crate) fn read(since: Duration, every: Duration, names: &[String]) -> Option
     if wanted("fds") {
         series.insert("fds".to_owned(), at_end(&|point| f64::from(point.fds)));
     }
+    if wanted("heap_mib") && kept.points.iter().any(|point| point.heap_bytes.is_some()) {
+        series.insert(
+            "heap_mib".to_owned(),
+            per_step(&|_, end| {
+                end.heap_bytes
+                    .map(|bytes| rounded(bytes as f64 / (1024.0 * 1024.0)))
+            }),
+        );
+    }
+    if kept.points.iter().any(|point| point.runtime.is_some()) {
+        if wanted("tokio.busy_pct") {
+            series.insert(
+                "tokio.busy_pct".to_owned(),
+                per_step(&|start, end| {
+                    let wall_ns = (end.unix_ms - start.unix_ms) as f64 * 1e6;
+                    let (before, after) = (start.runtime?, end.runtime?);
+                    let capacity = wall_ns * f64::from(after.workers.max(1));
+                    Some(rounded(
+                        after.busy_ns.saturating_sub(before.busy_ns) as f64 / capacity * 100.0,
+                    ))
+                }),
+            );
+        }
+        if wanted("tokio.global_queue") {
+            series.insert(
+                "tokio.global_queue".to_owned(),
+                per_step(&|_, end| end.runtime.map(|runtime| runtime.global_queue as f64)),
+            );
+        }
+        if wanted("tokio.alive_tasks") {
+            series.insert(
+                "tokio.alive_tasks".to_owned(),
+                per_step(&|_, end| end.runtime.map(|runtime| runtime.alive_tasks as f64)),
+            );
+        }
+    }
     for (index, (name, _)) in kept.statics.iter().enumerate() {
         if wanted(name) {
             series.insert(
@@ -688,6 +785,8 @@ mod tests {
             points: VecDeque::new(),
             events: VecDeque::new(),
             bytes: 0,
+            runtime: crate::options::Runtime::default(),
+            jemalloc: false,
             log_seen: 0,
         }
     }
@@ -734,6 +833,8 @@ mod tests {
                 threads: 1,
                 fds: 1,
                 statics: Box::new([]),
+                heap_bytes: None,
+                runtime: None,
             };
             kept.bytes += point.bytes();
             kept.points.push_back(point);

@@ -225,7 +225,11 @@ fn install(options: Options) -> Result<Handle, Error> {
     );
     inflight::count_polls_longer_than(options.slow_poll);
     symbols::keep_for(options.symbol_cache_idle);
-    history::configure(options.history, options.history_bytes);
+    history::configure(
+        options.history,
+        options.history_bytes,
+        options.runtime.clone(),
+    );
     reply::limit(options.max_reply_bytes);
     remove_socket_at_exit();
     let waiting = match options.activation {
@@ -281,7 +285,7 @@ fn uninstall_generation(generation: Option<u64>) -> bool {
     inflight::count_polls_longer_than(DEFAULT_SLOW_POLL);
     symbols::keep_for(DEFAULT_SYMBOL_CACHE_IDLE);
     symbols::release();
-    history::configure(None, 0);
+    history::configure(None, 0, Default::default());
     reply::limit(DEFAULT_MAX_REPLY_BYTES);
     Log::new(installed.options.verbose).verbose(format_args!(
         "uninstalled from {}",
