@@ -24,7 +24,7 @@ use ratatui::Terminal;
 use serde_json::Value;
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::time::{Duration, Instant};
-use view::View;
+use view::{View, HISTORY};
 
 /// The word that starts the dashboard: `manhole-cli PID dash`.
 pub const DASH_COMMAND: &str = "dash";
@@ -433,6 +433,19 @@ fn round(session: &mut Client, interval: Duration, view: &mut View) -> Result<()
         },
     );
     apply(view, &tasks, &mut View::set_tasks, |view| view.tasks = None);
+    if !view.history_asked {
+        view.history_asked = true;
+        // The first round: the sparklines start from the recorder's last
+        // minute, where the server keeps one (an error leaves them empty).
+        let past = session.ask(&Request::History {
+            since: Duration::from_secs(HISTORY as u64),
+            every: Duration::from_secs(1),
+            names: Vec::new(),
+        })?;
+        if let Ok(past) = past {
+            view.prefill_history(&past);
+        }
+    }
     let stats = session.ask(&Request::Stats {
         sort: SortBy::Name,
         window: Some(interval.max(Duration::from_secs(1))),

@@ -768,6 +768,7 @@ mod tests {
     use super::*;
     use ratatui::backend::TestBackend;
     use serde_json::json;
+    use std::collections::VecDeque;
 
     fn view() -> View {
         let mut view = View::default();
@@ -936,6 +937,24 @@ mod tests {
         let text = render(&view, &Screen::default());
         assert!(text.contains("handle calls/s, last minute"), "{text}");
         assert!(text.contains("1.2 ms") && text.contains("9.0 ms"), "{text}");
+    }
+
+    #[test]
+    fn the_sparklines_start_from_the_recorders_past() {
+        let mut view = view();
+        view.prefill_history(&json!({"series": {
+            "handle_request.calls_per_s": [null, null, 0.0, 40.4, 40.0, 0.0],
+            "handle_request.p99_ms": [null, null, 1.0, 2.0, 2.0, 1.0],
+            "cpu": [1.0, 2.0, 3.0, 4.0, 5.0, 6.0]
+        }}));
+        assert_eq!(
+            view.history["handle_request"],
+            VecDeque::from([0, 40, 40, 0])
+        );
+        assert!(view
+            .history
+            .keys()
+            .all(|name| !name.contains('.') && name != "cpu"));
     }
 
     #[test]

@@ -100,6 +100,8 @@ pub struct View {
     pub stalls: Option<Vec<StallLine>>,
     /// Calls/s per function, one entry per interval, oldest first.
     pub history: HashMap<String, VecDeque<u64>>,
+    /// Whether the flight recorder was asked for the sparklines' past.
+    pub history_asked: bool,
 }
 
 fn number(value: &Value) -> f64 {
@@ -207,6 +209,37 @@ impl View {
             }
         }
         self.calls = Some(rows);
+    }
+
+    /// Fills the calls pane's sparklines from the flight recorder's
+    /// `history` (its `NAME.calls_per_s` series), so that a dashboard
+    /// opened after a burst shows it instead of starting empty.
+    pub fn prefill_history(&mut self, history: &Value) {
+        let Some(series) = history["series"].as_object() else {
+            return;
+        };
+        for (key, values) in series {
+            let Some(name) = key.strip_suffix(".calls_per_s") else {
+                continue;
+            };
+            let Some(values) = values.as_array() else {
+                continue;
+            };
+            // From the first step with a figure: before it the process (or
+            // the recorder) had not started.
+            let known: VecDeque<u64> = values
+                .iter()
+                .skip_while(|value| value.is_null())
+                .map(|value| value.as_f64().unwrap_or(0.0).round() as u64)
+                .collect();
+            let kept = self.history.entry(name.to_owned()).or_default();
+            if kept.is_empty() {
+                *kept = known;
+                while kept.len() > HISTORY {
+                    kept.pop_front();
+                }
+            }
+        }
     }
 
     pub fn set_runtime(&mut self, runtime: &Value) {
