@@ -366,6 +366,17 @@ fn become_undumpable() -> i32 {
     unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) }
 }
 
+/// A millisecond of arithmetic, counted: the burst before a crash.
+#[manhole::inspect(calls)]
+fn burst_step() -> u64 {
+    let began = std::time::Instant::now();
+    let mut sum = 0u64;
+    while began.elapsed() < std::time::Duration::from_millis(1) {
+        sum = std::hint::black_box(sum.wrapping_mul(31).wrapping_add(7));
+    }
+    sum
+}
+
 #[manhole::main]
 fn main() {
     let mode = std::env::args().nth(1).unwrap_or_default();
@@ -466,6 +477,17 @@ fn main() {
             }
         }
         "allocator-lock" => crash_holding_the_allocator_lock(),
+        "after-a-burst" => {
+            // Two seconds of CPU in a counted function, then a second and a
+            // half of rest, then the crash: the report's last minute shows
+            // the burst.
+            let began = std::time::Instant::now();
+            while began.elapsed() < std::time::Duration::from_secs(2) {
+                burst_step();
+            }
+            std::thread::sleep(std::time::Duration::from_millis(1500));
+            write_through_null();
+        }
         "panic-thread" | "big-lock" => {
             // Stays up to be asked about it; the test ends it.
             std::thread::sleep(Duration::from_secs(600));

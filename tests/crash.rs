@@ -341,6 +341,49 @@ fn a_crash_while_the_allocator_lock_is_held_still_reports() {
     crash.check_crashing_function("crashy::write_through_null");
 }
 
+/// The report keeps the flight recorder's last minute: the burst of CPU
+/// in a counted function a second and a half before the crash, written
+/// from the recorder's mirror in atomics; with the allocator's lock held
+/// at the crash, too.
+#[test]
+fn the_report_has_the_last_minute_of_the_recorder() {
+    let burst = crash("after-a-burst", "", &[]);
+    burst.check(libc::SIGSEGV, &[]);
+    let report = &burst.report;
+    let section = report
+        .split("\nthe last minute (the flight recorder, a point a second):\n")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no last minute: {report}"));
+    let cpu = section
+        .lines()
+        .find(|line| line.trim_start().starts_with("cpu"))
+        .unwrap_or_else(|| panic!("{section}"));
+    let highest: f64 = cpu
+        .split("highest ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|value| value.parse().ok())
+        .unwrap_or_else(|| panic!("{cpu}"));
+    assert!(highest >= 40.0, "the burst's CPU is not there: {cpu}");
+    let calls = section
+        .lines()
+        .find(|line| line.trim_start().starts_with("calls over it:"))
+        .unwrap_or_else(|| panic!("{section}"));
+    assert!(calls.contains(" burst_step "), "{calls}");
+    assert!(
+        report.trim_end().ends_with("end of manhole crash report"),
+        "{report}"
+    );
+
+    let held = crash("allocator-lock", "", &[]);
+    assert!(
+        held.report
+            .contains("\nthe last minute (the flight recorder, a point a second):\n"),
+        "{}",
+        held.report
+    );
+}
+
 #[test]
 fn two_threads_crashing_at_once_make_one_report() {
     let crash = crash("two-threads", "", &[]);

@@ -58,7 +58,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 /// The report's sections, in order; the helper finds them by these titles.
-pub(crate) const SECTIONS: [&str; 8] = [
+pub(crate) const SECTIONS: [&str; 9] = [
     "first line",
     "header",
     "crashing thread",
@@ -66,6 +66,7 @@ pub(crate) const SECTIONS: [&str; 8] = [
     "threads",
     "in-flight calls",
     "recent log events",
+    "the last minute",
     "modules",
 ];
 
@@ -564,6 +565,7 @@ fn write_sections(prepared: &Prepared, first: usize) {
             4 => sections::threads(),
             5 => sections::in_flight_calls(),
             6 => sections::recent_log_events(),
+            7 => sections::last_minute(),
             _ => sections::module_list(prepared),
         }
     }

@@ -501,7 +501,101 @@ pub(super) fn recent_log_events() {
     OUT.str("  (manhole's `tracing` feature is off)\n");
 }
 
-/// Section 8: the modules, with base addresses and build ids.
+/// Section 8: the flight recorder's last minute: CPU, resident memory and
+/// threads (first, lowest, highest, last), and the calls of the busiest
+/// counted functions over it, from the mirror that
+/// [`crate::report::history`] keeps in atomics for this. Plain loops and
+/// one static summary, for a small alternate signal stack.
+pub(super) fn last_minute() {
+    use crate::report::history::{self, mirrored_name, LastMinute, MIRRORED_FUNCTIONS, NONE};
+    let (now, _) = safe::now();
+    let since = u64::try_from(now).unwrap_or(0).saturating_sub(60);
+    let mut minute = LastMinute {
+        points: 0,
+        span_s: 0,
+        figures: [[NONE; 4]; 3],
+        calls: [0; MIRRORED_FUNCTIONS],
+        errors: [0; MIRRORED_FUNCTIONS],
+    };
+    history::last_minute(since, &mut minute);
+    OUT.str("\nthe last minute (the flight recorder, a point a second):\n");
+    if minute.points == 0 {
+        OUT.str(
+            "  (nothing recorded: the recorder is off, or the process is younger than a second)\n",
+        );
+        return;
+    }
+    OUT.str("  ");
+    OUT.dec(minute.points);
+    OUT.str(" points over ");
+    OUT.dec(minute.span_s);
+    OUT.str(" s\n");
+    const LABELS: [&str; 3] = ["cpu    ", "rss    ", "threads"];
+    const UNITS: [&str; 3] = [" %", " MiB", ""];
+    const NAMES: [&str; 4] = ["first", "lowest", "highest", "last"];
+    let mut figure = 0;
+    while figure < 3 {
+        OUT.str("  ");
+        OUT.str(LABELS[figure]);
+        let mut which = 0;
+        while which < 4 {
+            let value = minute.figures[figure][which];
+            OUT.str("  ");
+            OUT.str(NAMES[which]);
+            OUT.str(" ");
+            if value == NONE {
+                OUT.str("-");
+            } else if figure < 2 {
+                OUT.dec(value / 10);
+                OUT.str(".");
+                OUT.dec(value % 10);
+            } else {
+                OUT.dec(value);
+            }
+            OUT.str(UNITS[figure]);
+            which += 1;
+        }
+        OUT.str("\n");
+        figure += 1;
+    }
+    // The busiest counted functions: most calls over the minute, up to 5.
+    let mut shown = [false; MIRRORED_FUNCTIONS];
+    let mut listed = 0;
+    while listed < 5 {
+        let mut busiest = MIRRORED_FUNCTIONS;
+        let mut index = 0;
+        while index < MIRRORED_FUNCTIONS {
+            if !shown[index]
+                && minute.calls[index] > 0
+                && (busiest == MIRRORED_FUNCTIONS || minute.calls[index] > minute.calls[busiest])
+            {
+                busiest = index;
+            }
+            index += 1;
+        }
+        if busiest == MIRRORED_FUNCTIONS {
+            break;
+        }
+        shown[busiest] = true;
+        OUT.str(if listed == 0 {
+            "  calls over it: "
+        } else {
+            ", "
+        });
+        OUT.str(mirrored_name(busiest).unwrap_or("?"));
+        OUT.str(" ");
+        OUT.dec(minute.calls[busiest]);
+        OUT.str(" (");
+        OUT.dec(minute.errors[busiest]);
+        OUT.str(" errors)");
+        listed += 1;
+    }
+    if listed > 0 {
+        OUT.str("\n");
+    }
+}
+
+/// Section 9: the modules, with base addresses and build ids.
 pub(super) fn module_list(prepared: &Prepared) {
     OUT.str("\nmodules:\n");
     for module in &prepared.modules {
