@@ -46,9 +46,31 @@ fn take_allocator_lock() {
     }
 }
 
+/// The lock is held across `fork` and let go on both sides, as glibc's
+/// malloc does with its own: otherwise a fork while another thread
+/// allocates (the manhole's thread takes a point every second) leaves the
+/// child's lock held for good, and the first allocation after the fork
+/// (the manhole's own fork handler) spins for ever. Registered on the
+/// first allocation, before main, so that the child's side runs before any
+/// handler registered later allocates.
+fn fork_safe() {
+    static REGISTERED: AtomicBool = AtomicBool::new(false);
+    extern "C" fn release() {
+        ALLOCATOR_LOCK.store(false, Ordering::Release);
+    }
+    extern "C" fn hold() {
+        take_allocator_lock();
+    }
+    if !REGISTERED.swap(true, Ordering::AcqRel) {
+        // SAFETY: three plain functions that touch only an atomic.
+        unsafe { libc::pthread_atfork(Some(hold), Some(release), Some(release)) };
+    }
+}
+
 // SAFETY: forwards to the system allocator under a lock of its own.
 unsafe impl GlobalAlloc for SpinLocked {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        fork_safe();
         take_allocator_lock();
         // SAFETY: as the caller promises.
         let block = unsafe { System.alloc(layout) };
