@@ -109,6 +109,48 @@ fn set_and_call_are_kept_with_who_sent_them() {
     );
 }
 
+/// A hostile client's text is kept escaped and cut: `history` never hands
+/// another operator's terminal an escape sequence, and a huge argument
+/// costs the recorder 256 bytes.
+#[test]
+fn a_hostile_clients_text_is_kept_escaped_and_cut() {
+    let service = Service::start();
+    let mut session = service.json();
+    let clear_screen = "\u{1b}[2J\u{1b}]0;owned\u{7}";
+    session.error("call", json!({"name": "add", "args": [clear_screen, "1"]}));
+    let huge = "x".repeat(60_000);
+    session.error("call", json!({"name": "add", "args": [huge, "1"]}));
+    let reading = session.result("history", json!({"since": "1m"}));
+    let calls: Vec<&Value> = reading["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|event| event["kind"] == "call")
+        .collect();
+    assert_eq!(calls.len(), 2, "{reading}");
+    for event in &calls {
+        for field in ["what", "outcome"] {
+            let text = event[field].as_str().unwrap();
+            assert!(!text.chars().any(char::is_control), "{field}: {text:?}");
+            assert!(
+                text.len() <= 256 + '…'.len_utf8(),
+                "{field}: {} bytes",
+                text.len()
+            );
+        }
+    }
+    assert!(
+        calls[0]["what"].as_str().unwrap().contains("\\u{1b}[2J"),
+        "{}",
+        calls[0]
+    );
+    let text = service.text().ask("history --since 1m");
+    assert!(
+        !text.contains('\u{1b}') && !text.contains('\u{7}'),
+        "{text:?}"
+    );
+}
+
 #[test]
 fn with_history_off_it_says_so_and_bad_settings_are_refused() {
     let service = Service::spawn_with_env("service", &[], &[("MANHOLE", "history=off")], None);

@@ -373,7 +373,23 @@ pub(super) fn happened(at: f64, kind: &'static str, what: String) -> Event {
     }
 }
 
-fn cut(mut text: String, max: usize) -> String {
+/// `text` as the recorder keeps it: its control characters escaped
+/// (`\u{1b}`), since a client sent it and `history` prints it to other
+/// clients' terminals, and at most `max` bytes, cut with `…`.
+fn cut(text: String, max: usize) -> String {
+    let mut text = if text.chars().any(char::is_control) {
+        text.chars()
+            .map(|c| {
+                if c.is_control() {
+                    c.escape_unicode().to_string()
+                } else {
+                    c.to_string()
+                }
+            })
+            .collect()
+    } else {
+        text
+    };
     if text.len() > max {
         let mut end = max;
         while !text.is_char_boundary(end) {
