@@ -258,6 +258,18 @@ impl CallStats {
         (windowed, covered)
     }
 
+    /// The calls started and the errors, as of the newest sample: what
+    /// the flight recorder mirrors for crash reports each second, right
+    /// after the sample is taken, without reading the counters again.
+    pub(crate) fn sampled_counts(&self) -> Option<(u64, u64)> {
+        self.with_history(|history| {
+            history
+                .samples
+                .back()
+                .map(|sample| (sample.snapshot.calls, sample.snapshot.errors))
+        })
+    }
+
     /// The calls that finished between `from_ago` and `to_ago` before
     /// `now` (`from_ago` the larger), from the samples nearest at or
     /// before each end; `None` when the samples do not reach back that far

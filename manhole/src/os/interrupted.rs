@@ -76,18 +76,9 @@ pub(crate) fn copy_stack(sp: u64, buffer: *mut u8, len: usize) -> usize {
         offset += chunk;
         count += 1;
     }
-    // SAFETY: both vectors describe `count` valid elements; the kernel
-    // checks the remote side and stops at the first unmapped page.
-    let copied = unsafe {
-        libc::process_vm_readv(
-            libc::getpid(),
-            local.as_ptr(),
-            count as libc::c_ulong,
-            remote.as_ptr(),
-            count as libc::c_ulong,
-            0,
-        )
-    };
+    // SAFETY: each local element lies inside the caller's buffer, valid
+    // for `len` bytes of writes (see the loop above).
+    let copied = unsafe { read_own(&local[..count], &remote[..count]) };
     match usize::try_from(copied) {
         Ok(copied) => copied,
         // Refused (a seccomp filter without it, or qemu-user, which does
@@ -115,19 +106,33 @@ pub(crate) fn copy_words(addresses: &[usize], words: &mut [u32]) -> usize {
         remote[index].iov_base = addresses[index] as *mut libc::c_void;
         remote[index].iov_len = 4;
     }
-    // SAFETY: both vectors describe `count` valid elements, the local ones
-    // inside `words`; the kernel checks the remote side.
-    let copied = unsafe {
+    // SAFETY: each local element is one of `words`, 4 writable bytes.
+    let copied = unsafe { read_own(&local[..count], &remote[..count]) };
+    usize::try_from(copied).map_or(0, |bytes| bytes / 4)
+}
+
+/// `process_vm_readv` of this process: each `remote` range, as far as it
+/// is mapped, into the `local` one beside it. Returns the bytes copied, or
+/// -1. Async-signal-safe.
+///
+/// # Safety
+///
+/// Every `local` element must describe memory valid for writes of its
+/// length; the kernel checks the remote side.
+unsafe fn read_own(local: &[libc::iovec], remote: &[libc::iovec]) -> isize {
+    // SAFETY: both slices are valid arrays of their length, the local
+    // elements writable as the caller promises; the kernel checks every
+    // remote range and stops at the first unmapped page.
+    unsafe {
         libc::process_vm_readv(
             libc::getpid(),
             local.as_ptr(),
-            count as libc::c_ulong,
+            local.len() as libc::c_ulong,
             remote.as_ptr(),
-            count as libc::c_ulong,
+            remote.len() as libc::c_ulong,
             0,
         )
-    };
-    usize::try_from(copied).map_or(0, |bytes| bytes / 4)
+    }
 }
 
 /// `/proc/self/mem`, opened by the first copy that needs it; -1 before.

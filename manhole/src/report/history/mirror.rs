@@ -46,8 +46,9 @@ static NEXT_SECOND: AtomicUsize = AtomicUsize::new(0);
 static MIRRORED_NAMES: [(AtomicPtr<u8>, AtomicUsize); MIRRORED_FUNCTIONS] =
     [const { (AtomicPtr::new(std::ptr::null_mut()), AtomicUsize::new(0)) }; MIRRORED_FUNCTIONS];
 
-/// Each mirrored function's calls and errors so far, naming them in the
-/// mirror on the way.
+/// Each mirrored function's calls and errors so far, from the sample the
+/// `manhole` thread took just before, naming them in the mirror on the
+/// way.
 pub(super) fn mirrored_calls() -> Vec<(u64, u64)> {
     registry::call_stats()
         .into_iter()
@@ -59,8 +60,7 @@ pub(super) fn mirrored_calls() -> Vec<(u64, u64)> {
                 length.store(name.len(), Ordering::Relaxed);
                 pointer.store(name.as_ptr().cast_mut(), Ordering::Release);
             }
-            let summary = stats.snapshot().summary();
-            (summary.calls, summary.errors)
+            stats.sampled_counts().unwrap_or_default()
         })
         .collect()
 }

@@ -460,9 +460,12 @@ impl Detector {
             return true;
         };
         let since = now.duration_since(at);
-        let suspected = !self.waiting.is_empty() || registry::lock_words_say_waiting();
-        let share = if suspected { 100 } else { 1000 };
-        since >= took * share
+        // Not even the suspected pace allows a scan yet: no need to look at
+        // the words.
+        if since < took * 100 {
+            return false;
+        }
+        since >= took * 1000 || !self.waiting.is_empty() || registry::lock_words_say_waiting()
     }
 
     fn locks(&mut self, threshold: Duration) {
